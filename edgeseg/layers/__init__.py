@@ -1,0 +1,15 @@
+"""Building blocks shared by two or more model families."""
+
+from edgeseg.layers.conv import NORMS, ConvNormAct, ConvTransposeNormAct, make_norm
+from edgeseg.layers.fire import Fire, TransposedFire
+from edgeseg.layers.up import UpBlock
+
+__all__ = [
+    "NORMS",
+    "ConvNormAct",
+    "ConvTransposeNormAct",
+    "Fire",
+    "TransposedFire",
+    "UpBlock",
+    "make_norm",
+]

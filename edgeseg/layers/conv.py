@@ -1,0 +1,89 @@
+"""Convolution + normalisation + activation, the unit most blocks are made of."""
+
+from __future__ import annotations
+
+from torch import nn
+
+#: Normalisation layers a block can be built with (``norm=`` argument everywhere).
+NORMS = ("batch", "group", "none")
+
+
+def make_norm(norm: str, channels: int, eps: float = 1e-5) -> nn.Module:
+    """Normalisation layer by name.
+
+    Args:
+        norm: ``"batch"`` (BatchNorm2d), ``"group"`` (GroupNorm with up to 32 groups of at
+            least 4 channels; independent of batch size, for batch-1 fine-tuning) or
+            ``"none"`` (identity).
+        channels: number of channels normalised.
+        eps: numerical epsilon (ERFNet uses 1e-3).
+    """
+    if norm == "batch":
+        return nn.BatchNorm2d(channels, eps=eps)
+    if norm == "group":
+        groups = max(1, min(32, channels // 4))
+        while channels % groups:
+            groups -= 1
+        return nn.GroupNorm(groups, channels, eps=eps)
+    if norm == "none":
+        return nn.Identity()
+    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+
+
+class ConvNormAct(nn.Sequential):
+    """``Conv2d -> norm -> ReLU``.
+
+    The convolution has a bias only when there is no normalisation after it (a bias
+    before BatchNorm is cancelled by the mean subtraction, so it would be a dead
+    parameter).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int] = 3,
+        stride: int = 1,
+        padding: int | tuple[int, int] | None = None,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        norm: str = "batch",
+        act: bool = True,
+    ) -> None:
+        if padding is None:  # "same" padding for odd kernels
+            k = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+            d = (dilation, dilation) if isinstance(dilation, int) else dilation
+            padding = (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)
+        conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+            bias=(norm == "none"),
+        )
+        layers: list[nn.Module] = [conv, make_norm(norm, out_channels)]
+        if act:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class ConvTransposeNormAct(nn.Sequential):
+    """``ConvTranspose2d -> norm -> ReLU`` (bias only without normalisation)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        output_padding: int = 0,
+        groups: int = 1,
+        norm: str = "batch",
+        act: bool = True,
+    ) -> None:
+        conv = nn.ConvTranspose2d(
+            in_channels, out_channels, kernel_size, stride, padding, output_padding, groups,
+            bias=(norm == "none"),
+        )
+        layers: list[nn.Module] = [conv, make_norm(norm, out_channels)]
+        if act:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)

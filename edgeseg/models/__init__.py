@@ -1,0 +1,20 @@
+"""The model zoo. Importing this package registers every family's variants."""
+
+from edgeseg.models import squeeze_unet, unet  # noqa: F401  (registers the models)
+from edgeseg.models._base import SegmentationModel
+from edgeseg.models._registry import (
+    ModelInfo,
+    create_model,
+    list_models,
+    model_info,
+    register_model,
+)
+
+__all__ = [
+    "ModelInfo",
+    "SegmentationModel",
+    "create_model",
+    "list_models",
+    "model_info",
+    "register_model",
+]

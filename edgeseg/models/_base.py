@@ -1,0 +1,48 @@
+"""The model contract every edgeseg network follows.
+
+NCHW float in, logits ``(B, K, H, W)`` at the input's own size out, for any ``H`` and
+``W``. Networks that downsample by ``output_stride`` see their input zero-padded at the
+bottom and right to the next multiple of it and their logits cropped back, so 360x480
+works although 360 is not a multiple of 16, and no skip concatenation ever meets two
+sizes. The padding is computed from the tensor's shape, so it stays symbolic under
+``torch.export`` / ONNX export with dynamic height and width.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SegmentationModel(nn.Module):
+    """Base class: pad to the network stride, run :meth:`forward_padded`, crop back.
+
+    Subclasses set :attr:`output_stride` (the product of all downsampling factors) and
+    implement :meth:`forward_padded` for inputs whose sides are multiples of it. The
+    top-level children, in the order they run, are the network's *stages*: the profiler
+    times each one (see :meth:`stages`).
+    """
+
+    #: Input sides are padded to a multiple of this before :meth:`forward_padded`.
+    output_stride: int = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, K, H, W)`` for an input ``(B, C, H, W)``."""
+        h, w = x.shape[-2], x.shape[-1]
+        s = self.output_stride
+        pad_h = (s - h % s) % s
+        pad_w = (s - w % s) % s
+        if s > 1:
+            # F.pad's order is (left, right, top, bottom) for the last two dims.
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        y = self.forward_padded(x)
+        return y[:, :, :h, :w]
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """Forward pass on an input whose height and width are multiples of the stride."""
+        raise NotImplementedError
+
+    def stages(self) -> list[tuple[str, nn.Module]]:
+        """``(name, module)`` of each stage, in execution order, for per-stage timing."""
+        return list(self.named_children())

@@ -85,7 +85,13 @@ def _cmd_models(args: argparse.Namespace) -> int:
     print(
         _table(
             [
-                (r["name"], r["family"], f"{r['params']:,}", f"{r['flops'] / 1e9:.2f}", r["summary"])
+                (
+                    r["name"],
+                    r["family"],
+                    f"{r['params']:,}",
+                    f"{r['flops'] / 1e9:.2f}",
+                    r["summary"],
+                )
                 for r in rows
             ],
             ("model", "family", "params", f"GFLOPs@{h}x{w}", "description"),
@@ -149,8 +155,15 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         _table(
             rows,
             (
-                "model", "params", "GMACs", "paper GMACs", "size MB", "median ms", "p90 ms",
-                "best format", "peak MB",
+                "model",
+                "params",
+                "GMACs",
+                "paper GMACs",
+                "size MB",
+                "median ms",
+                "p90 ms",
+                "best format",
+                "peak MB",
             ),
         )
     )

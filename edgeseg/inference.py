@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import ctypes
 import ctypes.util
+import itertools
 import logging
 
 import torch
@@ -66,7 +67,7 @@ def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     folded = 0
     for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
         names = list(seq._modules)
-        for a, b in zip(names, names[1:]):
+        for a, b in itertools.pairwise(names):
             conv, bn = seq._modules[a], seq._modules[b]
             if not (isinstance(conv, _CONVS) and type(bn) is nn.BatchNorm2d):
                 continue

@@ -318,11 +318,10 @@ def measure_peak_memory(model: nn.Module, x: torch.Tensor) -> int:
 
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``), or ``platform.processor()``."""
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
@@ -371,10 +370,7 @@ def profile(
     h, w = parse_size(input_size, "input_size")
     batch_size = positive_int(batch_size, "batch_size")
     repeats = positive_int(repeats, "repeats")
-    if threads is not None:
-        threads_n = positive_int(threads, "threads")
-    else:
-        threads_n = torch.get_num_threads()
+    threads_n = torch.get_num_threads() if threads is None else positive_int(threads, "threads")
     bad = [f for f in memory_formats if f not in MEMORY_FORMATS]
     if bad or not memory_formats:
         raise EdgesegError(f"memory_formats: expected some of {list(MEMORY_FORMATS)}, got {bad}")
@@ -424,4 +420,3 @@ def profile(
         bn_folded=fold_bn,
         malloc_tuned=malloc_tuned(),
     )
-

@@ -33,7 +33,9 @@ def parse_size(text: str | tuple[int, int] | list[int], what: str = "--size") ->
         raise EdgesegError(f"{what}: expected two positive integers (H, W), got {text!r}")
     m = _SIZE_RE.match(str(text))
     if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
-        raise EdgesegError(f"{what}: expected HxW with positive integers (e.g. 360x480), got {text!r}")
+        raise EdgesegError(
+            f"{what}: expected HxW with positive integers (e.g. 360x480), got {text!r}"
+        )
     return int(m.group(1)), int(m.group(2))
 
 

@@ -55,7 +55,13 @@ class ConvNormAct(nn.Sequential):
             d = (dilation, dilation) if isinstance(dilation, int) else dilation
             padding = (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)
         conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
             bias=(norm == "none"),
         )
         layers: list[nn.Module] = [conv, make_norm(norm, out_channels)]
@@ -80,7 +86,13 @@ class ConvTransposeNormAct(nn.Sequential):
         act: bool = True,
     ) -> None:
         conv = nn.ConvTranspose2d(
-            in_channels, out_channels, kernel_size, stride, padding, output_padding, groups,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            output_padding,
+            groups,
             bias=(norm == "none"),
         )
         layers: list[nn.Module] = [conv, make_norm(norm, out_channels)]

@@ -63,4 +63,3 @@ class TransposedFire(nn.Module):
         h, w = s.shape[-2], s.shape[-1]
         e2 = self.expand2x2(s)[:, :, :h, :w]  # (B, e, 2H+1, 2W+1) -> (B, e, 2H, 2W)
         return torch.cat([self.expand1x1(s), e2], dim=1)
-

@@ -31,9 +31,12 @@ class SegmentationModel(nn.Module):
         """Logits ``(B, K, H, W)`` for an input ``(B, C, H, W)``."""
         h, w = x.shape[-2], x.shape[-1]
         s = self.output_stride
-        pad_h = (s - h % s) % s
-        pad_w = (s - w % s) % s
         if s > 1:
+            # Padded sides written as s * ceil(side / s): under torch.export the symbolic
+            # shape solver can then prove every feature map divides evenly (a form like
+            # side + (-side) % s is not recognised as a multiple of s).
+            pad_h = (h + s - 1) // s * s - h
+            pad_w = (w + s - 1) // s * s - w
             # F.pad's order is (left, right, top, bottom) for the last two dims.
             x = F.pad(x, (0, pad_w, 0, pad_h))
         y = self.forward_padded(x)

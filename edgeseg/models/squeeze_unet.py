@@ -78,7 +78,9 @@ class SqueezeUNet(SegmentationModel):
         skips = [c0]
         cin = c0
         for i, (s, e) in enumerate(encoder, start=1):
-            stage = nn.Sequential(Fire(cin, s, e, stride=2, norm=norm), Fire(2 * e, s, e, norm=norm))
+            stage = nn.Sequential(
+                Fire(cin, s, e, stride=2, norm=norm), Fire(2 * e, s, e, norm=norm)
+            )
             self.add_module(f"ds{i}", stage)
             cin = 2 * e
             skips.append(cin)

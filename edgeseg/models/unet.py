@@ -23,7 +23,9 @@ WIDTHS: tuple[int, ...] = (64, 128, 256, 512, 1024)
 
 
 def _double_conv(cin: int, cout: int, norm: str) -> nn.Sequential:
-    return nn.Sequential(ConvNormAct(cin, cout, 3, norm=norm), ConvNormAct(cout, cout, 3, norm=norm))
+    return nn.Sequential(
+        ConvNormAct(cin, cout, 3, norm=norm), ConvNormAct(cout, cout, 3, norm=norm)
+    )
 
 
 class UNet(SegmentationModel):
@@ -52,7 +54,8 @@ class UNet(SegmentationModel):
         self.stem = _double_conv(in_channels, widths[0], norm)
         for i in range(1, len(widths)):
             self.add_module(
-                f"ds{i}", nn.Sequential(nn.MaxPool2d(2), _double_conv(widths[i - 1], widths[i], norm))
+                f"ds{i}",
+                nn.Sequential(nn.MaxPool2d(2), _double_conv(widths[i - 1], widths[i], norm)),
             )
         bias = norm == "none"
         for i in range(1, self.num_downs):

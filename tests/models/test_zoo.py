@@ -1,0 +1,107 @@
+"""Registry-parametrized contract tests: every registered model, same checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgeseg.models import create_model, list_models
+from edgeseg.profiling import param_count
+
+K = 11
+
+#: Trainable parameters at K=11 (default kwargs), pinned so an architecture change is seen.
+#: Conv-weight counts from the papers are pinned in each family's own test file.
+PARAMS = {
+    "squeeze_unet": 2_630_091,
+    "unet": 31_037_323,
+}
+
+MODELS = list_models()
+
+
+def test_every_model_has_a_pinned_count() -> None:
+    assert sorted(PARAMS) == MODELS
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_param_count_pinned(name: str) -> None:
+    with torch.device("meta"):
+        model = create_model(name, num_classes=K)
+    assert param_count(model) == PARAMS[name]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_output_shape_at_360x480(name: str) -> None:
+    model = create_model(name, num_classes=K).eval()
+    with torch.inference_mode():
+        y = model(torch.randn(1, 3, 360, 480))
+    assert y.shape == (1, K, 360, 480)
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("size", [(97, 131), (33, 17)])
+def test_odd_sizes_train_and_eval(name: str, size: tuple[int, int]) -> None:
+    model = create_model(name, num_classes=K)
+    x = torch.randn(2, 3, *size)
+    model.train()
+    y = model(x)
+    assert y.shape == (2, K, *size)
+    assert torch.isfinite(y).all()
+    model.eval()
+    with torch.inference_mode():
+        y = model(x)
+    assert y.shape == (2, K, *size)
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_gradients_reach_every_parameter(name: str) -> None:
+    model = create_model(name, num_classes=K).train()
+    x = torch.randn(2, 3, 45, 61)
+    target = torch.randint(0, K, (2, 45, 61))
+    loss = torch.nn.functional.cross_entropy(model(x), target)
+    loss.backward()
+    assert torch.isfinite(loss)
+    missing = [
+        n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
+    assert not missing, f"no gradient reaches {missing[:5]}"
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace")
+@pytest.mark.parametrize("name", MODELS)
+def test_trace_generalises_across_sizes(name: str) -> None:
+    model = create_model(name, num_classes=K).eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(model, torch.randn(1, 3, 97, 131), check_trace=False)
+        x = torch.randn(1, 3, 64, 80)
+        torch.testing.assert_close(traced(x), model(x))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_torch_export_static(name: str) -> None:
+    model = create_model(name, num_classes=K).eval()
+    x = torch.randn(1, 3, 50, 70)
+    program = torch.export.export(model, (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), model(x))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_in_channels(name: str) -> None:
+    model = create_model(name, num_classes=2, in_channels=1).eval()
+    with torch.inference_mode():
+        assert model(torch.randn(1, 1, 40, 40)).shape == (1, 2, 40, 40)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_state_dict_round_trip(name: str) -> None:
+    a = create_model(name, num_classes=K).eval()
+    b = create_model(name, num_classes=K).eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(1, 3, 32, 48)
+    with torch.inference_mode():
+        torch.testing.assert_close(a(x), b(x))

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from edgeseg.inference import fold_batchnorm, tune_malloc
+from edgeseg.layers import ConvNormAct, ConvTransposeNormAct
+from edgeseg.models import create_model
+
+
+def _randomise_bn(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-1, 1)
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        ConvNormAct(4, 6, 3),
+        ConvNormAct(6, 6, 3, groups=3),
+        ConvTransposeNormAct(4, 6, 2, stride=2),
+        ConvTransposeNormAct(6, 6, 3, stride=2, padding=1, output_padding=1, groups=6),
+        ConvTransposeNormAct(6, 4, 3, stride=2, padding=1, output_padding=1, groups=2),
+    ],
+)
+def test_fold_is_exact_for_every_conv_kind(block: nn.Module) -> None:
+    _randomise_bn(block)
+    block.eval()
+    folded = fold_batchnorm(block)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(2, block[0].in_channels, 9, 11)
+    torch.testing.assert_close(folded(x), block(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["squeeze_unet", "unet"])
+def test_fold_whole_model(name: str) -> None:
+    model = create_model(name, num_classes=4)
+    _randomise_bn(model)
+    model.eval()
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # not in place
+    x = torch.randn(1, 3, 37, 45)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_fold_needs_eval_mode() -> None:
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(ConvNormAct(3, 3).train())
+
+
+def test_tune_malloc_is_idempotent() -> None:
+    assert tune_malloc() == tune_malloc()

@@ -172,7 +172,8 @@ def render_markdown(r: dict) -> str:
         f"| FLOPs (flop_counter, G) | {sq['flops'] / 1e9:.1f} | {un['flops'] / 1e9:.1f} | "
         f"{o['flops_ratio']:.2f}x | |",
         f"| paper's MACs (2 x W x out px, G) | {sq['paper_macs'] / 1e9:.1f} | "
-        f"{un['paper_macs'] / 1e9:.1f} | {o['macs_ratio']:.2f}x | {p['macs_ratio']}x (88 / 287 G) |",
+        f"{un['paper_macs'] / 1e9:.1f} | {o['macs_ratio']:.2f}x | "
+        f"{p['macs_ratio']}x (88 / 287 G) |",
         f"| latency median (ms) | {lat['squeeze_unet']['median']:.1f} | "
         f"{lat['unet']['median']:.1f} | {1 / o['latency_ratio']:.2f}x | 1.17x (K40 GPU) |",
         "",

@@ -2,10 +2,12 @@
 
 Redoes the comparison of Beheshti & Johnsson (CVPRW 2020) with edgeseg's models:
 parameters, size on disk, FLOPs (and the paper's own MAC convention), latency and time
-per stage. Latency is measured in *paired* rounds: each round times both networks once,
-in alternating order, so the machine's drift hits both alike; the ratio is the median of
-the per-round ratios. Both networks run as deployed: eval mode, BatchNorm folded, the
-faster memory format of each, glibc told to keep freed memory (see edgeseg.inference).
+per stage. Latency is measured in *paired* rounds: each round times every runner once,
+in alternating order, so the machine's drift hits all alike; a ratio is the median of
+the per-round ratios. Both networks run as deployed, on two backends: ``eager`` (eval
+mode, BatchNorm folded, the faster memory format of each) and ``compile`` (torch.compile
+with Inductor and weight freezing, channels_last); glibc is told to keep freed memory
+(see edgeseg.inference). The headline ratio compares each network's faster backend.
 
 Usage:
     python benchmarks/squeeze_vs_unet.py [--size 360x480] [--threads 2] [--repeats 15]
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from edgeseg.inference import fold_batchnorm, malloc_tuned, tune_malloc
+from edgeseg.inference import compile_for_inference, fold_batchnorm, malloc_tuned, tune_malloc
 from edgeseg.models import create_model
 from edgeseg.profiling import (
     _as_format,
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=15, help="paired rounds")
     p.add_argument("--no-malloc-tuning", action="store_true")
+    p.add_argument("--backends", default="eager,compile", help="comma-separated: eager, compile")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "squeeze_vs_unet"))
     args = p.parse_args(argv)
     h, w = parse_size(args.size)
@@ -86,26 +89,45 @@ def main(argv: list[str] | None = None) -> int:
         for n, m in deployed.items():
             trial = measure_latency(m, x, warmup=1, repeats=3)
             fmt[n] = min(trial, key=lambda f: statistics.median(trial[f]))
-        runs = {n: _as_format(deployed[n], x, fmt[n]) for n in NAMES}
-        times: dict[str, list[float]] = {n: [] for n in NAMES}
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        runs = {}
+        for n in NAMES:
+            for b in backends:
+                if b == "eager":
+                    runs[(n, b)] = _as_format(deployed[n], x, fmt[n])
+                elif b == "compile":
+                    xc = x.contiguous(memory_format=torch.channels_last)
+                    cl = models[n].to(memory_format=torch.channels_last)
+                    runs[(n, b)] = (compile_for_inference(cl, xc), xc)
+                else:
+                    p.error(f"--backends: unknown backend {b!r} (eager, compile)")
+        keys = list(runs)
+        times: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
         with torch.inference_mode():
-            for n in NAMES:
+            for m, xi in runs.values():
                 for _ in range(args.warmup):
-                    runs[n][0](runs[n][1])
+                    m(xi)
             for r in range(args.repeats):
-                for n in NAMES if r % 2 == 0 else NAMES[::-1]:
-                    m, xi = runs[n]
+                for k in keys if r % 2 == 0 else keys[::-1]:
+                    m, xi = runs[k]
                     t0 = time.perf_counter()
                     m(xi)
-                    times[n].append((time.perf_counter() - t0) * 1e3)
+                    times[k].append((time.perf_counter() - t0) * 1e3)
         stages = {}
         for n in NAMES:
-            st, total = measure_stage_times(*runs[n], repeats=max(3, args.repeats // 2))
+            # Stage hooks need the eager module; a compiled graph has no stage boundaries.
+            eager = _as_format(deployed[n], x, fmt[n])
+            st, total = measure_stage_times(*eager, repeats=max(3, args.repeats // 2))
             stages[n] = {"total_ms": total, "stages": {s.name: s.ms for s in st}}
 
     sq, un = "squeeze_unet", "unet"
-    pair_ratios = [a / b for a, b in zip(times[sq], times[un], strict=True)]
-    med = {n: statistics.median(times[n]) for n in NAMES}
+    med = {k: statistics.median(v) for k, v in times.items()}
+    best = {n: min(backends, key=lambda b, n=n: med[(n, b)]) for n in NAMES}
+    pair_ratios = [a / b for a, b in zip(times[(sq, best[sq])], times[(un, best[un])], strict=True)]
+    per_backend = {
+        b: statistics.median([a / c for a, c in zip(times[(sq, b)], times[(un, b)], strict=True)])
+        for b in backends
+    }
 
     def path_ms(n: str, names: tuple[str, ...]) -> float:
         return sum(stages[n]["stages"][s] for s in names)
@@ -117,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         "flops_ratio": counts[un]["flops"] / counts[sq]["flops"],
         "macs_ratio": counts[un]["paper_macs"] / counts[sq]["paper_macs"],
         "latency_ratio": statistics.median(pair_ratios),
-        "latency_ratio_of_medians": med[sq] / med[un],
+        "latency_ratio_of_medians": med[(sq, best[sq])] / med[(un, best[un])],
+        "latency_ratio_by_backend": per_backend,
         "contracting_ratio": path_ms(sq, CONTRACTING) / path_ms(un, CONTRACTING),
         "expanding_ratio": path_ms(sq, EXPANDING) / path_ms(un, EXPANDING),
     }
@@ -132,11 +155,20 @@ def main(argv: list[str] | None = None) -> int:
         "bn_folded": True,
         "malloc_tuned": malloc_tuned(),
         "memory_format": fmt,
+        "backends": backends,
+        "best_backend": best,
         "counts": counts,
         "latency_ms": {
-            n: {"median": med[n], "p90": float(torch.tensor(times[n]).quantile(0.9))} for n in NAMES
+            n: {
+                b: {
+                    "median": med[(n, b)],
+                    "p90": float(torch.tensor(times[(n, b)]).quantile(0.9)),
+                }
+                for b in backends
+            }
+            for n in NAMES
         },
-        "latency_runs_ms": times,
+        "latency_runs_ms": {f"{n}/{b}": t for (n, b), t in times.items()},
         "stages_ms": stages,
         "ratios": ours,
         "paper": PAPER,
@@ -157,11 +189,13 @@ def render_markdown(r: dict) -> str:
     o, p, c = r["ratios"], r["paper"], r["counts"]
     sq, un = c["squeeze_unet"], c["unet"]
     lat = r["latency_ms"]
+    best = r["best_backend"]
     h, w = r["input_size"]
     lines = [
         f"Squeeze U-Net vs U-Net at {h}x{w}, K={r['num_classes']}, {r['threads']} threads, "
         f"{r['paired_rounds']} paired rounds on {r['cpu']} (torch {r['torch_version']}; "
-        f"BN folded; formats {r['memory_format']['squeeze_unet']} / {r['memory_format']['unet']}).",
+        f"eager: BN folded, formats {r['memory_format']['squeeze_unet']} / "
+        f"{r['memory_format']['unet']}; compile: Inductor + freezing, channels_last).",
         "",
         "| quantity | Squeeze U-Net | U-Net | U-Net / Squeeze | paper |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -174,19 +208,34 @@ def render_markdown(r: dict) -> str:
         f"| paper's MACs (2 x W x out px, G) | {sq['paper_macs'] / 1e9:.1f} | "
         f"{un['paper_macs'] / 1e9:.1f} | {o['macs_ratio']:.2f}x | "
         f"{p['macs_ratio']}x (88 / 287 G) |",
-        f"| latency median (ms) | {lat['squeeze_unet']['median']:.1f} | "
-        f"{lat['unet']['median']:.1f} | {1 / o['latency_ratio']:.2f}x | 1.17x (K40 GPU) |",
+    ]
+    for b in r["backends"]:
+        lines.append(
+            f"| latency median, {b} (ms) | {lat['squeeze_unet'][b]['median']:.1f} | "
+            f"{lat['unet'][b]['median']:.1f} | "
+            f"{1 / o['latency_ratio_by_backend'][b]:.2f}x | |"
+        )
+    bsq, bun = lat["squeeze_unet"][best["squeeze_unet"]], lat["unet"][best["unet"]]
+    lines += [
+        f"| latency median, best backend (ms) | {bsq['median']:.1f} ({best['squeeze_unet']})"
+        f" | {bun['median']:.1f} ({best['unet']}) | "
+        f"{1 / o['latency_ratio']:.2f}x | 1.17x (K40 GPU) |",
         "",
         "| ratio Squeeze / U-Net | measured | paper | target |",
         "| --- | ---: | ---: | ---: |",
-        f"| latency (median of paired ratios) | {o['latency_ratio']:.3f} | "
+        f"| latency, best backends (median of paired ratios) | {o['latency_ratio']:.3f} | "
         f"{p['latency_ratio']:.3f} | <= {r['target_latency_ratio']:.2f} |",
+    ]
+    lines += [
+        f"| latency, {b} both | {v:.3f} | | |" for b, v in o["latency_ratio_by_backend"].items()
+    ]
+    lines += [
         f"| contracting path DS1-DS4 time | {o['contracting_ratio']:.3f} | "
         f"{p['contracting_ratio']:.2f} | |",
         f"| expanding path US1-US3 time | {o['expanding_ratio']:.3f} | "
         f"{p['expanding_ratio']:.2f} | |",
         "",
-        "| stage | Squeeze U-Net ms | U-Net ms |",
+        "| stage (eager) | Squeeze U-Net ms | U-Net ms |",
         "| --- | ---: | ---: |",
     ]
     st_sq = r["stages_ms"]["squeeze_unet"]["stages"]

@@ -57,3 +57,18 @@ def test_fold_needs_eval_mode() -> None:
 
 def test_tune_malloc_is_idempotent() -> None:
     assert tune_malloc() == tune_malloc()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated")
+def test_compile_for_inference_matches_eager() -> None:
+    from edgeseg.inference import compile_for_inference
+
+    model = torch.nn.Sequential(ConvNormAct(3, 8, 3), torch.nn.Conv2d(8, 2, 1))
+    _randomise_bn(model)
+    model.eval()
+    x = torch.randn(1, 3, 16, 20)
+    compiled = compile_for_inference(model, x)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="eval mode"):
+        compile_for_inference(model.train(), x)

@@ -28,7 +28,6 @@ import torch
 from edgeseg.inference import compile_for_inference, fold_batchnorm, malloc_tuned, tune_malloc
 from edgeseg.models import create_model
 from edgeseg.profiling import (
-    _as_format,
     conv_weight_count,
     count_flops,
     cpu_name,
@@ -38,6 +37,7 @@ from edgeseg.profiling import (
     paper_macs,
     param_count,
     state_dict_bytes,
+    to_memory_format,
 )
 from edgeseg.utils import atomic_write_json, atomic_write_text, parse_size
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in NAMES:
             for b in backends:
                 if b == "eager":
-                    runs[(n, b)] = _as_format(deployed[n], x, fmt[n])
+                    runs[(n, b)] = to_memory_format(deployed[n], x, fmt[n])
                 elif b == "compile":
                     xc = x.contiguous(memory_format=torch.channels_last)
                     cl = models[n].to(memory_format=torch.channels_last)
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         stages = {}
         for n in NAMES:
             # Stage hooks need the eager module; a compiled graph has no stage boundaries.
-            eager = _as_format(deployed[n], x, fmt[n])
+            eager = to_memory_format(deployed[n], x, fmt[n])
             st, total = measure_stage_times(*eager, repeats=max(3, args.repeats // 2))
             stages[n] = {"total_ms": total, "stages": {s.name: s.ms for s in st}}
 

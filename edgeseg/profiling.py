@@ -56,6 +56,7 @@ __all__ = [
     "param_count",
     "profile",
     "state_dict_bytes",
+    "to_memory_format",
 ]
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,8 @@ def _summary(ms: Sequence[float]) -> dict[str, float]:
     return {"median": float(np.median(ms)), "p90": float(np.percentile(ms, 90))}
 
 
-def _as_format(model: nn.Module, x: torch.Tensor, fmt: str) -> tuple[nn.Module, torch.Tensor]:
+def to_memory_format(model: nn.Module, x: torch.Tensor, fmt: str) -> tuple[nn.Module, torch.Tensor]:
+    """``(model, x)`` in memory format ``fmt`` (a converted copy; the original is untouched)."""
     if fmt == "contiguous":
         return model, x.contiguous()
     m = copy.deepcopy(model).to(memory_format=MEMORY_FORMATS[fmt])
@@ -213,7 +215,7 @@ def measure_latency(
     Returns:
         ``{format: [ms of each timed run]}``.
     """
-    variants = {f: _as_format(model, x, f) for f in formats}
+    variants = {f: to_memory_format(model, x, f) for f in formats}
     times: dict[str, list[float]] = {f: [] for f in formats}
     with torch.inference_mode():
         for m, xi in variants.values():
@@ -392,7 +394,7 @@ def profile(
         by_fmt = {f: _summary(t) for f, t in times.items()}
         best = min(by_fmt, key=lambda f: by_fmt[f]["median"])
         log.info("%s: %s", name, {f: round(v["median"], 2) for f, v in by_fmt.items()})
-        best_model, best_x = _as_format(timed, x, best)
+        best_model, best_x = to_memory_format(timed, x, best)
         stages, _ = measure_stage_times(
             best_model, best_x, repeats=stage_repeats or max(3, repeats // 2)
         )

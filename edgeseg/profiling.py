@@ -191,7 +191,7 @@ def _summary(ms: Sequence[float]) -> dict[str, float]:
 
 
 def to_memory_format(model: nn.Module, x: torch.Tensor, fmt: str) -> tuple[nn.Module, torch.Tensor]:
-    """``(model, x)`` in memory format ``fmt`` (a converted copy; the original is untouched)."""
+    """``(model, x)`` in memory format ``fmt`` (channels_last: a converted copy of the model)."""
     if fmt == "contiguous":
         return model, x.contiguous()
     m = copy.deepcopy(model).to(memory_format=MEMORY_FORMATS[fmt])

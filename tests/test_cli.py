@@ -8,6 +8,9 @@ import pytest
 
 from edgeseg.cli import main
 
+#: Profiling options that keep a CLI test to a second or two.
+FAST = ("--threads", "1", "--warmup", "1", "--repeats", "2")
+
 
 @pytest.mark.parametrize(
     ("argv", "needle"),
@@ -62,23 +65,8 @@ def test_models_table(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_profile_json_and_out_file(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "p.json"
-    argv = [
-        "profile",
-        "squeeze_unet",
-        "--size",
-        "48x64",
-        "--classes",
-        "3",
-        "--threads",
-        "1",
-        "--warmup",
-        "1",
-        "--repeats",
-        "2",
-        "--json",
-        "--out",
-        str(out),
-    ]
+    argv = ["profile", "squeeze_unet", "--size", "48x64", "--classes", "3", *FAST]
+    argv += ["--json", "--out", str(out)]
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(out.read_text())
@@ -86,18 +74,7 @@ def test_profile_json_and_out_file(tmp_path, capsys: pytest.CaptureFixture[str])
 
 
 def test_profile_table(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = [
-        "profile",
-        "unet",
-        "--size",
-        "32x32",
-        "--threads",
-        "1",
-        "--warmup",
-        "1",
-        "--repeats",
-        "2",
-    ]
+    argv = ["profile", "unet", "--size", "32x32", *FAST]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "median ms" in out and "time per stage" in out and "head" in out

@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from edgeseg.errors import EdgesegError
@@ -178,6 +179,126 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_config(args: argparse.Namespace) -> tuple[Any, bool]:
+    """Compose the recipe: YAML file (or the resumed run's config.yaml) + key=value overrides."""
+    from edgeseg.config import load_config
+
+    items = list(args.items)
+    path = None
+    if items and "=" not in items[0]:
+        path = items.pop(0)
+    bad = [i for i in items if "=" not in i]
+    if bad:
+        raise EdgesegError(f"expected section.key=value overrides after the recipe, got {bad[0]!r}")
+    if args.resume:
+        run = Path(args.resume)
+        if path is not None:
+            raise EdgesegError("--resume uses the run's own config.yaml; pass only overrides")
+        path = run / "config.yaml"
+        if not path.is_file():
+            raise EdgesegError(f"cannot resume {run}: no config.yaml there")
+        items.append(f"train.out={run}")
+    if args.out:
+        items.append(f"train.out={args.out}")
+    cfg = load_config(path, items)
+    cfg.validate()
+    return cfg, bool(args.resume)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from edgeseg.engine.train import train
+
+    cfg, resume = _train_config(args)
+    result = train(cfg, resume=resume)
+    last = result.history[-1] if result.history else {}
+    msg = f"{result.run_dir}: {result.epochs_done} epoch(s)"
+    if result.best_miou is not None:
+        msg += f", best val mIoU {result.best_miou:.4f} (epoch {result.best_epoch})"
+    if last:
+        msg += f", last train loss {last['train_loss']:.4f}"
+    if result.stopped_by_budget:
+        msg += "; stopped by train.max_minutes (resume with --resume)"
+    print(msg)
+    return 0
+
+
+def _render_metrics(res: dict[str, Any]) -> str:
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.2f}"
+
+    head = (
+        f"{res['model']} on {res['split']} ({res['num_images']} images): mIoU {pct(res['miou'])}, "
+        f"pixel acc {pct(res['pixel_acc'])}, mean acc {pct(res['mean_acc'])}"
+    )
+    rows = [
+        (
+            name,
+            pct(res["iou"][name]),
+            pct(res["tp_rate"][name]),
+            "-" if res["fp_tp"][name] is None else f"{res['fp_tp'][name]:.3f}",
+        )
+        for name in res["iou"]
+    ]
+    text = head + "\n" + _table(rows, ("class", "IoU %", "TP rate %", "FP/TP"))
+    if "batches" in res:
+        b = res["batches"]
+        rows = []
+        for name in res["iou"]:
+            cells = [name]
+            for metric in ("tp_rate", "iou", "fp_tp"):
+                s = b[metric][name]
+                cells.append(
+                    "-"
+                    if s["mean"] is None
+                    else f"{s['mean']:.3f} [{s['min']:.3f}, {s['max']:.3f}]"
+                )
+            rows.append(cells)
+        text += (
+            f"\n\nper batch of {b['batch_size']} ({b['count']} batches): mean [min, max]\n"
+            + _table(rows, ("class", "TP rate", "IoU", "FP/TP"))
+        )
+    return text
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from edgeseg.engine.evaluate import evaluate
+
+    res = evaluate(
+        args.checkpoint,
+        args.data,
+        args.split,
+        info=args.preset,
+        input_size=args.size,
+        batch_size=args.batch_size,
+        paper_protocol=args.paper_protocol,
+        threads=args.threads,
+    )
+    if args.out:
+        from edgeseg.utils import atomic_write_json
+
+        atomic_write_json(args.out, res)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(_render_metrics(res))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from edgeseg.segmenter import predict_paths
+
+    written = predict_paths(
+        args.checkpoint,
+        args.inputs,
+        args.out,
+        alpha=args.alpha,
+        threads=args.threads,
+        input_size=args.size,
+    )
+    print(f"segmented {len(written)} image(s): labels and overlays in {args.out}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -212,6 +333,43 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="print JSON instead of tables")
     pr.add_argument("--out", default=None, help="also write the JSON to this file")
     pr.set_defaults(func=_cmd_profile)
+
+    t = sub.add_parser(
+        "train",
+        help="train a model from a YAML recipe with key=value overrides",
+        description="edgeseg train [RECIPE.yaml] [section.key=value ...]; under torchrun it "
+        "trains with DistributedDataParallel.",
+    )
+    t.add_argument("items", nargs="*", help="RECIPE.yaml then overrides like train.epochs=3")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (last.pt)")
+    t.add_argument("--out", help="run directory (same as train.out=...)")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint on a data split (every paper metric)")
+    e.add_argument("checkpoint", help="checkpoint file or run directory (uses best.pt)")
+    e.add_argument("--data", required=True, help="data root")
+    e.add_argument("--split", default="val", help="split to evaluate (val)")
+    e.add_argument("--preset", default=None, help="dataset preset (default: the checkpoint's)")
+    e.add_argument("--size", type=_size, default=None, help="resize images to HxW (native)")
+    e.add_argument("--batch-size", type=_positive, default=8, help="images per pass (8)")
+    e.add_argument("--threads", type=_positive, default=None, help="intra-op threads")
+    e.add_argument(
+        "--paper-protocol",
+        action="store_true",
+        help="add Squeeze U-Net's per-batch-of-8 mean/max/min statistics (its Table 7)",
+    )
+    e.add_argument("--json", action="store_true", help="print JSON")
+    e.add_argument("--out", default=None, help="also write the JSON to this file")
+    e.set_defaults(func=_cmd_eval)
+
+    pd = sub.add_parser("predict", help="write label PNGs and colour overlays for images")
+    pd.add_argument("checkpoint", help="checkpoint file or run directory")
+    pd.add_argument("inputs", help="an image or a folder of images")
+    pd.add_argument("--out", required=True, help="output folder (labels/ and overlays/)")
+    pd.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (0.5)")
+    pd.add_argument("--size", type=_size, default=None, help="run the network at HxW")
+    pd.add_argument("--threads", type=_positive, default=None, help="intra-op threads")
+    pd.set_defaults(func=_cmd_predict)
     return p
 
 

@@ -13,3 +13,15 @@ class EdgesegError(Exception):
 
 class UnknownModelError(EdgesegError, ValueError):
     """A model name that is not in the registry."""
+
+
+class DataError(EdgesegError):
+    """A dataset problem: a missing, corrupt or inconsistent file (the message names it)."""
+
+
+class CheckpointError(EdgesegError):
+    """A checkpoint that cannot be read or does not fit the model it is loaded into."""
+
+
+class ConfigError(EdgesegError, ValueError):
+    """A configuration with an unknown key, a wrong type or an invalid value."""

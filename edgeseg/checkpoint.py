@@ -1,0 +1,200 @@
+"""Self-describing checkpoints: everything eval, predict and export need is inside.
+
+A checkpoint is a ``torch.save`` dict (loadable with ``weights_only=True``)::
+
+    format          "edgeseg.checkpoint", format_version 1
+    edgeseg_version, torch_version
+    model           {"name", "num_classes", "in_channels", "kwargs"}: create_model's inputs
+    dataset         DatasetInfo.to_dict(): classes, palette, ignore_index, mean, std
+    input_size      [H, W] the model was trained (cropped) at, or null
+    state_dict      the weights
+    epoch, step     completed epochs / optimiser steps
+    metrics         last validation metrics (miou, pixel_acc, mean_acc, iou{} ...)
+    config          the training recipe as a dict (see edgeseg.config)
+    train_state     only in ``last.pt``: optimizer, scheduler, RNG states of every rank,
+                    best score, position inside an unfinished epoch
+
+Writes go to a temporary file that is renamed over the target, so a crash never leaves a
+truncated checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgeseg.data.presets import DatasetInfo
+from edgeseg.errors import CheckpointError, EdgesegError
+from edgeseg.utils import atomic_write_bytes
+
+__all__ = [
+    "FORMAT",
+    "build_model",
+    "load_checkpoint",
+    "load_model",
+    "load_weights",
+    "make_checkpoint",
+    "resolve_checkpoint",
+    "save_checkpoint",
+]
+
+log = logging.getLogger(__name__)
+
+FORMAT = "edgeseg.checkpoint"
+FORMAT_VERSION = 1
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)  # DistributedDataParallel
+
+
+def make_checkpoint(
+    model: nn.Module,
+    info: DatasetInfo,
+    *,
+    input_size: tuple[int, int] | None = None,
+    epoch: int = 0,
+    step: int = 0,
+    metrics: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    train_state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble a checkpoint dict for ``model`` (built by ``create_model``).
+
+    Raises:
+        CheckpointError: if the model was not built by ``create_model`` (it cannot be
+            rebuilt from a name then).
+    """
+    from edgeseg import __version__
+
+    m = _unwrap(model)
+    desc = getattr(m, "edgeseg_config", None)
+    if desc is None:
+        raise CheckpointError(
+            f"{type(m).__name__} was not built by edgeseg.create_model; a checkpoint could "
+            "not rebuild it"
+        )
+    ckpt: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "edgeseg_version": __version__,
+        "torch_version": torch.__version__,
+        "model": dict(desc),
+        "dataset": info.to_dict(),
+        "input_size": list(input_size) if input_size else None,
+        "state_dict": {k: v.detach().cpu() for k, v in m.state_dict().items()},
+        "epoch": int(epoch),
+        "step": int(step),
+        "metrics": metrics or {},
+        "config": config or {},
+    }
+    if train_state is not None:
+        ckpt["train_state"] = train_state
+    return ckpt
+
+
+def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
+    """Write ``ckpt`` atomically (temporary file, fsync, rename)."""
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run directory's ``best.pt`` (else its ``last.pt``).
+
+    Raises:
+        CheckpointError: nothing usable at ``path``.
+    """
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (p / name).is_file():
+                return p / name
+        raise CheckpointError(f"no best.pt or last.pt in run directory {p}")
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    return p
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and check an edgeseg checkpoint (file or run directory).
+
+    Raises:
+        CheckpointError: missing, unreadable, or not an edgeseg checkpoint.
+    """
+    p = resolve_checkpoint(path)
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a corrupt or foreign file
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot read checkpoint {p}: {first}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{p} is not an edgeseg checkpoint (no '{FORMAT}' marker)")
+    if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{p} has checkpoint format {ckpt['format_version']}; this edgeseg reads up to "
+            f"{FORMAT_VERSION}: upgrade edgeseg"
+        )
+    ckpt["path"] = str(p)
+    return ckpt
+
+
+def build_model(ckpt: dict[str, Any]) -> nn.Module:
+    """Rebuild the checkpoint's model (architecture only, untrained weights)."""
+    from edgeseg.models import create_model
+
+    m = ckpt["model"]
+    try:
+        return create_model(
+            m["name"],
+            num_classes=int(m["num_classes"]),
+            in_channels=int(m.get("in_channels", 3)),
+            **dict(m.get("kwargs") or {}),
+        )
+    except EdgesegError as e:
+        raise CheckpointError(f"{ckpt.get('path', 'checkpoint')}: {e}") from None
+
+
+def load_weights(model: nn.Module, ckpt: dict[str, Any]) -> None:
+    """Load ``ckpt``'s weights into ``model``, refusing a checkpoint of another model.
+
+    Raises:
+        CheckpointError: naming both models when the name, classes or tensors differ.
+    """
+    m = _unwrap(model)
+    where = ckpt.get("path", "checkpoint")
+    have = getattr(m, "edgeseg_config", None)
+    want = ckpt["model"]
+    if have is not None:
+        if have["name"] != want["name"]:
+            raise CheckpointError(f"{where} is a '{want['name']}' checkpoint, not '{have['name']}'")
+        if int(have["num_classes"]) != int(want["num_classes"]):
+            raise CheckpointError(
+                f"{where} has {want['num_classes']} classes, the model {have['num_classes']}"
+            )
+    try:
+        m.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise CheckpointError(f"{where} does not fit {type(m).__name__}: {detail}") from None
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model from a checkpoint and load its weights, in eval mode.
+
+    Returns:
+        ``(model, checkpoint)``; ``DatasetInfo.from_dict(checkpoint["dataset"])`` gives
+        its classes and palette.
+    """
+    ckpt = load_checkpoint(path)
+    model = build_model(ckpt)
+    load_weights(model, ckpt)
+    model.eval()
+    return model, ckpt

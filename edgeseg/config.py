@@ -1,0 +1,294 @@
+"""Typed training configuration; YAML recipes and ``key=value`` overrides map onto it.
+
+A recipe is a YAML file with up to five sections, each a dataclass below::
+
+    model: {name: squeeze_unet, kwargs: {norm: batch}}
+    data:  {root: ../shared/data/camvid, preset: camvid, crop_size: 360x480}
+    optim: {name: adam, lr: 1.0e-4}
+    sched: {name: constant}
+    train: {epochs: 50, batch_size: 8, loss: ce}
+
+Unknown sections or keys and values of the wrong type are errors that name the key (and
+the file). Overrides use dotted paths: ``train.epochs=3 optim.lr=5e-4`` (values are parsed
+as YAML, so ``data.crop_size=null`` and ``model.kwargs={norm: group}`` work).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgeseg.errors import ConfigError
+from edgeseg.utils import parse_size
+
+__all__ = [
+    "Config",
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "SchedConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+]
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("constant", "poly", "cosine", "onecycle", "plateau")
+WEIGHTINGS = ("none", "enet", "thesis")
+
+
+@dataclass
+class ModelConfig:
+    """Which network to train."""
+
+    name: str = "squeeze_unet"  # a registered model (``edgeseg models`` lists them)
+    kwargs: dict[str, Any] = field(default_factory=dict)  # builder options, e.g. {norm: group}
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how it is augmented."""
+
+    root: str = ""  # data root (a folder with SPLIT.txt lists, or an official layout)
+    preset: str = "camvid"  # camvid | cityscapes | coco_super | custom
+    classes: list[str] | None = None  # custom preset: class names (index = id)
+    ignore_index: int = 255  # custom preset: the void id in the label files
+    train_split: str = "train"  # split(s) to train on, '+'-joined: "train+val"
+    val_split: str | None = "val"  # split to validate on each epoch; null: none
+    crop_size: tuple[int, int] | None = (360, 480)  # training crop HxW; null: whole images
+    scale: tuple[float, float] = (0.5, 2.0)  # random rescale range; [1, 1] disables
+    hflip: float = 0.5  # probability of a horizontal flip
+    translate: float = 0.0  # max random shift as a fraction of the size (thesis)
+    color_jitter: float = 0.2  # brightness/contrast/saturation jitter strength; 0 disables
+    eval_size: tuple[int, int] | None = None  # resize val images to HxW; null: native size
+    class_weighting: str = "none"  # none | enet (1/ln(1.02+p)) | thesis (1/ln(1.10+p))
+    in_memory: bool = False  # decode the whole dataset once and keep it in RAM
+    num_workers: int = 0  # DataLoader worker processes (0: load in the main process)
+
+
+@dataclass
+class OptimConfig:
+    """The optimiser."""
+
+    name: str = "adamw"  # adam | adamw | sgd
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 1e-4  # L2 (adam, sgd) or decoupled (adamw) weight decay
+    momentum: float = 0.9  # sgd only
+    betas: tuple[float, float] = (0.9, 0.999)  # adam / adamw
+    grad_clip: float | None = None  # clip the global gradient norm to this; null: off
+
+
+@dataclass
+class SchedConfig:
+    """The learning-rate schedule (stepped per iteration, except plateau: per epoch)."""
+
+    name: str = "poly"  # constant | poly | cosine | onecycle | plateau
+    power: float = 0.9  # poly: lr * (1 - t/T)^power
+    warmup_epochs: float = 0.0  # linear warm-up from 0 (poly, cosine, constant)
+    min_lr: float = 0.0  # cosine floor; plateau floor
+    patience: int = 5  # plateau: epochs without val mIoU gain before decaying
+    factor: float = 0.5  # plateau: decay factor
+
+
+@dataclass
+class TrainConfig:
+    """The loop, its numerics and where it writes."""
+
+    out: str = "runs/exp"  # run directory: checkpoints, log.jsonl, config.yaml
+    epochs: int = 50  # passes over the training split
+    batch_size: int = 8  # images per step per process
+    loss: str = "ce"  # ce | nll
+    label_smoothing: float = 0.0  # cross-entropy label smoothing
+    seed: int = 0  # seeds initialisation, shuffling and augmentation
+    bf16: bool = False  # bfloat16 autocast on CPU (fp32 master weights)
+    channels_last: bool = True  # NHWC memory format (faster convolutions on CPU)
+    threads: int | None = None  # intra-op threads per process; null: torch's default
+    eval_every: int = 1  # validate every N epochs (and always after the last)
+    save_every_steps: int = 0  # also checkpoint mid-epoch every N steps; 0: epoch ends only
+    max_minutes: float | None = None  # wall-time budget; stops resumably when exceeded
+    progress: bool = True  # progress bar with images/s and ETA (rank 0)
+    tensorboard: bool = True  # TensorBoard event files when tensorboard is installed
+
+
+@dataclass
+class Config:
+    """A whole training recipe."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedConfig = field(default_factory=SchedConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        """Check values that types alone cannot (one-line :class:`ConfigError`)."""
+        # fmt: off
+        checks = [
+            (self.optim.name in OPTIMIZERS, f"optim.name must be one of {OPTIMIZERS}"),
+            (self.sched.name in SCHEDULERS, f"sched.name must be one of {SCHEDULERS}"),
+            (self.data.class_weighting in WEIGHTINGS, f"data.class_weighting: {WEIGHTINGS}"),
+            (self.train.loss in ("ce", "nll"), "train.loss must be ce or nll"),
+            (self.train.epochs > 0, "train.epochs must be positive"),
+            (self.train.batch_size > 0, "train.batch_size must be positive"),
+            (self.optim.lr > 0, "optim.lr must be positive"),
+            (self.train.eval_every > 0, "train.eval_every must be positive"),
+            (self.train.save_every_steps >= 0, "train.save_every_steps must be >= 0"),
+            (0 <= self.data.hflip <= 1, "data.hflip is a probability in [0, 1]"),
+            (self.data.num_workers >= 0, "data.num_workers must be >= 0"),
+            (self.data.scale[0] > 0 and self.data.scale[0] <= self.data.scale[1],
+             "data.scale must be 0 < low <= high"),
+            (bool(self.data.root), "data.root is required"),
+        ]
+        # fmt: on
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert a YAML value to the annotated type, or raise a ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if origin is tuple:
+        if args == (int, int) and isinstance(value, str):
+            try:
+                return parse_size(value, key)
+            except Exception as e:
+                raise ConfigError(str(e)) from None
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {value!r}")
+        pairs = enumerate(zip(value, args, strict=True))
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in pairs)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown key {where}{unknown[0]} (known: {', '.join(sorted(names))})")
+    kw = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
+    return cls(**kw)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build a :class:`Config` from nested dicts (unknown keys are errors)."""
+    return _build(Config, data, "")
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Nested plain dicts/lists (tuples become lists), ready for YAML or JSON."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides to a nested dict (values parsed as YAML)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected section.key=value")
+        path, raw = item.split("=", 1)
+        keys = path.strip().split(".")
+        if len(keys) < 2 or not all(keys):
+            raise ConfigError(f"override {item!r}: expected section.key=value, e.g. train.epochs=3")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        for k in keys[:-1]:
+            nxt = node.setdefault(k, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {item!r}: {k} is not a section")
+            node = nxt
+        node[keys[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML recipe (or start from the defaults), apply overrides, validate.
+
+    Raises:
+        ConfigError: unreadable file, unknown key, wrong type or invalid value; the message
+            names the file.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            first = str(e).splitlines()[0] if str(e) else "invalid YAML"
+            raise ConfigError(f"{p}: {first}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: expected a mapping of sections at the top level")
+        data = loaded or {}
+    data = apply_overrides(data, list(overrides or []))
+    try:
+        cfg = config_from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+    return cfg

@@ -1,0 +1,91 @@
+"""Typed config: YAML recipes, unknown keys, types, overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgeseg.config import Config, config_to_dict, load_config
+from edgeseg.errors import ConfigError
+from edgeseg.models import list_models
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+def test_defaults_and_overrides() -> None:
+    cfg = load_config(
+        None,
+        [
+            "data.root=/data",
+            "train.epochs=3",
+            "data.crop_size=64x96",
+            "optim.lr=5e-4",
+            "model.kwargs={norm: group}",
+            "data.val_split=null",
+        ],
+    )
+    assert isinstance(cfg, Config)
+    assert cfg.train.epochs == 3 and cfg.data.crop_size == (64, 96)
+    assert cfg.optim.lr == 5e-4 and cfg.model.kwargs == {"norm": "group"}
+    assert cfg.data.val_split is None
+    cfg.validate()
+
+
+def test_round_trip_through_yaml(tmp_path: Path) -> None:
+    cfg = load_config(None, ["data.root=/d", "data.scale=[0.5, 1.5]", "model.kwargs={a: 1}"])
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    assert load_config(path) == cfg
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["train.epoch=3"], r"unknown key train\.epoch \(known: batch_size"),
+        (["trainer.epochs=3"], r"unknown key trainer"),
+        (["train.epochs=three"], r"train\.epochs: expected an integer, got 'three'"),
+        (["train.bf16=maybe"], r"train\.bf16: expected true/false"),
+        (["data.crop_size=360by480"], r"data\.crop_size: expected HxW"),
+        (["data.scale=[0.5]"], r"data\.scale: expected 2 values"),
+        (["epochs=3"], r"expected section\.key=value"),
+    ],
+)
+def test_bad_overrides(overrides: list[str], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["data.root=/d", "optim.name=rmsprop"], "optim.name must be one of"),
+        (["data.root=/d", "sched.name=step"], "sched.name must be one of"),
+        (["data.root=/d", "train.epochs=0"], "train.epochs must be positive"),
+        ([], "data.root is required"),
+    ],
+)
+def test_invalid_values(overrides: list[str], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, overrides).validate()
+
+
+def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "r.yaml"
+    bad.write_text("train:\n  epochz: 3\n")
+    with pytest.raises(ConfigError, match=r"r\.yaml: unknown key train\.epochz"):
+        load_config(bad)
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"r\.yaml: "):
+        load_config(bad)
+    with pytest.raises(ConfigError, match=r"config file not found: .*nope\.yaml"):
+        load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_shipped_recipes_load(path: Path) -> None:
+    cfg = load_config(path)
+    cfg.validate()
+    if cfg.model.name not in list_models():
+        pytest.skip(f"{cfg.model.name} is added with the rest of the zoo (issue 4)")

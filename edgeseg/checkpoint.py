@@ -83,7 +83,7 @@ def make_checkpoint(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "edgeseg_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "model": dict(desc),
         "dataset": info.to_dict(),
         "input_size": list(input_size) if input_size else None,

@@ -3,8 +3,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 from edgeseg.cli import main
 
@@ -78,3 +80,119 @@ def test_profile_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "median ms" in out and "time per stage" in out and "head" in out
+
+
+# ----------------------------------------------------------------------------- train/eval/predict
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse errors
+        code = int(e.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _one_line_error(code: int, err: str, needle: str) -> None:
+    assert code == 2, err
+    assert needle in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+
+
+def test_train_eval_predict_commands(
+    tiny_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, run = tiny_run
+    code, out, err = _run(["eval", str(run), "--data", str(data), "--json"], capsys)
+    assert code == 0, err
+    res = json.loads(out)
+    assert {
+        "miou",
+        "pixel_acc",
+        "mean_acc",
+        "iou",
+        "tp_rate",
+        "fp_tp",
+        "num_images",
+        "input_size",
+    } <= set(res)
+    code, out, _ = _run(
+        [
+            "eval",
+            str(run),
+            "--data",
+            str(data),
+            "--paper-protocol",
+            "--out",
+            str(tmp_path / "m.json"),
+        ],
+        capsys,
+    )
+    assert code == 0 and "mIoU" in out and "per batch of 8" in out
+    assert json.loads((tmp_path / "m.json").read_text())["batches"]["count"] == 1
+    code, out, _ = _run(
+        ["predict", str(run), str(data / "test"), "--out", str(tmp_path / "p")], capsys
+    )
+    assert code == 0 and "segmented 3 image(s)" in out
+    assert len(list((tmp_path / "p" / "overlays").glob("*.png"))) == 3
+
+
+def test_train_command_and_resume(
+    tiny_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, _ = tiny_run
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"data: {{root: {data}, preset: custom, classes: [a, b, c], crop_size: 32x48}}\n"
+        "train: {epochs: 1, batch_size: 4, progress: false}\n"
+    )
+    out = tmp_path / "run"
+    code, stdout, err = _run(["train", str(recipe), "--out", str(out)], capsys)
+    assert code == 0, err
+    assert "1 epoch(s), best val mIoU" in stdout
+    code, stdout, err = _run(["train", "--resume", str(out), "train.epochs=2"], capsys)
+    assert code == 0, err
+    assert "2 epoch(s)" in stdout
+    code, _, err = _run(["train", "--resume", str(out), "model.name=unet"], capsys)
+    _one_line_error(code, err, "trains 'squeeze_unet' {}, the config asks for 'unet'")
+
+
+def test_train_eval_predict_bad_input(
+    tiny_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, run = tiny_run
+    bad_root = tmp_path / "nodata"
+    torch.save({"a": 1}, tmp_path / "foreign.pt")
+    (tmp_path / "corrupt.pt").write_bytes(b"not a zip file")
+    (data / "broken.txt").write_text("val/000.png\n")
+    cases = [
+        (
+            ["train", f"data.root={bad_root}", f"train.out={tmp_path / 'x'}"],
+            f"data root is not a folder: {bad_root}",
+        ),
+        (["train", f"data.root={data}", "train.epochz=1"], "unknown key train.epochz"),
+        (["train", str(tmp_path / "missing.yaml")], "config file not found"),
+        (["train", "--resume", str(tmp_path / "norun")], "no config.yaml there"),
+        (["eval", str(run), "--data", str(bad_root)], "data root is not a folder"),
+        (
+            ["eval", str(run), "--data", str(data), "--split", "broken"],
+            "broken.txt:1: expected 'image_path label_path'",
+        ),
+        (
+            ["eval", str(tmp_path / "foreign.pt"), "--data", str(data)],
+            "is not an edgeseg checkpoint",
+        ),
+        (["eval", str(tmp_path / "corrupt.pt"), "--data", str(data)], "cannot read checkpoint"),
+        (["eval", str(tmp_path / "none.pt"), "--data", str(data)], "checkpoint not found"),
+        (["eval", str(run), "--data", str(data), "--preset", "camvid"], "predicts 3 classes"),
+        (["eval", str(run), "--data", str(data), "--preset", "kitti"], "unknown dataset preset"),
+        (
+            ["predict", str(run), str(tmp_path / "nope.png"), "--out", str(tmp_path / "o")],
+            "image or folder not found",
+        ),
+    ]
+    for argv, needle in cases:
+        code, _, err = _run(argv, capsys)
+        _one_line_error(code, err, needle)

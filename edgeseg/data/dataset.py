@@ -92,7 +92,10 @@ def load_label(path: str | Path) -> np.ndarray:
 
 def normalize_image(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """``(H, W, 3)`` uint8 -> ``(3, H, W)`` float32 tensor, scaled to [0, 1] and normalised."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    # Read-only arrays (np.asarray of a PIL image) are copied; torch warns on them.
+    arr = np.ascontiguousarray(image)
+    t = torch.from_numpy(arr) if arr.flags.writeable else torch.tensor(arr)
+    x = t.permute(2, 0, 1).float().div_(255.0)
     m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
     return x.sub_(m).div_(s)

@@ -166,7 +166,7 @@ def evaluate(
     if isinstance(info, str):
         info = get_preset(info)
     assert info is not None
-    num_classes = getattr(model, "num_classes", None)
+    num_classes = getattr(model, "edgeseg_config", {}).get("num_classes")
     if num_classes is not None and num_classes != info.num_classes:
         raise EdgesegError(
             f"the model predicts {num_classes} classes, the {info.name} data has {info.num_classes}"

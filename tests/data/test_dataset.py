@@ -69,8 +69,9 @@ def _expect(match: str, *args: object, **kw: object) -> None:
 
 def test_missing_root_and_list(tmp_path: Path, root: Path) -> None:
     _expect("data root is not a folder", tmp_path / "nope", "train", INFO)
-    _expect(r"list file not found: .*valid\.txt \(splits in .*: test, train, val\)", root,
-            "valid", INFO)  # fmt: skip
+    _expect(
+        r"list file not found: .*valid\.txt \(splits in .*: test, train, val\)", root, "valid", INFO
+    )
 
 
 def test_empty_and_malformed_list(root: Path) -> None:
@@ -97,22 +98,31 @@ def test_missing_label(root: Path) -> None:
 
 def test_label_size_mismatch(root: Path) -> None:
     Image.new("L", (30, 24)).save(root / "trainannot" / "004.png")
-    _expect(r"label .*trainannot/004\.png is 30x24 \(WxH\) but its image .* is 32x24", root,
-            "train", INFO)  # fmt: skip
+    _expect(
+        r"label .*trainannot/004\.png is 30x24 \(WxH\) but its image .* is 32x24",
+        root,
+        "train",
+        INFO,
+    )
 
 
 def test_label_ids_out_of_range(root: Path) -> None:
     lbl = np.zeros((24, 32), np.uint8)
     lbl[0, 0], lbl[1, 1] = 7, 9
     Image.fromarray(lbl).save(root / "trainannot" / "005.png")
-    _expect(r"label .*trainannot/005\.png has ids \[7, 9\] outside 0\.\.2 \(void is 255\)",
-            root, "train", INFO)  # fmt: skip
+    _expect(
+        r"label .*trainannot/005\.png has ids \[7, 9\] outside 0\.\.2 \(void is 255\)",
+        root,
+        "train",
+        INFO,
+    )
 
 
 def test_rgb_label_is_refused(root: Path) -> None:
     Image.new("RGB", (32, 24)).save(root / "trainannot" / "000.png")
-    _expect(r"label .*trainannot/000\.png has mode RGB; expected single-channel", root,
-            "train", INFO)  # fmt: skip
+    _expect(
+        r"label .*trainannot/000\.png has mode RGB; expected single-channel", root, "train", INFO
+    )
 
 
 def test_non_rgb_images_are_converted(root: Path) -> None:
@@ -128,8 +138,7 @@ def test_non_rgb_images_are_converted(root: Path) -> None:
 
 def test_16_bit_image_is_refused(root: Path) -> None:
     Image.fromarray(np.zeros((24, 32), np.uint16)).save(root / "train" / "000.png")
-    _expect(r"image .*train/000\.png has mode I;16 .* convert it to 8-bit RGB", root,
-            "train", INFO)  # fmt: skip
+    _expect(r"image .*train/000\.png has mode I;16 .* convert it to 8-bit RGB", root, "train", INFO)
 
 
 # ----------------------------------------------------------------------------- augmentation

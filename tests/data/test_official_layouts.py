@@ -107,16 +107,40 @@ def _coco(root: Path) -> Path:
     crowd[0:5, 20:30] = True
     anns = [
         # a person polygon (large), a dog (animal) polygon on top of it (small)
-        {"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 200.0,
-         "segmentation": [[10, 0, 29, 0, 29, 19, 10, 19]]},
-        {"id": 2, "image_id": 1, "category_id": 18, "iscrowd": 0, "area": 16.0,
-         "segmentation": [[12, 12, 16, 12, 16, 16, 12, 16]]},
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 1,
+            "iscrowd": 0,
+            "area": 200.0,
+            "segmentation": [[10, 0, 29, 0, 29, 19, 10, 19]],
+        },
+        {
+            "id": 2,
+            "image_id": 1,
+            "category_id": 18,
+            "iscrowd": 0,
+            "area": 16.0,
+            "segmentation": [[12, 12, 16, 12, 16, 16, 12, 16]],
+        },
         # a car as compressed RLE, a crowd of people as uncompressed RLE
-        {"id": 3, "image_id": 1, "category_id": 3, "iscrowd": 0, "area": 100.0,
-         "segmentation": {"size": [h, w], "counts": _rle_to_string(_rle_counts(car))}},
-        {"id": 4, "image_id": 1, "category_id": 1, "iscrowd": 1, "area": 50.0,
-         "segmentation": {"size": [h, w], "counts": _rle_counts(crowd)}},
-    ]  # fmt: skip
+        {
+            "id": 3,
+            "image_id": 1,
+            "category_id": 3,
+            "iscrowd": 0,
+            "area": 100.0,
+            "segmentation": {"size": [h, w], "counts": _rle_to_string(_rle_counts(car))},
+        },
+        {
+            "id": 4,
+            "image_id": 1,
+            "category_id": 1,
+            "iscrowd": 1,
+            "area": 50.0,
+            "segmentation": {"size": [h, w], "counts": _rle_counts(crowd)},
+        },
+    ]
     data = {
         "images": [
             {"id": 1, "file_name": "000000000001.jpg", "height": h, "width": w},

@@ -1,0 +1,66 @@
+"""Segmenter (numpy / PIL / path) and predict_paths (label PNGs and overlays)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgeseg.errors import DataError, EdgesegError
+from edgeseg.segmenter import Segmenter, colorize, overlay, predict_paths
+
+
+def test_segmenter_inputs(tiny_run: tuple[Path, Path]) -> None:
+    data, run = tiny_run
+    seg = Segmenter(run, threads=1)
+    assert seg.classes == ("a", "b", "c")
+    path = data / "val" / "000.png"
+    rgb = np.asarray(Image.open(path))
+    labels = seg(rgb)
+    assert labels.shape == (40, 56) and labels.dtype == np.uint8 and labels.max() < 3
+    assert np.array_equal(seg(Image.open(path)), labels)
+    assert np.array_equal(seg(path), labels)
+    assert seg(rgb[:, :, 0]).shape == (40, 56)  # grayscale is replicated
+    assert seg(rgb[:33, :41]).shape == (33, 41)  # any size
+    resized = Segmenter(run, input_size=(24, 32))
+    assert resized(rgb).shape == (40, 56)  # logits resized back to the image
+    ov = seg.overlay(rgb, labels)
+    assert ov.shape == (40, 56, 3) and ov.dtype == np.uint8
+    with pytest.raises(EdgesegError, match="expected a uint8 image"):
+        seg(rgb.astype(np.float32))
+
+
+def test_colorize_and_overlay() -> None:
+    labels = np.array([[0, 1], [2, 255]], np.uint8)
+    col = colorize(labels, [(255, 0, 0), (0, 255, 0), (0, 0, 255)])
+    assert col[0, 0].tolist() == [255, 0, 0] and col[1, 1].tolist() == [0, 0, 0]
+    img = np.full((2, 2, 3), 100, np.uint8)
+    assert overlay(img, col, alpha=0.0).tolist() == img.tolist()
+
+
+def test_predict_paths_writes_labels_and_overlays(
+    tiny_run: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
+    data, run = tiny_run
+    written = predict_paths(run, data / "test", tmp_path / "out")
+    assert len(written) == 3
+    seg = Segmenter(run)
+    for w in written:
+        lbl = Image.open(w["labels"])
+        assert lbl.mode == "P" and lbl.size == (56, 40)
+        assert np.array_equal(np.asarray(lbl), seg(w["image"]))
+        assert Image.open(w["overlay"]).mode == "RGB"
+    single = predict_paths(run, data / "test" / "001.png", tmp_path / "one")
+    assert Path(single[0]["labels"]).name == "001.png"
+
+
+def test_predict_bad_inputs(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
+    _, run = tiny_run
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"no images .* in .*empty"):
+        predict_paths(run, tmp_path / "empty", tmp_path / "out")
+    with pytest.raises(DataError, match=r"image or folder not found: .*missing\.png"):
+        predict_paths(run, tmp_path / "missing.png", tmp_path / "out")

@@ -35,7 +35,8 @@ class ConvNormAct(nn.Sequential):
 
     The convolution has a bias only when there is no normalisation after it (a bias
     before BatchNorm is cancelled by the mean subtraction, so it would be a dead
-    parameter).
+    parameter), unless ``bias=True`` asks for one: some released models (SegFast) keep
+    those biases, and their parameter counts and weights include them.
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class ConvNormAct(nn.Sequential):
         groups: int = 1,
         norm: str = "batch",
         act: bool = True,
+        bias: bool | None = None,
     ) -> None:
         if padding is None:  # "same" padding for odd kernels
             k = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
@@ -62,7 +64,7 @@ class ConvNormAct(nn.Sequential):
             padding,
             dilation,
             groups,
-            bias=(norm == "none"),
+            bias=(norm == "none") if bias is None else bias,
         )
         layers: list[nn.Module] = [conv, make_norm(norm, out_channels)]
         if act:
@@ -71,7 +73,7 @@ class ConvNormAct(nn.Sequential):
 
 
 class ConvTransposeNormAct(nn.Sequential):
-    """``ConvTranspose2d -> norm -> ReLU`` (bias only without normalisation)."""
+    """``ConvTranspose2d -> norm -> ReLU`` (bias only without normalisation, or if asked)."""
 
     def __init__(
         self,
@@ -84,6 +86,7 @@ class ConvTransposeNormAct(nn.Sequential):
         groups: int = 1,
         norm: str = "batch",
         act: bool = True,
+        bias: bool | None = None,
     ) -> None:
         conv = nn.ConvTranspose2d(
             in_channels,
@@ -93,7 +96,7 @@ class ConvTransposeNormAct(nn.Sequential):
             padding,
             output_padding,
             groups,
-            bias=(norm == "none"),
+            bias=(norm == "none") if bias is None else bias,
         )
         layers: list[nn.Module] = [conv, make_norm(norm, out_channels)]
         if act:

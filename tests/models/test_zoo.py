@@ -13,6 +13,8 @@ K = 11
 #: Trainable parameters at K=11 (default kwargs), pinned so an architecture change is seen.
 #: Conv-weight counts from the papers are pinned in each family's own test file.
 PARAMS = {
+    "segfast": 626_052 + 65 * 11,
+    "segfast_basic": 2_850_528 + 65 * 11,
     "squeeze_unet": 2_630_091,
     "unet": 31_037_323,
 }

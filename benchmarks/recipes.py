@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from edgeseg.checkpoint import load_checkpoint
 from edgeseg.config import load_config
 from edgeseg.engine.evaluate import evaluate
 from edgeseg.engine.train import train
@@ -66,8 +67,6 @@ def main(argv: list[str] | None = None) -> int:
             cpu0 = time.process_time()
             res = train(cfg)
             cpu_s = time.process_time() - cpu0
-            from edgeseg.checkpoint import load_checkpoint
-
             ck = load_checkpoint(Path(tmp) / name / "last.pt")
             images = int(ck["step"]) * cfg.train.batch_size
             m = evaluate(Path(tmp) / name / "last.pt", args.data, "val", threads=args.threads)

@@ -13,6 +13,7 @@ K = 11
 #: Trainable parameters at K=11 (default kwargs), pinned so an architecture change is seen.
 #: Conv-weight counts from the papers are pinned in each family's own test file.
 PARAMS = {
+    "erfnet": 2_064_256 - 65 * 20 + 65 * 11,  # 2,064,256 at K=20: see test_erfnet.py
     "segfast": 626_052 + 65 * 11,
     "segfast_basic": 2_850_528 + 65 * 11,
     "squeeze_unet": 2_630_091,

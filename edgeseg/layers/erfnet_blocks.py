@@ -1,0 +1,79 @@
+"""ERFNet's blocks, shared by ERFNet, the ESSNet family and WSPD-Net.
+
+As in the authors' code: every conv keeps its bias, BatchNorm uses ``eps=1e-3``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+BN_EPS = 1e-3
+
+
+class Downsampler(nn.Module):
+    """``cat(3x3 stride-2 conv in -> out - in, 2x2 max-pool) -> BN -> ReLU`` (ENet's initial block).
+
+    Shapes: ``(B, in, H, W) -> (B, out, H/2, W/2)`` for even ``H, W`` (the model contract
+    pads inputs so that they are).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        if out_channels <= in_channels:
+            raise ValueError(f"Downsampler needs out > in, got {in_channels} -> {out_channels}")
+        self.conv = nn.Conv2d(in_channels, out_channels - in_channels, 3, 2, 1, bias=True)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.cat([self.conv(x), self.pool(x)], dim=1)  # (B, out, H/2, W/2)
+        return torch.relu(self.bn(y))
+
+
+class NonBottleneck1D(nn.Module):
+    """ERFNet's residual block of factorised convolutions.
+
+    ``3x1 -> ReLU -> 1x3 -> BN -> ReLU -> 3x1 (dilation d) -> ReLU -> 1x3 (dilation d) -> BN
+    -> Dropout2d(p) -> + input -> ReLU``. Shapes: ``(B, C, H, W) -> (B, C, H, W)``.
+
+    Args:
+        channels: C.
+        dropout: Dropout2d probability (0 disables it).
+        dilation: d of the second pair.
+        kernel: length of the factorised kernels (3; WSPD-Net also uses 5).
+    """
+
+    def __init__(self, channels: int, dropout: float = 0.0, dilation: int = 1, kernel: int = 3):
+        super().__init__()
+        p, pd = kernel // 2, dilation * (kernel // 2)
+        c = channels
+        self.conv3x1_1 = nn.Conv2d(c, c, (kernel, 1), padding=(p, 0), bias=True)
+        self.conv1x3_1 = nn.Conv2d(c, c, (1, kernel), padding=(0, p), bias=True)
+        self.bn1 = nn.BatchNorm2d(c, eps=BN_EPS)
+        self.conv3x1_2 = nn.Conv2d(
+            c, c, (kernel, 1), padding=(pd, 0), dilation=(dilation, 1), bias=True
+        )
+        self.conv1x3_2 = nn.Conv2d(
+            c, c, (1, kernel), padding=(0, pd), dilation=(1, dilation), bias=True
+        )
+        self.bn2 = nn.BatchNorm2d(c, eps=BN_EPS)
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.conv3x1_1(x))
+        y = torch.relu(self.bn1(self.conv1x3_1(y)))
+        y = torch.relu(self.conv3x1_2(y))
+        y = self.dropout(self.bn2(self.conv1x3_2(y)))
+        return torch.relu(y + x)
+
+
+class Upsampler(nn.Sequential):
+    """``3x3 stride-2 transposed conv (padding 1, output_padding 1) -> BN -> ReLU``: x2 size."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.ConvTranspose2d(in_channels, out_channels, 3, 2, 1, output_padding=1, bias=True),
+            nn.BatchNorm2d(out_channels, eps=BN_EPS),
+            nn.ReLU(inplace=True),
+        )

@@ -1,6 +1,6 @@
 """The model zoo. Importing this package registers every family's variants."""
 
-from edgeseg.models import erfnet, segfast, squeeze_unet, unet  # noqa: F401  (registers)
+from edgeseg.models import erfnet, essnet, segfast, squeeze_unet, unet  # noqa: F401
 from edgeseg.models._base import SegmentationModel
 from edgeseg.models._registry import (
     ModelInfo,

@@ -18,6 +18,8 @@ sizes divisible by 8).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from torch import nn
 
@@ -43,19 +45,20 @@ DECODER: tuple[tuple, ...] = (
 )
 
 
-def build_rows(rows: tuple[tuple, ...]) -> nn.Sequential:
-    """Layers from config rows (``ds`` Downsampler, ``nb`` NonBottleneck1D, ``up`` Upsampler)."""
-    layers: list[nn.Module] = []
-    for kind, *args in rows:
-        if kind == "ds":
-            layers.append(Downsampler(*args))
-        elif kind == "nb":
-            layers.append(NonBottleneck1D(*args))
-        elif kind == "up":
-            layers.append(Upsampler(*args))
-        else:  # pragma: no cover - a typo in a table
-            raise ValueError(f"unknown row kind {kind!r}")
-    return nn.Sequential(*layers)
+#: Row kind -> block constructor; families add their own kinds (see ``essnet.py``).
+ROW_BLOCKS: dict[str, Callable[..., nn.Module]] = {
+    "ds": Downsampler,
+    "nb": NonBottleneck1D,
+    "up": Upsampler,
+}
+
+
+def build_rows(
+    rows: Sequence[tuple], blocks: dict[str, Callable[..., nn.Module]] | None = None
+) -> nn.Sequential:
+    """Layers from config rows ``(kind, *args)``; ``blocks`` maps kinds to constructors."""
+    table = blocks or ROW_BLOCKS
+    return nn.Sequential(*(table[kind](*args) for kind, *args in rows))
 
 
 class ERFNet(SegmentationModel):

@@ -14,6 +14,10 @@ K = 11
 #: Conv-weight counts from the papers are pinned in each family's own test file.
 PARAMS = {
     "erfnet": 2_064_256 - 65 * 20 + 65 * 11,  # 2,064,256 at K=20: see test_erfnet.py
+    "essnet": 421_056 - 65 * 9,  # K=20 figures in test_essnet.py; the head is 65K
+    "essnet_a": 1_267_328 - 65 * 9,
+    "essnet_b": 578_304 - 65 * 9,
+    "essnet_ppm": 446_016 - 65 * 9,
     "segfast": 626_052 + 65 * 11,
     "segfast_basic": 2_850_528 + 65 * 11,
     "squeeze_unet": 2_630_091,

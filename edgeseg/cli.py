@@ -64,6 +64,17 @@ def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _emit_json(args: argparse.Namespace, payload: Any) -> bool:
+    """Write ``payload`` to ``--out`` if given; print it if ``--json``. True if printed."""
+    if args.out:
+        from edgeseg.utils import atomic_write_json
+
+        atomic_write_json(args.out, payload)
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    return bool(args.json)
+
+
 def _mb(nbytes: float) -> str:
     return f"{nbytes / 1e6:.1f}"
 
@@ -129,12 +140,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     payload: Any = [r.to_dict() for r in results]
     if len(results) == 1 and args.models:
         payload = payload[0]
-    if args.out:
-        from edgeseg.utils import atomic_write_json
-
-        atomic_write_json(args.out, payload)
-    if args.json:
-        print(json.dumps(payload, indent=2))
+    if _emit_json(args, payload):
         return 0
     h, w = args.size
     print(f"CPU: {results[0].cpu}; {args.threads} threads; input {h}x{w}, batch {args.batch_size}")
@@ -273,13 +279,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         paper_protocol=args.paper_protocol,
         threads=args.threads,
     )
-    if args.out:
-        from edgeseg.utils import atomic_write_json
-
-        atomic_write_json(args.out, res)
-    if args.json:
-        print(json.dumps(res, indent=2))
-    else:
+    if not _emit_json(args, res):
         print(_render_metrics(res))
     return 0
 

@@ -9,8 +9,9 @@ Layout (as unpacked from ``leftImg8bit_trainvaltest.zip`` and ``gtFine_trainvalt
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from edgeseg.data.dataset import JointTransform, SegmentationDataset
+from edgeseg.data.dataset import SplitDataset
 from edgeseg.data.presets import CITYSCAPES, DatasetInfo
 from edgeseg.errors import DataError
 
@@ -42,7 +43,7 @@ def cityscapes_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
     return pairs
 
 
-class CityscapesDataset(SegmentationDataset):
+class CityscapesDataset(SplitDataset):
     """Cityscapes fine annotations; labels are mapped to trainIds 0..18, void 255.
 
     Args:
@@ -52,17 +53,9 @@ class CityscapesDataset(SegmentationDataset):
         transform, in_memory, seed: see :class:`~edgeseg.data.SegmentationDataset`.
     """
 
+    split_pairs = staticmethod(cityscapes_pairs)
+
     def __init__(
-        self,
-        root: str | Path,
-        split: str,
-        info: DatasetInfo = CITYSCAPES,
-        transform: JointTransform | None = None,
-        *,
-        in_memory: bool = False,
-        seed: int = 0,
+        self, root: str | Path, split: str, info: DatasetInfo = CITYSCAPES, **kw: Any
     ) -> None:
-        self.root = Path(root)
-        self.split = split
-        pairs = [p for part in split.split("+") for p in cityscapes_pairs(root, part)]
-        super().__init__(pairs, info, transform, in_memory=in_memory, seed=seed)
+        super().__init__(root, split, info, **kw)

@@ -31,6 +31,7 @@ from edgeseg.errors import DataError
 __all__ = [
     "ListDataset",
     "SegmentationDataset",
+    "SplitDataset",
     "load_image",
     "load_label",
     "normalize_image",
@@ -258,16 +259,16 @@ class SegmentationDataset(Dataset):
             self.load_pair(i)
 
 
-class ListDataset(SegmentationDataset):
-    """The generic dataset: ``ROOT/SPLIT.txt`` lists ``image_path label_path`` pairs.
+class SplitDataset(SegmentationDataset):
+    """A dataset whose samples come from a layout on disk, one split (or ``a+b``) at a time.
 
-    This is the layout of ``../shared/data/camvid`` and of any folder a user prepares.
+    Subclasses say how one split's ``(image, label)`` paths are found
+    (:meth:`split_pairs`); ``"train+val"`` concatenates splits (e.g. a recipe's final fit).
 
     Args:
         root: the data root.
-        split: ``train``, ``val``, ``test`` or any ``NAME`` with a ``NAME.txt``; several
-            joined with ``+`` (``train+val``) are concatenated.
-        info: classes, palette, void id (a preset or :func:`~edgeseg.data.custom_info`).
+        split: split name, or several joined with ``+``.
+        info: classes, palette, void id.
         transform, in_memory, seed: see :class:`SegmentationDataset`.
     """
 
@@ -283,6 +284,22 @@ class ListDataset(SegmentationDataset):
     ) -> None:
         self.root = Path(root)
         self.split = split
-        # "train+val" concatenates splits (e.g. the final fit of a recipe).
-        pairs = [p for part in split.split("+") for p in read_list_file(root, part)]
+        pairs = [p for part in split.split("+") for p in self.split_pairs(self.root, part)]
         super().__init__(pairs, info, transform, in_memory=in_memory, seed=seed)
+
+    @staticmethod
+    def split_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
+        """``(image, label)`` paths of one split."""
+        raise NotImplementedError
+
+
+class ListDataset(SplitDataset):
+    """The generic dataset: ``ROOT/SPLIT.txt`` lists ``image_path label_path`` pairs.
+
+    This is the layout of ``../shared/data/camvid`` and of any folder a user prepares.
+    ``split`` is ``train``, ``val``, ``test`` or any ``NAME`` with a ``NAME.txt``; several
+    joined with ``+`` (``train+val``) are concatenated. ``info`` is a preset or
+    :func:`~edgeseg.data.custom_info`.
+    """
+
+    split_pairs = staticmethod(read_list_file)

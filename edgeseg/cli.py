@@ -82,6 +82,14 @@ def _mb(nbytes: float) -> str:
 # --------------------------------------------------------------------------- commands
 
 
+#: --flops choice -> (summary key, column label): torch's count and the papers' conventions.
+FLOP_CONVENTIONS = {
+    "torch": ("flops", "GFLOPs"),
+    "squeeze-paper": ("paper_macs", "paper GMACs"),
+    "thesis": ("thesis_flops", "thesis GFLOPs"),
+}
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from edgeseg.models import list_models
     from edgeseg.summary import summarize_models
@@ -94,6 +102,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     h, w = args.size
+    key, label = FLOP_CONVENTIONS[args.flops]
     print(
         _table(
             [
@@ -101,12 +110,12 @@ def _cmd_models(args: argparse.Namespace) -> int:
                     r["name"],
                     r["family"],
                     f"{r['params']:,}",
-                    f"{r['flops'] / 1e9:.2f}",
+                    f"{r[key] / 1e9:.2f}",
                     r["summary"],
                 )
                 for r in rows
             ],
-            ("model", "family", "params", f"GFLOPs@{h}x{w}", "description"),
+            ("model", "family", "params", f"{label}@{h}x{w}", "description"),
         )
     )
     return 0
@@ -315,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'squeeze*'")
     m.add_argument("--size", type=_size, default=(360, 480), help="HxW for the FLOPs (360x480)")
     m.add_argument("--classes", type=_positive, default=11, help="number of classes (11)")
+    m.add_argument(
+        "--flops",
+        choices=sorted(FLOP_CONVENTIONS),
+        default="torch",
+        help="operation count shown: torch (2 x MACs, flop_counter), squeeze-paper "
+        "(2 x W x output pixels) or thesis (conv MACs + 2 x transposed-conv MACs)",
+    )
     m.add_argument("--json", action="store_true", help="print JSON")
     m.set_defaults(func=_cmd_models)
 

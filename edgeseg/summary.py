@@ -12,7 +12,13 @@ from typing import Any
 import torch
 
 from edgeseg.models import create_model, model_info
-from edgeseg.profiling import conv_weight_count, count_flops, paper_macs, param_count
+from edgeseg.profiling import (
+    conv_weight_count,
+    count_flops,
+    paper_macs,
+    param_count,
+    thesis_flops,
+)
 from edgeseg.utils import parse_size
 
 __all__ = ["summarize_model", "summarize_models"]
@@ -25,7 +31,8 @@ def summarize_model(
 
     Returns:
         ``{"name", "family", "summary", "params", "conv_weights", "macs", "flops",
-        "paper_macs", "input_size", "num_classes"}``.
+        "paper_macs", "thesis_flops", "input_size", "num_classes"}`` (see
+        :mod:`edgeseg.profiling` for the three operation-count conventions).
     """
     h, w = parse_size(input_size, "input_size")
     info = model_info(name)
@@ -42,6 +49,7 @@ def summarize_model(
         "macs": flops // 2,
         "flops": flops,
         "paper_macs": paper_macs(model, x),
+        "thesis_flops": thesis_flops(model, x),
         "input_size": [h, w],
         "num_classes": num_classes,
     }

@@ -77,3 +77,39 @@ class Upsampler(nn.Sequential):
             nn.BatchNorm2d(out_channels, eps=BN_EPS),
             nn.ReLU(inplace=True),
         )
+
+
+class DWSDil(nn.Module):
+    """WSPD-Net's depthwise-separable multi-dilation block (seed 002's thesis, a reading).
+
+    ``3x1 -> ReLU -> 1x3 -> BN -> ReLU -> sum of 4 depthwise 3x3 convs with dilations
+    (2, 4, 8, 16) -> pointwise 1x1 -> BN -> Dropout2d(p) -> + input -> ReLU``. The thesis
+    names the block but not its rates or how the branches merge: the rates are ERFNet's
+    and the branches are summed (keeps C channels, so the pointwise conv costs C x C).
+    The four depthwise branches see the whole image's context at 1/8 resolution for
+    ``4 * 9 * C`` weights.
+
+    Shapes: ``(B, C, H, W) -> (B, C, H, W)``.
+    """
+
+    def __init__(
+        self, channels: int, dropout: float = 0.0, rates: tuple[int, ...] = (2, 4, 8, 16)
+    ) -> None:
+        super().__init__()
+        c = channels
+        self.conv3x1 = nn.Conv2d(c, c, (3, 1), padding=(1, 0), bias=True)
+        self.conv1x3 = nn.Conv2d(c, c, (1, 3), padding=(0, 1), bias=True)
+        self.bn1 = nn.BatchNorm2d(c, eps=BN_EPS)
+        self.branches = nn.ModuleList(
+            nn.Conv2d(c, c, 3, padding=r, dilation=r, groups=c, bias=True) for r in rates
+        )
+        self.pointwise = nn.Conv2d(c, c, 1, bias=True)
+        self.bn2 = nn.BatchNorm2d(c, eps=BN_EPS)
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.conv3x1(x))
+        y = torch.relu(self.bn1(self.conv1x3(y)))
+        y = sum(branch(y) for branch in self.branches)  # (B, C, H, W)
+        y = self.dropout(self.bn2(self.pointwise(y)))
+        return torch.relu(y + x)

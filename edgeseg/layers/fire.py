@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from edgeseg.layers.conv import ConvNormAct, ConvTransposeNormAct
+from edgeseg.layers.separable import SeparableConvNormAct
 
 
 class Fire(nn.Module):
@@ -19,15 +20,28 @@ class Fire(nn.Module):
     3x3 runs at the lower resolution.
 
     Shapes: ``(B, Cin, H, W) -> (B, 2e, H/stride, W/stride)``.
+
+    Args:
+        in_channels, squeeze, expand: Cin, s, e.
+        stride: of the squeeze conv.
+        norm: normalisation after every conv.
+        separable: the 3x3 expand as depthwise 3x3 + pointwise 1x1 (seed 001's variant).
     """
 
     def __init__(
-        self, in_channels: int, squeeze: int, expand: int, stride: int = 1, norm: str = "batch"
+        self,
+        in_channels: int,
+        squeeze: int,
+        expand: int,
+        stride: int = 1,
+        norm: str = "batch",
+        separable: bool = False,
     ) -> None:
         super().__init__()
         self.squeeze = ConvNormAct(in_channels, squeeze, 1, stride=stride, norm=norm)
         self.expand1x1 = ConvNormAct(squeeze, expand, 1, norm=norm)
-        self.expand3x3 = ConvNormAct(squeeze, expand, 3, norm=norm)
+        conv3 = SeparableConvNormAct if separable else ConvNormAct
+        self.expand3x3 = conv3(squeeze, expand, 3, norm=norm)
         self.out_channels = 2 * expand
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,9 +59,21 @@ class TransposedFire(nn.Module):
     ``padding="same"`` does (the extra row and column are at the bottom/right).
 
     Shapes: ``(B, Cin, H, W) -> (B, 2e, 2H, 2W)``.
+
+    Args:
+        in_channels, squeeze, expand: Cin, s, e.
+        norm: normalisation after every conv.
+        separable: the 2x2 expand as a depthwise 2x2 transposed conv + pointwise 1x1.
     """
 
-    def __init__(self, in_channels: int, squeeze: int, expand: int, norm: str = "batch") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        squeeze: int,
+        expand: int,
+        norm: str = "batch",
+        separable: bool = False,
+    ) -> None:
         super().__init__()
         self.squeeze = ConvTransposeNormAct(
             in_channels, squeeze, 1, stride=2, output_padding=1, norm=norm
@@ -55,7 +81,12 @@ class TransposedFire(nn.Module):
         self.expand1x1 = ConvTransposeNormAct(squeeze, expand, 1, norm=norm)
         # Norm and ReLU act per pixel, so they may run before the crop; keeping them in the
         # conv's Sequential lets inference fold the BatchNorm into the transposed conv.
-        self.expand2x2 = ConvTransposeNormAct(squeeze, expand, 2, norm=norm)
+        if separable:
+            self.expand2x2: nn.Module = SeparableConvNormAct(
+                squeeze, expand, 2, transposed=True, norm=norm
+            )
+        else:
+            self.expand2x2 = ConvTransposeNormAct(squeeze, expand, 2, norm=norm)
         self.out_channels = 2 * expand
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,3 +94,52 @@ class TransposedFire(nn.Module):
         h, w = s.shape[-2], s.shape[-1]
         e2 = self.expand2x2(s)[:, :, :h, :w]  # (B, e, 2H+1, 2W+1) -> (B, e, 2H, 2W)
         return torch.cat([self.expand1x1(s), e2], dim=1)
+
+
+class FireDeconv(nn.Module):
+    """SqueezeSeg's ``FireDeconv(Cin, s, e)`` (Wu et al., ICRA 2018), in 2-D.
+
+    Squeeze 1x1 Cin->s, a 4x4 stride-2 transposed conv s->s (padding 1) initialised as
+    bilinear upsampling of each channel, then parallel 1x1 and 3x3 expand s->e,
+    concatenated. The upsampling runs on the squeezed channels only, which is what makes
+    it cheap. Every conv is followed by norm + ReLU (SqueezeSeg: ReLU; norm as elsewhere).
+
+    Shapes: ``(B, Cin, H, W) -> (B, 2e, 2H, 2W)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        squeeze: int,
+        expand: int,
+        norm: str = "batch",
+        separable: bool = False,
+    ) -> None:
+        super().__init__()
+        self.squeeze = ConvNormAct(in_channels, squeeze, 1, norm=norm)
+        self.up = ConvTransposeNormAct(squeeze, squeeze, 4, stride=2, padding=1, norm=norm)
+        _bilinear_init(self.up[0])
+        self.expand1x1 = ConvNormAct(squeeze, expand, 1, norm=norm)
+        conv3 = SeparableConvNormAct if separable else ConvNormAct
+        self.expand3x3 = conv3(squeeze, expand, 3, norm=norm)
+        self.out_channels = 2 * expand
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.up(self.squeeze(x))  # (B, s, 2H, 2W)
+        return torch.cat([self.expand1x1(s), self.expand3x3(s)], dim=1)
+
+
+def _bilinear_init(conv: nn.ConvTranspose2d) -> None:
+    """Make a ``(C, C, k, k)`` transposed conv upsample each channel bilinearly (FCN's init)."""
+    k = conv.kernel_size[0]
+    factor = (k + 1) // 2
+    center = factor - 1 if k % 2 == 1 else factor - 0.5
+    og = torch.arange(k, dtype=torch.float32)
+    filt1d = 1 - (og - center).abs() / factor  # (k,)
+    kernel = filt1d[:, None] * filt1d[None, :]  # (k, k)
+    with torch.no_grad():
+        conv.weight.zero_()
+        for c in range(min(conv.in_channels, conv.out_channels)):
+            conv.weight[c, c] = kernel
+        if conv.bias is not None:
+            conv.bias.zero_()

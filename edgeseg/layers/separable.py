@@ -68,3 +68,58 @@ class DWConvTranspose(nn.Sequential):
                 bias=bias,
             ),
         )
+
+
+class SeparableConvNormAct(nn.Sequential):
+    """Keras-style separable conv: depthwise ``k x k`` -> pointwise 1x1 -> norm -> ReLU.
+
+    Unlike :class:`DWConv` there is no norm or activation between the two convs (Keras'
+    ``SeparableConv2D``, as the depthwise-separable Squeeze U-Net of seed 001 uses), so it
+    is a drop-in factorisation of one ``ConvNormAct``. With ``transposed=True`` the
+    depthwise step is a transposed conv (the factorisation of a ``ConvTranspose2d``).
+
+    Shapes: ``(B, in, H, W) -> (B, out, H', W')`` with ``H', W'`` those of the dense conv it
+    replaces. Weights: ``in * k * k + in * out``.
+
+    Args:
+        in_channels, out_channels: channels.
+        kernel_size: of the depthwise conv.
+        stride: of the depthwise conv.
+        padding: of the depthwise conv; None: "same" for odd kernels (0 when transposed).
+        output_padding: transposed only.
+        transposed: depthwise step as a transposed conv.
+        norm: normalisation after the pointwise conv.
+        act: ReLU at the end.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int | None = None,
+        output_padding: int = 0,
+        transposed: bool = False,
+        norm: str = "batch",
+        act: bool = True,
+    ) -> None:
+        if transposed:
+            depthwise: nn.Module = nn.ConvTranspose2d(
+                in_channels,
+                in_channels,
+                kernel_size,
+                stride,
+                padding or 0,
+                output_padding,
+                groups=in_channels,
+                bias=False,
+            )
+        else:
+            pad = (kernel_size - 1) // 2 if padding is None else padding
+            depthwise = nn.Conv2d(
+                in_channels, in_channels, kernel_size, stride, pad, groups=in_channels, bias=False
+            )
+        super().__init__(
+            depthwise, *ConvNormAct(in_channels, out_channels, 1, norm=norm, act=act).children()
+        )

@@ -10,6 +10,7 @@ class UpBlock(nn.Module):
     """One decoder step of a U-shaped network: ``fuse(cat([up(x), skip], dim=1))``.
 
     Shapes: ``x (B, C, H, W)`` and ``skip (B, Cs, 2H, 2W)`` -> what ``fuse`` gives at 2H x 2W.
+    Without a skip (``None``) it is ``fuse(up(x))``.
     The model contract pads inputs to the network stride, so the two always match.
     """
 
@@ -18,5 +19,7 @@ class UpBlock(nn.Module):
         self.up = up
         self.fuse = fuse
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        if skip is None:  # encoder-decoder networks without skip connections
+            return self.fuse(self.up(x))
         return self.fuse(torch.cat([self.up(x), skip], dim=1))

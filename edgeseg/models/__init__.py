@@ -1,6 +1,16 @@
 """The model zoo. Importing this package registers every family's variants."""
 
-from edgeseg.models import erfnet, essnet, segfast, squeeze_unet, unet  # noqa: F401
+from edgeseg.models import (  # noqa: F401
+    edgesegnet,
+    erfnet,
+    essnet,
+    fcn,
+    l3unet,
+    segfast,
+    squeeze_unet,
+    unet,
+    wspdnet,
+)
 from edgeseg.models._base import SegmentationModel
 from edgeseg.models._registry import (
     ModelInfo,

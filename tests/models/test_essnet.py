@@ -88,3 +88,24 @@ def test_grouped_pointwise_convs_are_encoder_only() -> None:
     assert all(m.pw1.groups == 4 and m.pw2.groups == 4 for m in enc)
     assert all(m.pw1.groups == 1 for m in dec)
     assert all(isinstance(m.shuffle, ChannelShuffle) for m in enc)
+
+
+# Thesis Table 3.5, GFLOPs at 512x1024 in its convention (conv MACs + 2 x transposed).
+THESIS_GFLOPS = [
+    ("erfnet", {}, 27.705),
+    ("essnet_b", {"layer": "D"}, 10.597),
+    ("essnet", {"layer": "D"}, 5.773),
+    ("essnet", {"layer": "DG2"}, 4.029),
+    ("essnet", {"layer": "DG4"}, 3.156),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "gflops"), THESIS_GFLOPS)
+def test_thesis_gflops_convention(name: str, kwargs: dict, gflops: float) -> None:
+    from edgeseg.profiling import thesis_flops
+
+    with torch.device("meta"):
+        model = create_model(name, num_classes=20, **kwargs).eval()
+        x = torch.empty(1, 3, 512, 1024)
+    got = thesis_flops(model, x) / 1e9
+    assert got == pytest.approx(gflops, rel=0.01)

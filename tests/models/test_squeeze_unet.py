@@ -96,3 +96,40 @@ def test_squeeze_unet_is_3x_cheaper_and_12x_smaller() -> None:
     x = torch.empty(1, 3, 360, 480, device="meta")
     assert conv_weight_count(un) / conv_weight_count(sq) == pytest.approx(11.9, rel=0.02)
     assert paper_macs(un, x) / paper_macs(sq, x) == pytest.approx(3.25, rel=0.02)
+
+
+# ---------------------------------------------------------------- seed 001's variants
+
+
+def test_depthwise_separable_variant_weights() -> None:
+    """Every k>1 conv as depthwise + pointwise: the spec's derived 930,683 at K=11."""
+    assert conv_weight_count(_meta("squeeze_unet_dws")) == 930_683
+
+
+def test_depthwise_separable_variant_has_no_dense_spatial_conv() -> None:
+    model = _meta("squeeze_unet_dws")
+    for name, m in model.named_modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and m.kernel_size != (1, 1):
+            assert m.groups == m.in_channels, f"{name} is a dense {m.kernel_size} conv"
+
+
+def test_encoder_decoder_has_no_skips_and_fire_deconv() -> None:
+    from edgeseg.layers import FireDeconv
+
+    model = create_model("squeeze_encdec", num_classes=K).eval()
+    ups = [m for m in model.modules() if isinstance(m, FireDeconv)]
+    assert len(ups) == 3
+    # The decoder's first Fire sees only the upsampled features (2e channels, no skip).
+    assert model.us1.fuse[0].squeeze[0].in_channels == 2 * 256
+    assert model.head.fuse[0][0].in_channels == 64
+
+
+def test_fire_deconv_starts_as_bilinear_upsampling() -> None:
+    from edgeseg.layers.fire import FireDeconv
+
+    block = FireDeconv(8, 4, 4, norm="none")
+    up = block.up[0]
+    x = torch.rand(1, 4, 6, 6)
+    y = up(x)  # bilinear x2 of each channel (bias 0), interior rows and columns
+    ref = torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(y[..., 1:-1, 1:-1], ref[..., 1:-1, 1:-1])

@@ -13,15 +13,21 @@ K = 11
 #: Trainable parameters at K=11 (default kwargs), pinned so an architecture change is seen.
 #: Conv-weight counts from the papers are pinned in each family's own test file.
 PARAMS = {
+    "edgesegnet": 1_417_419,  # a documented reading: see test_light_variants.py
     "erfnet": 2_064_256 - 65 * 20 + 65 * 11,  # 2,064,256 at K=20: see test_erfnet.py
     "essnet": 421_056 - 65 * 9,  # K=20 figures in test_essnet.py; the head is 65K
     "essnet_a": 1_267_328 - 65 * 9,
     "essnet_b": 578_304 - 65 * 9,
     "essnet_ppm": 446_016 - 65 * 9,
+    "fcn_resnet50": 23_534_733 - 2049 * 2,  # 23,534,733 at K=13: see test_fcn.py
+    "l3unet": 279_084 - 64 * 4 - 16 * 4 + 64 * 11 + 16 * 11,  # 279,084 at K=4
     "segfast": 626_052 + 65 * 11,
     "segfast_basic": 2_850_528 + 65 * 11,
+    "squeeze_encdec": 2_907_979,
     "squeeze_unet": 2_630_091,
+    "squeeze_unet_dws": 946_118,  # 930,683 conv weights: see test_squeeze_unet.py
     "unet": 31_037_323,
+    "wspdnet": 716_288 - 65 * 9,  # 716,288 at K=20: see test_light_variants.py
 }
 
 MODELS = list_models()
@@ -112,3 +118,19 @@ def test_state_dict_round_trip(name: str) -> None:
     x = torch.randn(1, 3, 32, 48)
     with torch.inference_mode():
         torch.testing.assert_close(a(x), b(x))
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("name", MODELS)
+def test_onnx_export_matches_pytorch(name: str, tmp_path) -> None:
+    from edgeseg.export import export_onnx, onnx_session, parity
+
+    model = create_model(name, num_classes=K).eval()
+    path = tmp_path / f"{name}.onnx"
+    assert export_onnx(model, path, input_size=(64, 96)) == "dynamo"
+    session = onnx_session(path, threads=2)
+    # Sizes other than the export's, one of them odd: height and width are dynamic.
+    for size in [(97, 131), (48, 64)]:
+        max_diff, agreement = parity(model, session, torch.randn(2, 3, *size))
+        assert max_diff < 1e-3
+        assert agreement > 0.999

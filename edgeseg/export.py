@@ -1,0 +1,322 @@
+"""Export to ONNX, with the metadata a deployment needs and a parity check against PyTorch.
+
+The exported file is one self-contained ONNX model (weights inside, opset >= 17) with
+dynamic batch, height and width: every edgeseg model pads its input to its stride and
+crops the logits back *inside* the graph, so the ONNX model accepts any image size just
+like the PyTorch one. The model's metadata (``metadata_props``) carries what
+:class:`edgeseg.Segmenter` needs to use it without the checkpoint: the model name and
+kwargs, class names, palette, void id, normalisation mean/std, and the input layout.
+
+The exporter is PyTorch's own (``torch.onnx.export(..., dynamo=True)``, through
+``torch.export`` with symbolic height and width); if a model cannot be captured that way,
+the TorchScript-based exporter is tried (its trace generalises across sizes for every
+zoo model; tested).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeseg.errors import EdgesegError
+from edgeseg.utils import parse_size
+
+__all__ = [
+    "DEFAULT_OPSET",
+    "ExportResult",
+    "export_checkpoint",
+    "export_onnx",
+    "onnx_metadata",
+    "onnx_session",
+    "parity",
+]
+
+log = logging.getLogger(__name__)
+
+#: Opset of exported models (the dynamo exporter's native one; >= 17 for LayerNorm etc.).
+DEFAULT_OPSET = 18
+#: Key prefix of edgeseg's entries in an ONNX model's ``metadata_props``.
+META_KEY = "edgeseg"
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_checkpoint` wrote and how closely it matches PyTorch."""
+
+    path: str  # the .onnx file
+    size_bytes: int  # its size on disk
+    opset: int  # ONNX opset
+    exporter: str  # "dynamo" or "torchscript"
+    max_abs_diff: float  # largest |logit difference| against PyTorch over the check images
+    pixel_agreement: float  # fraction of pixels whose argmax class agrees with PyTorch
+    check_images: int  # images the parity check ran on
+    check_source: str  # "data" (real images) or "random"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def _export(model: nn.Module, x: torch.Tensor, path: Path, opset: int, dynamic: bool) -> str:
+    """Write ``model`` to ``path``; returns the exporter that succeeded."""
+    kwargs: dict[str, Any] = {"input_names": ["image"], "output_names": ["logits"]}
+    try:
+        dyn = None
+        if dynamic:
+            b = torch.export.Dim("batch", max=1024)
+            h = torch.export.Dim("height", max=16384)
+            w = torch.export.Dim("width", max=16384)
+            # Batch 1 would be specialised; dynamic batch needs an example batch of >= 2.
+            dyn = {"x": {0: b, 2: h, 3: w}}
+            if x.shape[0] < 2:
+                x = x.expand(2, -1, -1, -1).contiguous()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model,
+                (x,),
+                dynamo=True,
+                opset_version=opset,
+                dynamic_shapes=dyn,
+                external_data=False,
+                verbose=False,
+                **kwargs,
+            )
+        program.save(str(path), external_data=False)
+        return "dynamo"
+    except Exception as e:  # the dynamo exporter raises many kinds; fall back, say why
+        log.warning("dynamo ONNX export failed (%s); using the TorchScript exporter", e)
+    axes = {"image": {0: "batch", 2: "height", 3: "width"}}
+    axes["logits"] = dict(axes["image"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            dynamic_axes=axes if dynamic else None,
+            **kwargs,
+        )
+    return "torchscript"
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    input_size: tuple[int, int] | str = (360, 480),
+    opset: int = DEFAULT_OPSET,
+    dynamic: bool = True,
+    metadata: dict[str, Any] | None = None,
+) -> str:
+    """Export ``model`` (eval mode, fp32) to one self-contained ONNX file, atomically.
+
+    Args:
+        model: an edgeseg-contract model (NCHW float in, logits out).
+        path: output ``.onnx`` file; written to a temporary file first, then renamed.
+        input_size: HxW of the example input (any size works when ``dynamic``).
+        opset: ONNX opset (>= 17).
+        dynamic: symbolic batch, height and width.
+        metadata: JSON-able values stored under ``metadata_props`` (``edgeseg.<key>``).
+
+    Returns:
+        The exporter used: ``"dynamo"`` or ``"torchscript"``.
+
+    Raises:
+        EdgesegError: opset below 17, or the export failed (the message says why).
+    """
+    import onnx
+
+    if opset < 17:
+        raise EdgesegError(f"--opset must be >= 17, got {opset}")
+    h, w = parse_size(input_size)
+    in_ch = int(getattr(model, "edgeseg_config", {}).get("in_channels", 3))
+    was_training = model.training
+    model.eval()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with torch.no_grad():
+            exporter = _export(model, torch.randn(1, in_ch, h, w), tmp, opset, dynamic)
+        proto = onnx.load(str(tmp))
+        meta = {"format": "edgeseg.onnx", **(metadata or {})}
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key = f"{META_KEY}.{key}"
+            entry.value = value if isinstance(value, str) else json.dumps(value)
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, out)
+    except EdgesegError:
+        raise
+    except Exception as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise EdgesegError(f"ONNX export to {out} failed: {first}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+        model.train(was_training)
+    return exporter
+
+
+def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """edgeseg's metadata of an exported model (values JSON-decoded where they are JSON).
+
+    Raises:
+        EdgesegError: the file is missing, not ONNX, or not exported by edgeseg.
+    """
+    import onnx
+
+    p = Path(path)
+    if not p.is_file():
+        raise EdgesegError(f"ONNX file not found: {p}")
+    try:
+        proto = onnx.load(str(p), load_external_data=False)
+    except Exception as e:
+        raise EdgesegError(f"{p} is not a readable ONNX model: {type(e).__name__}") from None
+    meta: dict[str, Any] = {}
+    for entry in proto.metadata_props:
+        if entry.key.startswith(META_KEY + "."):
+            key = entry.key[len(META_KEY) + 1 :]
+            try:
+                meta[key] = json.loads(entry.value)
+            except json.JSONDecodeError:
+                meta[key] = entry.value
+    if meta.get("format") != "edgeseg.onnx":
+        raise EdgesegError(f"{p} is an ONNX model but not one exported by edgeseg (no metadata)")
+    return meta
+
+
+def onnx_session(path: str | os.PathLike[str], threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session for ``path``, all graph optimisations on.
+
+    Raises:
+        EdgesegError: missing or corrupt file (one line, naming it).
+    """
+    import onnxruntime as ort
+
+    p = Path(path)
+    if not p.is_file():
+        raise EdgesegError(f"ONNX file not found: {p}")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # errors only: ORT warns about every unused initializer
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise EdgesegError(f"cannot load ONNX model {p}: {first}") from None
+
+
+def parity(
+    model: nn.Module, session: Any, images: list[torch.Tensor] | torch.Tensor
+) -> tuple[float, float]:
+    """Max |logit difference| and argmax pixel agreement between PyTorch and ONNX Runtime.
+
+    Args:
+        model: the PyTorch model (eval mode).
+        session: an ONNX Runtime session of its export.
+        images: normalised ``(C, H, W)`` tensors (or one ``(B, C, H, W)`` batch).
+    """
+    batch = list(images) if isinstance(images, list) else list(images.unbind(0))
+    name = session.get_inputs()[0].name
+    max_diff, agree, total = 0.0, 0, 0
+    with torch.inference_mode():
+        for x in batch:
+            ref = model(x[None]).float().numpy()
+            got = session.run(None, {name: x[None].numpy().astype(np.float32)})[0]
+            max_diff = max(max_diff, float(np.abs(ref - got).max()))
+            agree += int((ref.argmax(1) == got.argmax(1)).sum())
+            total += ref.shape[0] * ref.shape[2] * ref.shape[3]
+    return max_diff, agree / max(total, 1)
+
+
+def _check_images(
+    ckpt: dict[str, Any], data: str | None, split: str, n: int, size: tuple[int, int]
+) -> tuple[list[torch.Tensor], str]:
+    """Up to ``n`` normalised images of the data split, else random inputs."""
+    if data:
+        from edgeseg.data import build_dataset
+        from edgeseg.data.presets import DatasetInfo
+        from edgeseg.data.transforms import eval_transform
+
+        info = DatasetInfo.from_dict(ckpt["dataset"])
+        ds = build_dataset(data, split, info, eval_transform(size))
+        return [ds[i][0] for i in range(min(n, len(ds)))], "data"
+    g = torch.Generator().manual_seed(0)
+    in_ch = int(ckpt["model"].get("in_channels", 3))
+    return [torch.randn(in_ch, *size, generator=g) for _ in range(n)], "random"
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    input_size: tuple[int, int] | str | None = None,
+    opset: int = DEFAULT_OPSET,
+    data: str | None = None,
+    split: str = "val",
+    check_images: int = 4,
+) -> ExportResult:
+    """Export a checkpoint to ONNX and check it against PyTorch.
+
+    Args:
+        checkpoint: checkpoint file or run directory.
+        out: the ``.onnx`` file to write.
+        input_size: example and check size (default: the checkpoint's, else 360x480).
+        opset: ONNX opset (>= 17).
+        data: data root whose ``split`` images the parity check uses (default: random
+            inputs).
+        split: split of ``data``.
+        check_images: images in the parity check.
+
+    Raises:
+        CheckpointError, DataError, EdgesegError: one line each, naming the file.
+    """
+    from edgeseg.checkpoint import load_model
+
+    model, ckpt = load_model(checkpoint)
+    size = parse_size(input_size or ckpt.get("input_size") or (360, 480))
+    ds = ckpt["dataset"]
+    meta = {
+        "model": ckpt["model"],
+        "classes": list(ds["classes"]),
+        "palette": [list(c) for c in ds["palette"]],
+        "ignore_index": ds["ignore_index"],
+        "mean": list(ds["mean"]),
+        "std": list(ds["std"]),
+        "dataset": ds["name"],
+        "input": "NCHW float32 RGB, (x / 255 - mean) / std; any H, W",
+        "output": "logits (N, K, H, W)",
+    }
+    exporter = export_onnx(model, out, input_size=size, opset=opset, metadata=meta)
+    images, source = _check_images(ckpt, data, split, check_images, size)
+    session = onnx_session(out)
+    max_diff, agreement = parity(model, session, images)
+    return ExportResult(
+        path=str(out),
+        size_bytes=Path(out).stat().st_size,
+        opset=opset,
+        exporter=exporter,
+        max_abs_diff=max_diff,
+        pixel_agreement=agreement,
+        check_images=len(images),
+        check_source=source,
+    )

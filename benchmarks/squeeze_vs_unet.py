@@ -37,6 +37,7 @@ from edgeseg.profiling import (
     paper_macs,
     param_count,
     state_dict_bytes,
+    time_interleaved,
     to_memory_format,
 )
 from edgeseg.utils import atomic_write_json, atomic_write_text, parse_size
@@ -101,18 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                     runs[(n, b)] = (compile_for_inference(cl, xc), xc)
                 else:
                     p.error(f"--backends: unknown backend {b!r} (eager, compile)")
-        keys = list(runs)
-        times: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
-        with torch.inference_mode():
-            for m, xi in runs.values():
-                for _ in range(args.warmup):
-                    m(xi)
-            for r in range(args.repeats):
-                for k in keys if r % 2 == 0 else keys[::-1]:
-                    m, xi = runs[k]
-                    t0 = time.perf_counter()
-                    m(xi)
-                    times[k].append((time.perf_counter() - t0) * 1e3)
+        times = time_interleaved(runs, warmup=args.warmup, repeats=args.repeats)
         stages = {}
         for n in NAMES:
             # Stage hooks need the eager module; a compiled graph has no stage boundaries.

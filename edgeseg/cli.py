@@ -308,6 +308,30 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from edgeseg.export import export_checkpoint
+
+    res = export_checkpoint(
+        args.checkpoint,
+        args.out,
+        input_size=args.size,
+        opset=args.opset,
+        data=args.data,
+        split=args.split,
+        check_images=args.check_images,
+    )
+    if args.json:
+        print(json.dumps(res.to_dict(), indent=2))
+        return 0
+    print(
+        f"wrote {res.path} ({_mb(res.size_bytes)} MB, opset {res.opset}, {res.exporter} "
+        f"exporter, dynamic batch/height/width)\n"
+        f"parity on {res.check_images} {res.check_source} image(s): max |logit diff| "
+        f"{res.max_abs_diff:.2e}, pixel agreement {100 * res.pixel_agreement:.3f} %"
+    )
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -386,6 +410,18 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--size", type=_size, default=None, help="run the network at HxW")
     pd.add_argument("--threads", type=_positive, default=None, help="intra-op threads")
     pd.set_defaults(func=_cmd_predict)
+
+    ex = sub.add_parser("export", help="export a checkpoint to ONNX and check it against PyTorch")
+    ex.add_argument("checkpoint", help="checkpoint file or run directory")
+    ex.add_argument("--format", choices=["onnx"], default="onnx", help="artefact format (onnx)")
+    ex.add_argument("--out", required=True, help="output file, e.g. model.onnx")
+    ex.add_argument("--opset", type=_positive, default=18, help="ONNX opset, >= 17 (18)")
+    ex.add_argument("--size", type=_size, default=None, help="example/check HxW (checkpoint's)")
+    ex.add_argument("--data", default=None, help="data root: check parity on real images")
+    ex.add_argument("--split", default="val", help="split of --data for the check (val)")
+    ex.add_argument("--check-images", type=_positive, default=4, help="images to check (4)")
+    ex.add_argument("--json", action="store_true", help="print the result as JSON")
+    ex.set_defaults(func=_cmd_export)
     return p
 
 

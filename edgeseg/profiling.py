@@ -60,6 +60,7 @@ __all__ = [
     "profile",
     "state_dict_bytes",
     "thesis_flops",
+    "time_interleaved",
     "to_memory_format",
 ]
 
@@ -248,18 +249,33 @@ def measure_latency(
         ``{format: [ms of each timed run]}``.
     """
     variants = {f: to_memory_format(model, x, f) for f in formats}
-    times: dict[str, list[float]] = {f: [] for f in formats}
+    return time_interleaved(variants, warmup=warmup, repeats=repeats)
+
+
+def time_interleaved(
+    runs: dict[Any, tuple[Any, Any]], *, warmup: int = 2, repeats: int = 10
+) -> dict[Any, list[float]]:
+    """Milliseconds of ``fn(x)`` for each ``key: (fn, x)``, timed in interleaved rounds.
+
+    Every round runs each entry once, in an order that alternates between rounds, so a
+    slow drift of the machine (thermal, another process) hits all entries alike and
+    per-round ratios stay meaningful. Runs under ``torch.inference_mode``.
+
+    Returns:
+        ``{key: [ms of each timed run]}`` (``repeats`` values each).
+    """
+    times: dict[Any, list[float]] = {k: [] for k in runs}
+    keys = list(runs)
     with torch.inference_mode():
-        for m, xi in variants.values():
+        for fn, xi in runs.values():
             for _ in range(warmup):
-                m(xi)
-        order = list(formats)
+                fn(xi)
         for r in range(repeats):
-            for f in order if r % 2 == 0 else order[::-1]:
-                m, xi = variants[f]
+            for k in keys if r % 2 == 0 else keys[::-1]:
+                fn, xi = runs[k]
                 t0 = time.perf_counter()
-                m(xi)
-                times[f].append((time.perf_counter() - t0) * 1e3)
+                fn(xi)
+                times[k].append((time.perf_counter() - t0) * 1e3)
     return times
 
 

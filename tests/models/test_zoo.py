@@ -20,7 +20,7 @@ PARAMS = {
     "essnet_b": 578_304 - 65 * 9,
     "essnet_ppm": 446_016 - 65 * 9,
     "fcn_resnet50": 23_534_733 - 2049 * 2,  # 23,534,733 at K=13: see test_fcn.py
-    "l3unet": 279_084 - 64 * 4 - 16 * 4 + 64 * 11 + 16 * 11,  # 279,084 at K=4
+    "l3unet": 279_084 + (64 * 16 + 16) * (11 - 4),  # 279,084 at K=4; the head is 1040K
     "segfast": 626_052 + 65 * 11,
     "segfast_basic": 2_850_528 + 65 * 11,
     "squeeze_encdec": 2_907_979,

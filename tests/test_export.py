@@ -1,0 +1,101 @@
+"""ONNX export of checkpoints: metadata, parity on real images, errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgeseg.cli import main
+from edgeseg.errors import EdgesegError
+from edgeseg.export import export_checkpoint, export_onnx, onnx_metadata, onnx_session
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def test_export_checkpoint_metadata_and_parity(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
+    data, run = tiny_run
+    out = tmp_path / "model.onnx"
+    res = export_checkpoint(run, out, data=str(data), split="val", check_images=3)
+    assert res.check_source == "data" and res.check_images == 3
+    assert res.max_abs_diff < 1e-3
+    assert res.pixel_agreement > 0.999
+    assert res.size_bytes == out.stat().st_size
+    assert not list(tmp_path.glob(".*tmp"))  # nothing half-written left behind
+    meta = onnx_metadata(out)
+    assert meta["classes"] == ["a", "b", "c"]
+    assert meta["model"]["name"] == "squeeze_unet"
+    assert len(meta["mean"]) == 3 and len(meta["palette"]) == 3
+    # One self-contained file: no external weight files next to it.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+    import onnx
+
+    proto = onnx.load(str(out))
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert all(d.dim_param for i, d in enumerate(dims) if i != 1)  # N, H, W symbolic
+
+
+def test_cli_export(tiny_run: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+    _, run = tiny_run
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(run), "--out", str(out), "--json", "--size", "40x56"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["path"] == str(out) and res["check_source"] == "random"
+    assert res["pixel_agreement"] > 0.999
+
+
+def test_export_any_module_and_bad_opset(tmp_path: Path) -> None:
+    from edgeseg.models import create_model
+
+    model = create_model("l3unet", num_classes=2)
+    with pytest.raises(EdgesegError, match="opset"):
+        export_onnx(model, tmp_path / "x.onnx", opset=13)
+    assert export_onnx(model, tmp_path / "x.onnx", input_size=(32, 32)) in {"dynamo", "torchscript"}
+    s = onnx_session(tmp_path / "x.onnx")
+    y = s.run(None, {"image": torch.randn(1, 3, 50, 70).numpy()})[0]
+    assert y.shape == (1, 2, 50, 70)
+
+
+def test_corrupt_and_foreign_onnx(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"this is not a protobuf at all \x00\x01")
+    with pytest.raises(EdgesegError, match=r"bad\.onnx"):
+        onnx_session(bad)
+    with pytest.raises(EdgesegError, match=r"bad\.onnx"):
+        onnx_metadata(bad)
+    # A valid ONNX model that edgeseg did not write has no edgeseg metadata.
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(graph), str(foreign))
+    with pytest.raises(EdgesegError, match="not one exported by edgeseg"):
+        onnx_metadata(foreign)
+    with pytest.raises(EdgesegError, match="not found"):
+        onnx_session(tmp_path / "missing.onnx")
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["export", "nowhere.pt", "--out", "x.onnx"], "checkpoint not found"),
+        (["export", "x.pt", "--out", "x.onnx", "--format", "tflite"], "invalid choice"),
+        (["export", "x.pt"], "--out"),
+    ],
+)
+def test_cli_export_bad_input(argv: list[str], needle: str, capsys, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        sys.exit(main(argv))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1

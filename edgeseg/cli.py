@@ -303,6 +303,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         threads=args.threads,
         input_size=args.size,
+        backend=args.backend,
+        calibration=args.calib_data,
     )
     print(f"segmented {len(written)} image(s): labels and overlays in {args.out}")
     return 0
@@ -329,6 +331,73 @@ def _cmd_export(args: argparse.Namespace) -> int:
         f"parity on {res.check_images} {res.check_source} image(s): max |logit diff| "
         f"{res.max_abs_diff:.2e}, pixel agreement {100 * res.pixel_agreement:.3f} %"
     )
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from edgeseg.runtime import bench
+
+    res = bench(
+        args.source,
+        size=args.size,
+        threads=args.threads,
+        backends=args.backends.split(","),
+        num_classes=args.classes,
+        iterations=args.iterations,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        data=args.data,
+        split=args.split,
+        eval_images=args.eval_images,
+        calib_data=args.calib_data,
+        calib_images=args.calib_images,
+        budget_miou=args.budget / 100,
+        workdir=args.keep,
+    )
+    if _emit_json(args, res):
+        return 0
+    h, w = res["size"]
+    print(f"{res['source']} at {h}x{w}, {res['threads']} threads, {res['cpu']}")
+    rows = []
+    for name, r in res["backends"].items():
+        rows.append(
+            (
+                name,
+                f"{r['latency_ms']['median']:.1f}",
+                f"{r['latency_ms']['p90']:.1f}",
+                f"{r['images_per_s']:.2f}",
+                f"{r.get('speedup', float('nan')):.2f}",
+                _mb(r["peak_rss_bytes"]),
+                _mb(r["size_bytes"]) if "size_bytes" in r else "-",
+                _mb(r["zip_bytes"]) if "zip_bytes" in r else "-",
+                f"{r['miou']:.4f}" if "miou" in r else "-",
+                f"{100 * r['pixel_agreement']:.2f}" if "pixel_agreement" in r else "-",
+            )
+        )
+    print(
+        _table(
+            rows,
+            (
+                "backend",
+                "median ms",
+                "p90 ms",
+                "img/s",
+                "x eager",
+                "peak RSS MB",
+                "file MB",
+                "zip MB",
+                "mIoU",
+                "agree %",
+            ),
+        )
+    )
+    for method, q in res["quantization"].items():
+        kept = ", ".join(q["fp32_layers"][:6]) + (" ..." if len(q["fp32_layers"]) > 6 else "")
+        print(
+            f"{method}: {q['quantized_layers']} layers int8, {len(q['fp32_layers'])} fp32"
+            + (f" ({kept})" if kept else "")
+        )
+    print(f"best: {res['best']} ({res['best_reason']})")
     return 0
 
 
@@ -403,12 +472,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_cmd_eval)
 
     pd = sub.add_parser("predict", help="write label PNGs and colour overlays for images")
-    pd.add_argument("checkpoint", help="checkpoint file or run directory")
+    pd.add_argument("checkpoint", help="checkpoint file, run directory or exported .onnx")
     pd.add_argument("inputs", help="an image or a folder of images")
     pd.add_argument("--out", required=True, help="output folder (labels/ and overlays/)")
     pd.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (0.5)")
     pd.add_argument("--size", type=_size, default=None, help="run the network at HxW")
     pd.add_argument("--threads", type=_positive, default=None, help="intra-op threads")
+    pd.add_argument(
+        "--backend",
+        default=None,
+        help="eager, channels_last (default), compile, ort, ort-int8 or pt2e-int8",
+    )
+    pd.add_argument("--calib-data", default=None, help="data root calibrating the int8 backends")
     pd.set_defaults(func=_cmd_predict)
 
     ex = sub.add_parser("export", help="export a checkpoint to ONNX and check it against PyTorch")
@@ -422,6 +497,35 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--check-images", type=_positive, default=4, help="images to check (4)")
     ex.add_argument("--json", action="store_true", help="print the result as JSON")
     ex.set_defaults(func=_cmd_export)
+
+    b = sub.add_parser(
+        "bench",
+        help="latency, memory, size and accuracy of every CPU backend, each in a fresh process",
+    )
+    b.add_argument("source", help="model name, checkpoint / run directory, or .onnx file")
+    b.add_argument("--size", type=_size, default=(360, 480), help="input HxW (360x480)")
+    b.add_argument("--threads", type=_positive, default=2, help="intra-op threads (2)")
+    b.add_argument(
+        "--backends",
+        default="eager,channels_last,compile,ort,ort-int8,pt2e-int8",
+        help="comma-separated subset of eager,channels_last,compile,ort,ort-int8,pt2e-int8",
+    )
+    b.add_argument(
+        "--classes", type=_positive, default=None, help="K (model name: 11; files: checked)"
+    )
+    b.add_argument("--iterations", type=_positive, default=10, help="timed runs per process")
+    b.add_argument("--warmup", type=_positive, default=3, help="untimed runs per process (3)")
+    b.add_argument("--repeats", type=_positive, default=3, help="processes per backend (3)")
+    b.add_argument("--data", default=None, help="data root: mIoU of each backend on --split")
+    b.add_argument("--split", default="val", help="split of --data for accuracy (val)")
+    b.add_argument("--eval-images", type=_positive, default=None, help="limit accuracy images")
+    b.add_argument("--calib-data", default=None, help="calibration root (default: --data)")
+    b.add_argument("--calib-images", type=_positive, default=32, help="calibration images (32)")
+    b.add_argument("--budget", type=float, default=1.0, help="max mIoU points lost by 'best' (1.0)")
+    b.add_argument("--keep", default=None, help="keep the artefacts (ONNX fp32/int8) here")
+    b.add_argument("--json", action="store_true", help="print JSON")
+    b.add_argument("--out", default=None, help="also write the JSON to this file")
+    b.set_defaults(func=_cmd_bench)
     return p
 
 

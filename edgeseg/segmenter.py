@@ -7,8 +7,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,15 +63,32 @@ def _as_rgb(image: Any) -> np.ndarray:
     return np.ascontiguousarray(arr[:, :, :3])
 
 
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 class Segmenter:
-    """A checkpoint loaded once, ready to segment numpy arrays, PIL images or files.
+    """A model loaded once, ready to segment numpy arrays, PIL images or files.
 
     Args:
-        checkpoint: checkpoint file or run directory.
-        threads: intra-op threads for inference (default: torch's).
+        checkpoint: checkpoint file or run directory, or an ONNX file exported by edgeseg
+            (its metadata gives the classes and normalisation; ``ort`` backends only).
+        threads: intra-op threads for inference (default: torch's / ONNX Runtime's).
         input_size: run the network at HxW and resize the logits back to each image's size
-            (default: the image's own size; every edgeseg model accepts any size).
-        channels_last: NHWC inference (faster for most of the zoo on CPU).
+            (default: the image's own size; every edgeseg model accepts any size). The
+            compiled backends (``compile``, ``pt2e-int8``) are built for one size: the
+            checkpoint's training size, else 360x480, unless this is given.
+        channels_last: NHWC inference for the default backend (kept for compatibility).
+        backend: one of :data:`edgeseg.runtime.BACKENDS`; default ``channels_last``
+            (``eager`` when ``channels_last=False``).
+        calibration: data root whose ``train`` images calibrate the int8 backends.
     """
 
     def __init__(
@@ -80,14 +98,56 @@ class Segmenter:
         threads: int | None = None,
         input_size: tuple[int, int] | None = None,
         channels_last: bool = True,
+        backend: str | None = None,
+        calibration: str | None = None,
     ) -> None:
-        self.model, self.checkpoint = load_model(checkpoint)
-        self.info = DatasetInfo.from_dict(self.checkpoint["dataset"])
-        self.input_size = input_size
-        self.channels_last = channels_last
+        from edgeseg.runtime import make_runner
+
+        backend = backend or ("channels_last" if channels_last else "eager")
+        self.backend = backend
         self.threads = threads
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = None
+        onnx_path = None
+        if str(checkpoint).endswith(".onnx"):
+            from edgeseg.export import onnx_metadata
+
+            meta = onnx_metadata(checkpoint)
+            self.checkpoint: dict[str, Any] = {"model": meta["model"], "input_size": None}
+            self.info = DatasetInfo(
+                name=str(meta.get("dataset", "custom")),
+                classes=tuple(meta["classes"]),
+                palette=tuple(tuple(c) for c in meta["palette"]),
+                ignore_index=meta["ignore_index"],
+                mean=tuple(meta["mean"]),
+                std=tuple(meta["std"]),
+            )
+            self.checkpoint["dataset"] = self.info.to_dict()
+            onnx_path = checkpoint
+        else:
+            self.model, self.checkpoint = load_model(checkpoint)
+            self.info = DatasetInfo.from_dict(self.checkpoint["dataset"])
+        if backend in ("compile", "pt2e-int8") and input_size is None:
+            # Compiled graphs are built for one input size (another one would recompile).
+            input_size = tuple(self.checkpoint.get("input_size") or (360, 480))  # type: ignore
+        self.input_size = input_size
+        example = torch.zeros(1, 3, *input_size) if input_size else None
+        calib = None
+        if backend.endswith("int8"):
+            from edgeseg.compress.quantize import calibration_images
+
+            calib = calibration_images(
+                self.checkpoint, calibration, "train", 32, input_size or (360, 480)
+            )
+            example = example if example is not None else torch.zeros(1, 3, *calib[0].shape[-2:])
+        with _threads(threads):
+            self._run = make_runner(
+                backend,
+                model=self.model,
+                onnx_path=onnx_path,
+                example=example,
+                calibration=calib,
+                threads=threads,
+            )
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -102,15 +162,8 @@ class Segmenter:
         x = normalize_image(rgb, self.info.mean, self.info.std)[None]
         if self.input_size is not None and (h, w) != tuple(self.input_size):
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        old = torch.get_num_threads()
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        try:
-            out = self.model(x).float()
-        finally:
-            torch.set_num_threads(old)
+        with _threads(self.threads):
+            out = self._run(x).float()
         if out.shape[-2:] != (h, w):
             out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
         return out[0]
@@ -152,11 +205,14 @@ def predict_paths(
     alpha: float = 0.5,
     threads: int | None = None,
     input_size: tuple[int, int] | None = None,
+    backend: str | None = None,
+    calibration: str | None = None,
 ) -> list[dict[str, str]]:
     """Segment an image or every image in a folder; write label PNGs and overlays.
 
     Writes ``OUT/labels/NAME.png`` (class ids as pixel values, with the palette attached
-    so viewers show colours) and ``OUT/overlays/NAME.png``.
+    so viewers show colours) and ``OUT/overlays/NAME.png``. ``backend`` and
+    ``calibration`` are :class:`Segmenter`'s.
 
     Returns:
         One ``{"image", "labels", "overlay"}`` dict of paths per input image.
@@ -173,7 +229,13 @@ def predict_paths(
         files = [src]
     else:
         raise DataError(f"image or folder not found: {src}")
-    seg = Segmenter(checkpoint, threads=threads, input_size=input_size)
+    seg = Segmenter(
+        checkpoint,
+        threads=threads,
+        input_size=input_size,
+        backend=backend,
+        calibration=calibration,
+    )
     out = Path(out_dir)
     written = []
     for f in files:

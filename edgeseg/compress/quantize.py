@@ -1,0 +1,284 @@
+"""Post-training int8 quantization, calibrated on real images, with a check that it happened.
+
+Two routes, both the libraries' own:
+
+- **ONNX Runtime static quantization** (:func:`quantize_onnx`): the fp32 ONNX model goes
+  through ORT's pre-processing (symbolic shape inference and graph optimisation), then
+  ``quantize_static`` in QDQ format with per-channel int8 weights and uint8 activations,
+  calibrated (min-max) on the given images.
+- **PyTorch PT2E** (:func:`quantize_pt2e`): ``torch.export`` -> torchao's
+  ``prepare_pt2e`` with the X86 Inductor quantizer (per-channel int8 weights, uint8
+  activations) -> calibration -> ``convert_pt2e`` -> ``torch.compile`` (Inductor lowers
+  the quantize/dequantize patterns to oneDNN int8 kernels).
+
+Both leave some layers in fp32 (``ConvTranspose`` in both, and whatever has no int8
+kernel); the :class:`QuantReport` names them. A result with no quantize/dequantize nodes
+at all is an error, not a silently fp32 "int8" model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeseg.errors import DataError, EdgesegError
+from edgeseg.utils import parse_size
+
+__all__ = [
+    "QuantReport",
+    "calibration_images",
+    "pt2e_convert",
+    "quantize_onnx",
+    "quantize_pt2e",
+]
+
+log = logging.getLogger(__name__)
+
+#: ONNX op types that carry weights (what "quantized" is about).
+_ONNX_COMPUTE = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+
+
+@dataclass
+class QuantReport:
+    """What a quantization did."""
+
+    method: str  # "ort-int8" or "pt2e-int8"
+    quantized_layers: int  # weight layers running in int8
+    fp32_layers: list[str] = field(default_factory=list)  # weight layers left in fp32 (op: name)
+    qdq_nodes: int = 0  # quantize + dequantize nodes in the result
+    calibration_images: int = 0  # images the activation ranges were calibrated on
+    by_op: dict[str, dict[str, int]] = field(default_factory=dict)  # op -> {int8, fp32}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def calibration_images(
+    ckpt: dict[str, Any], data: str | os.PathLike[str] | None, split: str, n: int, size: Any
+) -> list[torch.Tensor]:
+    """``n`` normalised ``(C, H, W)`` images of ``data``'s ``split`` at ``size``, evenly spaced.
+
+    Raises:
+        DataError: no data root given, or the split is missing or empty (named).
+    """
+    from edgeseg.data import build_dataset
+    from edgeseg.data.presets import DatasetInfo
+    from edgeseg.data.transforms import eval_transform
+
+    if not data:
+        raise DataError("calibration data missing: int8 quantization needs --data ROOT")
+    info = DatasetInfo.from_dict(ckpt["dataset"])
+    ds = build_dataset(data, split, info, eval_transform(parse_size(size)))
+    if len(ds) == 0:
+        raise DataError(f"calibration data missing: split {split!r} of {data} is empty")
+    idx = np.linspace(0, len(ds) - 1, num=min(n, len(ds))).round().astype(int)
+    return [ds[int(i)][0] for i in idx]
+
+
+class _Reader:
+    """ONNX Runtime ``CalibrationDataReader`` over a list of images."""
+
+    def __init__(self, name: str, images: list[torch.Tensor]) -> None:
+        self._it = iter([{name: x[None].numpy().astype(np.float32)} for x in images])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+
+#: Ops of an ORT-optimised graph that compute in int8, and the fp32 ops they replace.
+_ONNX_INT8_OPS = {"QLinearConv": "Conv", "QLinearMatMul": "MatMul", "ConvInteger": "Conv",
+                  "MatMulInteger": "MatMul", "QGemm": "Gemm"}  # fmt: skip
+
+
+def _onnx_report(path: Path, n_calib: int) -> QuantReport:
+    """What runs in int8: the graph *after* ONNX Runtime's optimisations, not the QDQ file.
+
+    A QDQ file wraps every layer in quantize/dequantize nodes, but only the patterns ORT
+    has an int8 kernel for are fused into ``QLinearConv`` etc.; the rest (ConvTranspose on
+    CPU) dequantize and run in fp32. Counting the optimised graph reports the truth.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    qdq = sum(
+        n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in onnx.load(str(path)).graph.node
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        opts.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
+        opts.log_severity_level = 3
+        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        graph = onnx.load(opts.optimized_model_filepath).graph
+    by_op: dict[str, Counter] = {}
+    fp32, n_int8 = [], 0
+    for node in graph.node:
+        if node.op_type in _ONNX_INT8_OPS:
+            by_op.setdefault(_ONNX_INT8_OPS[node.op_type], Counter())["int8"] += 1
+            n_int8 += 1
+        elif node.op_type in _ONNX_COMPUTE:
+            by_op.setdefault(node.op_type, Counter())["fp32"] += 1
+            fp32.append(f"{node.op_type}: {node.name}")
+    return QuantReport(
+        "ort-int8", n_int8, fp32, qdq, n_calib, {k: dict(v) for k, v in by_op.items()}
+    )
+
+
+def quantize_onnx(
+    fp32_path: str | os.PathLike[str], out_path: str | os.PathLike[str], images: list[torch.Tensor]
+) -> QuantReport:
+    """ONNX Runtime static int8 quantization (QDQ, per-channel weights), written atomically.
+
+    Args:
+        fp32_path: an fp32 ONNX model (e.g. from :func:`edgeseg.export.export_onnx`).
+        out_path: the int8 model to write (edgeseg's metadata is carried over).
+        images: calibration inputs, normalised ``(C, H, W)``.
+
+    Raises:
+        EdgesegError: no calibration images, or the result has no quantize/dequantize
+            nodes (nothing was quantized).
+    """
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not images:
+        raise DataError("calibration data missing: no calibration images")
+    src, out = Path(fp32_path), Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        q = Path(tmp) / "int8.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # ONNX shape inference suffices for convnets; ORT's symbolic one cannot
+            # resolve the pad-to-stride arithmetic of dynamic height and width.
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            name = onnx.load(str(pre), load_external_data=False).graph.input[0].name
+            quantize_static(
+                str(pre),
+                str(q),
+                _Reader(name, images),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+        report = _onnx_report(q, len(images))
+        if report.qdq_nodes == 0 or report.quantized_layers == 0:
+            raise EdgesegError(f"int8 quantization of {src} produced no quantized layers")
+        proto = onnx.load(str(q))
+        meta = {
+            p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props
+        }
+        del proto.metadata_props[:]
+        for k, v in {**meta, "edgeseg.precision": "int8 (ORT static, QDQ)"}.items():
+            e = proto.metadata_props.add()
+            e.key, e.value = k, v
+        onnx.save(proto, str(q))
+        os.replace(q, out)
+    log.info(
+        "int8: %d layers quantized, %d left in fp32",
+        report.quantized_layers,
+        len(report.fp32_layers),
+    )
+    return report
+
+
+def pt2e_convert(
+    model: nn.Module, images: list[torch.Tensor], example: torch.Tensor
+) -> tuple[torch.fx.GraphModule, QuantReport]:
+    """PT2E int8 graph (not yet compiled): export, prepare, calibrate, convert.
+
+    Raises:
+        EdgesegError: torchao missing, no calibration images, or no quantized layer.
+    """
+    try:
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    except ImportError:
+        raise EdgesegError("pt2e-int8 needs torchao: pip install torchao") from None
+    if not images:
+        raise DataError("calibration data missing: no calibration images")
+    with torch.no_grad():
+        graph = torch.export.export(model.eval(), (example,)).module()
+        quantizer = xiq.X86InductorQuantizer()
+        quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+        prepared = prepare_pt2e(graph, quantizer)
+        for x in images:
+            prepared(x[None].to(example.dtype))
+        converted = convert_pt2e(prepared)
+    report = _pt2e_report(converted, len(images))
+    if report.qdq_nodes == 0 or report.quantized_layers == 0:
+        raise EdgesegError("PT2E quantization produced no quantized layers")
+    return converted, report
+
+
+def quantize_pt2e(
+    model: nn.Module, images: list[torch.Tensor], example: torch.Tensor
+) -> tuple[nn.Module, QuantReport]:
+    """PT2E int8 with torchao's X86 Inductor quantizer, compiled with ``torch.compile``.
+
+    Args:
+        model: eval-mode fp32 model.
+        images: calibration inputs, normalised ``(C, H, W)`` at ``example``'s size.
+        example: an input of the shape the compiled model will run at.
+
+    Returns:
+        ``(compiled int8 model, report)``. Compilation happens here, on ``example``.
+
+    Raises:
+        EdgesegError: torchao missing, no calibration images, or no quantized layer.
+    """
+    import torch._inductor.config as inductor_config
+
+    converted, report = pt2e_convert(model, images, example)
+    with inductor_config.patch(freezing=True), torch.no_grad():
+        compiled = torch.compile(converted)
+        compiled(example)
+    return compiled, report
+
+
+def _pt2e_report(gm: torch.fx.GraphModule, n_calib: int) -> QuantReport:
+    """Convs whose weight and input come through a dequantize node are int8."""
+    compute = {
+        "aten.conv2d.default": "Conv",
+        "aten.conv_transpose2d.input": "ConvTranspose",
+        "aten.linear.default": "Gemm",
+    }
+    qdq, n_int8, fp32 = 0, 0, []
+    by_op: dict[str, Counter] = {}
+    for node in gm.graph.nodes:
+        target = str(node.target)
+        if "quantize_per" in target or "dequantize_per" in target:
+            qdq += 1
+        op = compute.get(target)
+        if op is None:
+            continue
+        args = [a for a in node.args[:2] if isinstance(a, torch.fx.Node)]
+        is_q = len(args) == 2 and all("dequantize" in str(a.target) for a in args)
+        by_op.setdefault(op, Counter())["int8" if is_q else "fp32"] += 1
+        if is_q:
+            n_int8 += 1
+        else:
+            fp32.append(f"{op}: {node.name}")
+    return QuantReport(
+        "pt2e-int8", n_int8, fp32, qdq, n_calib, {k: dict(v) for k, v in by_op.items()}
+    )

@@ -1,0 +1,510 @@
+"""CPU inference backends, and the benchmark that picks the fastest one within an accuracy budget.
+
+Backends (each a callable ``normalised NCHW float tensor -> logits tensor``):
+
+=============  ==============================================================================
+``eager``      the PyTorch model as trained: eval mode, NCHW, fp32 (the reference point)
+``channels_last``  eager with BatchNorm folded into the convs and NHWC tensors
+``compile``    ``torch.compile`` (Inductor, weights frozen), channels_last
+``ort``        the fp32 ONNX export in ONNX Runtime (all graph optimisations)
+``ort-int8``   ONNX Runtime static int8 (QDQ, per-channel), calibrated on training images
+``pt2e-int8``  PyTorch PT2E int8 (torchao X86 Inductor quantizer) compiled with Inductor
+=============  ==============================================================================
+
+:func:`bench` runs each backend in a *fresh process* (so one backend's allocator state,
+threads or compiled kernels never help or hurt another), rounds interleaved across
+backends, and reports median and p90 latency, throughput, peak memory, size on disk and,
+given a data split, each backend's mIoU and its pixel agreement with ``eager``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeseg.errors import EdgesegError
+from edgeseg.utils import atomic_write_json, parse_size, positive_int
+
+__all__ = ["BACKENDS", "bench", "make_runner", "zip_size"]
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("eager", "channels_last", "compile", "ort", "ort-int8", "pt2e-int8")
+#: Backends that need a PyTorch model (not available for a bare ONNX file).
+TORCH_BACKENDS = ("eager", "channels_last", "compile", "pt2e-int8")
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+def check_backends(names: Sequence[str]) -> list[str]:
+    """Validate backend names. Raises EdgesegError naming the unknown one."""
+    out = []
+    for n in names:
+        n = n.strip()
+        if n not in BACKENDS:
+            raise EdgesegError(f"unknown backend {n!r}; choose from {', '.join(BACKENDS)}")
+        out.append(n)
+    if not out:
+        raise EdgesegError("--backends: no backend given")
+    return out
+
+
+def zip_size(path: str | os.PathLike[str]) -> int:
+    """Bytes of ``path`` compressed with zip (deflate, level 9), as seed 003 reports disk use."""
+    with tempfile.TemporaryDirectory() as tmp:
+        z = Path(tmp) / "a.zip"
+        with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as f:
+            f.write(path, Path(path).name)
+        return z.stat().st_size
+
+
+# --------------------------------------------------------------------------- runners
+
+
+def _ort_runner(path: Path, threads: int | None) -> Runner:
+    from edgeseg.export import onnx_session
+
+    session = onnx_session(path, threads)
+    name = session.get_inputs()[0].name
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {name: x.contiguous().numpy()})[0])
+
+    return run
+
+
+def make_runner(
+    backend: str,
+    *,
+    model: nn.Module | None = None,
+    onnx_path: str | os.PathLike[str] | None = None,
+    int8_path: str | os.PathLike[str] | None = None,
+    example: torch.Tensor | None = None,
+    calibration: list[torch.Tensor] | None = None,
+    threads: int | None = None,
+) -> Runner:
+    """A callable for one backend.
+
+    Args:
+        backend: one of :data:`BACKENDS`.
+        model: the eval-mode PyTorch model (torch backends, and to export for ``ort``).
+        onnx_path: fp32 ONNX file (``ort``; exported from ``model`` if missing).
+        int8_path: int8 ONNX file (``ort-int8``; quantized from ``onnx_path`` if missing).
+        example: an input of the size the compiled backends will run at.
+        calibration: normalised ``(C, H, W)`` images for the int8 backends.
+        threads: intra-op threads (ONNX Runtime; torch uses the process setting).
+
+    Raises:
+        EdgesegError: unknown backend, or what it needs is missing.
+    """
+    from edgeseg.inference import compile_for_inference, fold_batchnorm
+
+    check_backends([backend])
+    if backend in TORCH_BACKENDS and model is None:
+        raise EdgesegError(
+            f"backend {backend!r} needs a checkpoint or model name, not an ONNX file"
+        )
+    if backend == "eager":
+        assert model is not None
+        m = model.eval()
+        return lambda x: m(x)
+    if backend == "channels_last":
+        m = fold_batchnorm(model).to(memory_format=torch.channels_last)  # type: ignore[arg-type]
+        return lambda x: m(x.contiguous(memory_format=torch.channels_last))
+    if example is None and backend in ("compile", "pt2e-int8"):
+        raise EdgesegError(f"backend {backend!r} needs an example input size")
+    if backend == "compile":
+        cl = fold_batchnorm(model).to(memory_format=torch.channels_last)  # type: ignore[arg-type]
+        ex = example.contiguous(memory_format=torch.channels_last)
+        m = compile_for_inference(cl, ex)
+        return lambda x: m(x.contiguous(memory_format=torch.channels_last))
+    if backend == "pt2e-int8":
+        from edgeseg.compress.quantize import quantize_pt2e
+
+        m, _ = quantize_pt2e(model, calibration or [], example)  # type: ignore[arg-type]
+        return lambda x: m(x)
+    if onnx_path is None or not Path(onnx_path).is_file():
+        if model is None:
+            raise EdgesegError(f"backend {backend!r} needs an ONNX file or a model to export")
+        from edgeseg.export import export_onnx
+
+        onnx_path = Path(tempfile.mkdtemp(prefix="edgeseg-")) / "model.onnx"
+        size = tuple(example.shape[-2:]) if example is not None else (360, 480)
+        export_onnx(model, onnx_path, input_size=size)
+    if backend == "ort":
+        return _ort_runner(Path(onnx_path), threads)
+    # ort-int8
+    if int8_path is None or not Path(int8_path).is_file():
+        from edgeseg.compress.quantize import quantize_onnx
+
+        int8_path = Path(onnx_path).with_name(Path(onnx_path).stem + ".int8.onnx")
+        quantize_onnx(onnx_path, int8_path, calibration or [])
+    return _ort_runner(Path(int8_path), threads)
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def _rss_bytes() -> int:
+    """Peak resident set size of this process so far (Linux reports KiB)."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def _load_model(job: dict[str, Any]) -> nn.Module | None:
+    if job["kind"] == "onnx":
+        return None
+    if job["kind"] == "checkpoint":
+        from edgeseg.checkpoint import load_model
+
+        return load_model(job["source"])[0]
+    from edgeseg.models import create_model
+
+    torch.manual_seed(0)
+    return create_model(job["source"], num_classes=job["num_classes"]).eval()
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """One backend in this process: build, time, and (optionally) predict a split.
+
+    ``job`` keys: backend, kind (model|checkpoint|onnx), source, num_classes, size,
+    threads, warmup, iterations, workdir (fp32.onnx, int8.onnx, calib.pt inside),
+    predict (bool: write predictions of workdir/eval.pt's images to workdir/pred-B.npy).
+    """
+    from edgeseg.inference import tune_malloc
+
+    torch.set_num_threads(job["threads"])
+    tune_malloc()
+    rss0 = _rss_bytes()
+    work = Path(job["workdir"])
+    h, w = job["size"]
+    calib = torch.load(work / "calib.pt") if (work / "calib.pt").is_file() else None
+    model = _load_model(job)
+    in_ch = 3 if model is None else int(getattr(model, "edgeseg_config", {}).get("in_channels", 3))
+    x = torch.randn(1, in_ch, h, w, generator=torch.Generator().manual_seed(0))
+    t0 = time.perf_counter()
+    run = make_runner(
+        job["backend"],
+        model=model,
+        onnx_path=work / "fp32.onnx",
+        int8_path=work / "int8.onnx",
+        example=x,
+        calibration=list(calib) if calib is not None else None,
+        threads=job["threads"],
+    )
+    build_s = time.perf_counter() - t0
+    times = []
+    with torch.inference_mode():
+        for _ in range(job["warmup"]):
+            run(x)
+        for _ in range(job["iterations"]):
+            t = time.perf_counter()
+            run(x)
+            times.append((time.perf_counter() - t) * 1e3)
+        if job.get("predict"):
+            images = torch.load(work / "eval.pt")
+            preds = np.stack([run(im[None])[0].argmax(0).to(torch.uint8).numpy() for im in images])
+            np.save(work / f"pred-{job['backend']}.npy", preds)
+    return {"times_ms": times, "build_s": build_s, "peak_rss": _rss_bytes(), "base_rss": rss0}
+
+
+def _spawn(job: dict[str, Any], work: Path, timeout: float) -> dict[str, Any]:
+    """Run :func:`run_job` in a fresh Python process; raise EdgesegError with its last line."""
+    fd, name = tempfile.mkstemp(dir=work, suffix=".json")
+    os.close(fd)
+    Path(name).write_text(json.dumps(job))
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeseg.runtime", name],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise EdgesegError(f"backend {job['backend']} failed: {tail}")
+    return json.loads(Path(name + ".out").read_text())
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def bench(
+    source: str,
+    *,
+    size: Any = (360, 480),
+    threads: int = 2,
+    backends: Sequence[str] = BACKENDS,
+    num_classes: int | None = None,
+    iterations: int = 10,
+    warmup: int = 3,
+    repeats: int = 3,
+    data: str | None = None,
+    split: str = "val",
+    eval_images: int | None = None,
+    calib_data: str | None = None,
+    calib_split: str = "train",
+    calib_images: int = 32,
+    budget_miou: float = 0.01,
+    workdir: str | os.PathLike[str] | None = None,
+    timeout: float = 1800.0,
+) -> dict[str, Any]:
+    """Latency, memory, size and accuracy of each backend, each in a fresh process.
+
+    Args:
+        source: a registered model name (random weights), a checkpoint or run directory,
+            or an ``.onnx`` file (only the ``ort`` backends).
+        size: input HxW.
+        threads: intra-op threads in every backend.
+        backends: subset of :data:`BACKENDS`.
+        num_classes: K for a model name (default 11); for a checkpoint or ONNX file it
+            must match the file's, if given.
+        iterations: timed runs per process, after ``warmup`` untimed ones.
+        repeats: processes per backend; rounds alternate the backend order.
+        data: data root whose ``split`` measures each backend's mIoU and its pixel
+            agreement with ``eager`` (checkpoints only).
+        eval_images: limit the accuracy pass to this many images (default: all).
+        calib_data: calibration root for the int8 backends (default: ``data``).
+        calib_split: split the calibration images come from (``train``).
+        calib_images: calibration images.
+        budget_miou: the fastest backend losing at most this much mIoU against eager
+            (0.01 = 1 point) is named ``best``.
+        workdir: keep the artefacts (fp32/int8 ONNX) here (default: a temporary folder).
+        timeout: seconds per process.
+
+    Returns:
+        JSON-ready dict: ``{source, size, threads, cpu, backends: {name: {latency_ms
+        {median, p90}, images_per_s, peak_rss_bytes, build_s, size_bytes, zip_bytes,
+        miou, pixel_agreement, speedup}}, best, best_reason, quantization}``.
+
+    Raises:
+        EdgesegError: unknown backend, bad source, missing calibration data, a backend
+            that fails (its last error line).
+    """
+    from edgeseg.export import export_onnx, onnx_metadata
+    from edgeseg.profiling import cpu_name
+
+    names = check_backends(backends)
+    h, w = parse_size(size)
+    threads = positive_int(threads, "--threads")
+    repeats = positive_int(repeats, "--repeats")
+    iterations = positive_int(iterations, "--iterations")
+    tmp_ctx = tempfile.TemporaryDirectory(prefix="edgeseg-bench-") if workdir is None else None
+    work = Path(workdir or tmp_ctx.name)  # type: ignore[union-attr]
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        src = Path(source)
+        ckpt = None
+        if source.endswith(".onnx"):
+            kind = "onnx"
+            meta = onnx_metadata(src)  # refuses corrupt / foreign files
+            bad = [b for b in names if b in TORCH_BACKENDS]
+            if bad:
+                raise EdgesegError(f"backend {bad[0]!r} needs a checkpoint or model name")
+            (work / "fp32.onnx").write_bytes(src.read_bytes())
+            file_classes = len(meta["classes"])
+        elif src.exists():
+            from edgeseg.checkpoint import load_model
+
+            kind = "checkpoint"
+            model, ckpt = load_model(src)
+            file_classes = int(ckpt["model"]["num_classes"])
+        else:
+            from edgeseg.models import create_model, model_info
+
+            model_info(source)  # unknown names fail here, naming the closest ones
+            kind = "model"
+            torch.manual_seed(0)
+            file_classes = num_classes or 11
+            model = create_model(source, num_classes=file_classes).eval()
+        if num_classes is not None and num_classes != file_classes:
+            raise EdgesegError(
+                f"{source} has {file_classes} classes, not the {num_classes} asked for (--classes)"
+            )
+        num_classes = file_classes
+        job_base = {
+            "kind": kind,
+            "source": str(src.resolve()) if kind != "model" else source,
+            "num_classes": num_classes,
+            "size": [h, w],
+            "threads": threads,
+            "warmup": warmup,
+            "iterations": iterations,
+            "workdir": str(work),
+        }
+        # Shared artefacts, made once: fp32 ONNX, calibration images, int8 ONNX.
+        if kind != "onnx" and any(b in ("ort", "ort-int8") for b in names):
+            export_onnx(model, work / "fp32.onnx", input_size=(h, w))
+        quant: dict[str, Any] = {}
+        if any(b.endswith("int8") for b in names):
+            calib = _calibration(ckpt, kind, calib_data or data, calib_split, calib_images, (h, w))
+            torch.save(torch.stack(calib), work / "calib.pt")
+            if "ort-int8" in names:
+                from edgeseg.compress.quantize import quantize_onnx
+
+                quant["ort-int8"] = quantize_onnx(
+                    work / "fp32.onnx", work / "int8.onnx", calib
+                ).to_dict()
+            if "pt2e-int8" in names:
+                from edgeseg.compress.quantize import pt2e_convert
+
+                example = torch.randn(1, calib[0].shape[0], h, w)
+                quant["pt2e-int8"] = pt2e_convert(model, calib, example)[1].to_dict()
+        labels = None
+        if data and kind == "checkpoint":
+            images, labels = _eval_set(ckpt, data, split, eval_images, (h, w))
+            torch.save(images, work / "eval.pt")
+        results: dict[str, dict[str, Any]] = {b: {"times_ms": []} for b in names}
+        for r in range(repeats):
+            order = names if r % 2 == 0 else names[::-1]
+            for b in order:
+                log.info("bench %s: round %d/%d", b, r + 1, repeats)
+                job = {**job_base, "backend": b, "predict": r == 0 and labels is not None}
+                out = _spawn(job, work, timeout)
+                res = results[b]
+                res["times_ms"] += out["times_ms"]
+                res["peak_rss_bytes"] = max(res.get("peak_rss_bytes", 0), out["peak_rss"])
+                res["base_rss_bytes"] = out["base_rss"]
+                res["build_s"] = out["build_s"]
+        header = {
+            "source": source,
+            "kind": kind,
+            "size": [h, w],
+            "threads": threads,
+            "repeats": repeats,
+            "iterations": iterations,
+            "cpu": cpu_name(),
+            "torch_version": torch.__version__,
+        }
+        return _summarise(
+            results, names, work, labels, num_classes, ckpt, budget_miou, quant, header
+        )
+    finally:
+        if tmp_ctx is not None:
+            tmp_ctx.cleanup()
+
+
+def _calibration(
+    ckpt: dict[str, Any] | None,
+    kind: str,
+    data: str | None,
+    split: str,
+    n: int,
+    size: tuple[int, int],
+) -> list[torch.Tensor]:
+    from edgeseg.compress.quantize import calibration_images
+
+    if kind == "checkpoint":
+        return calibration_images(ckpt, data, split, n, size)  # type: ignore[arg-type]
+    if data:
+        raise EdgesegError("calibration from --data needs a checkpoint (its dataset info)")
+    # A bare model name has random weights: calibrate on random inputs (timing only).
+    g = torch.Generator().manual_seed(0)
+    return [torch.randn(3, *size, generator=g) for _ in range(min(n, 8))]
+
+
+def _eval_set(
+    ckpt: dict[str, Any] | None, data: str, split: str, n: int | None, size: tuple[int, int]
+) -> tuple[torch.Tensor, np.ndarray]:
+    from edgeseg.data import build_dataset
+    from edgeseg.data.presets import DatasetInfo
+    from edgeseg.data.transforms import eval_transform
+
+    info = DatasetInfo.from_dict(ckpt["dataset"])  # type: ignore[index]
+    ds = build_dataset(data, split, info, eval_transform(size))
+    count = len(ds) if n is None else min(n, len(ds))
+    items = [ds[i] for i in range(count)]
+    return torch.stack([x for x, _ in items]), np.stack([y.numpy() for _, y in items])
+
+
+def _summarise(
+    results: dict[str, dict[str, Any]],
+    names: list[str],
+    work: Path,
+    labels: np.ndarray | None,
+    num_classes: int,
+    ckpt: dict[str, Any] | None,
+    budget: float,
+    quant: dict[str, Any],
+    header: dict[str, Any],
+) -> dict[str, Any]:
+    from edgeseg.metrics import confusion_matrix, mean_iou
+
+    out: dict[str, Any] = {**header, "backends": {}, "quantization": quant}
+    ignore = ckpt["dataset"]["ignore_index"] if ckpt else None
+    ref_pred = None
+    if labels is not None and (work / "pred-eager.npy").is_file():
+        ref_pred = np.load(work / "pred-eager.npy")
+    base = None
+    for b in names:
+        t = results[b]["times_ms"]
+        med = statistics.median(t)
+        row: dict[str, Any] = {
+            "latency_ms": {"median": med, "p90": float(np.percentile(t, 90))},
+            "images_per_s": 1000.0 / med,
+            "peak_rss_bytes": results[b]["peak_rss_bytes"],
+            "base_rss_bytes": results[b]["base_rss_bytes"],
+            "build_s": results[b]["build_s"],
+            "runs": len(t),
+        }
+        art = {"ort": work / "fp32.onnx", "ort-int8": work / "int8.onnx"}.get(b)
+        if art is not None and art.is_file():
+            row["size_bytes"] = art.stat().st_size
+            row["zip_bytes"] = zip_size(art)
+        pred_file = work / f"pred-{b}.npy"
+        if labels is not None and pred_file.is_file():
+            pred = np.load(pred_file)
+            cm = confusion_matrix(pred, labels, num_classes, ignore)
+            row["miou"] = mean_iou(cm)
+            if ref_pred is not None:
+                row["pixel_agreement"] = float((pred == ref_pred).mean())
+        out["backends"][b] = row
+        if b == "eager":
+            base = med
+    if base is not None:
+        for row in out["backends"].values():
+            row["speedup"] = base / row["latency_ms"]["median"]
+    ref_miou = out["backends"].get("eager", {}).get("miou")
+    ok = [
+        b
+        for b, row in out["backends"].items()
+        if ref_miou is None or "miou" not in row or row["miou"] >= ref_miou - budget
+    ]
+    best = min(ok, key=lambda b: out["backends"][b]["latency_ms"]["median"])
+    out["best"] = best
+    out["best_reason"] = (
+        f"fastest backend losing at most {100 * budget:.1f} mIoU points against eager"
+        if ref_miou is not None
+        else "fastest backend (no accuracy measured: pass --data with a checkpoint)"
+    )
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Worker entry point: ``python -m edgeseg.runtime JOB.json`` writes ``JOB.json.out``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    job = json.loads(Path(args[0]).read_text())
+    try:
+        result = run_job(job)
+    except EdgesegError as e:
+        print(f"edgeseg: error: {e}", file=sys.stderr)
+        return 2
+    atomic_write_json(args[0] + ".out", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

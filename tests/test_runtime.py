@@ -1,0 +1,165 @@
+"""CPU backends, int8 quantization and the bench command (tiny models, synthetic data)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgeseg.checkpoint import load_model
+from edgeseg.cli import main
+from edgeseg.compress.quantize import calibration_images, quantize_onnx, quantize_pt2e
+from edgeseg.errors import DataError, EdgesegError
+from edgeseg.export import export_onnx
+from edgeseg.runtime import BACKENDS, bench, make_runner
+from edgeseg.segmenter import Segmenter
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def test_ort_int8_quantizes_and_reports_fp32_layers(tiny_run, tmp_path: Path) -> None:
+    data, run = tiny_run
+    model, ckpt = load_model(run)
+    export_onnx(model, tmp_path / "fp32.onnx", input_size=(40, 56))
+    calib = calibration_images(ckpt, str(data), "train", 4, (40, 56))
+    assert len(calib) == 4 and calib[0].shape == (3, 40, 56)
+    report = quantize_onnx(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", calib)
+    assert report.qdq_nodes > 0
+    assert report.by_op["Conv"]["int8"] > 0
+    # ONNX Runtime has no int8 ConvTranspose: those layers stay fp32 and are named.
+    assert any(layer.startswith("ConvTranspose") for layer in report.fp32_layers)
+    run_fp32 = make_runner("ort", onnx_path=tmp_path / "fp32.onnx")
+    run_int8 = make_runner("ort", onnx_path=tmp_path / "int8.onnx")
+    x = calib[0][None]
+    a, b = run_fp32(x).argmax(1), run_int8(x).argmax(1)
+    assert (a == b).float().mean() > 0.8
+    assert (tmp_path / "int8.onnx").stat().st_size < (tmp_path / "fp32.onnx").stat().st_size
+
+
+def test_pt2e_int8_quantizes(tiny_run) -> None:
+    data, run = tiny_run
+    model, ckpt = load_model(run)
+    calib = calibration_images(ckpt, str(data), "train", 2, (40, 56))
+    compiled, report = quantize_pt2e(model, calib, calib[0][None])
+    assert report.qdq_nodes > 0 and report.quantized_layers > 0
+    assert report.by_op["ConvTranspose"].get("fp32", 0) > 0
+    with torch.no_grad():
+        y = compiled(calib[1][None])
+        ref = model(calib[1][None])
+    assert y.shape == ref.shape
+    assert (y.argmax(1) == ref.argmax(1)).float().mean() > 0.8
+
+
+def test_calibration_data_missing(tiny_run) -> None:
+    _, run = tiny_run
+    _, ckpt = load_model(run)
+    with pytest.raises(DataError, match="calibration data missing"):
+        calibration_images(ckpt, None, "train", 4, (40, 56))
+
+
+@pytest.mark.parametrize("backend", ["eager", "channels_last", "ort"])
+def test_runners_agree_with_eager(backend: str) -> None:
+    from edgeseg.models import create_model
+
+    model = create_model("l3unet", num_classes=3).eval()
+    x = torch.randn(1, 3, 64, 96)
+    run = make_runner(backend, model=model, example=x)
+    with torch.inference_mode():
+        torch.testing.assert_close(run(x), model(x), rtol=1e-3, atol=1e-4)
+
+
+def test_unknown_backend() -> None:
+    with pytest.raises(EdgesegError, match="unknown backend 'tensorrt'"):
+        make_runner("tensorrt")
+
+
+def test_bench_model_name_fresh_processes(tmp_path: Path) -> None:
+    res = bench(
+        "l3unet",
+        size=(32, 48),
+        threads=1,
+        backends=["eager", "channels_last", "ort"],
+        iterations=2,
+        warmup=1,
+        repeats=2,
+    )
+    assert set(res["backends"]) == {"eager", "channels_last", "ort"}
+    for row in res["backends"].values():
+        assert row["runs"] == 4 and row["latency_ms"]["median"] > 0
+        assert row["peak_rss_bytes"] > 0
+    assert res["backends"]["eager"]["speedup"] == pytest.approx(1.0)
+    assert res["backends"]["ort"]["zip_bytes"] < res["backends"]["ort"]["size_bytes"]
+    assert res["best"] in BACKENDS
+
+
+def test_bench_checkpoint_accuracy_and_int8(tiny_run, tmp_path: Path, capsys) -> None:
+    data, run = tiny_run
+    argv = [
+        "bench", str(run), "--size", "40x56", "--threads", "1", "--backends",
+        "eager,ort,ort-int8", "--iterations", "2", "--warmup", "1", "--repeats", "1",
+        "--data", str(data), "--calib-images", "4", "--json",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    res = json.loads(capsys.readouterr().out)
+    rows = res["backends"]
+    assert rows["eager"]["pixel_agreement"] == 1.0
+    assert rows["ort"]["pixel_agreement"] > 0.999
+    assert abs(rows["ort"]["miou"] - rows["eager"]["miou"]) < 1e-3
+    assert 0 <= rows["ort-int8"]["miou"] <= 1
+    assert rows["ort-int8"]["size_bytes"] < rows["ort"]["size_bytes"]
+    assert res["quantization"]["ort-int8"]["quantized_layers"] > 0
+    assert res["best"] in rows
+
+
+def test_segmenter_backends_and_onnx_file(tiny_run, tmp_path: Path) -> None:
+    data, run = tiny_run
+    img = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    ref = Segmenter(run, backend="eager")(img)
+    assert (Segmenter(run, backend="ort")(img) == ref).mean() > 0.999
+    int8 = Segmenter(run, backend="ort-int8", calibration=str(data))(img)
+    assert int8.shape == ref.shape
+    export_onnx(load_model(run)[0], tmp_path / "m.onnx", metadata=None)
+    from edgeseg.export import export_checkpoint
+
+    export_checkpoint(run, tmp_path / "c.onnx")
+    seg = Segmenter(tmp_path / "c.onnx", backend="ort")
+    assert seg.classes == ("a", "b", "c")
+    assert (seg(img) == ref).mean() > 0.999
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["bench", "l3unet", "--backends", "eager,tensorrt"], "unknown backend 'tensorrt'"),
+        (["bench", "no_such_net"], "unknown model"),
+        (["bench", "BAD.onnx"], "ONNX file not found"),
+    ],
+)
+def test_bench_bad_input(argv: list[str], needle: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        sys.exit(main(argv))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+
+
+def test_bench_checkpoint_errors(tiny_run, tmp_path: Path, capsys) -> None:
+    _, run = tiny_run
+    bad = tmp_path / "corrupt.onnx"
+    bad.write_bytes(b"\x00garbage")
+    cases = [
+        (["bench", str(run), "--classes", "5", "--backends", "eager"], "has 3 classes"),
+        (["bench", str(run), "--backends", "ort-int8"], "calibration data missing"),
+        (["bench", str(bad), "--backends", "ort"], "corrupt.onnx"),
+        (["bench", str(bad), "--backends", "eager"], "corrupt.onnx"),
+    ]
+    for argv, needle in cases:
+        with pytest.raises(SystemExit) as exc:
+            sys.exit(main(argv))
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1, err

@@ -321,16 +321,28 @@ def _cmd_export(args: argparse.Namespace) -> int:
         data=args.data,
         split=args.split,
         check_images=args.check_images,
+        int8=args.format == "onnx-int8",
+        calib_images=args.calib_images,
     )
     if args.json:
         print(json.dumps(res.to_dict(), indent=2))
         return 0
+    from edgeseg.runtime import zip_size
+
     print(
-        f"wrote {res.path} ({_mb(res.size_bytes)} MB, opset {res.opset}, {res.exporter} "
-        f"exporter, dynamic batch/height/width)\n"
-        f"parity on {res.check_images} {res.check_source} image(s): max |logit diff| "
-        f"{res.max_abs_diff:.2e}, pixel agreement {100 * res.pixel_agreement:.3f} %"
+        f"wrote {res.path} ({res.precision}, {_mb(res.size_bytes)} MB, zipped "
+        f"{_mb(zip_size(res.path))} MB; opset {res.opset}, {res.exporter} exporter, dynamic "
+        f"batch/height/width)\n"
+        f"parity with PyTorch fp32 on {res.check_images} {res.check_source} image(s): max "
+        f"|logit diff| {res.max_abs_diff:.2e}, pixel agreement {100 * res.pixel_agreement:.3f} %"
     )
+    if res.quantization:
+        q = res.quantization
+        print(
+            f"int8: {q['quantized_layers']} layers quantized, {len(q['fp32_layers'])} left in "
+            f"fp32 ({', '.join(q['fp32_layers'][:4]) or 'none'}); fp32 file "
+            f"{_mb(res.fp32_size_bytes)} MB"
+        )
     return 0
 
 
@@ -488,13 +500,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="export a checkpoint to ONNX and check it against PyTorch")
     ex.add_argument("checkpoint", help="checkpoint file or run directory")
-    ex.add_argument("--format", choices=["onnx"], default="onnx", help="artefact format (onnx)")
+    ex.add_argument(
+        "--format",
+        choices=["onnx", "onnx-int8"],
+        default="onnx",
+        help="onnx (fp32) or onnx-int8 (ORT static int8, calibrated on --data's train split)",
+    )
     ex.add_argument("--out", required=True, help="output file, e.g. model.onnx")
     ex.add_argument("--opset", type=_positive, default=18, help="ONNX opset, >= 17 (18)")
     ex.add_argument("--size", type=_size, default=None, help="example/check HxW (checkpoint's)")
     ex.add_argument("--data", default=None, help="data root: check parity on real images")
     ex.add_argument("--split", default="val", help="split of --data for the check (val)")
     ex.add_argument("--check-images", type=_positive, default=4, help="images to check (4)")
+    ex.add_argument("--calib-images", type=_positive, default=32, help="int8 calibration (32)")
     ex.add_argument("--json", action="store_true", help="print the result as JSON")
     ex.set_defaults(func=_cmd_export)
 

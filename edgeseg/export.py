@@ -61,6 +61,9 @@ class ExportResult:
     pixel_agreement: float  # fraction of pixels whose argmax class agrees with PyTorch
     check_images: int  # images the parity check ran on
     check_source: str  # "data" (real images) or "random"
+    precision: str = "fp32"  # "fp32" or "int8" (ORT static quantization)
+    fp32_size_bytes: int = 0  # the fp32 model's size (int8 exports: for comparison)
+    quantization: dict[str, Any] | None = None  # int8: QuantReport.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -274,8 +277,11 @@ def export_checkpoint(
     data: str | None = None,
     split: str = "val",
     check_images: int = 4,
+    int8: bool = False,
+    calib_split: str = "train",
+    calib_images: int = 32,
 ) -> ExportResult:
-    """Export a checkpoint to ONNX and check it against PyTorch.
+    """Export a checkpoint to ONNX (fp32, or int8 with ORT static quantization) and check it.
 
     Args:
         checkpoint: checkpoint file or run directory.
@@ -286,6 +292,11 @@ def export_checkpoint(
             inputs).
         split: split of ``data``.
         check_images: images in the parity check.
+        int8: quantize (QDQ, per-channel int8 weights, uint8 activations), calibrated on
+            ``calib_images`` images of ``data``'s ``calib_split``; the parity check then
+            measures the int8 model against fp32 PyTorch.
+        calib_split: calibration split.
+        calib_images: calibration images.
 
     Raises:
         CheckpointError, DataError, EdgesegError: one line each, naming the file.
@@ -306,7 +317,19 @@ def export_checkpoint(
         "input": "NCHW float32 RGB, (x / 255 - mean) / std; any H, W",
         "output": "logits (N, K, H, W)",
     }
-    exporter = export_onnx(model, out, input_size=size, opset=opset, metadata=meta)
+    quant = None
+    fp32_size = 0
+    if int8:
+        from edgeseg.compress.quantize import calibration_images, quantize_onnx
+
+        calib = calibration_images(ckpt, data, calib_split, calib_images, size)
+        with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
+            fp32 = Path(tmp) / "fp32.onnx"
+            exporter = export_onnx(model, fp32, input_size=size, opset=opset, metadata=meta)
+            fp32_size = fp32.stat().st_size
+            quant = quantize_onnx(fp32, out, calib).to_dict()
+    else:
+        exporter = export_onnx(model, out, input_size=size, opset=opset, metadata=meta)
     images, source = _check_images(ckpt, data, split, check_images, size)
     session = onnx_session(out)
     max_diff, agreement = parity(model, session, images)
@@ -319,4 +342,7 @@ def export_checkpoint(
         pixel_agreement=agreement,
         check_images=len(images),
         check_source=source,
+        precision="int8" if int8 else "fp32",
+        fp32_size_bytes=fp32_size or Path(out).stat().st_size,
+        quantization=quant,
     )

@@ -99,3 +99,20 @@ def test_cli_export_bad_input(argv: list[str], needle: str, capsys, tmp_path: Pa
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
+
+
+def test_cli_export_int8(tiny_run: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+    data, run = tiny_run
+    out = tmp_path / "m.int8.onnx"
+    argv = ["export", str(run), "--format", "onnx-int8", "--out", str(out), "--data", str(data)]
+    assert main([*argv, "--calib-images", "4", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["precision"] == "int8" and res["size_bytes"] < res["fp32_size_bytes"]
+    assert res["quantization"]["quantized_layers"] > 0
+    assert onnx_metadata(out)["precision"].startswith("int8")
+    # Without calibration data: a one-line error, and nothing written.
+    with pytest.raises(SystemExit) as exc:
+        sys.exit(main(["export", str(run), "--format", "onnx-int8", "--out", str(tmp_path / "x")]))
+    assert exc.value.code == 2
+    assert "calibration data missing" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -210,6 +210,8 @@ def pt2e_convert(
     Raises:
         EdgesegError: torchao missing, no calibration images, or no quantized layer.
     """
+    # torchao warns at import about its CUDA-only kernels, irrelevant on a CPU.
+    logging.getLogger("torchao").setLevel(logging.ERROR)
     try:
         import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -217,8 +219,13 @@ def pt2e_convert(
         raise EdgesegError("pt2e-int8 needs torchao: pip install torchao") from None
     if not images:
         raise DataError("calibration data missing: no calibration images")
+    from edgeseg.inference import fold_batchnorm
+
+    # BatchNorm folded by edgeseg first: PT2E's own folding mis-shapes the bias of a
+    # grouped transposed conv (SegFast's depthwise upsampling) and fails in convert.
+    model = fold_batchnorm(model.eval())
     with torch.no_grad():
-        graph = torch.export.export(model.eval(), (example,)).module()
+        graph = torch.export.export(model, (example,)).module()
         quantizer = xiq.X86InductorQuantizer()
         quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
         prepared = prepare_pt2e(graph, quantizer)

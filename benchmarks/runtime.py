@@ -1,0 +1,161 @@
+"""Every backend for every zoo model, side by side in one run, against the machine's ceiling.
+
+For each model: :func:`edgeseg.runtime.bench` (each backend in fresh processes, rounds
+interleaved) at one size and thread count, the speed-up of the best backend over eager
+NCHW fp32, int8 against the best fp32 backend, and the attained GFLOP/s of the best
+backend (flop_counter FLOPs / median latency) next to the machine's measured
+dense-convolution ceiling: the best GFLOP/s of a large 3x3 convolution (256 -> 256 channels
+at 90x120, fp32, channels_last, same threads), the most this CPU does with fp32 convs.
+With ``--checkpoint NAME=PATH`` (repeatable) and ``--data``, that model's backends are
+also scored on the data split (mIoU, pixel agreement with eager).
+
+Usage:
+    python benchmarks/runtime.py [--models a,b] [--size 360x480] [--threads 2]
+        [--repeats 2] [--iterations 5] [--checkpoint segfast=runs/x --data ROOT]
+
+Writes ``benchmarks/results/runtime.json`` and ``.md`` (``--out`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgeseg.models import create_model, list_models
+from edgeseg.profiling import count_flops, cpu_name, num_threads, time_interleaved
+from edgeseg.runtime import BACKENDS, bench
+from edgeseg.utils import atomic_write_json, atomic_write_text, parse_size
+
+FP32 = ("eager", "channels_last", "compile", "ort")
+INT8 = ("ort-int8", "pt2e-int8")
+
+
+def conv_ceiling(threads: int, repeats: int = 10) -> float:
+    """GFLOP/s of a large dense 3x3 conv (the best case for oneDNN fp32 on this CPU)."""
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).eval()
+    x = torch.randn(1, 256, 90, 120)
+    flops = 2 * 256 * 256 * 9 * 90 * 120
+    runs = {
+        "nchw": (conv, x),
+        "nhwc": (
+            conv.to(memory_format=torch.channels_last),
+            x.contiguous(memory_format=torch.channels_last),
+        ),
+    }
+    with num_threads(threads):
+        times = time_interleaved(runs, warmup=3, repeats=repeats)
+    best_ms = min(min(t) for t in times.values())
+    return flops / (best_ms / 1e3) / 1e9
+
+
+def markdown(res: dict[str, Any]) -> str:
+    """The README table."""
+    h, w = res["size"]
+    cols = [b for b in BACKENDS if any(b in m["backends"] for m in res["models"])]
+    lines = [
+        f"Backends at {h}x{w}, {res['threads']} threads, {res['cpu']}, torch "
+        f"{res['torch_version']}; each backend in fresh processes ({res['repeats']} per "
+        f"backend x {res['iterations']} timed runs, rounds interleaved). Median ms. "
+        f"Dense 3x3 conv ceiling: {res['ceiling_gflops']:.0f} GFLOP/s.",
+        "",
+        "| model | " + " | ".join(cols) + " | best | best vs eager | int8 vs best fp32 "
+        "| best GFLOP/s (% of ceiling) |",
+        "| --- | " + " | ".join("---:" for _ in cols) + " | --- | ---: | ---: | ---: |",
+    ]
+    for m in res["models"]:
+        cells = []
+        for b in cols:
+            r = m["backends"].get(b)
+            cells.append("-" if r is None else f"{r['latency_ms']['median']:.0f}")
+        int8 = f"{m['int8_vs_best_fp32']:.2f}x" if m.get("int8_vs_best_fp32") else "-"
+        lines.append(
+            f"| {m['model']} | " + " | ".join(cells) + f" | {m['best']} | "
+            f"{m['best_speedup']:.2f}x | {int8} | {m['best_gflops']:.1f} "
+            f"({100 * m['best_gflops'] / res['ceiling_gflops']:.0f} %) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--models", default=None, help="comma-separated (default: every model)")
+    p.add_argument("--size", default="360x480")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--backends", default=",".join(BACKENDS))
+    p.add_argument("--repeats", type=int, default=2, help="fresh processes per backend")
+    p.add_argument("--iterations", type=int, default=5, help="timed runs per process")
+    p.add_argument("--checkpoint", action="append", default=[], help="NAME=PATH (repeatable)")
+    p.add_argument("--data", default=None, help="data root for the checkpoints' accuracy")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "runtime"))
+    args = p.parse_args(argv)
+    h, w = parse_size(args.size)
+    names = args.models.split(",") if args.models else list_models()
+    ckpts = dict(item.split("=", 1) for item in args.checkpoint)
+    t0 = time.time()
+    ceiling = conv_ceiling(args.threads)
+    print(f"dense conv ceiling: {ceiling:.1f} GFLOP/s", flush=True)
+    rows = []
+    for n in names:
+        src = ckpts.get(n, n)
+        res = bench(
+            src,
+            size=(h, w),
+            threads=args.threads,
+            backends=args.backends.split(","),
+            iterations=args.iterations,
+            warmup=2,
+            repeats=args.repeats,
+            data=args.data if n in ckpts else None,
+            calib_data=args.data if n in ckpts else None,
+        )
+        flops = count_flops(create_model(n, num_classes=11).eval(), torch.randn(1, 3, h, w))
+        med = {b: r["latency_ms"]["median"] for b, r in res["backends"].items()}
+        fp32 = [b for b in med if b in FP32]
+        int8 = [b for b in med if b in INT8]
+        best = min(med, key=med.get)
+        best_fp32 = min(fp32, key=med.get) if fp32 else None
+        row = {
+            "model": n,
+            "source": src,
+            "flops": flops,
+            "backends": res["backends"],
+            "quantization": res["quantization"],
+            "best": best,
+            "best_speedup": med["eager"] / med[best] if "eager" in med else float("nan"),
+            "best_gflops": flops / (med[best] / 1e3) / 1e9,
+        }
+        if int8 and best_fp32:
+            best_int8 = min(int8, key=med.get)
+            row["best_int8"] = best_int8
+            row["int8_vs_best_fp32"] = med[best_fp32] / med[best_int8]
+        rows.append(row)
+        print(
+            f"  {n}: " + ", ".join(f"{b} {v:.0f}" for b, v in med.items()) + f" -> {best}",
+            flush=True,
+        )
+    result = {
+        "size": [h, w],
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "iterations": args.iterations,
+        "cpu": cpu_name(),
+        "torch_version": torch.__version__,
+        "ceiling_gflops": ceiling,
+        "seconds": time.time() - t0,
+        "models": rows,
+    }
+    out = Path(args.out)
+    atomic_write_json(out.with_suffix(".json"), result)
+    md = markdown(result)
+    atomic_write_text(out.with_suffix(".md"), md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -195,6 +195,18 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """
     ckpt = load_checkpoint(path)
     model = build_model(ckpt)
-    load_weights(model, ckpt)
+    from edgeseg.compress import TrainingCompression, deployable, is_compressed_state
+
+    if is_compressed_state(ckpt["state_dict"]):
+        # A training checkpoint (last.pt) of a run under compression: attach the same
+        # masks so the state fits, then make the plain model a deployment runs.
+        from edgeseg.config import config_from_dict
+
+        cfg = config_from_dict(dict(ckpt.get("config") or {}))
+        TrainingCompression(model, cfg.compress, total_steps=1)
+        load_weights(model, ckpt)
+        model = deployable(model)
+    else:
+        load_weights(model, ckpt)
     model.eval()
     return model, ckpt

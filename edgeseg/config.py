@@ -119,6 +119,22 @@ class TrainConfig:
 
 
 @dataclass
+class CompressConfig:
+    """Compression applied during training (edgeseg.compress); everything off by default."""
+
+    sparsity: float | None = None  # final sparsity s_f of magnitude pruning; null: off
+    sparsity_initial: float = 0.0  # s_i
+    sparsity_begin: float = 0.0  # t0 as a fraction of all training steps
+    sparsity_end: float = 0.5  # t1 as a fraction of all training steps (then fine-tune)
+    sparsity_every: int = 100  # update the masks every N steps (seed 003: 100)
+    sparsity_layers: list[str] | None = None  # layer-name globs to prune; null: every conv
+    groups: int | None = None  # gradual grouping of Conv-modules to g groups; null: off
+    group_fraction: float = 0.5  # share of training over which alpha goes 1 -> 0
+    group_schedule: str = "linear"  # linear | cosine
+    group_shuffle: bool = False  # insert channel shuffles (toward DGCS)
+
+
+@dataclass
 class Config:
     """A whole training recipe."""
 
@@ -127,6 +143,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    compress: CompressConfig = field(default_factory=CompressConfig)
 
     def validate(self) -> None:
         """Check values that types alone cannot (one-line :class:`ConfigError`)."""
@@ -146,6 +163,15 @@ class Config:
             (self.data.scale[0] > 0 and self.data.scale[0] <= self.data.scale[1],
              "data.scale must be 0 < low <= high"),
             (bool(self.data.root), "data.root is required"),
+            (self.compress.sparsity is None or 0 <= self.compress.sparsity < 1,
+             "compress.sparsity must be in [0, 1)"),
+            (0 <= self.compress.sparsity_begin < self.compress.sparsity_end <= 1,
+             "compress.sparsity_begin < sparsity_end, both fractions in [0, 1]"),
+            (self.compress.groups is None or self.compress.groups >= 2,
+             "compress.groups must be at least 2"),
+            (0 < self.compress.group_fraction <= 1, "compress.group_fraction must be in (0, 1]"),
+            (self.compress.group_schedule in ("linear", "cosine"),
+             "compress.group_schedule must be linear or cosine"),
         ]
         # fmt: on
         for ok, msg in checks:

@@ -82,11 +82,15 @@ class PolynomialSchedule:
 
 def _select(model: nn.Module, layers: Iterable[str] | None) -> list[tuple[str, nn.Module]]:
     """Conv / transposed-conv / linear layers whose name matches one of ``layers`` (globs)."""
+    from torch.nn.utils import parametrize
+
     pats = list(layers or ["*"])
     chosen = [
         (n, m)
         for n, m in model.named_modules()
-        if isinstance(m, _PRUNABLE) and any(fnmatch.fnmatchcase(n, p) for p in pats)
+        if isinstance(m, _PRUNABLE)
+        and any(fnmatch.fnmatchcase(n, p) for p in pats)
+        and not parametrize.is_parametrized(m, "weight")  # under gradual grouping: skipped
     ]
     if not chosen:
         raise EdgesegError(f"no conv or linear layer matches {pats}")

@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from edgeseg.checkpoint import load_checkpoint, load_weights, make_checkpoint, save_checkpoint
+from edgeseg.compress import TrainingCompression, deployable
 from edgeseg.config import Config, config_to_dict
 from edgeseg.data import DatasetInfo, SegmentationDataset, build_dataset, custom_info, get_preset
 from edgeseg.data.stats import class_weights
@@ -314,6 +315,8 @@ def train(config: Config, *, resume: bool = False) -> TrainResult:
     )
     steps_per_epoch = sampler.num_samples // bs
     scheduler, per_iter = build_scheduler(optimizer, cfg, steps_per_epoch)
+    # Masks attach before any weights load, so a resumed state dict (with its masks) fits.
+    compression = TrainingCompression(model, cfg.compress, steps_per_epoch * cfg.train.epochs)
 
     start_epoch, start_step, global_step = 0, 0, 0
     best, best_epoch = -1.0, None
@@ -421,6 +424,7 @@ def train(config: Config, *, resume: bool = False) -> TrainResult:
             if per_iter:
                 scheduler.step()
             global_step += 1
+            compression.step(global_step)
             epoch_loss_sum += float(loss.detach()) * x.shape[0]
             epoch_pixels_done += x.shape[0]
             seen += x.shape[0]
@@ -457,6 +461,7 @@ def train(config: Config, *, resume: bool = False) -> TrainResult:
             "train_loss": float(totals[0] / max(totals[1], 1)),
             "images_per_s": seen * world / max(seconds, 1e-9),
             "epoch_seconds": seconds,
+            **compression.state(),
         }
         metrics: dict[str, Any] = {}
         last_epoch = epoch + 1 == cfg.train.epochs
@@ -486,7 +491,7 @@ def train(config: Config, *, resume: bool = False) -> TrainResult:
                 if ctx.is_main:
                     save_checkpoint(
                         make_checkpoint(
-                            model,
+                            deployable(model) if compression.active else model,
                             info,
                             input_size=cfg.data.crop_size,
                             epoch=epoch + 1,

@@ -1,0 +1,128 @@
+"""Compression: sparsification, gradual grouping, int8 quantization (and their training hook).
+
+- :mod:`edgeseg.compress.sparsify`: magnitude pruning on seed 003's polynomial schedule.
+- :mod:`edgeseg.compress.grouping`: the ESSNet thesis' gradual grouping.
+- :mod:`edgeseg.compress.quantize`: post-training int8 (ONNX Runtime, PT2E).
+
+:class:`TrainingCompression` applies the first two from a recipe's ``compress`` section
+inside :func:`edgeseg.train`; :func:`deployable` turns a model under compression into a
+plain one (masks stripped, grouped convs extracted) for checkpoints that are deployed.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from edgeseg.compress.grouping import AlphaSchedule, GradualGrouping, extract
+from edgeseg.compress.sparsify import PolynomialSchedule, Sparsifier, sparsity_report, strip
+
+__all__ = ["TrainingCompression", "deployable", "is_compressed_state"]
+
+
+class TrainingCompression:
+    """The ``compress`` section of a recipe, applied to a model during training.
+
+    Args:
+        model: the model (masks are attached now).
+        cfg: a :class:`edgeseg.config.CompressConfig`.
+        total_steps: optimizer steps of the whole run (the schedules are fractions of it).
+    """
+
+    def __init__(self, model: nn.Module, cfg: Any, total_steps: int) -> None:
+        total = max(int(total_steps), 1)
+        self.sparsifier: Sparsifier | None = None
+        self.grouping: GradualGrouping | None = None
+        # Grouping first: the layers it masks are then left out of the sparsification.
+        if cfg.groups is not None:
+            alpha = AlphaSchedule(max(int(cfg.group_fraction * total), 1), cfg.group_schedule)
+            self.grouping = GradualGrouping(model, cfg.groups, alpha, shuffle=cfg.group_shuffle)
+        if cfg.sparsity is not None:
+            begin = int(cfg.sparsity_begin * total)
+            sched = PolynomialSchedule(
+                final=cfg.sparsity,
+                initial=cfg.sparsity_initial,
+                begin_step=begin,
+                end_step=max(int(cfg.sparsity_end * total), begin + 1),
+                every=cfg.sparsity_every,
+            )
+            self.sparsifier = Sparsifier(model, sched, cfg.sparsity_layers)
+
+    @property
+    def active(self) -> bool:
+        """Whether anything is applied."""
+        return self.sparsifier is not None or self.grouping is not None
+
+    def step(self, global_step: int) -> None:
+        """Follow the schedules after optimizer step ``global_step``."""
+        if self.sparsifier is not None:
+            self.sparsifier.step(global_step)
+        if self.grouping is not None:
+            self.grouping.step(global_step)
+
+    def state(self) -> dict[str, float]:
+        """Current target sparsity and grouping alpha, for the training log."""
+        out: dict[str, float] = {}
+        if self.sparsifier is not None:
+            out["sparsity"] = self.sparsifier.current
+        if self.grouping is not None:
+            out["group_alpha"] = self.grouping.alpha
+        return out
+
+
+def is_compressed_state(state_dict: dict[str, Any]) -> bool:
+    """Whether a state dict holds masks (sparsification) or parametrizations (grouping)."""
+    return any(k.endswith("weight_orig") or ".parametrizations." in k for k in state_dict)
+
+
+def deployable(model: nn.Module) -> nn.Module:
+    """A plain copy of a model under compression: sparsity masks stripped (zeros kept),
+    grouped convs extracted when alpha is 0, else the masked weights baked into plain convs.
+
+    The original model is untouched (it keeps training). Parametrized modules share a
+    dynamically created class with their deep copies, so the copy's masked convs are
+    *replaced* by new modules rather than un-parametrized in place (which would delete the
+    ``weight`` property from the shared class and break the original).
+    """
+    for mod in model.modules():
+        if hasattr(mod, "weight_mask"):
+            # The pruning hook's last ``weight`` is a non-leaf tensor that deepcopy refuses;
+            # the next forward recomputes it anyway.
+            mod.weight = (mod.weight_orig * mod.weight_mask).detach()
+    m = copy.deepcopy(model)
+    strip(m)
+    masked = [
+        (parent, name, child)
+        for parent in m.modules()
+        for name, child in parent.named_children()
+        if parametrize.is_parametrized(child, "weight")
+    ]
+    if not masked:
+        return m
+    if float(masked[0][2].parametrizations.weight[0].alpha) == 0.0:
+        return extract(m)
+    for parent, name, conv in masked:
+        plain = nn.Conv2d(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            bias=conv.bias is not None,
+        )
+        with torch.no_grad():
+            plain.weight.copy_(conv.weight)  # the effective, masked weight
+            if conv.bias is not None:
+                plain.bias.copy_(conv.bias)
+        setattr(parent, name, plain)
+    return m
+
+
+__all__ += ["AlphaSchedule", "GradualGrouping", "PolynomialSchedule", "Sparsifier"]
+__all__ += ["extract", "sparsity_report", "strip"]

@@ -19,6 +19,7 @@ Writes ``benchmarks/results/runtime.json`` and ``.md`` (``--out`` to change).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", action="append", default=[], help="NAME=PATH (repeatable)")
     p.add_argument("--data", default=None, help="data root for the checkpoints' accuracy")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "runtime"))
+    p.add_argument("--resume", action="store_true", help="keep the models already in --out")
     args = p.parse_args(argv)
     h, w = parse_size(args.size)
     names = args.models.split(",") if args.models else list_models()
@@ -99,7 +101,26 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     ceiling = conv_ceiling(args.threads)
     print(f"dense conv ceiling: {ceiling:.1f} GFLOP/s", flush=True)
+    out = Path(args.out)
     rows = []
+    if args.resume and out.with_suffix(".json").is_file():
+        rows = json.loads(out.with_suffix(".json").read_text())["models"]
+        names = [n for n in names if n not in {r["model"] for r in rows}]
+        print(f"resuming: {len(rows)} model(s) kept, {len(names)} to run", flush=True)
+
+    def result() -> dict[str, Any]:
+        return {
+            "size": [h, w],
+            "threads": args.threads,
+            "repeats": args.repeats,
+            "iterations": args.iterations,
+            "cpu": cpu_name(),
+            "torch_version": torch.__version__,
+            "ceiling_gflops": ceiling,
+            "seconds": time.time() - t0,
+            "models": rows,
+        }
+
     for n in names:
         src = ckpts.get(n, n)
         res = bench(
@@ -125,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             "flops": flops,
             "backends": res["backends"],
             "quantization": res["quantization"],
+            "errors": res.get("errors", {}),
             "best": best,
             "best_speedup": med["eager"] / med[best] if "eager" in med else float("nan"),
             "best_gflops": flops / (med[best] / 1e3) / 1e9,
@@ -138,20 +160,11 @@ def main(argv: list[str] | None = None) -> int:
             f"  {n}: " + ", ".join(f"{b} {v:.0f}" for b, v in med.items()) + f" -> {best}",
             flush=True,
         )
-    result = {
-        "size": [h, w],
-        "threads": args.threads,
-        "repeats": args.repeats,
-        "iterations": args.iterations,
-        "cpu": cpu_name(),
-        "torch_version": torch.__version__,
-        "ceiling_gflops": ceiling,
-        "seconds": time.time() - t0,
-        "models": rows,
-    }
-    out = Path(args.out)
-    atomic_write_json(out.with_suffix(".json"), result)
-    md = markdown(result)
+        # Written after every model, so an interrupted run keeps what it measured.
+        atomic_write_json(out.with_suffix(".json"), result())
+    final = result()
+    atomic_write_json(out.with_suffix(".json"), final)
+    md = markdown(final)
     atomic_write_text(out.with_suffix(".md"), md)
     print(md)
     return 0

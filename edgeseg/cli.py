@@ -409,6 +409,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             f"{method}: {q['quantized_layers']} layers int8, {len(q['fp32_layers'])} fp32"
             + (f" ({kept})" if kept else "")
         )
+    for name, err in res.get("errors", {}).items():
+        print(f"{name}: not available for this model ({err})")
     print(f"best: {res['best']} ({res['best_reason']})")
     return 0
 

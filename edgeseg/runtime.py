@@ -288,7 +288,8 @@ def bench(
     Returns:
         JSON-ready dict: ``{source, size, threads, cpu, backends: {name: {latency_ms
         {median, p90}, images_per_s, peak_rss_bytes, build_s, size_bytes, zip_bytes,
-        miou, pixel_agreement, speedup}}, best, best_reason, quantization}``.
+        miou, pixel_agreement, speedup}}, best, best_reason, quantization, errors}``
+        (``errors``: backends that could not run on this model, with the reason).
 
     Raises:
         EdgesegError: unknown backend, bad source, missing calibration data, a backend
@@ -349,6 +350,9 @@ def bench(
         if kind != "onnx" and any(b in ("ort", "ort-int8") for b in names):
             export_onnx(model, work / "fp32.onnx", input_size=(h, w))
         quant: dict[str, Any] = {}
+        # A backend that cannot be built for this model is reported, not fatal: the others
+        # still run (the CLI prints the reason; JSON has it under "errors").
+        errors: dict[str, str] = {}
         if any(b.endswith("int8") for b in names):
             calib = _calibration(ckpt, kind, calib_data or data, calib_split, calib_images, (h, w))
             torch.save(torch.stack(calib), work / "calib.pt")
@@ -362,7 +366,10 @@ def bench(
                 from edgeseg.compress.quantize import pt2e_convert
 
                 example = torch.randn(1, calib[0].shape[0], h, w)
-                quant["pt2e-int8"] = pt2e_convert(model, calib, example)[1].to_dict()
+                try:
+                    quant["pt2e-int8"] = pt2e_convert(model, calib, example)[1].to_dict()
+                except EdgesegError as e:
+                    errors["pt2e-int8"] = str(e)
         labels = None
         if data and kind == "checkpoint":
             images, labels = _eval_set(ckpt, data, split, eval_images, (h, w))
@@ -371,9 +378,15 @@ def bench(
         for r in range(repeats):
             order = names if r % 2 == 0 else names[::-1]
             for b in order:
+                if b in errors:
+                    continue
                 log.info("bench %s: round %d/%d", b, r + 1, repeats)
                 job = {**job_base, "backend": b, "predict": r == 0 and labels is not None}
-                out = _spawn(job, work, timeout)
+                try:
+                    out = _spawn(job, work, timeout)
+                except EdgesegError as e:
+                    errors[b] = str(e)
+                    continue
                 res = results[b]
                 res["times_ms"] += out["times_ms"]
                 res["peak_rss_bytes"] = max(res.get("peak_rss_bytes", 0), out["peak_rss"])
@@ -389,9 +402,12 @@ def bench(
             "cpu": cpu_name(),
             "torch_version": torch.__version__,
         }
-        return _summarise(
-            results, names, work, labels, num_classes, ckpt, budget_miou, quant, header
-        )
+        ok = [b for b in names if b not in errors]
+        if not ok:
+            raise EdgesegError("; ".join(f"{b}: {e}" for b, e in errors.items()))
+        out = _summarise(results, ok, work, labels, num_classes, ckpt, budget_miou, quant, header)
+        out["errors"] = errors
+        return out
     finally:
         if tmp_ctx is not None:
             tmp_ctx.cleanup()

@@ -196,3 +196,10 @@ def test_train_eval_predict_bad_input(
     for argv, needle in cases:
         code, _, err = _run(argv, capsys)
         _one_line_error(code, err, needle)
+
+
+def test_models_flops_conventions(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["models", "essnet", "--flops", "thesis", "--size", "512x1024", "--classes", "20"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "thesis GFLOPs@512x1024" in out and "5.76" in out

@@ -224,14 +224,18 @@ def pt2e_convert(
     # BatchNorm folded by edgeseg first: PT2E's own folding mis-shapes the bias of a
     # grouped transposed conv (SegFast's depthwise upsampling) and fails in convert.
     model = fold_batchnorm(model.eval())
-    with torch.no_grad():
-        graph = torch.export.export(model, (example,)).module()
-        quantizer = xiq.X86InductorQuantizer()
-        quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
-        prepared = prepare_pt2e(graph, quantizer)
-        for x in images:
-            prepared(x[None].to(example.dtype))
-        converted = convert_pt2e(prepared)
+    try:
+        with torch.no_grad():
+            graph = torch.export.export(model, (example,)).module()
+            quantizer = xiq.X86InductorQuantizer()
+            quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+            prepared = prepare_pt2e(graph, quantizer)
+            for x in images:
+                prepared(x[None].to(example.dtype))
+            converted = convert_pt2e(prepared)
+    except Exception as e:  # torch.export / torchao raise many kinds; one line for the user
+        detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise EdgesegError(f"PT2E quantization failed: {detail}") from None
     report = _pt2e_report(converted, len(images))
     if report.qdq_nodes == 0 or report.quantized_layers == 0:
         raise EdgesegError("PT2E quantization produced no quantized layers")

@@ -110,6 +110,11 @@ class DWSDil(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.relu(self.conv3x1(x))
         y = torch.relu(self.bn1(self.conv1x3(y)))
-        y = sum(branch(y) for branch in self.branches)  # (B, C, H, W)
+        # Summed explicitly from the first branch (not sum(), which starts at the int 0:
+        # an "0 + tensor" node that graph tools such as PT2E quantizers cannot annotate).
+        z = self.branches[0](y)
+        for branch in self.branches[1:]:
+            z = z + branch(y)  # (B, C, H, W)
+        y = z
         y = self.dropout(self.bn2(self.pointwise(y)))
         return torch.relu(y + x)

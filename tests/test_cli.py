@@ -62,7 +62,7 @@ def test_models_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "squeeze*"]) == 0
     out = capsys.readouterr().out
     names = [line.split()[0] for line in out.splitlines()[2:]]
-    assert names == ["squeeze_unet"]
+    assert names == ["squeeze_encdec", "squeeze_unet", "squeeze_unet_dws"]
 
 
 def test_profile_json_and_out_file(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:

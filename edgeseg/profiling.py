@@ -31,7 +31,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -150,19 +150,19 @@ def count_flops(model: nn.Module, x: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
-def paper_macs(model: nn.Module, x: torch.Tensor) -> int:
-    """The Squeeze U-Net paper's "MACs": sum over conv layers of ``2 x W_l x output pixels``.
+def _pixels(t: torch.Tensor) -> int:
+    return int(np.prod(t.shape[2:]))
 
-    Charged at the nominal input size: feature maps of a network that pads its input to
-    ``output_stride`` are scaled by ``H*W / (H_pad*W_pad)``, so the count does not depend
-    on the padding (the paper quotes 360x480 although 360 is not a multiple of 16).
-    """
+
+def _charge_convs(
+    model: nn.Module, x: torch.Tensor, charge: Callable[[nn.Module, torch.Tensor, Any], int]
+) -> int:
+    """Sum ``charge(layer, input, output)`` over every conv / transposed-conv call on ``x``."""
     total = 0
 
-    def hook(mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
+    def hook(mod: nn.Module, inp: Any, out: torch.Tensor) -> None:
         nonlocal total
-        pixels = int(np.prod(out.shape[2:]))
-        total += 2 * mod.weight.numel() * pixels
+        total += charge(mod, inp[0], out)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, _CONV_TYPES)]
     try:
@@ -171,6 +171,18 @@ def paper_macs(model: nn.Module, x: torch.Tensor) -> int:
     finally:
         for h in handles:
             h.remove()
+    return total
+
+
+def paper_macs(model: nn.Module, x: torch.Tensor) -> int:
+    """The Squeeze U-Net paper's "MACs": sum over conv layers of ``2 x W_l x output pixels``.
+
+    Charged at the nominal input size: feature maps of a network that pads its input to
+    ``output_stride`` are scaled by ``H*W / (H_pad*W_pad)``, so the count does not depend
+    on the padding (the paper quotes 360x480 although 360 is not a multiple of 16).
+    """
+    # 2 x weights x output pixels, for convs and transposed convs alike.
+    total = _charge_convs(model, x, lambda m, _i, out: 2 * m.weight.numel() * _pixels(out))
     stride = int(getattr(model, "output_stride", 1))
     h, w = x.shape[-2], x.shape[-1]
     hp, wp = -(-h // stride) * stride, -(-w // stride) * stride
@@ -185,22 +197,13 @@ def thesis_flops(model: nn.Module, x: torch.Tensor) -> int:
     reproduces the thesis' Table 3.5 (ERFNet 27.705 G, ESSNet-D 5.773 G at 512x1024).
     Charged at the padded size the network runs on (the thesis' sizes divide evenly).
     """
-    total = 0
 
-    def hook(mod: nn.Module, inp: Any, out: torch.Tensor) -> None:
-        nonlocal total
+    def charge(mod: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
         if isinstance(mod, (nn.ConvTranspose1d, nn.ConvTranspose2d)):
-            total += 2 * mod.weight.numel() * int(np.prod(inp[0].shape[2:]))
-        else:
-            total += mod.weight.numel() * int(np.prod(out.shape[2:]))
+            return 2 * mod.weight.numel() * _pixels(inp)
+        return mod.weight.numel() * _pixels(out)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, _CONV_TYPES)]
-    try:
-        with torch.inference_mode():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    total = _charge_convs(model, x, charge)
     return total // x.shape[0]
 
 

@@ -67,15 +67,24 @@ class ERFNet(SegmentationModel):
     Args:
         num_classes: K.
         in_channels: input channels.
+        encoder, decoder: rows (default ERFNet's; WSPD-Net passes its own).
+        blocks: row kind -> block constructor (default :data:`ROW_BLOCKS`).
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 3) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 3,
+        encoder: Sequence[tuple] = ENCODER,
+        decoder: Sequence[tuple] = DECODER,
+        blocks: dict[str, Callable[..., nn.Module]] | None = None,
+    ) -> None:
         super().__init__()
         self.output_stride = 8
-        rows = ((ENCODER[0][0], in_channels, ENCODER[0][2]), *ENCODER[1:])
-        self.encoder = build_rows(rows)
-        self.decoder = build_rows(DECODER)
-        self.head = nn.ConvTranspose2d(16, num_classes, 2, stride=2, bias=True)
+        rows = ((encoder[0][0], in_channels, encoder[0][2]), *encoder[1:])
+        self.encoder = build_rows(rows, blocks)
+        self.decoder = build_rows(decoder, blocks)
+        self.head = nn.ConvTranspose2d(decoder[-1][1], num_classes, 2, stride=2, bias=True)
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         y = self.encoder(x)  # (B, 128, H/8, W/8)

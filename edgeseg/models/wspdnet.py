@@ -18,13 +18,9 @@ Reported: 69.72 mIoU on Cityscapes val, 51 FPS on a GTX 1080Ti.
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from edgeseg.layers.erfnet_blocks import DWSDil, NonBottleneck1D
-from edgeseg.models._base import SegmentationModel
 from edgeseg.models._registry import register_model
-from edgeseg.models.erfnet import ROW_BLOCKS, build_rows
+from edgeseg.models.erfnet import ROW_BLOCKS, ERFNet
 
 #: Rows as in ``erfnet.py``: ("ds", in, out), ("nb", C, dropout, dilation, kernel),
 #: ("dwsdil", C, dropout), ("up", in, out).
@@ -45,8 +41,9 @@ DECODER: tuple[tuple, ...] = (
 BLOCKS = {**ROW_BLOCKS, "nb": NonBottleneck1D, "dwsdil": DWSDil}
 
 
-class WSPDNet(SegmentationModel):
-    """WSPD-Net. Stages: ``encoder``, ``decoder``, ``head``.
+class WSPDNet(ERFNet):
+    """WSPD-Net: ERFNet's network class with WSPD-Net's rows. Stages: ``encoder``,
+    ``decoder``, ``head``.
 
     Args:
         num_classes: K.
@@ -54,17 +51,7 @@ class WSPDNet(SegmentationModel):
     """
 
     def __init__(self, num_classes: int, in_channels: int = 3) -> None:
-        super().__init__()
-        self.output_stride = 8
-        rows = (("ds", in_channels, ENCODER[0][2]), *ENCODER[1:])
-        self.encoder = build_rows(rows, BLOCKS)
-        self.decoder = build_rows(DECODER, BLOCKS)
-        self.head = nn.ConvTranspose2d(16, num_classes, 2, stride=2, bias=True)
-
-    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.encoder(x)  # (B, 128, H/8, W/8)
-        y = self.decoder(y)  # (B, 16, H/2, W/2)
-        return self.head(y)  # (B, K, H, W)
+        super().__init__(num_classes, in_channels, ENCODER, DECODER, BLOCKS)
 
 
 @register_model(tags=("thesis",))

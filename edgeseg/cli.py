@@ -415,6 +415,57 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from edgeseg.compare import compare, demo_config, load_compare_config
+
+    logging.getLogger("edgeseg").setLevel(logging.INFO)  # progress is the point here
+    if args.demo:
+        from edgeseg.data.synthetic import make_street_dataset
+
+        if args.config or args.data:
+            raise EdgesegError("--demo makes its own data and models; drop --config/--data")
+        cfg = demo_config(args.out or "compare-demo")
+        if not (Path(cfg.recipe.data.root) / "val.txt").is_file():
+            make_street_dataset(cfg.recipe.data.root)
+        if args.models:
+            cfg.models = [m for m in args.models.split(",") if m]
+        if args.budget:
+            cfg.budget = args.budget
+    else:
+        cfg = load_compare_config(args.config, args.overrides)
+        if args.models:
+            cfg.models = [m for m in args.models.split(",") if m]
+        if args.data:
+            cfg.recipe.data.root = args.data
+        if args.preset:
+            cfg.recipe.data.preset = args.preset
+        if args.budget:
+            cfg.budget = args.budget
+        if args.out:
+            cfg.out = args.out
+        if args.size:
+            cfg.size = args.size
+        if args.backends:
+            cfg.backends = args.backends.split(",")
+        if not cfg.recipe.data.root:
+            raise EdgesegError("--data: give the data root (or recipe.data.root in --config)")
+    if args.threads:
+        cfg.threads = args.threads
+    res = compare(cfg)
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    from edgeseg.report import report_tables
+
+    header, rows = report_tables(res)["Accuracy and cost"]
+    print(_table(rows, header))
+    failed = [m for m in res["models"].values() if m.get("status") == "failed"]
+    for m in failed:
+        print(f"{m['name']}: failed ({m.get('error')})")
+    print(f"report: {Path(cfg.out) / 'report.html'} and report.md; results: results.json")
+    return 1 if failed else 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -546,6 +597,26 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print JSON")
     b.add_argument("--out", default=None, help="also write the JSON to this file")
     b.set_defaults(func=_cmd_bench)
+
+    c = sub.add_parser(
+        "compare",
+        help="train, evaluate, profile and benchmark several models; write a report",
+    )
+    c.add_argument("--models", default=None, help="comma-separated: zoo names, "
+                   "torchvision:NAME, NAME=CHECKPOINT (already trained)")  # fmt: skip
+    c.add_argument("--data", default=None, help="data root (recipe.data.root)")
+    c.add_argument("--preset", default=None, help="camvid | cityscapes | coco_super | custom")
+    c.add_argument("--budget", default=None, help="training time per model: 90s, 20m, 1.5h")
+    c.add_argument("--out", default=None, help="output folder (compare)")
+    c.add_argument("--size", type=_size, default=None, help="profile/bench HxW (val images')")
+    c.add_argument("--threads", type=_positive, default=None, help="threads (2)")
+    c.add_argument("--backends", default=None, help="benchmarked backends (comma-separated)")
+    c.add_argument("--config", default=None, help="YAML comparison (edgeseg.compare.CompareConfig)")
+    c.add_argument("--demo", action="store_true",
+                   help="generated street scenes, three light models, 2 minutes each")  # fmt: skip
+    c.add_argument("--json", action="store_true", help="print results.json")
+    c.add_argument("overrides", nargs="*", help="key=value: budget=5m recipe.optim.lr=1e-3")
+    c.set_defaults(func=_cmd_compare)
     return p
 
 

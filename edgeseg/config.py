@@ -110,6 +110,7 @@ class TrainConfig:
     seed: int = 0  # seeds initialisation, shuffling and augmentation
     bf16: bool = False  # bfloat16 autocast on CPU (fp32 master weights)
     channels_last: bool = True  # NHWC memory format (faster convolutions on CPU)
+    compile: bool = False  # torch.compile the training step (1.3x per ERFNet step here)
     threads: int | None = None  # intra-op threads per process; null: torch's default
     eval_every: int = 1  # validate every N epochs (and always after the last)
     save_every_steps: int = 0  # also checkpoint mid-epoch every N steps; 0: epoch ends only

@@ -19,6 +19,7 @@ given a data split, each backend's mIoU and its pixel agreement with ``eager``.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -166,8 +167,22 @@ def _rss_bytes() -> int:
 
 
 def _load_model(job: dict[str, Any]) -> nn.Module | None:
-    if job["kind"] == "onnx":
+    # The ONNX Runtime backends run the exported file: no need to rebuild the network (so
+    # they also work for a network this fresh process cannot import).
+    if job["kind"] == "onnx" or job["backend"] in ("ort", "ort-int8"):
         return None
+    for name, target in (job.get("external") or {}).items():
+        # Networks from outside the zoo, registered by their importable factory.
+        from edgeseg.models import model_info, register_external
+
+        module, _, attr = target.partition(":")
+        try:
+            model_info(name)
+        except EdgesegError:
+            factory = importlib.import_module(module)
+            for part in attr.split("."):
+                factory = getattr(factory, part)
+            register_external(name, factory)
     if job["kind"] == "checkpoint":
         from edgeseg.checkpoint import load_model
 
@@ -194,7 +209,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     h, w = job["size"]
     calib = torch.load(work / "calib.pt") if (work / "calib.pt").is_file() else None
     model = _load_model(job)
-    in_ch = 3 if model is None else int(getattr(model, "edgeseg_config", {}).get("in_channels", 3))
+    in_ch = int(job.get("in_channels", 3))
     x = torch.randn(1, in_ch, h, w, generator=torch.Generator().manual_seed(0))
     t0 = time.perf_counter()
     run = make_runner(
@@ -261,6 +276,7 @@ def bench(
     budget_miou: float = 0.01,
     workdir: str | os.PathLike[str] | None = None,
     timeout: float = 1800.0,
+    external: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Latency, memory, size and accuracy of each backend, each in a fresh process.
 
@@ -283,6 +299,9 @@ def bench(
         budget_miou: the fastest backend losing at most this much mIoU against eager
             (0.01 = 1 point) is named ``best``.
         workdir: keep the artefacts (fp32/int8 ONNX) here (default: a temporary folder).
+        external: ``{name: "module:factory"}`` of networks outside the zoo that the
+            PyTorch backends' fresh processes register before loading (the ONNX Runtime
+            backends do not need them).
         timeout: seconds per process.
 
     Returns:
@@ -345,6 +364,10 @@ def bench(
             "warmup": warmup,
             "iterations": iterations,
             "workdir": str(work),
+            "external": dict(external or {}),
+            "in_channels": int(
+                getattr(model, "edgeseg_config", {}).get("in_channels", 3) if kind != "onnx" else 3
+            ),
         }
         # Shared artefacts, made once: fp32 ONNX, calibration images, int8 ONNX.
         if kind != "onnx" and any(b in ("ort", "ort-int8") for b in names):

@@ -341,6 +341,10 @@ def train(config: Config, *, resume: bool = False) -> TrainResult:
     net: nn.Module = model
     if ctx.enabled:
         net = DistributedDataParallel(model)
+    if cfg.train.compile:
+        # Crops have one size and the last partial batch is dropped, so the graph compiles
+        # once (about a minute); evaluation runs the eager model on whole images.
+        net = torch.compile(net)
     logger = _Logger(run_dir, ctx.is_main, cfg.train.tensorboard, keep_epochs=start_epoch)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from edgeseg.models import (  # noqa: F401
     edgesegnet,
     erfnet,
     essnet,
+    external,
     fcn,
     l3unet,
     segfast,
@@ -18,13 +19,18 @@ from edgeseg.models._registry import (
     list_models,
     model_info,
     register_model,
+    register_resolver,
 )
+from edgeseg.models.external import ContractAdapter, register_external
 
 __all__ = [
+    "ContractAdapter",
     "ModelInfo",
     "SegmentationModel",
     "create_model",
     "list_models",
     "model_info",
+    "register_external",
     "register_model",
+    "register_resolver",
 ]

@@ -18,7 +18,14 @@ from torch import nn
 from edgeseg.errors import EdgesegError, UnknownModelError
 from edgeseg.utils import positive_int
 
-__all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]
+__all__ = [
+    "ModelInfo",
+    "create_model",
+    "list_models",
+    "model_info",
+    "register_model",
+    "register_resolver",
+]
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
 
@@ -60,6 +67,21 @@ def register_model(fn: F | None = None, *, name: str | None = None, tags: tuple[
     return decorator(fn) if fn is not None else decorator
 
 
+# "prefix:NAME" names resolved on first use (torchvision:lraspp_mobilenet_v3_large).
+_RESOLVERS: dict[str, Callable[[str], ModelInfo]] = {}
+
+
+def register_resolver(prefix: str, resolve: Callable[[str], ModelInfo]) -> None:
+    """Resolve names ``PREFIX:NAME`` with ``resolve(NAME)`` (for models defined elsewhere).
+
+    Raises:
+        ValueError: if the prefix is already taken.
+    """
+    if prefix in _RESOLVERS:
+        raise ValueError(f"model prefix {prefix!r} is already registered")
+    _RESOLVERS[prefix] = resolve
+
+
 def list_models(pattern: str | None = None) -> list[str]:
     """Registered model names, sorted, optionally filtered by a shell-style ``pattern``."""
     names = sorted(_REGISTRY)
@@ -74,14 +96,16 @@ def model_info(name: str) -> ModelInfo:
     Raises:
         UnknownModelError: naming the closest registered names.
     """
-    try:
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownModelError(
-            f"unknown model {name!r}{hint} (see `edgeseg models` for the full list)"
-        ) from None
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix in _RESOLVERS and rest:
+        return _RESOLVERS[prefix](rest)
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UnknownModelError(
+        f"unknown model {name!r}{hint} (see `edgeseg models` for the full list)"
+    )
 
 
 def create_model(name: str, *, num_classes: int, in_channels: int = 3, **kwargs: Any) -> nn.Module:

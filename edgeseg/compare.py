@@ -1,0 +1,644 @@
+"""``edgeseg compare``: train, evaluate, profile and benchmark several models side by side.
+
+For each model, in order, five stages run and their results are written to
+``OUT/results.json`` (atomically) as soon as each one ends:
+
+1. ``train``: within a wall-time budget. A few probe steps measure this model's step
+   time here, the number of epochs that fits the budget is derived from it (so the
+   learning-rate schedule completes instead of being cut off), and ``train.max_minutes``
+   stops it anyway if the estimate was short. A model given with a checkpoint
+   (``NAME=PATH``) is not trained.
+2. ``evaluate``: every metric on the validation split (mIoU, per-class IoU, accuracies).
+3. ``profile``: parameters, FLOPs, size, eager latency, peak memory, per-stage time.
+4. ``bench``: latency of each runtime backend in fresh processes, and each backend's mIoU
+   on some validation images; the fastest within 1 mIoU point is the model's ``best``.
+5. ``preview``: predictions on a few validation images for the report's grid.
+
+Then :func:`edgeseg.report.write_report` renders ``report.md`` and ``report.html``.
+Running the same command again skips what is done: finished stages are read back, a
+training run that was interrupted resumes from its ``last.pt`` with the budget it had left.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+
+from edgeseg.config import Config, ConfigError, _build, apply_overrides, config_to_dict
+from edgeseg.errors import EdgesegError
+from edgeseg.utils import atomic_write_json, positive_int
+
+__all__ = [
+    "RESULTS_SCHEMA",
+    "STAGES",
+    "CompareConfig",
+    "compare",
+    "demo_config",
+    "load_compare_config",
+    "parse_budget",
+]
+
+log = logging.getLogger(__name__)
+
+RESULTS_SCHEMA = "edgeseg.compare/1"
+STAGES = ("train", "evaluate", "profile", "bench", "preview")
+DEFAULT_BACKENDS = ["eager", "channels_last", "compile", "ort", "ort-int8"]
+
+
+@dataclass
+class CompareConfig:
+    """A comparison: which models, on what data, with what budget (YAML form of the CLI)."""
+
+    models: list[str] = field(default_factory=list)  # zoo names, torchvision:NAME, NAME=CKPT
+    out: str = "compare"  # output folder: results.json, report.md/html, runs/, figures
+    budget: str = "10m"  # training wall time per model: 90s, 20m, 1.5h
+    size: tuple[int, int] | None = None  # profile/bench input HxW; null: first val image's
+    threads: int = 2  # intra-op threads for training, profiling and benchmarks
+    backends: list[str] = field(default_factory=lambda: list(DEFAULT_BACKENDS))  # to bench
+    bench_iterations: int = 5  # timed runs per benchmark process
+    bench_repeats: int = 2  # benchmark processes per backend (rounds interleaved)
+    bench_images: int = 16  # val images for each backend's mIoU (0: skip accuracy)
+    preview_images: int = 4  # val images in the prediction grid
+    recipe: Config = field(default_factory=Config)  # shared training recipe (edgeseg train's)
+
+
+def parse_budget(text: str | float | int) -> float:
+    """Seconds in a budget written ``90s``, ``20m``, ``1.5h`` (a bare number is minutes).
+
+    Raises:
+        EdgesegError: naming ``--budget`` when it cannot be parsed or is not positive.
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text) * 60
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h|hr)?\s*", str(text))
+        if not m:
+            raise EdgesegError(f"--budget {text!r}: expected a duration such as 90s, 20m or 1.5h")
+        unit = (m.group(2) or "m")[0]
+        seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[unit]
+    if seconds <= 0:
+        raise EdgesegError(f"--budget {text!r}: must be more than zero")
+    return seconds
+
+
+def load_compare_config(
+    path: str | Path | None = None, overrides: Sequence[str] = ()
+) -> CompareConfig:
+    """A :class:`CompareConfig` from YAML plus ``key=value`` overrides (unknown keys error).
+
+    Overrides use the file's paths: ``budget=5m``, ``recipe.optim.lr=1e-3``.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"compare config not found: {p}")
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: {str(e).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level")
+    plain = [o for o in overrides if "." not in o.split("=", 1)[0]]
+    dotted = [o for o in overrides if o not in plain]
+    for item in plain:
+        key, _, raw = item.partition("=")
+        data[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    data = apply_overrides(data, dotted)
+    try:
+        cfg = _build(CompareConfig, data, "")
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+    return cfg
+
+
+def demo_config(out: str | Path) -> CompareConfig:
+    """The README's main-job comparison: three light models on generated street scenes.
+
+    Runs in well under ten minutes on two cores: data are written to ``OUT/data`` (small
+    scenes, 120x160), each model trains for two minutes, and the benchmark keeps the three
+    backends that matter most on a CPU.
+    """
+    from edgeseg.data.synthetic import SYNTHETIC_CLASSES
+
+    recipe = Config()
+    recipe.data = dataclasses.replace(
+        recipe.data,
+        root=str(Path(out) / "data"),
+        preset="custom",
+        classes=list(SYNTHETIC_CLASSES),
+        ignore_index=255,
+        crop_size=(96, 128),
+        scale=(0.75, 1.25),
+        in_memory=True,
+    )
+    recipe.optim = dataclasses.replace(recipe.optim, name="adamw", lr=3e-3)
+    recipe.train = dataclasses.replace(recipe.train, batch_size=8)
+    return CompareConfig(
+        models=["segfast", "essnet", "l3unet"],
+        out=str(out),
+        budget="2m",
+        backends=["eager", "channels_last", "ort"],
+        bench_iterations=5,
+        bench_repeats=2,
+        bench_images=8,
+        recipe=recipe,
+    )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _split_spec(spec: str) -> tuple[str, str | None]:
+    """``"NAME=CKPT"`` -> ``(NAME, CKPT)``; ``"NAME"`` -> ``(NAME, None)``."""
+    name, sep, ckpt = spec.partition("=")
+    name = name.strip()
+    if not name or (sep and not ckpt.strip()):
+        raise EdgesegError(f"--models: {spec!r} is not NAME or NAME=CHECKPOINT")
+    return name, (ckpt.strip() if sep else None)
+
+
+def _label(name: str) -> str:
+    """A file-system-safe folder name for a model name (``torchvision:x`` -> ``torchvision-x``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
+
+
+def _dataset_info(recipe: Config) -> Any:
+    from edgeseg.engine.train import dataset_info
+
+    return dataset_info(recipe)
+
+
+def _check_data(recipe: Config) -> tuple[Any, Any]:
+    """Open the train and val splits once so a bad root fails before any work starts."""
+    from edgeseg.data import build_dataset
+
+    root = Path(recipe.data.root)
+    if not root.is_dir():
+        raise EdgesegError(f"--data {root}: not a readable folder")
+    info = _dataset_info(recipe)
+    if not recipe.data.val_split:
+        raise EdgesegError("compare needs a validation split (recipe.data.val_split)")
+    try:
+        val = build_dataset(root, recipe.data.val_split, info)
+        for split in recipe.data.train_split.split("+"):
+            build_dataset(root, split, info)
+    except (OSError, ValueError) as e:
+        raise EdgesegError(f"--data {root}: {e}") from None
+    if len(val) == 0:
+        raise EdgesegError(f"--data {root}: the {recipe.data.val_split} split is empty")
+    return info, val
+
+
+def _probe_seconds(
+    recipe: Config, info: Any, train_hw: tuple[int, int], eval_hw: tuple[int, int]
+) -> tuple[float, float]:
+    """``(seconds per training step, seconds per validation image)`` of this model here.
+
+    One untimed step (allocations, kernel choice), then the median of three timed ones;
+    the same for inference. Both run with the recipe's threads and memory format.
+    """
+    from edgeseg.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(recipe.model.name, num_classes=info.num_classes, **recipe.model.kwargs)
+    mf = torch.channels_last if recipe.train.channels_last else torch.contiguous_format
+    model = model.to(memory_format=mf).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    bs = recipe.train.batch_size
+    x = torch.randn(bs, 3, *train_hw).contiguous(memory_format=mf)
+    y = torch.randint(0, info.num_classes, (bs, *train_hw))
+    steps = []
+    for i in range(4):
+        t = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i:
+            steps.append(time.perf_counter() - t)
+    model.eval()
+    xe = torch.randn(1, 3, *eval_hw).contiguous(memory_format=mf)
+    fwd = []
+    with torch.inference_mode():
+        for i in range(3):
+            t = time.perf_counter()
+            model(xe)
+            if i:
+                fwd.append(time.perf_counter() - t)
+    return float(np.median(steps)), float(np.median(fwd))
+
+
+def plan_epochs(
+    budget_s: float,
+    step_s: float,
+    steps_per_epoch: int,
+    eval_image_s: float,
+    val_images: int,
+    max_epochs: int,
+    evals: int = 8,
+) -> tuple[int, int]:
+    """``(epochs, eval_every)`` that fit ``budget_s``, with about ``evals`` validations.
+
+    The loader and the optimizer cost about 10 % on top of the probed step, validation
+    about 20 % on top of the probed forward passes (measured on CamVid here).
+    """
+    epoch_s = max(step_s * steps_per_epoch * 1.1, 1e-3)
+    eval_s = eval_image_s * val_images * 1.2
+    rough = max(1, min(int(budget_s / epoch_s), max_epochs))
+    every = max(1, round(rough / evals))
+    epochs = max(1, min(int(budget_s / (epoch_s + eval_s / every)), max_epochs))
+    while True:  # the final eval_every must fit too (the last epoch always validates)
+        every = max(1, round(epochs / evals))
+        cost = epochs * epoch_s + -(-epochs // every) * eval_s
+        if cost <= budget_s or epochs == 1:
+            return epochs, every
+        epochs -= 1
+
+
+def _first_size(ds: Any) -> tuple[int, int]:
+    image, _ = ds.load_pair(0)
+    return int(image.shape[0]), int(image.shape[1])
+
+
+def _history(run_dir: Path) -> list[dict[str, Any]]:
+    import json
+
+    path = run_dir / "log.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rows.append(json.loads(line))
+    return rows
+
+
+class _Results:
+    """``OUT/results.json``: read back on start, rewritten atomically after each stage."""
+
+    def __init__(self, out: Path, cfg: CompareConfig) -> None:
+        import json
+
+        from edgeseg import __version__
+        from edgeseg.profiling import cpu_name
+
+        self.path = out / "results.json"
+        self.data: dict[str, Any] = {}
+        if self.path.is_file():
+            try:
+                self.data = json.loads(self.path.read_text(encoding="utf-8"))
+            except ValueError:
+                raise EdgesegError(
+                    f"{self.path}: not valid JSON; move it away to start over"
+                ) from None
+            if self.data.get("schema") != RESULTS_SCHEMA:
+                raise EdgesegError(f"{self.path}: not an edgeseg comparison ({RESULTS_SCHEMA})")
+            old_root = self.data.get("data", {}).get("root")
+            if old_root and Path(old_root).resolve() != Path(cfg.recipe.data.root).resolve():
+                raise EdgesegError(
+                    f"{out} holds a comparison on {old_root}; choose another --out for "
+                    f"{cfg.recipe.data.root}"
+                )
+        self.data.setdefault("schema", RESULTS_SCHEMA)
+        self.data.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
+        self.data.setdefault("models", {})
+        self.data["edgeseg_version"] = __version__
+        self.data["machine"] = {
+            "cpu": cpu_name(),
+            "threads": cfg.threads,
+            "torch": torch.__version__,
+        }
+        self.data["config"] = _plain(dataclasses.asdict(cfg))
+        self.data["data"] = {"root": str(cfg.recipe.data.root)}
+        self.data["order"] = [_split_spec(s)[0] for s in cfg.models]
+
+    def model(self, name: str) -> dict[str, Any]:
+        return self.data["models"].setdefault(name, {"name": name, "stages": {}})
+
+    def save(self) -> None:
+        atomic_write_json(self.path, self.data)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def _stage_train(
+    cfg: CompareConfig, name: str, entry: dict[str, Any], out: Path, info: Any, val: Any
+) -> Path:
+    from edgeseg.engine.train import train
+
+    run_dir = out / "runs" / _label(name)
+    budget_s = parse_budget(cfg.budget)
+    recipe = copy.deepcopy(cfg.recipe)
+    recipe.model.name = name
+    recipe.train.out = str(run_dir)
+    recipe.train.threads = cfg.threads
+    resume = (run_dir / "last.pt").is_file()
+    if resume:
+        spent = sum(float(r.get("epoch_seconds", 0)) for r in _history(run_dir))
+        left = max(budget_s - spent - float(entry.get("probe_seconds", 0)), 30.0)
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        recipe = _build(Config, saved, "")
+        recipe.train.max_minutes = left / 60
+        log.info("%s: resuming its training (%.0f s of budget left)", name, left)
+    else:
+        t0 = time.perf_counter()
+        from edgeseg.data import build_dataset
+
+        crop = recipe.data.crop_size
+        train_len = sum(
+            len(build_dataset(recipe.data.root, s, info))
+            for s in recipe.data.train_split.split("+")
+        )
+        eval_hw = recipe.data.eval_size or _first_size(val)
+        step_s, fwd_s = _probe_seconds(recipe, info, crop or eval_hw, eval_hw)
+        spe = max(1, train_len // recipe.train.batch_size)
+        probe_s = time.perf_counter() - t0
+        epochs, every = plan_epochs(
+            max(budget_s - probe_s, budget_s / 4),
+            step_s,
+            spe,
+            fwd_s,
+            len(val),
+            recipe.train.epochs,
+        )
+        recipe.train.epochs, recipe.train.eval_every = epochs, every
+        # The probe counts against the budget, but never leaves less than a quarter of it.
+        recipe.train.max_minutes = max(budget_s - probe_s, budget_s / 4) / 60
+        entry.update(probe_seconds=probe_s, probe_step_s=step_s, planned_epochs=epochs)
+        log.info(
+            "%s: %.2f s per step here -> %d epochs of %d steps in the %s budget",
+            name,
+            step_s,
+            epochs,
+            spe,
+            cfg.budget,
+        )
+    result = train(recipe, resume=resume)
+    entry["train"] = {
+        "epochs_done": result.epochs_done,
+        "epochs": recipe.train.epochs,
+        "best_epoch": result.best_epoch,
+        "stopped_by_budget": result.stopped_by_budget,
+        "run_dir": str(run_dir),
+    }
+    entry["history"] = _history(run_dir)
+    best = run_dir / "best.pt"
+    return best if best.is_file() else run_dir / "last.pt"
+
+
+def _stage_evaluate(cfg: CompareConfig, ckpt: Path, info: Any) -> dict[str, Any]:
+    from edgeseg.engine.evaluate import evaluate
+
+    metrics = evaluate(
+        ckpt,
+        cfg.recipe.data.root,
+        cfg.recipe.data.val_split or "val",
+        info=info,
+        input_size=cfg.recipe.data.eval_size,
+        threads=cfg.threads,
+    )
+    keep = ("miou", "pixel_acc", "mean_acc", "iou", "tp_rate", "num_images", "confusion_matrix")
+    return {k: _plain(metrics[k]) for k in keep if k in metrics}
+
+
+def _stage_profile(cfg: CompareConfig, ckpt: Path, size: tuple[int, int]) -> dict[str, Any]:
+    from edgeseg.checkpoint import load_model
+    from edgeseg.profiling import profile
+
+    model, meta = load_model(ckpt)
+    res = profile(model, size, threads=cfg.threads, repeats=10, name=meta["model"]["name"])
+    return res.to_dict()
+
+
+def _importable(factory: Callable[..., Any]) -> str | None:
+    """``"module:qualname"`` of a factory a fresh process can import, else None."""
+    module, qual = getattr(factory, "__module__", ""), getattr(factory, "__qualname__", "")
+    if not module or module == "__main__" or "<locals>" in qual or not qual:
+        return None
+    return f"{module}:{qual}"
+
+
+def _stage_bench(
+    cfg: CompareConfig,
+    ckpt: Path,
+    size: tuple[int, int],
+    work: Path,
+    external: dict[str, str] | None,
+    onnx_only: bool,
+) -> dict[str, Any]:
+    from edgeseg.runtime import bench
+
+    root = cfg.recipe.data.root
+    backends = cfg.backends
+    if onnx_only:
+        backends = [b for b in backends if b in ("ort", "ort-int8")] or ["ort"]
+        log.info("this network is not importable by a fresh process: benchmarking %s only",
+                 ", ".join(backends))  # fmt: skip
+    res = bench(
+        str(ckpt),
+        size=size,
+        threads=cfg.threads,
+        backends=backends,
+        external=external,
+        iterations=cfg.bench_iterations,
+        repeats=cfg.bench_repeats,
+        data=root if cfg.bench_images else None,
+        split=cfg.recipe.data.val_split or "val",
+        eval_images=cfg.bench_images or None,
+        calib_data=root,
+        calib_split=cfg.recipe.data.train_split.split("+")[0],
+        workdir=work,
+    )
+    # The ONNX artefacts stay for the user (the winner ready to deploy); their sizes are
+    # in the result. Calibration and eval tensors are scratch.
+    for scratch in ("calib.pt", "eval.pt"):
+        (work / scratch).unlink(missing_ok=True)
+    for f in work.glob("pred-*.npy"):
+        f.unlink()
+    return res
+
+
+def _stage_preview(
+    cfg: CompareConfig, ckpt: Path, name: str, out: Path, val: Any
+) -> dict[str, Any]:
+    from edgeseg.segmenter import Segmenter, colorize
+
+    seg = Segmenter(ckpt, threads=cfg.threads, input_size=cfg.recipe.data.eval_size)
+    folder = out / "preview"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(min(cfg.preview_images, len(val))):
+        image, label = val.load_pair(i)
+        img_path, gt_path = folder / f"image_{i}.png", folder / f"truth_{i}.png"
+        if not gt_path.is_file():
+            Image.fromarray(image).save(img_path)
+            truth = np.where(label == seg.info.ignore_index, 0, label).astype(np.uint8)
+            rgb = colorize(truth, seg.info.palette)
+            rgb[label == seg.info.ignore_index] = 255  # void shows white
+            Image.fromarray(rgb).save(gt_path)
+        pred = seg.colorize(seg(image))
+        p = folder / f"{_label(name)}_{i}.png"
+        Image.fromarray(pred).save(p)
+        files.append(p.name)
+    return {"files": files}
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def compare(
+    cfg: CompareConfig,
+    *,
+    extra_models: dict[str, Callable[..., torch.nn.Module]] | None = None,
+    report: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume) a comparison and write its results and report.
+
+    Args:
+        cfg: the comparison (:class:`CompareConfig`); ``cfg.models`` may name zoo models,
+            ``torchvision:NAME`` models, models of ``extra_models``, and ``NAME=CHECKPOINT``
+            for a model that is already trained (evaluated, profiled and benchmarked only).
+        extra_models: networks outside the zoo, ``{name: factory(num_classes=K)}``; each is
+            registered (:func:`edgeseg.models.register_external`) and trained like the
+            others. Their benchmarks run the ONNX backends only unless the factory lives in
+            an importable module (a fresh benchmark process must be able to rebuild it).
+        report: write ``report.md`` and ``report.html`` at the end.
+
+    Returns:
+        The content of ``OUT/results.json``.
+
+    Raises:
+        EdgesegError: an unknown model, an unreadable data root, a budget that cannot be
+            parsed, a results file from another comparison: all checked before any work.
+            A model that fails later is recorded with its error; the others still run.
+    """
+    from edgeseg.models import model_info, register_external
+    from edgeseg.runtime import check_backends
+
+    if not cfg.models:
+        raise EdgesegError("--models: name at least one model")
+    parse_budget(cfg.budget)
+    check_backends(cfg.backends)
+    positive_int(cfg.threads, "--threads")
+    external: dict[str, str] = {}
+    not_importable: set[str] = set()
+    for name, factory in (extra_models or {}).items():
+        try:
+            model_info(name)
+        except EdgesegError:
+            register_external(name, factory)
+        target = _importable(factory)
+        if target:
+            external[name] = target
+        else:
+            not_importable.add(name)
+    specs = [_split_spec(s) for s in cfg.models]
+    names = [n for n, _ in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise EdgesegError(f"--models: {dup[0]!r} is listed twice")
+    for name, ckpt in specs:
+        if ckpt is None:
+            model_info(name)  # unknown names fail here, naming the closest ones
+        elif not Path(ckpt).exists():
+            raise EdgesegError(f"--models {name}={ckpt}: no such checkpoint")
+    info, val = _check_data(cfg.recipe)
+    size = cfg.size or cfg.recipe.data.eval_size or _first_size(val)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = _Results(out, cfg)
+    results.data["size"] = list(size)
+    results.data["classes"] = list(info.classes)
+    results.data["palette"] = [list(c) for c in info.palette]
+    results.save()
+
+    for k, (name, given) in enumerate(specs, start=1):
+        entry = results.model(name)
+        stages = entry["stages"]
+        if entry.get("status") == "done":
+            log.info("[%d/%d] %s: done before, kept", k, len(specs), name)
+            continue
+        entry.pop("error", None)
+        entry["status"] = "running"
+        try:
+            ckpt = Path(given) if given else None
+            for stage in STAGES:
+                if stage in stages and stages[stage].get("done"):
+                    if stage == "train" and ckpt is None:
+                        ckpt = Path(entry["checkpoint"])
+                    continue
+                if stage == "train" and ckpt is not None:
+                    entry["checkpoint"] = str(ckpt)
+                    entry["source"] = "checkpoint"
+                    continue
+                assert stage == "train" or ckpt is not None
+                log.info("[%d/%d] %s: %s", k, len(specs), name, stage)
+                t0 = time.perf_counter()
+                if stage == "train":
+                    ckpt = _stage_train(cfg, name, entry, out, info, val)
+                    entry["checkpoint"] = str(ckpt)
+                    entry["source"] = "trained"
+                elif stage == "evaluate":
+                    entry["metrics"] = _stage_evaluate(cfg, ckpt, info)
+                elif stage == "profile":
+                    entry["profile"] = _stage_profile(cfg, ckpt, size)
+                elif stage == "bench":
+                    work = out / "artefacts" / _label(name)
+                    work.mkdir(parents=True, exist_ok=True)
+                    entry["bench"] = _stage_bench(
+                        cfg, ckpt, size, work, external, name in not_importable
+                    )
+                else:
+                    entry["preview"] = _stage_preview(cfg, ckpt, name, out, val)
+                stages[stage] = {"done": True, "seconds": time.perf_counter() - t0}
+                results.save()
+            entry["status"] = "done"
+        except EdgesegError as e:
+            entry["status"], entry["error"] = "failed", str(e)
+            log.error("%s: %s", name, e)
+        results.save()
+        if entry["status"] == "done":
+            m = entry.get("metrics", {})
+            best = entry.get("bench", {}).get("best")
+            log.info(
+                "[%d/%d] %s: mIoU %.3f, best backend %s",
+                k,
+                len(specs),
+                name,
+                m.get("miou") or 0.0,
+                best,
+            )
+    if report:
+        from edgeseg.report import write_report
+
+        write_report(results.data, out)
+    return results.data
+
+
+def config_summary(cfg: CompareConfig) -> dict[str, Any]:
+    """The comparison as plain data (for logs and the report)."""
+    d = _plain(dataclasses.asdict(cfg))
+    d["recipe"] = config_to_dict(cfg.recipe)
+    return d

@@ -1,0 +1,383 @@
+"""Render a comparison's ``results.json`` as ``report.md``, ``report.html`` and figures.
+
+Figures (PNG, matplotlib's Agg backend, written next to the reports):
+
+* ``pareto.png``: mIoU against the best backend's latency, the Pareto front joined (a
+  model is on it when no other one is both faster and more accurate);
+* ``curves.png``: training loss and validation mIoU per epoch (the Squeeze U-Net paper's
+  Figure 3, for every model);
+* ``timing.png``: where the time goes: the comparison's own stages per model (train,
+  evaluate, ...), and each network's inference time per stage (that paper's Figures 4-5);
+* ``predictions.png``: a few validation images, their ground truth and every model's
+  prediction.
+
+``report.html`` embeds the figures (data URIs), so the one file can be mailed or opened
+anywhere; ``report.md`` links the PNG files.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.utils import atomic_write_bytes, atomic_write_text
+
+__all__ = ["pareto_front", "report_tables", "write_report"]
+
+log = logging.getLogger(__name__)
+
+FIGURES = ("pareto", "curves", "timing", "predictions")
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point dominates (lower latency and higher score).
+
+    Args:
+        points: ``(latency, score)`` pairs.
+
+    Returns:
+        Indices on the front, sorted by latency.
+    """
+    front = []
+    for i, (lat, score) in enumerate(points):
+        dominated = any(
+            (l2 <= lat and s2 >= score) and (l2 < lat or s2 > score)
+            for j, (l2, s2) in enumerate(points)
+            if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def _done(results: dict[str, Any]) -> list[dict[str, Any]]:
+    order = results.get("order") or list(results.get("models", {}))
+    models = results.get("models", {})
+    return [models[n] for n in order if n in models and models[n].get("status") == "done"]
+
+
+def _best_latency(entry: dict[str, Any]) -> tuple[str | None, float | None]:
+    b = entry.get("bench") or {}
+    best = b.get("best")
+    if best and best in b.get("backends", {}):
+        return best, float(b["backends"][best]["latency_ms"]["median"])
+    lat = (entry.get("profile") or {}).get("latency_ms", {}).get("median")
+    return ("eager", float(lat)) if lat is not None else (None, None)
+
+
+def _fmt(v: Any, spec: str = ".3f", none: str = "-") -> str:
+    if v is None:
+        return none
+    return format(v, spec)
+
+
+def report_tables(results: dict[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """The report's tables as ``{title: (header, rows)}`` (strings, ready to render)."""
+    done = _done(results)
+    classes = results.get("classes", [])
+    tables: dict[str, tuple[list[str], list[list[str]]]] = {}
+    header = [
+        "model", "mIoU", "pixel acc", "mean acc", "params (M)", "GFLOPs", "size (MB)",
+        "eager ms", "best backend", "best ms", "img/s", "peak MB", "epochs", "train s",
+    ]  # fmt: skip
+    rows = []
+    for e in done:
+        m, p = e.get("metrics", {}), e.get("profile", {})
+        best, best_ms = _best_latency(e)
+        tr = e.get("train") or {}
+        rows.append(
+            [
+                e["name"],
+                _fmt(m.get("miou")),
+                _fmt(m.get("pixel_acc")),
+                _fmt(m.get("mean_acc")),
+                _fmt(p.get("params", 0) / 1e6, ".3f"),
+                _fmt(p.get("flops", 0) / 1e9, ".2f"),
+                _fmt(p.get("size_bytes", 0) / 2**20, ".2f"),
+                _fmt(p.get("latency_ms", {}).get("median"), ".1f"),
+                best or "-",
+                _fmt(best_ms, ".1f"),
+                _fmt(1000 / best_ms if best_ms else None, ".1f"),
+                _fmt(p.get("peak_memory_bytes", 0) / 2**20, ".0f"),
+                f"{tr.get('epochs_done', '-')}" if tr else "(given)",
+                _fmt(e.get("stages", {}).get("train", {}).get("seconds"), ".0f"),
+            ]
+        )
+    tables["Accuracy and cost"] = (header, rows)
+
+    rows = []
+    for e in done:
+        iou = e.get("metrics", {}).get("iou", {})
+        rows.append([e["name"], *[_fmt(iou.get(c)) for c in classes]])
+    tables["IoU per class"] = (["model", *classes], rows)
+
+    backends: list[str] = []
+    for e in done:
+        for b in (e.get("bench") or {}).get("backends", {}):
+            if b not in backends:
+                backends.append(b)
+    rows = []
+    for e in done:
+        bb = (e.get("bench") or {}).get("backends", {})
+        errors = (e.get("bench") or {}).get("errors", {})
+        row = [e["name"]]
+        for b in backends:
+            if b in bb:
+                r = bb[b]
+                cell = f"{r['latency_ms']['median']:.1f}"
+                if r.get("miou") is not None:
+                    cell += f" ({r['miou']:.3f})"
+                row.append(cell)
+            else:
+                row.append("failed" if b in errors else "-")
+        rows.append(row)
+    tables["Latency per backend: median ms (mIoU on the bench images)"] = (
+        ["model", *backends],
+        rows,
+    )
+
+    stage_names = ["train", "evaluate", "profile", "bench", "preview"]
+    rows = []
+    for e in done:
+        st = e.get("stages", {})
+        rows.append([e["name"], *[_fmt(st.get(s, {}).get("seconds"), ".0f") for s in stage_names]])
+    tables["Time per stage of the comparison (s)"] = (["model", *stage_names], rows)
+
+    failed = [m for m in results.get("models", {}).values() if m.get("status") == "failed"]
+    if failed:
+        tables["Failed"] = (["model", "error"], [[m["name"], m.get("error", "")] for m in failed])
+    return tables
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _figures(results: dict[str, Any], out: Path) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = _done(results)
+    files: dict[str, Path] = {}
+    if not done:
+        return files
+    colours = plt.get_cmap("tab10")
+
+    def save(fig: Any, name: str) -> None:
+        import io
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        atomic_write_bytes(out / f"{name}.png", buf.getvalue())
+        files[name] = out / f"{name}.png"
+
+    # Accuracy against latency, Pareto front.
+    pts, labels = [], []
+    for e in done:
+        _, ms = _best_latency(e)
+        miou = e.get("metrics", {}).get("miou")
+        if ms is not None and miou is not None:
+            pts.append((ms, miou))
+            labels.append(e["name"])
+    if pts:
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        front = pareto_front(pts)
+        for i, ((ms, miou), name) in enumerate(zip(pts, labels, strict=True)):
+            on = i in front
+            ax.scatter(ms, miou, s=70 if on else 40, color=colours(i % 10), zorder=3,
+                       edgecolors="black" if on else "none")  # fmt: skip
+            ax.annotate(name, (ms, miou), textcoords="offset points", xytext=(6, 4), fontsize=9)
+        if len(front) > 1:
+            ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1,
+                    label="Pareto front", zorder=2)  # fmt: skip
+            ax.legend(loc="lower right")
+        ax.set_xscale("log")
+        ax.set_xlabel("latency, best backend (ms, log scale)")
+        ax.set_ylabel("mIoU (val)")
+        size = results.get("size")
+        ax.set_title(
+            f"Accuracy vs latency at {size[0]}x{size[1]}" if size else "Accuracy vs latency"
+        )
+        ax.grid(True, which="both", alpha=0.3)
+        save(fig, "pareto")
+
+    # Training curves.
+    trained = [e for e in done if e.get("history")]
+    if trained:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+        for i, e in enumerate(trained):
+            h = e["history"]
+            a1.plot([r["epoch"] for r in h], [r["train_loss"] for r in h], color=colours(i % 10),
+                    label=e["name"])  # fmt: skip
+            ev = [r for r in h if r.get("val_miou") is not None]
+            a2.plot([r["epoch"] for r in ev], [r["val_miou"] for r in ev], "o-",
+                    color=colours(i % 10), label=e["name"])  # fmt: skip
+        a1.set(xlabel="epoch", ylabel="training loss", title="Loss per epoch")
+        a2.set(xlabel="epoch", ylabel="val mIoU", title="Validation mIoU per epoch")
+        for a in (a1, a2):
+            a.grid(alpha=0.3)
+            a.legend(fontsize=8)
+        save(fig, "curves")
+
+    # Time per stage: the comparison's stages, and each network's inference stages.
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 0.6 * len(done) + 2.2))
+    names = [e["name"] for e in done]
+    left = np.zeros(len(done))
+    for j, stage in enumerate(["train", "evaluate", "profile", "bench", "preview"]):
+        secs = np.array([e.get("stages", {}).get(stage, {}).get("seconds", 0.0) for e in done])
+        a1.barh(names, secs, left=left, color=colours(j), label=stage)
+        left += secs
+    a1.set(xlabel="seconds", title="Time per stage of the comparison")
+    a1.legend(fontsize=8)
+    a1.invert_yaxis()
+    for i, e in enumerate(done):
+        start = 0.0
+        stages = (e.get("profile") or {}).get("stages", [])
+        for j, st in enumerate(stages):
+            a2.barh(i, st["ms"], left=start, color=colours(j % 10), edgecolor="white")
+            if st["share"] > 0.12:
+                a2.text(start + st["ms"] / 2, i, st["name"], ha="center", va="center",
+                        fontsize=7, color="white")  # fmt: skip
+            start += st["ms"]
+    a2.set_yticks(range(len(done)), names)
+    a2.invert_yaxis()
+    a2.set(xlabel="ms (eager, per network stage)", title="Inference time per network stage")
+    save(fig, "timing")
+
+    # Prediction grid.
+    folder = out / "preview"
+    n = max((len((e.get("preview") or {}).get("files", [])) for e in done), default=0)
+    if n and folder.is_dir():
+        from PIL import Image
+
+        cols = ["image", "ground truth", *names]
+        fig, axes = plt.subplots(n, len(cols), figsize=(2.2 * len(cols), 1.8 * n), squeeze=False)
+        for i in range(n):
+            paths = [folder / f"image_{i}.png", folder / f"truth_{i}.png"]
+            for e in done:
+                files_i = (e.get("preview") or {}).get("files", [])
+                paths.append(folder / files_i[i] if i < len(files_i) else Path("-"))
+            for j, p in enumerate(paths):
+                ax = axes[i][j]
+                ax.axis("off")
+                if p.is_file():
+                    ax.imshow(np.asarray(Image.open(p)))
+                if i == 0:
+                    ax.set_title(cols[j], fontsize=9)
+        fig.tight_layout()
+        save(fig, "predictions")
+    return files
+
+
+# --------------------------------------------------------------------------- documents
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_CAPTIONS = {
+    "pareto": "mIoU against latency with each model's fastest backend (within 1 mIoU point)",
+    "curves": "Training loss and validation mIoU per epoch",
+    "timing": "Where the time goes: the comparison's stages, and inference per network stage",
+    "predictions": "Validation images, ground truth and each model's prediction",
+}
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:0.6em 0 1.6em;font-size:13px}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th:first-child,td:first-child{text-align:left}
+th{background:#f0f0f0} img{max-width:100%;border:1px solid #ddd}
+figure{margin:1em 0 2em} figcaption{color:#555;font-size:13px}
+"""
+
+# Marks the page once every figure has decoded, so a headless check can tell a page with
+# broken images from a good one (body data-images="ok N" or "broken K of N").
+_SCRIPT = """
+window.addEventListener('load', function () {
+  var imgs = Array.from(document.images);
+  var bad = imgs.filter(function (i) { return !i.complete || i.naturalWidth === 0; });
+  document.body.dataset.images = bad.length ? ('broken ' + bad.length + ' of ' + imgs.length)
+                                            : ('ok ' + imgs.length);
+});
+"""
+
+
+def _intro(results: dict[str, Any]) -> list[str]:
+    m = results.get("machine", {})
+    cfg = results.get("config", {})
+    size = results.get("size") or ["?", "?"]
+    return [
+        f"Data: `{results.get('data', {}).get('root')}`, {len(results.get('classes', []))} "
+        f"classes; input {size[0]}x{size[1]}.",
+        f"Machine: {m.get('cpu', '?')}, {m.get('threads')} threads, torch {m.get('torch')}; "
+        f"edgeseg {results.get('edgeseg_version')}.",
+        f"Training budget per model: {cfg.get('budget')}; backends: "
+        f"{', '.join(cfg.get('backends', []))}.",
+    ]
+
+
+def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
+    """Write the figures, ``report.md`` and ``report.html`` of a comparison to ``out``.
+
+    Args:
+        results: the content of a comparison's ``results.json``.
+        out: output folder.
+
+    Returns:
+        ``{"md", "html", <figure name>...}`` paths.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = _figures(results, out)
+    tables = report_tables(results)
+    intro = _intro(results)
+
+    md = ["# edgeseg comparison", "", *(f"- {line}" for line in intro), ""]
+    for title, (header, rows) in tables.items():
+        md += [f"## {title}", "", _md_table(header, rows), ""]
+    for name in FIGURES:
+        if name in figures:
+            md += [f"![{_CAPTIONS[name]}]({name}.png)", "", f"*{_CAPTIONS[name]}.*", ""]
+    atomic_write_text(out / "report.md", "\n".join(md))
+
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        "<title>edgeseg comparison</title>",
+        f"<style>{_CSS}</style><script>{_SCRIPT}</script></head><body>",
+        "<h1>edgeseg comparison</h1><ul>",
+        *(f"<li>{html.escape(line)}</li>" for line in intro),
+        "</ul>",
+    ]
+    for title, (header, rows) in tables.items():
+        parts += [f"<h2>{html.escape(title)}</h2>", _html_table(header, rows)]
+    for name in FIGURES:
+        if name in figures:
+            data = base64.b64encode(figures[name].read_bytes()).decode("ascii")
+            parts.append(
+                f"<figure id='{name}'><img alt='{html.escape(_CAPTIONS[name])}' "
+                f"src='data:image/png;base64,{data}'><figcaption>"
+                f"{html.escape(_CAPTIONS[name])}</figcaption></figure>"
+            )
+    parts.append("</body></html>")
+    atomic_write_text(out / "report.html", "\n".join(parts))
+    log.info("report: %s, %s", out / "report.md", out / "report.html")
+    return {"md": out / "report.md", "html": out / "report.html", **figures}

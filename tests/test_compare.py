@@ -1,0 +1,219 @@
+"""edgeseg compare: budget parsing, epoch planning, an end-to-end run, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from edgeseg.cli import main
+from edgeseg.compare import (
+    CompareConfig,
+    compare,
+    load_compare_config,
+    parse_budget,
+    plan_epochs,
+)
+from edgeseg.config import Config, ConfigError
+from edgeseg.errors import EdgesegError
+from edgeseg.models._registry import _REGISTRY
+from tests.synthetic import make_list_dataset
+
+
+def test_parse_budget() -> None:
+    assert parse_budget("90s") == 90
+    assert parse_budget("20m") == 1200
+    assert parse_budget("1.5h") == 5400
+    assert parse_budget("2") == 120  # a bare number is minutes
+    for bad in ("", "2x", "m", "-3m", "0s"):
+        with pytest.raises(EdgesegError, match="--budget"):
+            parse_budget(bad)
+
+
+def test_plan_epochs_fits_budget_and_evaluates_about_eight_times() -> None:
+    epochs, every = plan_epochs(600, 1.0, 45, 0.1, 100, 1000)
+    epoch_s, eval_s = 45 * 1.1, 100 * 0.1 * 1.2
+    assert epochs * epoch_s + -(-epochs // every) * eval_s <= 600
+    assert 4 <= -(-epochs // every) <= 12  # validations, the last epoch always included
+    assert plan_epochs(600, 1.0, 45, 0.1, 100, 3) == (3, 1)  # the recipe's epochs cap it
+    assert plan_epochs(1, 10.0, 45, 0.1, 100, 50)[0] == 1  # always at least one epoch
+
+
+def test_compare_config_yaml_strict(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("models: [segfast]\nbudget: 5m\nrecipe:\n  optim: {lr: 0.01}\n")
+    cfg = load_compare_config(p, ["threads=1", "recipe.train.batch_size=2"])
+    assert cfg.models == ["segfast"] and cfg.budget == "5m" and cfg.threads == 1
+    assert isinstance(cfg.recipe, Config) and cfg.recipe.optim.lr == 0.01
+    assert cfg.recipe.train.batch_size == 2
+    p.write_text("models: [segfast]\nbugdet: 5m\n")
+    with pytest.raises(ConfigError, match="unknown key bugdet"):
+        load_compare_config(p)
+
+
+class TinyNet(nn.Module):
+    """A network outside the zoo that returns a dict at half resolution (torchvision-like)."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, num_classes, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.body(x)}
+
+
+def _cfg(data: Path, out: Path, models: list[str]) -> CompareConfig:
+    cfg = load_compare_config(
+        None,
+        [
+            f"out={out}",
+            "budget=15s",
+            "threads=2",
+            "backends=[eager, ort]",
+            "bench_iterations=2",
+            "bench_repeats=1",
+            "bench_images=2",
+            "preview_images=2",
+            f"recipe.data.root={data}",
+            "recipe.data.preset=custom",
+            "recipe.data.classes=[a, b, c]",
+            "recipe.data.crop_size=32x48",
+            "recipe.train.batch_size=4",
+            "recipe.train.progress=false",
+            "recipe.train.tensorboard=false",
+            "recipe.train.epochs=3",
+        ],
+    )
+    cfg.models = models
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    base = tmp_path_factory.mktemp("compare")
+    data = make_list_dataset(base / "data", {"train": 8, "val": 3}, size=(40, 56))
+    out = base / "out"
+    try:
+        res = compare(_cfg(data, out, ["l3unet", "tinynet"]), extra_models={"tinynet": TinyNet})
+    finally:
+        _REGISTRY.pop("tinynet", None)
+    return data, out, res
+
+
+def test_compare_end_to_end(compared: tuple[Path, Path, dict]) -> None:
+    _, out, res = compared
+    assert json.loads((out / "results.json").read_text()) == res
+    assert res["schema"] == "edgeseg.compare/1" and res["order"] == ["l3unet", "tinynet"]
+    for name in ("l3unet", "tinynet"):
+        e = res["models"][name]
+        assert e["status"] == "done", e.get("error")
+        assert set(e["stages"]) == {"train", "evaluate", "profile", "bench", "preview"}
+        assert 0 <= e["metrics"]["miou"] <= 1 and set(e["metrics"]["iou"]) == {"a", "b", "c"}
+        assert e["train"]["epochs_done"] >= 1 and e["history"][0]["epoch"] == 1
+        assert e["profile"]["params"] > 0 and e["profile"]["stages"]
+        assert set(e["bench"]["backends"]) == {"eager", "ort"}
+        assert e["bench"]["best"] in ("eager", "ort")
+        assert "miou" in e["bench"]["backends"]["ort"]
+        assert (out / "artefacts" / name / "fp32.onnx").is_file()  # the deployable winner
+    for f in ("report.md", "report.html", "pareto.png", "curves.png", "timing.png",
+              "predictions.png"):  # fmt: skip
+        assert (out / f).stat().st_size > 0, f
+    md = (out / "report.md").read_text()
+    assert "| l3unet |" in md and "| tinynet |" in md and "![" in md
+    assert "IoU per class" in md and "Latency per backend" in md
+
+
+def test_compare_resumes_and_keeps_finished_models(
+    compared: tuple[Path, Path, dict], tmp_path: Path
+) -> None:
+    data, out, first = compared
+    out2 = tmp_path / "out"
+    shutil.copytree(out, out2)
+    # Pretend the run stopped after l3unet's evaluation.
+    res = json.loads((out2 / "results.json").read_text())
+    e = res["models"]["l3unet"]
+    e["status"] = "running"
+    for s in ("profile", "bench", "preview"):
+        e["stages"].pop(s)
+    (out2 / "results.json").write_text(json.dumps(res))
+    cfg = _cfg(data, out2, ["l3unet"])
+    again = compare(cfg, report=False)
+    e2 = again["models"]["l3unet"]
+    assert e2["status"] == "done"
+    # Training and evaluation were read back, not redone; the rest ran again.
+    assert e2["stages"]["train"] == first["models"]["l3unet"]["stages"]["train"]
+    assert e2["metrics"] == first["models"]["l3unet"]["metrics"]
+    assert (
+        e2["stages"]["bench"]["seconds"] != first["models"]["l3unet"]["stages"]["bench"]["seconds"]
+    )
+    assert again["models"]["tinynet"]["status"] == "done"  # kept although not listed now
+
+
+def test_compare_checkpoint_model_is_not_trained(
+    compared: tuple[Path, Path, dict], tmp_path: Path
+) -> None:
+    data, out, _ = compared
+    ckpt = out / "runs" / "l3unet" / "best.pt"
+    cfg = _cfg(data, tmp_path / "o", [f"l3unet={ckpt}"])
+    cfg.backends = ["eager"]
+    res = compare(cfg, report=False)
+    e = res["models"]["l3unet"]
+    assert e["source"] == "checkpoint" and "train" not in e["stages"]
+    assert e["metrics"]["miou"] is not None
+
+
+def test_compare_cli_bad_input_one_line_exit_2(
+    compared: tuple[Path, Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, out, _ = compared
+    before = (out / "results.json").read_bytes()
+    cases = [
+        (["--models", "segfsat", "--data", str(data)], "unknown model 'segfsat'"),
+        (["--models", "segfast", "--data", str(tmp_path / "nope")], "not a readable folder"),
+        (["--models", "segfast", "--data", str(data), "--budget", "ten"], "--budget 'ten'"),
+        (["--models", "segfast,segfast", "--data", str(data)], "listed twice"),
+    ]
+    for argv, msg in cases:
+        code = main(["compare", *argv, "--out", str(out), "recipe.data.preset=custom",
+                     "recipe.data.classes=[a, b, c]"])  # fmt: skip
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and msg in err and len(err.splitlines()) == 1, err
+    assert (out / "results.json").read_bytes() == before  # finished models kept
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs headless Chromium")
+def test_report_renders_in_headless_chromium(
+    compared: tuple[Path, Path, dict], tmp_path: Path
+) -> None:
+    """Open report.html in Chromium: every figure decodes, tables are there, screenshot taken."""
+    _, out, _ = compared
+    flags = [
+        "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+    ]  # fmt: skip
+    url = (out / "report.html").resolve().as_uri()
+    dom = subprocess.run(
+        [*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert 'data-images="ok 4"' in dom, dom[:300]
+    assert dom.count("<table>") >= 4 and "l3unet" in dom
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1280,2400", url],
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    from PIL import Image
+
+    img = Image.open(shot).convert("RGB")
+    assert img.size == (1280, 2400)
+    colours = img.resize((64, 120)).getcolors(64 * 120)
+    assert colours is not None and len(colours) > 20  # plots, not a blank page

@@ -30,6 +30,7 @@ from torch import nn
 
 from edgeseg.data.presets import DatasetInfo
 from edgeseg.errors import CheckpointError, EdgesegError
+from edgeseg.pretrained import PRETRAINED, pretrained_path
 from edgeseg.utils import atomic_write_bytes
 
 __all__ = [
@@ -106,12 +107,15 @@ def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run directory's ``best.pt`` (else its ``last.pt``).
+    """A checkpoint file, a run directory's ``best.pt`` (else its ``last.pt``), or the
+    packaged checkpoint of shipped weights named like ``segfast_camvid``.
 
     Raises:
         CheckpointError: nothing usable at ``path``.
     """
     p = Path(path)
+    if not p.exists() and str(path) in PRETRAINED:
+        return pretrained_path(str(path))
     if p.is_dir():
         for name in ("best.pt", "last.pt"):
             if (p / name).is_file():

@@ -296,16 +296,26 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from edgeseg.segmenter import predict_paths
 
-    written = predict_paths(
-        args.checkpoint,
-        args.inputs,
-        args.out,
-        alpha=args.alpha,
-        threads=args.threads,
-        input_size=args.size,
-        backend=args.backend,
-        calibration=args.calib_data,
-    )
+    if args.model:
+        checkpoint, inputs = args.model, args.paths
+    else:
+        if len(args.paths) < 2:
+            raise EdgesegError(
+                "predict: give CHECKPOINT and IMAGES, or --model NAME (shipped weights) and IMAGES"
+            )
+        checkpoint, inputs = args.paths[0], args.paths[1:]
+    written = []
+    for item in inputs:
+        written += predict_paths(
+            checkpoint,
+            item,
+            args.out,
+            alpha=args.alpha,
+            threads=args.threads,
+            input_size=args.size,
+            backend=args.backend,
+            calibration=args.calib_data,
+        )
     print(f"segmented {len(written)} image(s): labels and overlays in {args.out}")
     return 0
 
@@ -537,9 +547,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_cmd_eval)
 
     pd = sub.add_parser("predict", help="write label PNGs and colour overlays for images")
-    pd.add_argument("checkpoint", help="checkpoint file, run directory or exported .onnx")
-    pd.add_argument("inputs", help="an image or a folder of images")
-    pd.add_argument("--out", required=True, help="output folder (labels/ and overlays/)")
+    pd.add_argument(
+        "paths",
+        nargs="+",
+        metavar="[CHECKPOINT] IMAGE",
+        help="checkpoint file, run directory or .onnx, then images or folders of images",
+    )
+    pd.add_argument(
+        "--model", default=None, help="shipped weights instead of a checkpoint: segfast_camvid"
+    )
+    pd.add_argument("--out", default="predictions", help="output folder (predictions)")
     pd.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (0.5)")
     pd.add_argument("--size", type=_size, default=None, help="run the network at HxW")
     pd.add_argument("--threads", type=_positive, default=None, help="intra-op threads")

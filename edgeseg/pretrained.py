@@ -1,0 +1,68 @@
+"""Weights that ship inside the package, usable by name wherever a checkpoint is.
+
+``edgeseg predict --model segfast_camvid street.png``, ``Segmenter("segfast_camvid")``,
+``edgeseg eval erfnet_camvid --data ...`` and ``edgeseg compare --models
+segfast=segfast_camvid`` all resolve the name to the packaged checkpoint; nothing is
+downloaded. Each entry's recipe, training time and per-class accuracy are in the model
+card, ``edgeseg/weights/README.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeseg.errors import CheckpointError
+
+__all__ = ["PRETRAINED", "WEIGHTS_DIR", "Pretrained", "list_pretrained", "pretrained_path"]
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """One set of shipped weights."""
+
+    name: str  # what users type, e.g. "segfast_camvid"
+    model: str  # the registered architecture
+    dataset: str  # preset it was trained on
+    file: str  # file name inside edgeseg/weights/
+    recipe: str  # the training recipe in configs/
+
+
+PRETRAINED: dict[str, Pretrained] = {
+    p.name: p
+    for p in (
+        Pretrained(
+            "segfast_camvid",
+            "segfast",
+            "camvid",
+            "segfast_camvid.pt",
+            "configs/segfast_camvid.yaml",
+        ),
+        Pretrained(
+            "erfnet_camvid", "erfnet", "camvid", "erfnet_camvid.pt", "configs/erfnet_camvid.yaml"
+        ),
+    )
+}
+
+
+def list_pretrained() -> list[str]:
+    """Names of the shipped weights present in this installation."""
+    return sorted(n for n, p in PRETRAINED.items() if (WEIGHTS_DIR / p.file).is_file())
+
+
+def pretrained_path(name: str) -> Path:
+    """The packaged checkpoint of ``name``.
+
+    Raises:
+        CheckpointError: an unknown name, or weights missing from this installation.
+    """
+    if name not in PRETRAINED:
+        raise CheckpointError(
+            f"no shipped weights named {name!r} (shipped: {', '.join(sorted(PRETRAINED))})"
+        )
+    path = WEIGHTS_DIR / PRETRAINED[name].file
+    if not path.is_file():
+        raise CheckpointError(f"the weights {name!r} are not in this installation ({path})")
+    return path

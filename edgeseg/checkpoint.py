@@ -155,7 +155,7 @@ def build_model(ckpt: dict[str, Any]) -> nn.Module:
 
     m = ckpt["model"]
     try:
-        return create_model(
+        model = create_model(
             m["name"],
             num_classes=int(m["num_classes"]),
             in_channels=int(m.get("in_channels", 3)),
@@ -163,6 +163,14 @@ def build_model(ckpt: dict[str, Any]) -> nn.Module:
         )
     except EdgesegError as e:
         raise CheckpointError(f"{ckpt.get('path', 'checkpoint')}: {e}") from None
+    if m.get("pruned"):
+        # Channel-pruned (edgeseg.compress.prune): same architecture, narrower layers,
+        # whose widths the saved tensors give.
+        from edgeseg.compress.prune import resize_to_state_dict
+
+        resize_to_state_dict(model, ckpt["state_dict"])
+        model.edgeseg_config["pruned"] = True
+    return model
 
 
 def load_weights(model: nn.Module, ckpt: dict[str, Any]) -> None:

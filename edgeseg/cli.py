@@ -425,6 +425,52 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from edgeseg.compress.pipeline import compress_checkpoint
+
+    rep = compress_checkpoint(
+        args.checkpoint,
+        args.method,
+        args.out,
+        data=args.data,
+        epochs=args.epochs,
+        ratio=args.ratio,
+        sparsity=args.sparsity,
+        groups=args.groups,
+        round_to=args.round_to,
+        size=args.size,
+        threads=args.threads,
+        backends=tuple(b for b in args.backends.split(",") if b),
+        overrides=args.overrides,
+    )
+    if args.json:
+        print(json.dumps(rep, indent=2))
+        return 0
+    rows = []
+    for when in ("before", "after"):
+        r = rep[when]
+        rows.append(
+            (
+                when,
+                f"{r['params']:,}",
+                f"{r['macs'] / 1e9:.2f}",
+                f"{100 * r['sparsity']:.1f}",
+                _mb(r["file_bytes"]),
+                _mb(r["zip_bytes"]),
+                _mb(r["int8_onnx_zip_bytes"]) if "int8_onnx_zip_bytes" in r else "-",
+                f"{r['best_ms']:.1f} ({r['best_backend']})" if "best_ms" in r else "-",
+                f"{r['miou']:.4f}" if r.get("miou") is not None else "-",
+            )
+        )
+    header = ("", "params", "GMACs", "zeros %", "file MB", "zip MB", "int8 zip MB",
+              "best ms", "mIoU")  # fmt: skip
+    print(f"{rep['method']} {rep['model']} ({rep['source']})")
+    print(_table(rows, header))
+    print(", ".join(f"{k} {v:.3f}" for k, v in rep["ratios"].items()))
+    print(f"compressed checkpoint: {Path(args.out) / 'compressed.pt'}; report: report.json")
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from edgeseg.compare import compare, demo_config, load_compare_config
 
@@ -614,6 +660,25 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print JSON")
     b.add_argument("--out", default=None, help="also write the JSON to this file")
     b.set_defaults(func=_cmd_bench)
+
+    z = sub.add_parser(
+        "compress", help="prune, sparsify or group a checkpoint, fine-tune, report the gains"
+    )
+    z.add_argument("checkpoint", help="checkpoint file, run directory or shipped weights name")
+    z.add_argument("--method", required=True, help="prune | sparsify | group")
+    z.add_argument("--out", required=True, help="output folder (compressed.pt, report.json)")
+    z.add_argument("--data", default=None, help="data root (default: the recipe's)")
+    z.add_argument("--epochs", type=int, default=0, help="fine-tuning epochs (prune: may be 0)")
+    z.add_argument("--ratio", type=float, default=0.5, help="prune: channels removed (0.5)")
+    z.add_argument("--sparsity", type=float, default=0.6, help="sparsify: zeros (0.6)")
+    z.add_argument("--groups", type=int, default=2, help="group: g (2)")
+    z.add_argument("--round-to", type=_positive, default=8, help="prune: keep multiples (8)")
+    z.add_argument("--size", type=_size, default=(360, 480), help="MACs/latency HxW")
+    z.add_argument("--threads", type=_positive, default=2, help="threads (2)")
+    z.add_argument("--backends", default="channels_last,ort", help="backends timed ('' none)")
+    z.add_argument("--json", action="store_true", help="print the report as JSON")
+    z.add_argument("overrides", nargs="*", help="fine-tuning recipe: optim.lr=2e-4 ...")
+    z.set_defaults(func=_cmd_compress)
 
     c = sub.add_parser(
         "compare",

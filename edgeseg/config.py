@@ -115,6 +115,7 @@ class TrainConfig:
     eval_every: int = 1  # validate every N epochs (and always after the last)
     save_every_steps: int = 0  # also checkpoint mid-epoch every N steps; 0: epoch ends only
     max_minutes: float | None = None  # wall-time budget; stops resumably when exceeded
+    init: str | None = None  # checkpoint whose weights start the run (fine-tuning; pruned ok)
     progress: bool = True  # progress bar with images/s and ETA (rank 0)
     tensorboard: bool = True  # TensorBoard event files when tensorboard is installed
 

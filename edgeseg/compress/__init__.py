@@ -64,6 +64,13 @@ class TrainingCompression:
         if self.grouping is not None:
             self.grouping.step(global_step)
 
+    def complete(self, global_step: int) -> bool:
+        """Whether the schedules have ended (final sparsity reached, alpha at 0): only
+        then is the model the compressed one a best checkpoint may hold."""
+        if self.sparsifier is not None and global_step < self.sparsifier.schedule.end_step:
+            return False
+        return self.grouping is None or self.grouping.alpha == 0.0
+
     def state(self) -> dict[str, float]:
         """Current target sparsity and grouping alpha, for the training log."""
         out: dict[str, float] = {}

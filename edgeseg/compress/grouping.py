@@ -192,6 +192,6 @@ def extract(model: nn.Module) -> nn.Module:
     if groups is None:
         raise EdgesegError("nothing to extract: no masked pointwise conv (run GradualGrouping)")
     cfg = getattr(model, "edgeseg_config", None)
-    if cfg is not None and "layer" in str(cfg):
+    if cfg is not None:  # only the ESSNet family has Conv-modules; its builders take layer
         cfg["kwargs"] = {**cfg.get("kwargs", {}), "layer": f"DG{groups}"}
     return model

@@ -73,8 +73,9 @@ class PolynomialSchedule:
         return self.final + (self.initial - self.final) * (1.0 - frac) ** self.power
 
     def due(self, step: int) -> bool:
-        """Whether the masks are updated at ``step``."""
-        return (
+        """Whether the masks are updated at ``step`` (every N steps, and at ``end_step``
+        so the final sparsity is reached however short the run)."""
+        return step == self.end_step or (
             self.begin_step <= step <= self.end_step + self.every
             and (step - self.begin_step) % self.every == 0
         )

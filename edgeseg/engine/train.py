@@ -233,6 +233,24 @@ def _build_datasets(
     return train_ds, val_ds
 
 
+def _init_from(model: nn.Module, path: str) -> None:
+    """Start from a checkpoint's weights (fine-tuning); a pruned one narrows the layers."""
+
+    init = load_checkpoint(path)
+    if init["model"]["name"] != model.edgeseg_config["name"]:
+        raise ConfigError(
+            f"train.init {path} holds '{init['model']['name']}', the recipe trains "
+            f"'{model.edgeseg_config['name']}'"
+        )
+    if init["model"].get("pruned"):
+        from edgeseg.compress.prune import resize_to_state_dict
+
+        resize_to_state_dict(model, init["state_dict"])
+        model.edgeseg_config["pruned"] = True
+    load_weights(model, init)
+    log.info("initialised from %s", path)
+
+
 def _check_resume(ckpt: dict[str, Any], cfg: Config) -> None:
     where = ckpt["path"]
     if "train_state" not in ckpt:
@@ -302,6 +320,8 @@ def train(config: Config, *, resume: bool = False) -> TrainResult:
         label_smoothing=cfg.train.label_smoothing,
     )
     model = create_model(cfg.model.name, num_classes=info.num_classes, **cfg.model.kwargs)
+    if cfg.train.init:
+        _init_from(model, cfg.train.init)
     mf = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     model = model.to(memory_format=mf)
     optimizer = build_optimizer(model, cfg)
@@ -490,7 +510,9 @@ def train(config: Config, *, resume: bool = False) -> TrainResult:
             score = metrics["miou"] if metrics["miou"] is not None else 0.0
             if not per_iter:
                 scheduler.step(score)
-            if score > best:
+            # Under compression, only a model at the schedules' end may become best.pt.
+            eligible = not compression.active or compression.complete(global_step)
+            if score > best and eligible:
                 best, best_epoch = score, epoch + 1
                 if ctx.is_main:
                     save_checkpoint(

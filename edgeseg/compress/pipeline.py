@@ -1,0 +1,228 @@
+"""``edgeseg compress``: compress a trained checkpoint and measure what it bought.
+
+One function, :func:`compress_checkpoint`, for the three methods:
+
+* ``prune``: remove ``ratio`` of the channels (:mod:`edgeseg.compress.prune`), then
+  fine-tune the narrower network;
+* ``sparsify``: fine-tune with magnitude pruning to ``sparsity`` on seed 003's schedule
+  (zeros shrink the compressed file, not the latency);
+* ``group``: fine-tune with gradual grouping to ``groups`` groups, then extract
+  ``Conv2d(groups=g)`` (ESSNet-family models).
+
+Fine-tuning is ``edgeseg train`` with ``train.init`` set to the (pruned) weights and the
+checkpoint's own recipe, so it is resumable like any run. The report (``OUT/report.json``)
+holds, before and after: parameters, MACs, size on disk (``.pt`` and zipped, and int8
+ONNX zipped when data are given), mIoU on the validation split, and latency with each
+benchmarked backend and the best one.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgeseg.errors import EdgesegError
+from edgeseg.utils import atomic_write_json
+
+__all__ = ["METHODS", "compress_checkpoint"]
+
+log = logging.getLogger(__name__)
+
+METHODS = ("prune", "sparsify", "group")
+
+
+def _measure(
+    ckpt_path: Path,
+    data: str | None,
+    size: tuple[int, int],
+    threads: int,
+    backends: list[str],
+    work: Path,
+    int8_size: bool,
+) -> dict[str, Any]:
+    """Size, counts, accuracy and latency of one checkpoint."""
+    from edgeseg.checkpoint import load_model
+    from edgeseg.compress.sparsify import sparsity_report
+    from edgeseg.profiling import count_flops, param_count
+    from edgeseg.runtime import bench, zip_size
+
+    model, ckpt = load_model(ckpt_path)
+    x = torch.randn(1, int(ckpt["model"].get("in_channels", 3)), *size)
+    out: dict[str, Any] = {
+        "checkpoint": str(ckpt_path),
+        "params": param_count(model),
+        "macs": count_flops(model, x) // 2,
+        "sparsity": sparsity_report(model)["total"],
+        "file_bytes": ckpt_path.stat().st_size,
+        "zip_bytes": zip_size(ckpt_path),
+    }
+    if data:
+        from edgeseg.engine.evaluate import evaluate
+
+        m = evaluate(ckpt_path, data, "val", threads=threads)
+        out.update(miou=m["miou"], iou=m["iou"], pixel_acc=m["pixel_acc"])
+    if backends or int8_size:
+        todo = list(backends)
+        if int8_size and data and "ort-int8" not in todo:
+            todo.append("ort-int8")
+        res = bench(str(ckpt_path), size=size, threads=threads, backends=todo, iterations=5,
+                    repeats=2, calib_data=data, workdir=work)  # fmt: skip
+        out["latency_ms"] = {b: r["latency_ms"]["median"] for b, r in res["backends"].items()}
+        timed = {b: v for b, v in out["latency_ms"].items() if b in backends}
+        if timed:
+            out["best_backend"] = min(timed, key=timed.get)  # type: ignore[arg-type]
+            out["best_ms"] = timed[out["best_backend"]]
+        if (work / "int8.onnx").is_file():
+            out["int8_onnx_bytes"] = (work / "int8.onnx").stat().st_size
+            out["int8_onnx_zip_bytes"] = zip_size(work / "int8.onnx")
+    return out
+
+
+def compress_checkpoint(
+    checkpoint: str | Path,
+    method: str,
+    out: str | Path,
+    *,
+    data: str | None = None,
+    epochs: int = 0,
+    ratio: float = 0.5,
+    sparsity: float = 0.6,
+    groups: int = 2,
+    round_to: int = 8,
+    size: tuple[int, int] = (360, 480),
+    threads: int = 2,
+    backends: tuple[str, ...] = ("channels_last", "ort"),
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """Compress ``checkpoint`` with ``method``, fine-tune, and report before and after.
+
+    Args:
+        checkpoint: a trained checkpoint (file, run directory or shipped-weights name).
+        method: ``prune``, ``sparsify`` or ``group``.
+        out: output folder: ``compressed.pt`` (the result), ``run/`` (fine-tuning),
+            ``report.json``.
+        data: data root for fine-tuning, accuracy and int8 calibration (default: the
+            recipe's ``data.root`` stored in the checkpoint, if it exists).
+        epochs: fine-tuning epochs (``prune`` may use 0; the others need at least 1).
+        ratio: ``prune``: fraction of channels removed per coupled group, in ``[0, 1)``.
+        sparsity: ``sparsify``: final fraction of zero weights, in ``[0, 1)``.
+        groups: ``group``: g of the grouped pointwise convs.
+        round_to: ``prune``: keep multiples of this many channels.
+        size: input HxW for MACs and latency.
+        threads: threads for everything measured.
+        backends: runtime backends timed before and after (empty: no latency).
+        overrides: ``section.key=value`` for the fine-tuning recipe (e.g. ``optim.lr=2e-4``).
+
+    Returns:
+        The report (also written to ``OUT/report.json``).
+
+    Raises:
+        EdgesegError: unknown method, a value out of range, a method that does not apply
+            to the model (grouping without Conv-modules, groups not dividing channels).
+    """
+    from edgeseg.checkpoint import load_checkpoint, load_model, make_checkpoint, save_checkpoint
+    from edgeseg.config import apply_overrides, config_from_dict, config_to_dict
+    from edgeseg.data import DatasetInfo
+
+    if method not in METHODS:
+        raise EdgesegError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    if method == "prune" and not 0 <= ratio < 1:
+        raise EdgesegError(f"--ratio {ratio}: the fraction of channels to remove must be in [0, 1)")
+    if method == "sparsify" and not 0 <= sparsity < 1:
+        raise EdgesegError(f"--sparsity {sparsity}: must be in [0, 1)")
+    if method == "group" and groups < 2:
+        raise EdgesegError(f"--groups {groups}: must be at least 2")
+    if method != "prune" and epochs < 1:
+        raise EdgesegError(f"--epochs {epochs}: {method} happens during fine-tuning (>= 1)")
+    src = load_checkpoint(checkpoint)
+    model, _ = load_model(checkpoint)
+    recipe = dict(src.get("config") or {})
+    if data is None:
+        data = (recipe.get("data") or {}).get("root")
+        if data and not Path(data).is_dir():
+            data = None
+    if epochs and not data:
+        raise EdgesegError("--data: fine-tuning needs the training data root")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    info = DatasetInfo.from_dict(src["dataset"])
+    # Check applicability on a copy before any long step.
+    if method == "group":
+        from edgeseg.compress.grouping import AlphaSchedule, GradualGrouping
+
+        GradualGrouping(copy.deepcopy(model), groups, AlphaSchedule(1))
+    backends = tuple(backends)
+    report: dict[str, Any] = {
+        "method": method,
+        "source": str(src["path"]),
+        "model": src["model"]["name"],
+        "settings": {
+            "ratio": ratio,
+            "sparsity": sparsity,
+            "groups": groups,
+            "epochs": epochs,
+            "round_to": round_to,
+        },
+        "size": list(size),
+        "threads": threads,
+    }
+    log.info("measuring the source checkpoint")
+    report["before"] = _measure(Path(src["path"]), data, size, threads, list(backends),
+                                out / "bench-before", method == "sparsify")  # fmt: skip
+    init = Path(src["path"])
+    if method == "prune":
+        from edgeseg.compress.prune import prune_channels
+
+        x = torch.randn(1, int(src["model"].get("in_channels", 3)), *size)
+        report["pruning"] = prune_channels(model, ratio, x, round_to=round_to)
+        init = out / "pruned.pt"
+        save_checkpoint(
+            make_checkpoint(model, info, input_size=src.get("input_size"), config=recipe), init
+        )
+    result = init
+    if epochs:
+        cfg_dict = copy.deepcopy(recipe)
+        cfg_dict.setdefault("model", {})
+        cfg_dict["model"] = {"name": src["model"]["name"],
+                             "kwargs": dict(src["model"].get("kwargs") or {})}  # fmt: skip
+        cfg_dict.setdefault("data", {})["root"] = data
+        train = cfg_dict.setdefault("train", {})
+        train.update(out=str(out / "run"), epochs=epochs, init=str(init), eval_every=1,
+                     max_minutes=None, threads=threads, compile=False)  # fmt: skip
+        comp = cfg_dict.setdefault("compress", {})
+        if method == "sparsify":
+            comp.update(sparsity=sparsity, sparsity_every=10)
+        elif method == "group":
+            comp.update(groups=groups)
+        cfg = config_from_dict(apply_overrides(cfg_dict, list(overrides or [])))
+        cfg.validate()
+        from edgeseg.engine.train import train
+
+        resume = (out / "run" / "last.pt").is_file()
+        train(cfg, resume=resume)
+        result = out / "run" / "best.pt"
+        report["recipe"] = config_to_dict(cfg)
+    final = out / "compressed.pt"
+    final.write_bytes(result.read_bytes())
+    log.info("measuring the compressed checkpoint")
+    report["after"] = _measure(final, data, size, threads, list(backends), out / "bench-after",
+                               method == "sparsify")  # fmt: skip
+    b, a = report["before"], report["after"]
+    report["ratios"] = {
+        "params": a["params"] / b["params"],
+        "macs": a["macs"] / b["macs"],
+        "zip_bytes": a["zip_bytes"] / b["zip_bytes"],
+    }
+    if "best_ms" in a and "best_ms" in b:
+        report["ratios"]["speedup_best"] = b["best_ms"] / a["best_ms"]
+    if "int8_onnx_zip_bytes" in a:
+        # Seed 003's claim: sparsified + int8 vs the dense fp32 weights file, both zipped.
+        report["ratios"]["int8_zip_vs_fp32_zip"] = a["int8_onnx_zip_bytes"] / b["zip_bytes"]
+    if "miou" in a and "miou" in b:
+        report["ratios"]["miou_change"] = a["miou"] - b["miou"]
+    atomic_write_json(out / "report.json", report)
+    return report

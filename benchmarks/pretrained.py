@@ -1,0 +1,141 @@
+"""Package trained CamVid runs as edgeseg's shipped weights, with their model card.
+
+For each ``NAME=RUN_DIR``: the run's *final* weights (``last.pt`` after the last epoch:
+no choice among epochs by validation score, so the card's val figure stays held out) are
+written without training state to ``edgeseg/weights/NAME.pt``, evaluated on CamVid val at
+360x480 (11 classes, void ignored), timed, and described in ``edgeseg/weights/README.md``.
+
+    python benchmarks/pretrained.py erfnet_camvid=/work/runs/erfnet_camvid \\
+        --data ../shared/data/camvid --json benchmarks/results/pretrained.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from edgeseg.checkpoint import load_checkpoint, load_model, make_checkpoint, save_checkpoint
+from edgeseg.data import DatasetInfo
+from edgeseg.engine.evaluate import evaluate
+from edgeseg.pretrained import PRETRAINED, WEIGHTS_DIR
+from edgeseg.profiling import param_count, profile
+from edgeseg.utils import atomic_write_json, atomic_write_text
+
+
+def _package(name: str, run: Path, data: str) -> dict:
+    last = load_checkpoint(run / "last.pt")
+    cfg = last["config"]
+    epochs = int(cfg["train"]["epochs"])
+    if int(last["epoch"]) != epochs or int(last["train_state"]["epoch_step"]) != 0:
+        sys.exit(f"{run}: training is not finished (epoch {last['epoch']} of {epochs})")
+    model, _ = load_model(run / "last.pt")
+    info = DatasetInfo.from_dict(last["dataset"])
+    out = WEIGHTS_DIR / PRETRAINED[name].file
+    metrics = evaluate(model, data, "val", info=info, input_size=(360, 480), threads=2)
+    keep = ("miou", "pixel_acc", "mean_acc", "iou", "num_images")
+    card_metrics = {k: metrics[k] for k in keep}
+    ckpt = make_checkpoint(
+        model,
+        info,
+        input_size=(360, 480),
+        epoch=int(last["epoch"]),
+        step=int(last["step"]),
+        metrics=card_metrics,
+        config=cfg,
+    )
+    save_checkpoint(ckpt, out)
+    rows = [
+        json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()
+    ]
+    train_s = sum(r["epoch_seconds"] for r in rows)
+    quiet = sorted(r["epoch_seconds"] for r in rows)[: max(1, len(rows) // 4)]
+    prof = profile(model, (360, 480), threads=2, repeats=10)
+    return {
+        "name": name,
+        "model": last["model"]["name"],
+        "file": str(out.relative_to(WEIGHTS_DIR.parent.parent)),
+        "file_bytes": out.stat().st_size,
+        "params": param_count(model),
+        "epochs": epochs,
+        "train_split": cfg["data"]["train_split"],
+        "recipe": PRETRAINED[name].recipe,
+        "train_seconds_wall": train_s,
+        "epoch_seconds_quiet": sum(quiet) / len(quiet),
+        "latency_ms_eager": prof.latency_ms["median"],
+        "val": card_metrics,
+        "curve": [
+            {"epoch": r["epoch"], "loss": r["train_loss"], "val_miou": r.get("val_miou")}
+            for r in rows
+        ],
+    }
+
+
+def _card(entries: list[dict]) -> str:
+    lines = [
+        "# Shipped CamVid weights: model card",
+        "",
+        "Written by `benchmarks/pretrained.py`; numbers measured on this repository's",
+        "machine (2 cores of an Intel Xeon @ 2.8 GHz, torch 2.13 CPU).",
+        "",
+        "- **Data**: CamVid as in `../shared/data/camvid` (SegNet's 11-class version, 480x360),",
+        "  trained on the **train split only** (367 images); the val split (101 images) is held",
+        "  out: no choice of epoch or hyper-parameter was made on it, and the shipped weights",
+        "  are the final epoch's. mIoU: 11 classes, void ignored, at 360x480.",
+        '- **Use**: `edgeseg predict --model NAME IMAGE`, `Segmenter("NAME")`. Inputs are RGB',
+        "  images normalised with the checkpoint's mean/std (done by the Segmenter); any size.",
+        "- **Limits**: trained from scratch (no ImageNet pretraining: nothing may be downloaded",
+        "  here) for a CPU-hour budget; CamVid is 701 images of one city's roads in daylight, so",
+        "  expect a domain gap elsewhere. Not for safety-critical use.",
+        "",
+    ]
+    for e in entries:
+        v = e["val"]
+        hours = e["epoch_seconds_quiet"] * e["epochs"] / 3600
+        lines += [
+            f"## {e['name']} ({e['model']})",
+            "",
+            f"- recipe: `{e['recipe']}` ({e['epochs']} epochs on `{e['train_split']}`);",
+            f"- val mIoU **{v['miou']:.4f}**, pixel accuracy {v['pixel_acc']:.4f}, mean "
+            f"accuracy {v['mean_acc']:.4f} ({v['num_images']} images);",
+            f"- {e['params']:,} parameters, file {e['file_bytes'] / 2**20:.2f} MB, eager latency "
+            f"{e['latency_ms_eager']:.0f} ms at 360x480 with 2 threads;",
+            f"- training time on this CPU: {e['epoch_seconds_quiet']:.0f} s per epoch when the",
+            f"  machine was otherwise idle (about {hours:.1f} h for the run); the wall time",
+            f"  was {e['train_seconds_wall'] / 3600:.1f} h because the machine was shared.",
+            "",
+            "| class | IoU |",
+            "|---|---|",
+            *(
+                f"| {c} | {x:.4f} |" if x is not None else f"| {c} | - |"
+                for c, x in v["iou"].items()
+            ),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", help="NAME=RUN_DIR")
+    p.add_argument("--data", default="../shared/data/camvid")
+    p.add_argument("--json", default="benchmarks/results/pretrained.json")
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    entries = []
+    for item in args.runs:
+        name, _, run = item.partition("=")
+        if name not in PRETRAINED:
+            sys.exit(f"unknown weights name {name!r} (edgeseg.pretrained.PRETRAINED)")
+        entries.append(_package(name, Path(run), args.data))
+        e = entries[-1]
+        print(f"{name}: val mIoU {e['val']['miou']:.4f}, {e['file_bytes'] / 2**20:.2f} MB")
+    atomic_write_json(args.json, entries)
+    atomic_write_text(WEIGHTS_DIR / "README.md", _card(entries))
+
+
+if __name__ == "__main__":
+    main()

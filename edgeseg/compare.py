@@ -36,7 +36,14 @@ import torch
 import yaml
 from PIL import Image
 
-from edgeseg.config import Config, ConfigError, _build, apply_overrides, config_to_dict
+from edgeseg.config import (
+    Config,
+    ConfigError,
+    _build,
+    apply_overrides,
+    config_to_dict,
+    read_yaml_mapping,
+)
 from edgeseg.errors import EdgesegError
 from edgeseg.utils import atomic_write_json, positive_int
 
@@ -100,17 +107,7 @@ def load_compare_config(
 
     Overrides use the file's paths: ``budget=5m``, ``recipe.optim.lr=1e-3``.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"compare config not found: {p}")
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: {str(e).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: expected a mapping at the top level")
+    data = read_yaml_mapping(path, "compare config") if path is not None else {}
     plain = [o for o in overrides if "." not in o.split("=", 1)[0]]
     dotted = [o for o in overrides if o not in plain]
     for item in plain:

@@ -38,6 +38,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "load_config",
+    "read_yaml_mapping",
 ]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -294,6 +295,25 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (an empty file gives ``{}``).
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or not a mapping; naming the file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} not found: {p}")
+    try:
+        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        first = str(e).splitlines()[0] if str(e) else "invalid YAML"
+        raise ConfigError(f"{p}: {first}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{p}: expected a mapping of sections at the top level")
+    return loaded or {}
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML recipe (or start from the defaults), apply overrides, validate.
 
@@ -301,19 +321,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         ConfigError: unreadable file, unknown key, wrong type or invalid value; the message
             names the file.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            first = str(e).splitlines()[0] if str(e) else "invalid YAML"
-            raise ConfigError(f"{p}: {first}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: expected a mapping of sections at the top level")
-        data = loaded or {}
+    data = read_yaml_mapping(path, "config file") if path is not None else {}
     data = apply_overrides(data, list(overrides or []))
     try:
         cfg = config_from_dict(data)

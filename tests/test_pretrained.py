@@ -60,3 +60,21 @@ def test_shipped_weights_are_small_and_carry_their_card_figures(name: str) -> No
     assert ckpt["model"]["name"] == pretrained.PRETRAINED[name].model
     assert ckpt["dataset"]["name"] == "camvid" and "train_state" not in ckpt
     assert 0 < ckpt["metrics"]["miou"] <= 1 and len(ckpt["metrics"]["iou"]) == 11
+
+
+CAMVID = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid"
+
+
+@pytest.mark.skipif(not (CAMVID / "val.txt").is_file(), reason=f"no CamVid at {CAMVID}")
+def test_best_shipped_weights_reach_their_card_mIoU_on_camvid_val() -> None:
+    """The model card's figure is what the shipped file gives on CamVid val at 360x480."""
+    from edgeseg.engine.evaluate import evaluate
+
+    names = pretrained.list_pretrained()
+    if not names:
+        pytest.skip("no shipped weights in this installation")
+    best = max(names, key=lambda n: load_checkpoint(n)["metrics"]["miou"])
+    card = load_checkpoint(best)["metrics"]
+    got = evaluate(best, CAMVID, "val", input_size=(360, 480), threads=2)
+    assert got["num_images"] == 101
+    assert got["miou"] == pytest.approx(card["miou"], abs=2e-3)

@@ -105,7 +105,8 @@ def _card(entries: list[dict]) -> str:
             f"{e['latency_ms_eager']:.0f} ms at 360x480 with 2 threads;",
             f"- training time on this CPU: {e['epoch_seconds_quiet']:.0f} s per epoch when the",
             f"  machine was otherwise idle (about {hours:.1f} h for the run); the wall time",
-            f"  was {e['train_seconds_wall'] / 3600:.1f} h because the machine was shared.",
+            f"  was {e['train_seconds_wall'] / 3600:.1f} h: the run spanned work sessions and shared the machine.",
+            *([f"- {e['note']}"] if e.get("note") else []),
             "",
             "| class | IoU |",
             "|---|---|",
@@ -123,6 +124,7 @@ def main() -> None:
     p.add_argument("runs", nargs="+", help="NAME=RUN_DIR")
     p.add_argument("--data", default="../shared/data/camvid")
     p.add_argument("--json", default="benchmarks/results/pretrained.json")
+    p.add_argument("--note", action="append", default=[], help="NAME=TEXT for the card")
     args = p.parse_args()
     torch.set_num_threads(2)
     entries = []
@@ -131,6 +133,7 @@ def main() -> None:
         if name not in PRETRAINED:
             sys.exit(f"unknown weights name {name!r} (edgeseg.pretrained.PRETRAINED)")
         entries.append(_package(name, Path(run), args.data))
+        entries[-1]["note"] = " ".join(t.split("=", 1)[1] for t in args.note if t.startswith(name))
         e = entries[-1]
         print(f"{name}: val mIoU {e['val']['miou']:.4f}, {e['file_bytes'] / 2**20:.2f} MB")
     atomic_write_json(args.json, entries)

@@ -695,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--backends", default=None, help="benchmarked backends (comma-separated)")
     c.add_argument("--config", default=None, help="YAML comparison (edgeseg.compare.CompareConfig)")
     c.add_argument("--demo", action="store_true",
-                   help="generated street scenes, three light models, 2 minutes each")  # fmt: skip
+                   help="generated street scenes, three light models, 100 s each")  # fmt: skip
     c.add_argument("--json", action="store_true", help="print results.json")
     c.add_argument("overrides", nargs="*", help="key=value: budget=5m recipe.optim.lr=1e-3")
     c.set_defaults(func=_cmd_compare)

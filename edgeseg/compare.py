@@ -125,7 +125,7 @@ def demo_config(out: str | Path) -> CompareConfig:
     """The README's main-job comparison: three light models on generated street scenes.
 
     Runs in well under ten minutes on two cores: data are written to ``OUT/data`` (small
-    scenes, 120x160), each model trains for two minutes, and the benchmark keeps the three
+    scenes, 120x160), each model trains for 100 seconds, and the benchmark keeps the three
     backends that matter most on a CPU.
     """
     from edgeseg.data.synthetic import SYNTHETIC_CLASSES
@@ -146,7 +146,7 @@ def demo_config(out: str | Path) -> CompareConfig:
     return CompareConfig(
         models=["segfast", "essnet", "l3unet"],
         out=str(out),
-        budget="2m",
+        budget="100s",
         backends=["eager", "channels_last", "ort"],
         bench_iterations=5,
         bench_repeats=2,

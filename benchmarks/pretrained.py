@@ -104,8 +104,9 @@ def _card(entries: list[dict]) -> str:
             f"- {e['params']:,} parameters, file {e['file_bytes'] / 2**20:.2f} MB, eager latency "
             f"{e['latency_ms_eager']:.0f} ms at 360x480 with 2 threads;",
             f"- training time on this CPU: {e['epoch_seconds_quiet']:.0f} s per epoch when the",
-            f"  machine was otherwise idle (about {hours:.1f} h for the run); the wall time",
-            f"  was {e['train_seconds_wall'] / 3600:.1f} h: the run spanned work sessions and shared the machine.",
+            f"  machine was otherwise idle (about {hours:.1f} h for the run); the wall time was",
+            f"  {e['train_seconds_wall'] / 3600:.1f} h: the run spanned work sessions and shared"
+            " the machine.",
             *([f"- {e['note']}"] if e.get("note") else []),
             "",
             "| class | IoU |",

@@ -328,6 +328,12 @@ def bench(
     try:
         src = Path(source)
         ckpt = None
+        from edgeseg.pretrained import PRETRAINED
+
+        if not src.exists() and source in PRETRAINED:  # shipped weights by name
+            from edgeseg.pretrained import pretrained_path
+
+            src = pretrained_path(source)
         if source.endswith(".onnx"):
             kind = "onnx"
             meta = onnx_metadata(src)  # refuses corrupt / foreign files

@@ -78,3 +78,11 @@ def test_best_shipped_weights_reach_their_card_mIoU_on_camvid_val() -> None:
     got = evaluate(best, CAMVID, "val", input_size=(360, 480), threads=2)
     assert got["num_images"] == 101
     assert got["miou"] == pytest.approx(card["miou"], abs=2e-3)
+
+
+def test_bench_takes_shipped_weights_by_name(fake_weights: Path) -> None:
+    from edgeseg.runtime import bench
+
+    res = bench("segfast_camvid", size=(32, 48), backends=["eager"], iterations=1, warmup=1,
+                repeats=1)  # fmt: skip
+    assert res["kind"] == "checkpoint" and res["best"] == "eager"

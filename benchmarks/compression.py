@@ -25,18 +25,20 @@ import json
 from pathlib import Path
 
 import torch
+import yaml
 
+from edgeseg.compare import fit_to_budget
 from edgeseg.compress.pipeline import compress_checkpoint
-from edgeseg.config import load_config
+from edgeseg.config import Config, load_config
 from edgeseg.engine.evaluate import evaluate
 from edgeseg.engine.train import train
-from edgeseg.utils import atomic_write_json
+from edgeseg.utils import atomic_write_json, parse_size
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def _recipe(model: str, out: Path, data: str, minutes: float, extra: list[str]) -> object:
-    """The shipped-weights recipe, fitted to ``minutes`` (epochs from a measured epoch)."""
+def _recipe(model: str, out: Path, data: str, extra: list[str]) -> Config:
+    """The shipped-weights recipe (``configs/camvid_fast.yaml``) for ``model``."""
     return load_config(
         Path(__file__).parent.parent / "configs" / "camvid_fast.yaml",
         [
@@ -44,7 +46,6 @@ def _recipe(model: str, out: Path, data: str, minutes: float, extra: list[str]) 
             f"data.root={data}",
             "data.train_split=train",
             f"train.out={out}",
-            f"train.max_minutes={minutes}",
             "train.threads=2",
             "train.progress=false",
             "train.tensorboard=false",
@@ -53,11 +54,27 @@ def _recipe(model: str, out: Path, data: str, minutes: float, extra: list[str]) 
     )
 
 
-def _train_for(model: str, out: Path, data: str, minutes: float, extra: list[str]) -> Path:
+def _train_for(
+    model: str, out: Path, data: str, minutes: float, extra: list[str], epochs: int | None = None
+) -> tuple[Path, int]:
+    """Train ``model`` from scratch for ``minutes`` (or exactly ``epochs``); resumable.
+
+    The epochs come from a probe of this model's step here (``fit_to_budget``), so the
+    learning-rate and grouping schedules complete; there is no wall-clock cut, which
+    would leave a gradual-grouping run un-extracted.
+    """
+    cfg = _recipe(model, out, data, extra)
+    if (out / "summary.json").is_file() or (out / "last.pt").is_file():
+        saved = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+        epochs = int(saved["train"]["epochs"])
+    elif epochs is None:
+        epochs = int(fit_to_budget(cfg, minutes * 60)["epochs"])
+    cfg.train.epochs, cfg.train.max_minutes = epochs, None
+    cfg.train.eval_every = max(1, epochs // 4)
     if not (out / "summary.json").is_file():
-        cfg = _recipe(model, out, data, minutes, extra)
         train(cfg, resume=(out / "last.pt").is_file())
-    return out / "best.pt" if (out / "best.pt").is_file() else out / "last.pt"
+    best = out / "best.pt"
+    return (best if best.is_file() else out / "last.pt"), epochs
 
 
 def main() -> None:
@@ -68,9 +85,15 @@ def main() -> None:
     p.add_argument("--source", action="append", default=[], help="MODEL=CHECKPOINT")
     p.add_argument("--work", default="runs/compression", help="runs and artefacts")
     p.add_argument("--json", default=str(RESULTS / "compression.json"))
+    p.add_argument("--size", default="360x480", help="latency and accuracy size HxW")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="recipe override for every training and fine-tune (repeatable)",
+    )  # fmt: skip
     args = p.parse_args()
     torch.set_num_threads(2)
     work = Path(args.work)
+    size = parse_size(args.size)
     sources = dict(s.split("=", 1) for s in args.source)
     res: dict = {"minutes": args.minutes, "fine_tune_epochs": args.epochs}
     path = Path(args.json)
@@ -80,7 +103,9 @@ def main() -> None:
     def source(model: str) -> str:
         if model in sources:
             return sources[model]
-        return str(_train_for(model, work / f"{model}-scratch", args.data, args.minutes, []))
+        return str(
+            _train_for(model, work / f"{model}-scratch", args.data, args.minutes, args.set)[0]
+        )
 
     for model in ("squeeze_unet", "erfnet"):
         key = f"prune50/{model}"
@@ -88,24 +113,41 @@ def main() -> None:
             res[key] = compress_checkpoint(
                 source(model), "prune", work / key, data=args.data, epochs=args.epochs,
                 ratio=0.5, backends=("channels_last", "ort"),
-                overrides=["train.progress=false", "train.tensorboard=false"],
+                overrides=["train.progress=false", "train.tensorboard=false", *args.set], size=size,
             )  # fmt: skip
             atomic_write_json(path, res)
     if "sparsify60+int8/erfnet" not in res:
         res["sparsify60+int8/erfnet"] = compress_checkpoint(
             source("erfnet"), "sparsify", work / "sparsify-erfnet", data=args.data,
             epochs=args.epochs, sparsity=0.6, backends=("channels_last",),
-            overrides=["train.progress=false", "train.tensorboard=false"],
+            overrides=["train.progress=false", "train.tensorboard=false", *args.set], size=size,
         )  # fmt: skip
         atomic_write_json(path, res)
     if "grouping/essnet" not in res:
-        gradual = _train_for("essnet", work / "essnet-gradual-dg2", args.data, args.minutes,
-                             ["compress.groups=2", "model.kwargs={layer: D}"])  # fmt: skip
-        scratch = _train_for("essnet", work / "essnet-dg2-scratch", args.data, args.minutes,
-                             ["model.kwargs={layer: DG2}"])  # fmt: skip
+        # Same epochs for both arms, planned on the slower one (dense weights under a mask).
+        gradual, epochs = _train_for(
+            "essnet", work / "essnet-gradual-dg2", args.data, args.minutes,
+            ["compress.groups=2", "model.kwargs={layer: D}", *args.set],
+        )  # fmt: skip
+        scratch, _ = _train_for(
+            "essnet", work / "essnet-dg2-scratch", args.data, args.minutes,
+            ["model.kwargs={layer: DG2}", *args.set], epochs=epochs,
+        )  # fmt: skip
         res["grouping/essnet"] = {
-            name: evaluate(ck, args.data, "val", input_size=(360, 480), threads=2)["miou"]
+            name: evaluate(ck, args.data, "val", input_size=size, threads=2)["miou"]
             for name, ck in (("gradual_dg2", gradual), ("scratch_dg2", scratch))
+        }
+        res["grouping/essnet"]["epochs"] = epochs
+        res["grouping/essnet"]["minutes"] = {
+            name: sum(
+                float(json.loads(line).get("epoch_seconds", 0)) / 60
+                for line in (work / run / "log.jsonl").read_text().splitlines()
+                if line.strip()
+            )
+            for name, run in (
+                ("gradual_dg2", "essnet-gradual-dg2"),
+                ("scratch_dg2", "essnet-dg2-scratch"),
+            )
         }
         atomic_write_json(path, res)
 
@@ -127,7 +169,10 @@ def main() -> None:
         print(f"sparsify 60 % + int8, zipped vs dense fp32 zipped: {100 * shrink:.1f} % smaller")
     g = res.get("grouping/essnet")
     if g:
-        print(f"ESSNet DG2: gradual {g['gradual_dg2']:.4f} vs from scratch {g['scratch_dg2']:.4f}")
+        print(
+            f"ESSNet DG2, {g.get('epochs')} epochs each: gradual {g['gradual_dg2']:.4f} "
+            f"vs from scratch {g['scratch_dg2']:.4f}"
+        )
 
 
 if __name__ == "__main__":

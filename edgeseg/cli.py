@@ -304,18 +304,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 "predict: give CHECKPOINT and IMAGES, or --model NAME (shipped weights) and IMAGES"
             )
         checkpoint, inputs = args.paths[0], args.paths[1:]
-    written = []
-    for item in inputs:
-        written += predict_paths(
-            checkpoint,
-            item,
-            args.out,
-            alpha=args.alpha,
-            threads=args.threads,
-            input_size=args.size,
-            backend=args.backend,
-            calibration=args.calib_data,
-        )
+    written = predict_paths(
+        checkpoint,
+        inputs,
+        args.out,
+        alpha=args.alpha,
+        threads=args.threads,
+        input_size=args.size,
+        backend=args.backend,
+        calibration=args.calib_data,
+    )
     print(f"segmented {len(written)} image(s): labels and overlays in {args.out}")
     return 0
 

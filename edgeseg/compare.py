@@ -265,6 +265,46 @@ def plan_epochs(
         epochs -= 1
 
 
+def fit_to_budget(
+    recipe: Config, budget_s: float, *, info: Any = None, val: Any = None
+) -> dict[str, Any]:
+    """Fit ``recipe`` (in place) to a training budget of ``budget_s`` seconds here.
+
+    Probes this model's training step and inference on this machine, then sets
+    ``train.epochs`` (so the learning-rate and compression schedules complete instead of
+    being cut off), ``train.eval_every`` (about 8 validations) and ``train.max_minutes``
+    (the hard stop). The probe counts against the budget but never leaves less than a
+    quarter of it. ``recipe.train.epochs`` on entry is the cap.
+
+    Returns:
+        ``{"epochs", "eval_every", "step_s", "steps_per_epoch", "probe_seconds"}``.
+    """
+    from edgeseg.data import build_dataset
+
+    t0 = time.perf_counter()
+    if info is None or val is None:
+        info, val = _check_data(recipe)
+    crop = recipe.data.crop_size
+    train_len = sum(
+        len(build_dataset(recipe.data.root, s, info)) for s in recipe.data.train_split.split("+")
+    )
+    eval_hw = recipe.data.eval_size or _first_size(val)
+    step_s, fwd_s = _probe_seconds(recipe, info, crop or eval_hw, eval_hw)
+    spe = max(1, train_len // recipe.train.batch_size)
+    probe_s = time.perf_counter() - t0
+    left = max(budget_s - probe_s, budget_s / 4)
+    epochs, every = plan_epochs(left, step_s, spe, fwd_s, len(val), recipe.train.epochs)
+    recipe.train.epochs, recipe.train.eval_every = epochs, every
+    recipe.train.max_minutes = left / 60
+    return {
+        "epochs": epochs,
+        "eval_every": every,
+        "step_s": step_s,
+        "steps_per_epoch": spe,
+        "probe_seconds": probe_s,
+    }
+
+
 def _first_size(ds: Any) -> tuple[int, int]:
     image, _ = ds.load_pair(0)
     return int(image.shape[0]), int(image.shape[1])
@@ -360,36 +400,18 @@ def _stage_train(
         recipe.train.max_minutes = left / 60
         log.info("%s: resuming its training (%.0f s of budget left)", name, left)
     else:
-        t0 = time.perf_counter()
-        from edgeseg.data import build_dataset
-
-        crop = recipe.data.crop_size
-        train_len = sum(
-            len(build_dataset(recipe.data.root, s, info))
-            for s in recipe.data.train_split.split("+")
+        probe = fit_to_budget(recipe, budget_s, info=info, val=val)
+        entry.update(
+            probe_seconds=probe["probe_seconds"],
+            probe_step_s=probe["step_s"],
+            planned_epochs=probe["epochs"],
         )
-        eval_hw = recipe.data.eval_size or _first_size(val)
-        step_s, fwd_s = _probe_seconds(recipe, info, crop or eval_hw, eval_hw)
-        spe = max(1, train_len // recipe.train.batch_size)
-        probe_s = time.perf_counter() - t0
-        epochs, every = plan_epochs(
-            max(budget_s - probe_s, budget_s / 4),
-            step_s,
-            spe,
-            fwd_s,
-            len(val),
-            recipe.train.epochs,
-        )
-        recipe.train.epochs, recipe.train.eval_every = epochs, every
-        # The probe counts against the budget, but never leaves less than a quarter of it.
-        recipe.train.max_minutes = max(budget_s - probe_s, budget_s / 4) / 60
-        entry.update(probe_seconds=probe_s, probe_step_s=step_s, planned_epochs=epochs)
         log.info(
             "%s: %.2f s per step here -> %d epochs of %d steps in the %s budget",
             name,
-            step_s,
-            epochs,
-            spe,
+            probe["step_s"],
+            probe["epochs"],
+            probe["steps_per_epoch"],
             cfg.budget,
         )
     result = train(recipe, resume=resume)

@@ -320,14 +320,14 @@ def export_checkpoint(
     quant = None
     fp32_size = 0
     if int8:
-        from edgeseg.compress.quantize import calibration_images, quantize_onnx
+        from edgeseg.compress.quantize import calibration_images, quantize_model_onnx
 
         calib = calibration_images(ckpt, data, calib_split, calib_images, size)
         with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
-            fp32 = Path(tmp) / "fp32.onnx"
+            fp32 = Path(tmp) / "fp32.onnx"  # the plain fp32 file, for the size comparison
             exporter = export_onnx(model, fp32, input_size=size, opset=opset, metadata=meta)
             fp32_size = fp32.stat().st_size
-            quant = quantize_onnx(fp32, out, calib).to_dict()
+        quant = quantize_model_onnx(model, out, calib, size, opset=opset, metadata=meta).to_dict()
     else:
         exporter = export_onnx(model, out, input_size=size, opset=opset, metadata=meta)
     images, source = _check_images(ckpt, data, split, check_images, size)

@@ -151,10 +151,14 @@ def make_runner(
         return _ort_runner(Path(onnx_path), threads)
     # ort-int8
     if int8_path is None or not Path(int8_path).is_file():
-        from edgeseg.compress.quantize import quantize_onnx
+        from edgeseg.compress.quantize import quantize_model_onnx, quantize_onnx
 
         int8_path = Path(onnx_path).with_name(Path(onnx_path).stem + ".int8.onnx")
-        quantize_onnx(onnx_path, int8_path, calibration or [])
+        if model is not None:  # transposed convs rewritten so they run in int8 too
+            size = tuple(example.shape[-2:]) if example is not None else (360, 480)
+            quantize_model_onnx(model, int8_path, calibration or [], size)  # type: ignore[arg-type]
+        else:
+            quantize_onnx(onnx_path, int8_path, calibration or [])
     return _ort_runner(Path(int8_path), threads)
 
 
@@ -386,11 +390,13 @@ def bench(
             calib = _calibration(ckpt, kind, calib_data or data, calib_split, calib_images, (h, w))
             torch.save(torch.stack(calib), work / "calib.pt")
             if "ort-int8" in names:
-                from edgeseg.compress.quantize import quantize_onnx
+                from edgeseg.compress.quantize import quantize_model_onnx, quantize_onnx
 
-                quant["ort-int8"] = quantize_onnx(
-                    work / "fp32.onnx", work / "int8.onnx", calib
-                ).to_dict()
+                if kind == "onnx":  # a given ONNX file is quantized as it is
+                    report = quantize_onnx(work / "fp32.onnx", work / "int8.onnx", calib)
+                else:  # from the network: transposed convs rewritten to run in int8 too
+                    report = quantize_model_onnx(model, work / "int8.onnx", calib, (h, w))
+                quant["ort-int8"] = report.to_dict()
             if "pt2e-int8" in names:
                 from edgeseg.compress.quantize import pt2e_convert
 

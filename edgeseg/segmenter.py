@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +199,7 @@ def _png_bytes(arr: np.ndarray, palette: Iterable[Iterable[int]] | None = None) 
 
 def predict_paths(
     checkpoint: str | Path,
-    inputs: str | Path,
+    inputs: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     *,
     alpha: float = 0.5,
@@ -208,11 +208,12 @@ def predict_paths(
     backend: str | None = None,
     calibration: str | None = None,
 ) -> list[dict[str, str]]:
-    """Segment an image or every image in a folder; write label PNGs and overlays.
+    """Segment images and every image in folders; write label PNGs and overlays.
 
     Writes ``OUT/labels/NAME.png`` (class ids as pixel values, with the palette attached
     so viewers show colours) and ``OUT/overlays/NAME.png``. ``backend`` and
-    ``calibration`` are :class:`Segmenter`'s.
+    ``calibration`` are :class:`Segmenter`'s. ``inputs`` is one image or folder, or a
+    list of them: every file is checked before the network is built once for all.
 
     Returns:
         One ``{"image", "labels", "overlay"}`` dict of paths per input image.
@@ -220,15 +221,19 @@ def predict_paths(
     Raises:
         DataError: no input images, or an unreadable one (named).
     """
-    src = Path(inputs)
-    if src.is_dir():
-        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {src}")
-    elif src.is_file():
-        files = [src]
-    else:
-        raise DataError(f"image or folder not found: {src}")
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    files: list[Path] = []
+    for item in items:
+        src = Path(item)
+        if src.is_dir():
+            found = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {src}")
+            files += found
+        elif src.is_file():
+            files.append(src)
+        else:
+            raise DataError(f"image or folder not found: {src}")
     seg = Segmenter(
         checkpoint,
         threads=threads,

@@ -11,7 +11,10 @@ from edgeseg.config import Config, config_to_dict, load_config
 from edgeseg.errors import ConfigError
 from edgeseg.models import list_models
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+_ALL = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+# configs/compare_*.yaml are `edgeseg compare` configs (CompareConfig), the rest recipes.
+CONFIGS = [p for p in _ALL if not p.stem.startswith("compare_")]
+COMPARE_CONFIGS = [p for p in _ALL if p.stem.startswith("compare_")]
 
 
 def test_defaults_and_overrides() -> None:
@@ -81,6 +84,15 @@ def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match=r"config file not found: .*nope\.yaml"):
         load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("path", COMPARE_CONFIGS, ids=lambda p: p.stem)
+def test_shipped_compare_configs_load(path: Path) -> None:
+    from edgeseg.compare import load_compare_config
+
+    cfg = load_compare_config(path)
+    assert cfg.models and set(cfg.models) <= set(list_models())
+    cfg.recipe.validate()
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)

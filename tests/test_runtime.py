@@ -163,3 +163,19 @@ def test_bench_checkpoint_errors(tiny_run, tmp_path: Path, capsys) -> None:
         assert exc.value.code == 2
         err = capsys.readouterr().err.strip()
         assert needle in err and len(err.splitlines()) == 1, err
+
+
+def test_int8_from_the_network_runs_transposed_convs_in_int8(tiny_run, tmp_path: Path) -> None:
+    from edgeseg.compress.quantize import quantize_model_onnx
+
+    data, run = tiny_run
+    model, ckpt = load_model(run)
+    calib = calibration_images(ckpt, str(data), "train", 4, (40, 56))
+    report = quantize_model_onnx(model, tmp_path / "int8.onnx", calib, (40, 56))
+    assert report.subpixel > 0
+    assert not any(layer.startswith("ConvTranspose") for layer in report.fp32_layers)
+    run_fp32 = make_runner("eager", model=model)
+    run_int8 = make_runner("ort", onnx_path=tmp_path / "int8.onnx")
+    for x in calib[:2]:
+        a, b = run_fp32(x[None]).argmax(1), run_int8(x[None]).argmax(1)
+        assert (a == b).float().mean() > 0.8

@@ -57,6 +57,31 @@ def test_predict_paths_writes_labels_and_overlays(
     assert Path(single[0]["labels"]).name == "001.png"
 
 
+def test_predict_paths_builds_one_segmenter_for_many_inputs(
+    tiny_run: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import edgeseg.segmenter as segmenter
+
+    data, run = tiny_run
+    built = []
+    real = segmenter.Segmenter
+
+    def counting(*a: object, **kw: object) -> Segmenter:
+        built.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(segmenter, "Segmenter", counting)
+    files = sorted((data / "test").iterdir())
+    written = predict_paths(run, [files[0], data / "test"], tmp_path / "out")
+    assert len(written) == 1 + len(files) and len(built) == 1
+    # A missing item fails before any network is built or anything is written.
+    with pytest.raises(DataError, match=r"missing\.png"):
+        predict_paths(run, [files[0], tmp_path / "missing.png"], tmp_path / "none")
+    assert len(built) == 1 and not (tmp_path / "none").exists()
+
+
 def test_predict_bad_inputs(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
     _, run = tiny_run
     (tmp_path / "empty").mkdir()

@@ -1,0 +1,139 @@
+"""Transposed convolutions rewritten as convolution + pixel shuffle, for int8 runtimes.
+
+Neither ONNX Runtime nor oneDNN (PT2E) has a CPU int8 ``ConvTranspose``: quantized
+decoders run their upsampling layers in fp32, wrapped in dequantize/quantize steps. A
+transposed convolution with stride ``s`` is exactly a plain convolution producing ``s*s``
+phases per output channel followed by ``PixelShuffle(s)`` (the sub-pixel convolution of
+Shi et al., 2016), and a plain convolution *has* int8 kernels. Output pixel
+``y[s*i + a]`` of ``ConvTranspose(k, s, p)`` sums the inputs ``x[i + d]`` with kernel tap
+``kh = a + p - s*d`` (``0 <= kh < k``), so phase ``a`` is a convolution over a small
+window of offsets ``d``; stacking the phases as output channels and shuffling them into
+space gives the same tensor. Zero taps (where ``kh`` is out of range for one phase but not
+another) make the rewrite cost ``(window * s / k)^2`` times the MACs (16/9 for the common
+``k=3, s=2``, 1 for ``k=s``), which int8 repays.
+
+:func:`subpixel_deconvs` returns a copy of a model with every eligible
+``nn.ConvTranspose2d`` replaced; outputs are equal to float rounding (tested), so the
+result exports and quantizes like any convnet.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["SubPixelConvTranspose2d", "subpixel_deconvs"]
+
+log = logging.getLogger(__name__)
+
+
+def _window(k: int, s: int, p: int, op: int) -> tuple[int, int, int, int]:
+    """``(d_lo, d_hi, extra, crop)`` for one spatial dimension.
+
+    ``d`` ranges over the input offsets any phase reads; ``extra`` input positions are
+    appended so that ``s * (L + extra)`` covers the transposed conv's output length
+    ``(L - 1) * s - 2p + k + op``, and ``crop`` trailing outputs are dropped after the
+    shuffle (both are independent of ``L``).
+    """
+    offsets = [d for a in range(s) for d in range(-k, k + 1) if 0 <= a + p - s * d < k]
+    d_lo, d_hi = min(offsets), max(offsets)
+    extra = max(0, math.ceil((k + op - 2 * p - s) / s))
+    crop = s * extra + s + 2 * p - k - op
+    return d_lo, d_hi, extra, crop
+
+
+class SubPixelConvTranspose2d(nn.Module):
+    """``nn.ConvTranspose2d`` (dilation 1) computed as pad -> Conv2d -> PixelShuffle -> crop.
+
+    Stride 1 transposed convs (Squeeze U-Net's decoder fire modules) become plain convs.
+
+    Build it with :meth:`from_conv_transpose`; ``forward`` maps ``(B, Cin, H, W)`` to the
+    transposed conv's ``(B, Cout, H_out, W_out)``.
+    """
+
+    def __init__(
+        self,
+        conv: nn.Conv2d,
+        stride: int,
+        pad: tuple[int, int, int, int],
+        crop: tuple[int, int],
+    ) -> None:
+        super().__init__()
+        self.conv = conv  # (B, Cin, H+pads, W+pads) -> (B, Cout*s*s, H+extra, W+extra)
+        # Stride 1: a transposed conv is a plain conv with a flipped kernel; nothing to shuffle.
+        self.shuffle = nn.PixelShuffle(stride) if stride > 1 else nn.Identity()
+        self.pad = pad  # F.pad order: (left, right, top, bottom)
+        self.crop = crop  # trailing rows, columns to drop after the shuffle
+
+    @classmethod
+    def from_conv_transpose(cls, t: nn.ConvTranspose2d) -> SubPixelConvTranspose2d:
+        """The equivalent module, weights copied (raises ``ValueError`` if not eligible)."""
+        (kh, kw), (sh, sw) = t.kernel_size, t.stride
+        (ph, pw), (oh, ow) = t.padding, t.output_padding
+        if t.dilation != (1, 1) or sh != sw or not isinstance(ph, int):
+            raise ValueError("only dilation 1 and equal strides are rewritten")
+        s, g = sh, t.groups
+        hlo, hhi, hx, hc = _window(kh, s, ph, oh)
+        wlo, whi, wx, wc = _window(kw, s, pw, ow)
+        if hlo > 0 or wlo > 0:
+            raise ValueError("padding larger than the kernel reach is not rewritten")
+        cin, cout_g = t.in_channels, t.out_channels // g
+        win_h, win_w = hhi - hlo + 1, whi - wlo + 1
+        conv = nn.Conv2d(
+            cin, t.out_channels * s * s, (win_h, win_w), groups=g, bias=t.bias is not None
+        )
+        cin_g = cin // g
+        # Transposed weight (Cin, Cout/g, kh, kw) seen per group: (g, Cin/g, Cout/g, kh, kw);
+        # the conv's (Cout*s*s, Cin/g, win_h, win_w) seen as (g, Cout/g, s, s, Cin/g, ...),
+        # output channel o*s*s + a*s + b being phase (a, b) of channel o (PixelShuffle's order).
+        w = t.weight.detach().reshape(g, cin_g, cout_g, kh, kw)
+        new = torch.zeros(g, cout_g, s, s, cin_g, win_h, win_w, dtype=w.dtype)
+        for a in range(s):
+            for dh in range(win_h):
+                th = a + ph - s * (dh + hlo)  # kernel row feeding phase a from offset dh
+                if not 0 <= th < kh:
+                    continue
+                for b in range(s):
+                    for dw in range(win_w):
+                        tw = b + pw - s * (dw + wlo)
+                        if 0 <= tw < kw:
+                            new[:, :, a, b, :, dh, dw] = w[:, :, :, th, tw].transpose(1, 2)
+        new = new.reshape(conv.weight.shape)
+        with torch.no_grad():
+            conv.weight.copy_(new)
+            if t.bias is not None:
+                conv.bias.copy_(t.bias.detach().repeat_interleave(s * s))
+        return cls(conv, s, (-wlo, whi + wx, -hlo, hhi + hx), (hc, wc))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.shuffle(self.conv(F.pad(x, self.pad)))
+        ch, cw = self.crop
+        if ch:
+            y = y[:, :, :-ch]
+        if cw:
+            y = y[:, :, :, :-cw]
+        return y
+
+
+def subpixel_deconvs(model: nn.Module) -> tuple[nn.Module, int]:
+    """A copy of ``model`` with every eligible ``nn.ConvTranspose2d`` rewritten.
+
+    Returns:
+        ``(copy, number of layers rewritten)``; the original model is untouched.
+    """
+    m = copy.deepcopy(model)
+    n = 0
+    for parent in list(m.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.ConvTranspose2d:
+                try:
+                    setattr(parent, name, SubPixelConvTranspose2d.from_conv_transpose(child))
+                    n += 1
+                except ValueError as e:
+                    log.info("kept %s as ConvTranspose2d: %s", name, e)
+    return m, n

@@ -1,0 +1,59 @@
+"""Transposed convs rewritten as conv + pixel shuffle give the same outputs (int8 path)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from edgeseg.compress.subpixel import SubPixelConvTranspose2d, subpixel_deconvs
+from edgeseg.models import create_model
+
+
+@pytest.mark.parametrize(
+    ("k", "s", "p", "op", "groups"),
+    [
+        (3, 2, 1, 1, 1),  # ERFNet / L3U-Net upsampler
+        (2, 2, 0, 0, 1),  # U-Net up-conv, ERFNet head
+        (2, 2, 0, 0, 4),  # Squeeze U-Net depthwise up-conv (groups = channels)
+        (1, 2, 0, 1, 1),  # ESSNet Conv-module upsampler (odd phases are bias only)
+        (4, 4, 0, 0, 1),  # ESSNet x4 decoder
+        (8, 8, 0, 0, 1),  # ESSNet t8 decoder
+        (4, 2, 1, 0, 2),  # DCGAN-style, grouped
+        (3, 2, 0, 0, 1),  # output length 2L + 1: needs an extra input position
+        (5, 3, 2, 2, 1),
+        (2, 1, 0, 0, 1),  # Squeeze U-Net decoder fire expand 2x2 (stride 1, output L + 1)
+        (1, 1, 0, 0, 1),
+    ],
+)
+def test_equals_conv_transpose(k: int, s: int, p: int, op: int, groups: int) -> None:
+    torch.manual_seed(0)
+    t = nn.ConvTranspose2d(4, 8, k, s, p, output_padding=op, groups=groups, bias=True)
+    sub = SubPixelConvTranspose2d.from_conv_transpose(t)
+    for h, w in ((5, 7), (6, 6), (1, 3)):
+        x = torch.randn(2, 4, h, w)
+        ref = t(x)
+        out = sub(x)
+        assert out.shape == ref.shape
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_ineligible_layers_are_kept() -> None:
+    m = nn.Sequential(
+        nn.ConvTranspose2d(4, 4, 3, 2, 1, dilation=2), nn.ConvTranspose2d(4, 4, 3, (1, 2))
+    )
+    out, n = subpixel_deconvs(m)
+    assert n == 0 and all(type(c) is nn.ConvTranspose2d for c in out)
+
+
+@pytest.mark.parametrize("name", ["erfnet", "squeeze_unet", "l3unet", "essnet"])
+def test_models_keep_their_outputs(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=5).eval()
+    fast, n = subpixel_deconvs(model)
+    assert n > 0
+    assert not any(type(m) is nn.ConvTranspose2d for m in fast.modules())
+    assert any(type(m) is nn.ConvTranspose2d for m in model.modules())  # original untouched
+    x = torch.randn(1, 3, 45, 61)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x), atol=1e-4, rtol=1e-4)

@@ -1,7 +1,8 @@
 """Package trained CamVid runs as edgeseg's shipped weights, with their model card.
 
-For each ``NAME=RUN_DIR``: the run's *final* weights (``last.pt`` after the last epoch:
-no choice among epochs by validation score, so the card's val figure stays held out) are
+For each ``NAME=RUN_DIR`` (weights already in the card and not named are kept as they
+are): the run's *final* weights (``last.pt`` after the last epoch: no choice among epochs
+by validation score, so the card's val figure stays held out) are
 written without training state to ``edgeseg/weights/NAME.pt``, evaluated on CamVid val at
 360x480 (11 classes, void ignored), timed, and described in ``edgeseg/weights/README.md``.
 
@@ -128,7 +129,11 @@ def main() -> None:
     p.add_argument("--note", action="append", default=[], help="NAME=TEXT for the card")
     args = p.parse_args()
     torch.set_num_threads(2)
-    entries = []
+    # Entries of weights not re-packaged now are kept from the previous card (their files
+    # are not rewritten, so git does not store another copy of an unchanged checkpoint).
+    given = {item.partition("=")[0] for item in args.runs}
+    old = json.loads(Path(args.json).read_text()) if Path(args.json).is_file() else []
+    entries = [e for e in old if e["name"] not in given and e["name"] in PRETRAINED]
     for item in args.runs:
         name, _, run = item.partition("=")
         if name not in PRETRAINED:
@@ -137,6 +142,7 @@ def main() -> None:
         entries[-1]["note"] = " ".join(t.split("=", 1)[1] for t in args.note if t.startswith(name))
         e = entries[-1]
         print(f"{name}: val mIoU {e['val']['miou']:.4f}, {e['file_bytes'] / 2**20:.2f} MB")
+    entries.sort(key=lambda e: -e["val"]["miou"])
     atomic_write_json(args.json, entries)
     atomic_write_text(WEIGHTS_DIR / "README.md", _card(entries))
 

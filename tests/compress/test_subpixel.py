@@ -38,6 +38,12 @@ def test_equals_conv_transpose(k: int, s: int, p: int, op: int, groups: int) -> 
         torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 
+def test_grouped_layers_only_on_request() -> None:
+    m = nn.Sequential(nn.ConvTranspose2d(4, 4, 2, 2, groups=4), nn.ConvTranspose2d(4, 4, 2, 2))
+    assert subpixel_deconvs(m)[1] == 1
+    assert subpixel_deconvs(m, grouped=True)[1] == 2
+
+
 def test_ineligible_layers_are_kept() -> None:
     m = nn.Sequential(
         nn.ConvTranspose2d(4, 4, 3, 2, 1, dilation=2), nn.ConvTranspose2d(4, 4, 3, (1, 2))

@@ -12,6 +12,7 @@ also scored on the data split (mIoU, pixel agreement with eager).
 Usage:
     python benchmarks/runtime.py [--models a,b] [--size 360x480] [--threads 2]
         [--repeats 2] [--iterations 5] [--checkpoint segfast=runs/x --data ROOT]
+    python benchmarks/runtime.py --render   # rewrite the .md from the .json
 
 Writes ``benchmarks/results/runtime.json`` and ``.md`` (``--out`` to change).
 """
@@ -79,7 +80,39 @@ def markdown(res: dict[str, Any]) -> str:
             f"{m['best_speedup']:.2f}x | {int8} | {m['best_gflops']:.1f} "
             f"({100 * m['best_gflops'] / res['ceiling_gflops']:.0f} %) |"
         )
+    scored = [m for m in res["models"] if any("miou" in r for r in m["backends"].values())]
+    if scored:
+        lines += [
+            "",
+            "Trained weights, every backend scored on the data split: mIoU (pixel agreement "
+            "with eager). Fastest within 1 mIoU point of eager: the backend to deploy.",
+            "",
+            "| model | weights | " + " | ".join(cols) + " | fastest within 1 point |",
+            "| --- | --- | " + " | ".join("---:" for _ in cols) + " | --- |",
+        ]
+        for m in scored:
+            cells = []
+            for b in cols:
+                r = m["backends"].get(b, {})
+                if "miou" not in r:
+                    cells.append("-")
+                else:
+                    agree = r.get("pixel_agreement")
+                    cells.append(f"{r['miou']:.4f}" + (f" ({100 * agree:.1f} %)" if agree else ""))
+            lines.append(
+                f"| {m['model']} | {m['source']} | " + " | ".join(cells) + f" | {deployable(m)} |"
+            )
     return "\n".join(lines) + "\n"
+
+
+def deployable(row: dict[str, Any], budget: float = 0.01) -> str:
+    """The fastest backend whose mIoU is within ``budget`` of eager's (``-`` if unscored)."""
+    backends = row["backends"]
+    ref = backends.get("eager", {}).get("miou")
+    if ref is None:
+        return "-"
+    ok = [b for b, r in backends.items() if r.get("miou", -1.0) >= ref - budget]
+    return min(ok, key=lambda b: backends[b]["latency_ms"]["median"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=None, help="data root for the checkpoints' accuracy")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "runtime"))
     p.add_argument("--resume", action="store_true", help="keep the models already in --out")
+    p.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
     args = p.parse_args(argv)
+    if args.render:
+        out = Path(args.out)
+        atomic_write_text(
+            out.with_suffix(".md"), markdown(json.loads(out.with_suffix(".json").read_text()))
+        )
+        return 0
     h, w = parse_size(args.size)
     names = args.models.split(",") if args.models else list_models()
     ckpts = dict(item.split("=", 1) for item in args.checkpoint)

@@ -173,7 +173,11 @@ def test_int8_from_the_network_runs_transposed_convs_in_int8(tiny_run, tmp_path:
     calib = calibration_images(ckpt, str(data), "train", 4, (40, 56))
     report = quantize_model_onnx(model, tmp_path / "int8.onnx", calib, (40, 56))
     assert report.subpixel > 0
-    assert not any(layer.startswith("ConvTranspose") for layer in report.fp32_layers)
+    # Every transposed conv the rewrite took runs in int8; only the ones it leaves (1x1
+    # stride-2 and narrow ones, slower as conv + shuffle) stay fp32.
+    total = sum(isinstance(m, torch.nn.ConvTranspose2d) for m in model.modules())
+    kept = [layer for layer in report.fp32_layers if layer.startswith("ConvTranspose")]
+    assert len(kept) == total - report.subpixel
     run_fp32 = make_runner("eager", model=model)
     run_int8 = make_runner("ort", onnx_path=tmp_path / "int8.onnx")
     for x in calib[:2]:

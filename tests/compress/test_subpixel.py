@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -39,9 +41,45 @@ def test_equals_conv_transpose(k: int, s: int, p: int, op: int, groups: int) -> 
 
 
 def test_grouped_layers_only_on_request() -> None:
-    m = nn.Sequential(nn.ConvTranspose2d(4, 4, 2, 2, groups=4), nn.ConvTranspose2d(4, 4, 2, 2))
+    m = nn.Sequential(nn.ConvTranspose2d(16, 16, 2, 2, groups=4), nn.ConvTranspose2d(16, 16, 2, 2))
     assert subpixel_deconvs(m)[1] == 1
     assert subpixel_deconvs(m, grouped=True)[1] == 2
+
+
+def test_kernels_smaller_than_the_stride_only_on_request() -> None:
+    m = nn.Sequential(
+        nn.ConvTranspose2d(16, 16, 1, 2, output_padding=1), nn.ConvTranspose2d(16, 16, 2, 2)
+    )
+    assert subpixel_deconvs(m)[1] == 1
+    assert subpixel_deconvs(m, undersized=True)[1] == 2
+
+
+def test_narrow_layers_only_on_request() -> None:
+    m = nn.Sequential(nn.ConvTranspose2d(16, 11, 2, 2), nn.ConvTranspose2d(11, 16, 2, 2))
+    assert subpixel_deconvs(m)[1] == 1
+    assert subpixel_deconvs(m, min_channels=1)[1] == 2
+
+
+def test_cropped_output_followed_by_inplace_relu_exports_without_scatter(tmp_path: Path) -> None:
+    # An in-place op on a cropped view exports as ScatterND + Transposes (4x slower int8).
+    import onnx
+
+    from edgeseg.export import export_onnx
+
+    t = nn.ConvTranspose2d(3, 4, 3, 2, 1)  # output_padding 0: one row and column cropped
+
+    class Up(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.up = SubPixelConvTranspose2d.from_conv_transpose(t)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu_(self.up(x))
+
+    m = Up()
+    export_onnx(m.eval(), tmp_path / "m.onnx", input_size=(9, 11))
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node}
+    assert "ScatterND" not in ops and "Transpose" not in ops, ops
 
 
 def test_ineligible_layers_are_kept() -> None:
@@ -56,7 +94,7 @@ def test_ineligible_layers_are_kept() -> None:
 def test_models_keep_their_outputs(name: str) -> None:
     torch.manual_seed(0)
     model = create_model(name, num_classes=5).eval()
-    fast, n = subpixel_deconvs(model)
+    fast, n = subpixel_deconvs(model, undersized=True, min_channels=1)
     assert n > 0
     assert not any(type(m) is nn.ConvTranspose2d for m in fast.modules())
     assert any(type(m) is nn.ConvTranspose2d for m in model.modules())  # original untouched

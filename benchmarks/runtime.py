@@ -69,7 +69,7 @@ def markdown(res: dict[str, Any]) -> str:
         "| best GFLOP/s (% of ceiling) |",
         "| --- | " + " | ".join("---:" for _ in cols) + " | --- | ---: | ---: | ---: |",
     ]
-    for m in res["models"]:
+    for m in sorted(res["models"], key=lambda m: m["model"]):
         cells = []
         for b in cols:
             r = m["backends"].get(b)

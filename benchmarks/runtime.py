@@ -30,7 +30,7 @@ import torch
 
 from edgeseg.models import create_model, list_models
 from edgeseg.profiling import count_flops, cpu_name, num_threads, time_interleaved
-from edgeseg.runtime import BACKENDS, bench
+from edgeseg.runtime import BACKENDS, bench, fastest_within_budget
 from edgeseg.utils import atomic_write_json, atomic_write_text, parse_size
 
 FP32 = ("eager", "channels_last", "compile", "ort")
@@ -100,19 +100,11 @@ def markdown(res: dict[str, Any]) -> str:
                     agree = r.get("pixel_agreement")
                     cells.append(f"{r['miou']:.4f}" + (f" ({100 * agree:.1f} %)" if agree else ""))
             lines.append(
-                f"| {m['model']} | {m['source']} | " + " | ".join(cells) + f" | {deployable(m)} |"
+                f"| {m['model']} | {m['source']} | "
+                + " | ".join(cells)
+                + f" | {fastest_within_budget(m['backends'])} |"
             )
     return "\n".join(lines) + "\n"
-
-
-def deployable(row: dict[str, Any], budget: float = 0.01) -> str:
-    """The fastest backend whose mIoU is within ``budget`` of eager's (``-`` if unscored)."""
-    backends = row["backends"]
-    ref = backends.get("eager", {}).get("miou")
-    if ref is None:
-        return "-"
-    ok = [b for b, r in backends.items() if r.get("miou", -1.0) >= ref - budget]
-    return min(ok, key=lambda b: backends[b]["latency_ms"]["median"])
 
 
 def main(argv: list[str] | None = None) -> int:

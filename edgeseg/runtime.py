@@ -41,7 +41,7 @@ from torch import nn
 from edgeseg.errors import EdgesegError
 from edgeseg.utils import atomic_write_json, parse_size, positive_int
 
-__all__ = ["BACKENDS", "bench", "make_runner", "zip_size"]
+__all__ = ["BACKENDS", "bench", "fastest_within_budget", "make_runner", "zip_size"]
 
 log = logging.getLogger(__name__)
 
@@ -481,6 +481,24 @@ def _eval_set(
     return torch.stack([x for x, _ in items]), np.stack([y.numpy() for _, y in items])
 
 
+def fastest_within_budget(backends: dict[str, dict[str, Any]], budget: float = 0.01) -> str:
+    """The fastest backend losing at most ``budget`` mIoU against ``eager``.
+
+    Args:
+        backends: ``bench()``'s ``backends`` (each with ``latency_ms.median`` and, when
+            scored, ``miou``).
+        budget: mIoU that may be lost (0.01: one point). Unscored backends, or all of them
+            when ``eager`` is unscored, compete on speed alone.
+    """
+    ref = backends.get("eager", {}).get("miou")
+    ok = [
+        b
+        for b, row in backends.items()
+        if ref is None or "miou" not in row or row["miou"] >= ref - budget
+    ]
+    return min(ok, key=lambda b: backends[b]["latency_ms"]["median"])
+
+
 def _summarise(
     results: dict[str, dict[str, Any]],
     names: list[str],
@@ -529,13 +547,7 @@ def _summarise(
         for row in out["backends"].values():
             row["speedup"] = base / row["latency_ms"]["median"]
     ref_miou = out["backends"].get("eager", {}).get("miou")
-    ok = [
-        b
-        for b, row in out["backends"].items()
-        if ref_miou is None or "miou" not in row or row["miou"] >= ref_miou - budget
-    ]
-    best = min(ok, key=lambda b: out["backends"][b]["latency_ms"]["median"])
-    out["best"] = best
+    out["best"] = fastest_within_budget(out["backends"], budget)
     out["best_reason"] = (
         f"fastest backend losing at most {100 * budget:.1f} mIoU points against eager"
         if ref_miou is not None

@@ -183,3 +183,16 @@ def test_int8_from_the_network_runs_transposed_convs_in_int8(tiny_run, tmp_path:
     for x in calib[:2]:
         a, b = run_fp32(x[None]).argmax(1), run_int8(x[None]).argmax(1)
         assert (a == b).float().mean() > 0.8
+
+
+def test_fastest_within_budget_skips_backends_that_lose_accuracy() -> None:
+    from edgeseg.runtime import fastest_within_budget
+
+    def row(ms: float, miou: float | None = None) -> dict:
+        return {"latency_ms": {"median": ms}, **({"miou": miou} if miou is not None else {})}
+
+    scored = {"eager": row(100, 0.60), "ort": row(50, 0.60), "ort-int8": row(30, 0.585)}
+    assert fastest_within_budget(scored) == "ort"  # int8 lost 1.5 points
+    assert fastest_within_budget(scored, budget=0.02) == "ort-int8"
+    unscored = {"eager": row(100), "ort": row(50), "ort-int8": row(30)}
+    assert fastest_within_budget(unscored) == "ort-int8"

@@ -8,6 +8,7 @@ process and these helpers are no-ops.
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 from collections.abc import Iterator
@@ -76,12 +77,22 @@ def init_distributed() -> DistContext:
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
+        # A group left to the interpreter's teardown can abort the process ("terminate
+        # called without an active exception": gloo's threads destroyed while joinable),
+        # turning a finished run into a failed torchrun job. Destroy the group we created
+        # before that teardown; a group the caller created is the caller's to destroy.
+        atexit.register(_destroy_group)
     return DistContext(
         rank=dist.get_rank(),
         world_size=dist.get_world_size(),
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
         backend=backend,
     )
+
+
+def _destroy_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class ResumableSampler(DistributedSampler):

@@ -569,6 +569,9 @@ def train(config: Config, *, resume: bool = False) -> TrainResult:
                 "best_checkpoint": str(best_path) if best_path.is_file() else None,
             },
         )
+    # Ranks leave together: rank 1 must not tear down its side of the group while rank 0
+    # still writes the summary.
+    ctx.barrier()
     if len(set(sums)) > 1:
         raise EdgesegError(f"ranks ended with different weights (checksums {sums})")
     return result

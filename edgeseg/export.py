@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from edgeseg.errors import EdgesegError
+from edgeseg.inference import fuse_folding
 from edgeseg.utils import parse_size
 
 __all__ = [
@@ -154,8 +155,11 @@ def export_onnx(
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        # Exact rewrite: L3U-Net's fold/unfold permutes become a strided conv and
+        # DepthToSpace, which ONNX Runtime runs 2-3x faster than a 6-D Transpose.
+        graph = fuse_folding(model)
         with torch.no_grad():
-            exporter = _export(model, torch.randn(1, in_ch, h, w), tmp, opset, dynamic)
+            exporter = _export(graph, torch.randn(1, in_ch, h, w), tmp, opset, dynamic)
         proto = onnx.load(str(tmp))
         meta = {"format": "edgeseg.onnx", **(metadata or {})}
         for key, value in meta.items():

@@ -3,6 +3,13 @@
 - :func:`fold_batchnorm` folds every eval-mode BatchNorm into the conv or transposed conv
   just before it (what ONNX Runtime, TorchScript freezing and Inductor do too), so eager
   timings are those of the network a deployment runs.
+- :func:`fuse_folding` merges L3U-Net's data folding into the 1x1 convs beside it: a fold
+  followed by a 1x1 conv is one ``r x r`` stride-``r`` conv on the unfolded input, and a
+  1x1 conv followed by an unfold is the same conv with its output channels reordered
+  followed by ``PixelShuffle`` (ONNX ``DepthToSpace``). Both are exact; they remove two
+  full-resolution 6-D permutes, a third of L3U-Net's CPU time in eager PyTorch and ONNX
+  Runtime alike.
+- :func:`inference_graph` applies both rewrites: the network every fast backend runs.
 - :func:`tune_malloc` keeps freed memory inside the process. glibc's default gives large
   blocks back to the OS at every ``free`` and page-faults them in again at the next
   allocation; for a segmentation network whose full-resolution activations are tens of MB
@@ -22,7 +29,14 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["compile_for_inference", "fold_batchnorm", "malloc_tuned", "tune_malloc"]
+__all__ = [
+    "compile_for_inference",
+    "fold_batchnorm",
+    "fuse_folding",
+    "inference_graph",
+    "malloc_tuned",
+    "tune_malloc",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +96,101 @@ def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> nn.Module:
             folded += 1
     log.debug("folded %d BatchNorm layers", folded)
     return model
+
+
+def _is_pointwise(conv: nn.Module) -> bool:
+    """A plain 1x1 conv: stride 1, no padding, no groups, no dilation."""
+    return (
+        type(conv) is nn.Conv2d
+        and conv.kernel_size == (1, 1)
+        and conv.stride == (1, 1)
+        and conv.padding == (0, 0)
+        and conv.groups == 1
+    )
+
+
+def _edge_leaf(seq: nn.Sequential, key: str, last: bool) -> tuple[nn.Module, str]:
+    """The module holding the first (or last) leaf of ``seq[key]``, and that leaf's key."""
+    parent, k = seq, key
+    while isinstance(parent._modules[k], nn.Sequential) and len(parent._modules[k]):
+        parent = parent._modules[k]
+        k = list(parent._modules)[-1 if last else 0]
+    return parent, k
+
+
+def _fold_into_conv(conv: nn.Conv2d, r: int) -> nn.Conv2d:
+    # fold puts x[c, r*h + i, r*w + j] in channel (i*r + j)*C + c at (h, w), so a 1x1
+    # weight W[o, (i*r + j)*C + c] is the tap (i, j) of an r x r stride-r conv.
+    c = conv.in_channels // (r * r)
+    strided = nn.Conv2d(c, conv.out_channels, r, stride=r, bias=conv.bias is not None)
+    w = conv.weight.view(conv.out_channels, r, r, c)  # (O, i, j, C)
+    strided.weight.copy_(w.permute(0, 3, 1, 2))  # (O, C, i, j)
+    if conv.bias is not None:
+        strided.bias.copy_(conv.bias)
+    return strided.to(conv.weight.dtype)
+
+
+def _reorder_for_shuffle(conv: nn.Conv2d, r: int) -> nn.Conv2d:
+    # unfold reads output channel (i*r + j)*K + c as class c at phase (i, j); pixel
+    # shuffle reads channel c*r*r + i*r + j. Reordering the output channels is free.
+    k = conv.out_channels // (r * r)
+    perm = torch.arange(conv.out_channels).view(r * r, k).t().reshape(-1)  # new -> old
+    out = copy.deepcopy(conv)
+    out.weight.copy_(conv.weight[perm])
+    if conv.bias is not None:
+        out.bias.copy_(conv.bias[perm])
+    return out
+
+
+@torch.no_grad()
+def fuse_folding(model: nn.Module, *, inplace: bool = False) -> nn.Module:
+    """Merge each :class:`~edgeseg.layers.fold.Fold` / ``Unfold`` into the 1x1 conv beside it.
+
+    In an ``nn.Sequential``, ``Fold(r)`` followed by a module that starts with a plain 1x1
+    conv becomes an ``r x r`` stride-``r`` conv on the unfolded input; a module ending
+    with a plain 1x1 conv followed by ``Unfold(r)`` becomes that conv with its output
+    channels reordered, then ``nn.PixelShuffle(r)``. Outputs are unchanged up to float
+    rounding (tested); the data no longer goes through two full-resolution permutes.
+
+    Args:
+        model: the network (any mode; no statistics are involved).
+        inplace: change ``model`` itself instead of a deep copy.
+
+    Returns:
+        The model with the folds fused; ``model`` itself, not a copy, if it has none.
+    """
+    from edgeseg.layers.fold import Fold, Unfold
+
+    if not any(isinstance(m, (Fold, Unfold)) for m in model.modules()):
+        return model  # nothing to rewrite: no copy of a large network for nothing
+    model = model if inplace else copy.deepcopy(model)
+    fused = 0
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for a, b in itertools.pairwise(list(seq._modules)):
+            first, second = seq._modules[a], seq._modules[b]
+            if isinstance(first, Fold):
+                parent, key = _edge_leaf(seq, b, last=False)
+                if _is_pointwise(parent._modules[key]):
+                    parent._modules[key] = _fold_into_conv(parent._modules[key], first.ratio)
+                    seq._modules[a] = nn.Identity()
+                    fused += 1
+            elif isinstance(second, Unfold):
+                parent, key = _edge_leaf(seq, a, last=True)
+                if _is_pointwise(parent._modules[key]):
+                    parent._modules[key] = _reorder_for_shuffle(parent._modules[key], second.ratio)
+                    seq._modules[b] = nn.PixelShuffle(second.ratio)
+                    fused += 1
+    log.debug("fused %d fold/unfold layers into convs", fused)
+    return model
+
+
+def inference_graph(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` as the fast backends run it: BatchNorm folded, folds fused.
+
+    Exact rewrites only (:func:`fold_batchnorm`, :func:`fuse_folding`); the model must
+    be in eval mode.
+    """
+    return fuse_folding(fold_batchnorm(model), inplace=True)
 
 
 _MALLOC_TUNED = False

@@ -41,7 +41,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from edgeseg.errors import EdgesegError
-from edgeseg.inference import fold_batchnorm, malloc_tuned
+from edgeseg.inference import inference_graph, malloc_tuned
 from edgeseg.utils import parse_size, positive_int
 
 __all__ = [
@@ -408,8 +408,9 @@ def profile(
         repeats: timed runs per memory format.
         stage_repeats: timed runs for the per-stage times (default ``max(3, repeats // 2)``).
         memory_formats: formats to try; the faster is reported.
-        fold_bn: time the network with BatchNorm folded into the convs, as any deployment
-            runs it (:func:`edgeseg.inference.fold_batchnorm`); counts are unaffected.
+        fold_bn: time the network with BatchNorm folded into the convs (and folds fused),
+            as any deployment runs it (:func:`edgeseg.inference.inference_graph`); counts
+            are unaffected.
         name: label for the result (default: the registry name or class name).
 
     Returns:
@@ -435,7 +436,7 @@ def profile(
     in_ch = int(getattr(model, "edgeseg_config", {}).get("in_channels", 3))
     x = torch.randn(batch_size, in_ch, h, w)
 
-    timed = fold_batchnorm(model) if fold_bn else model
+    timed = inference_graph(model) if fold_bn else model
     with num_threads(threads_n):
         with torch.inference_mode():
             k = int(model(x[:1]).shape[1])

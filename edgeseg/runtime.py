@@ -113,7 +113,7 @@ def make_runner(
     Raises:
         EdgesegError: unknown backend, or what it needs is missing.
     """
-    from edgeseg.inference import compile_for_inference, fold_batchnorm
+    from edgeseg.inference import compile_for_inference, inference_graph
 
     check_backends([backend])
     if backend in TORCH_BACKENDS and model is None:
@@ -125,12 +125,12 @@ def make_runner(
         m = model.eval()
         return lambda x: m(x)
     if backend == "channels_last":
-        m = fold_batchnorm(model).to(memory_format=torch.channels_last)  # type: ignore[arg-type]
+        m = inference_graph(model).to(memory_format=torch.channels_last)  # type: ignore[arg-type]
         return lambda x: m(x.contiguous(memory_format=torch.channels_last))
     if example is None and backend in ("compile", "pt2e-int8"):
         raise EdgesegError(f"backend {backend!r} needs an example input size")
     if backend == "compile":
-        cl = fold_batchnorm(model).to(memory_format=torch.channels_last)  # type: ignore[arg-type]
+        cl = inference_graph(model).to(memory_format=torch.channels_last)  # type: ignore[arg-type]
         ex = example.contiguous(memory_format=torch.channels_last)
         m = compile_for_inference(cl, ex)
         return lambda x: m(x.contiguous(memory_format=torch.channels_last))

@@ -60,6 +60,22 @@ def test_export_any_module_and_bad_opset(tmp_path: Path) -> None:
     assert y.shape == (1, 2, 50, 70)
 
 
+def test_l3unet_exports_its_folds_as_strided_conv_and_depth_to_space(tmp_path: Path) -> None:
+    import onnx
+
+    from edgeseg.models import create_model
+
+    model = create_model("l3unet", num_classes=3).eval()
+    export_onnx(model, tmp_path / "m.onnx", input_size=(64, 64))
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node]
+    assert "Transpose" not in ops and ops.count("DepthToSpace") == 1
+    x = torch.randn(1, 3, 50, 70)
+    session = onnx_session(tmp_path / "m.onnx")
+    y = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(y), model(x), rtol=1e-4, atol=1e-4)
+
+
 def test_corrupt_and_foreign_onnx(tmp_path: Path) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"this is not a protobuf at all \x00\x01")

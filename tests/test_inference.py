@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgeseg.inference import fold_batchnorm, tune_malloc
+from edgeseg.inference import fold_batchnorm, fuse_folding, inference_graph, tune_malloc
 from edgeseg.layers import ConvNormAct, ConvTransposeNormAct
 from edgeseg.models import create_model
 
@@ -14,8 +14,9 @@ def _randomise_bn(model: nn.Module) -> None:
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-1, 1)
             m.running_var.uniform_(0.5, 2)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-1, 1)
+            if m.affine:  # L3U-Net's BatchNorms have none
+                m.weight.data.uniform_(0.5, 1.5)
+                m.bias.data.uniform_(-1, 1)
 
 
 @pytest.mark.parametrize(
@@ -48,6 +49,33 @@ def test_fold_whole_model(name: str) -> None:
     x = torch.randn(1, 3, 37, 45)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_fuse_folding_is_exact_and_removes_the_permutes() -> None:
+    from edgeseg.layers.fold import Fold, Unfold
+
+    model = create_model("l3unet", num_classes=5)
+    _randomise_bn(model)
+    model.eval()
+    fused = fuse_folding(model)
+    assert not any(isinstance(m, (Fold, Unfold)) for m in fused.modules())
+    assert any(isinstance(m, Fold) for m in model.modules())  # not in place
+    strided = [m for m in fused.modules() if isinstance(m, nn.Conv2d) and m.stride == (4, 4)]
+    assert len(strided) == 1 and strided[0].kernel_size == (4, 4)
+    assert sum(isinstance(m, nn.PixelShuffle) for m in fused.modules()) == 1
+    x = torch.randn(2, 3, 67, 93)  # padded to the stride inside
+    with torch.no_grad():
+        ref = model(x)
+        torch.testing.assert_close(fused(x), ref, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(inference_graph(model)(x), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_fuse_folding_leaves_folds_without_a_pointwise_conv() -> None:
+    from edgeseg.layers.fold import Fold, Unfold
+
+    seq = nn.Sequential(Fold(2), nn.Conv2d(12, 8, 3, padding=1), nn.Conv2d(8, 8, 3), Unfold(2))
+    fused = fuse_folding(seq)
+    assert isinstance(fused[0], Fold) and isinstance(fused[3], Unfold)
 
 
 def test_fold_needs_eval_mode() -> None:

@@ -185,6 +185,31 @@ def test_int8_from_the_network_runs_transposed_convs_in_int8(tiny_run, tmp_path:
         assert (a == b).float().mean() > 0.8
 
 
+def test_int8_moves_uint8_through_pixel_shuffles(tmp_path: Path) -> None:
+    # DepthToSpace (sub-pixel upsampling, L3U-Net's unfold) is wrapped in quantize /
+    # dequantize, so that ONNX Runtime runs it on uint8 between the int8 convs.
+    import onnx
+
+    from edgeseg.compress.quantize import quantize_model_onnx
+    from edgeseg.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("l3unet", num_classes=3).eval()
+    calib = [torch.randn(3, 64, 64) for _ in range(2)]
+    quantize_model_onnx(model, tmp_path / "int8.onnx", calib, (64, 64))
+    graph = onnx.load(str(tmp_path / "int8.onnx")).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    d2s = [n for n in graph.node if n.op_type == "DepthToSpace"]
+    assert d2s and all(producer[n.input[0]].op_type == "DequantizeLinear" for n in d2s)
+    consumers = {i: n for n in graph.node for i in n.input}
+    assert all(consumers[n.output[0]].op_type == "QuantizeLinear" for n in d2s)
+    assert not [n for n in graph.node if n.op_type == "Transpose"]  # no 6-D permute left
+    run_int8 = make_runner("ort", onnx_path=tmp_path / "int8.onnx")
+    with torch.no_grad():
+        ref = model(calib[0][None])
+    assert (run_int8(calib[0][None]).argmax(1) == ref.argmax(1)).float().mean() > 0.8
+
+
 def test_fastest_within_budget_skips_backends_that_lose_accuracy() -> None:
     from edgeseg.runtime import fastest_within_budget
 

@@ -65,6 +65,10 @@ class SubPixelConvTranspose2d(nn.Module):
     ) -> None:
         super().__init__()
         self.conv = conv  # (B, Cin, H+pads, W+pads) -> (B, Cout*s*s, H+extra, W+extra)
+        # An elementwise activation taken from after the layer (subpixel_deconvs does):
+        # applied before the shuffle and crop, it fuses into the (int8) conv, and what
+        # follows moves already-activated data (uint8 with one scale through ONNX Runtime).
+        self.act: nn.Module = nn.Identity()
         # Stride 1: a transposed conv is a plain conv with a flipped kernel; nothing to shuffle.
         self.shuffle = nn.PixelShuffle(stride) if stride > 1 else nn.Identity()
         self.pad = pad  # F.pad order: (left, right, top, bottom)
@@ -111,7 +115,7 @@ class SubPixelConvTranspose2d(nn.Module):
         return cls(conv, s, (-wlo, whi + wx, -hlo, hhi + hx), (hc, wc))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.shuffle(self.conv(F.pad(x, self.pad)))
+        y = self.shuffle(self.act(self.conv(F.pad(x, self.pad))))
         ch, cw = self.crop
         if not (ch or cw):
             return y
@@ -119,6 +123,19 @@ class SubPixelConvTranspose2d(nn.Module):
         # on a slice exports as slice_scatter (ScatterND + Transposes in ONNX), which made
         # SegFast-Basic's int8 graph 4x slower. The copy is an Identity in the export.
         return y[:, :, : y.shape[2] - ch, : y.shape[3] - cw].clone()
+
+
+def _absorb_relu(seq: nn.Sequential, name: str, sub: SubPixelConvTranspose2d) -> None:
+    """Move the ReLU after ``seq[name]`` (Identities in between) into ``sub``."""
+    keys = list(seq._modules)
+    for key in keys[keys.index(name) + 1 :]:
+        nxt = seq._modules[key]
+        if isinstance(nxt, nn.Identity):
+            continue
+        if type(nxt) is nn.ReLU:
+            sub.act = nn.ReLU(inplace=True)
+            seq._modules[key] = nn.Identity()
+        return
 
 
 def subpixel_deconvs(
@@ -147,6 +164,11 @@ def subpixel_deconvs(
 
     Returns:
         ``(copy, number of layers rewritten)``; the original model is untouched.
+
+    A ReLU that follows a rewritten layer in its ``nn.Sequential`` (after any
+    ``nn.Identity`` left by BatchNorm folding) moves inside it, before the pixel shuffle
+    and crop: it commutes with both, and there it fuses into the int8 conv instead of
+    re-quantizing the cropped tensor (SegFast-Basic's decoder).
     """
     m = copy.deepcopy(model)
     n = 0
@@ -159,8 +181,12 @@ def subpixel_deconvs(
                 and (undersized or min(child.kernel_size) >= max(child.stride))
             ):
                 try:
-                    setattr(parent, name, SubPixelConvTranspose2d.from_conv_transpose(child))
-                    n += 1
+                    sub = SubPixelConvTranspose2d.from_conv_transpose(child)
                 except ValueError as e:
                     log.info("kept %s as ConvTranspose2d: %s", name, e)
+                    continue
+                setattr(parent, name, sub)
+                n += 1
+                if isinstance(parent, nn.Sequential):
+                    _absorb_relu(parent, name, sub)
     return m, n

@@ -57,7 +57,7 @@ def _unit(cin: int, cout: int, k: int, act: bool = True, transposed: bool = Fals
 
 
 class L3UNet(SegmentationModel):
-    """L3U-Net. Stages: ``fold``, ``prep``, ``enc0``..``enc3``, ``up1``..``up3``, ``head``.
+    """L3U-Net. Stages: ``prep`` (fold + 1x1 rows), ``enc0``..``enc3``, ``up1``..``up3``, ``head``.
 
     Args:
         num_classes: K.
@@ -68,8 +68,11 @@ class L3UNet(SegmentationModel):
         super().__init__()
         self.output_stride = FOLD * 2 ** (len(ENCODER) - 1)
         folded = FOLD * FOLD * in_channels
-        self.fold = Fold(FOLD)
-        self.prep = nn.Sequential(_unit(folded, 64, 1), _unit(64, 64, 1), _unit(64, 32, 1))
+        # The fold sits in the same Sequential as the 1x1 conv after it, so that
+        # edgeseg.inference.fuse_folding can merge the two into one 4x4 stride-4 conv.
+        self.prep = nn.Sequential(
+            Fold(FOLD), _unit(folded, 64, 1), _unit(64, 64, 1), _unit(64, 32, 1)
+        )
         for i, (cin, cout) in enumerate(ENCODER):
             pool = [nn.MaxPool2d(2)] if i else []
             self.add_module(f"enc{i}", nn.Sequential(*pool, _unit(cin, cout, 3)))
@@ -86,7 +89,7 @@ class L3UNet(SegmentationModel):
         )
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.prep(self.fold(x))  # (B, 32, H/4, W/4)
+        y = self.prep(x)  # fold, then 1x1 rows: (B, 32, H/4, W/4)
         feats = []
         for i in range(len(ENCODER)):
             y = getattr(self, f"enc{i}")(y)  # enc0 8 @ H/4 ... enc3 112 @ H/32

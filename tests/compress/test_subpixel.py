@@ -82,6 +82,49 @@ def test_cropped_output_followed_by_inplace_relu_exports_without_scatter(tmp_pat
     assert "ScatterND" not in ops and "Transpose" not in ops, ops
 
 
+def test_relu_after_the_layer_moves_before_the_shuffle() -> None:
+    # ReLU commutes with the shuffle and crop; inside, it fuses into the int8 conv.
+    torch.manual_seed(0)
+    block = nn.Sequential(
+        nn.ConvTranspose2d(16, 16, 3, 2, 1),
+        nn.Identity(),
+        nn.ReLU(inplace=True),
+        nn.ZeroPad2d((0, 1, 0, 1)),
+    ).eval()
+    m, n = subpixel_deconvs(block)
+    assert n == 1 and isinstance(m[0].act, nn.ReLU) and isinstance(m[2], nn.Identity)
+    x = torch.randn(2, 16, 7, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), block(x), rtol=1e-5, atol=1e-5)
+
+
+def test_zero_pads_run_without_a_quantized_pad_value(tmp_path: Path) -> None:
+    # An explicit zero pad value, quantized like an activation, kept ONNX Runtime from
+    # running the pad on uint8; it is dropped (0 is the default) before quantizing.
+    import onnx
+
+    from edgeseg.compress.quantize import quantize_model_onnx
+
+    class PadThenConcat(nn.Module):  # a pad before a conv would be fused into it
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.head = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(19, 4, 1)
+            self.pad = nn.ZeroPad2d((0, 1, 0, 1))  # as SegFast's decoder
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.pad(torch.relu(self.conv(x[..., :-1, :-1])))
+            return self.head(torch.cat([y, x], 1))
+
+    torch.manual_seed(0)
+    block = PadThenConcat().eval()
+    quantize_model_onnx(block, tmp_path / "q.onnx", [torch.randn(3, 12, 12)], (12, 12))
+    graph = onnx.load(str(tmp_path / "q.onnx")).graph
+    pads = [n for n in graph.node if n.op_type == "Pad"]
+    assert pads and all(len(n.input) < 3 or not n.input[2] for n in pads)
+    used = {i for n in graph.node for i in n.input}
+    assert all(t.name in used for t in graph.initializer)
+
+
 def test_ineligible_layers_are_kept() -> None:
     m = nn.Sequential(
         nn.ConvTranspose2d(4, 4, 3, 2, 1, dilation=2), nn.ConvTranspose2d(4, 4, 3, (1, 2))

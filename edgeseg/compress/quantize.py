@@ -148,10 +148,9 @@ def _onnx_report(path: Path, n_calib: int) -> QuantReport:
 def _drop_zero_pad_values(path: Path) -> int:
     """Remove explicit zero ``constant_value`` inputs of ``Pad`` nodes (0 is the default).
 
-    ORT's quantizer quantizes that input like an activation; the dequantized constant it
-    leaves then keeps ONNX Runtime from running the pad on uint8, so every zero pad
-    (SegFast-Basic's decoder) became dequantize -> fp32 Pad -> quantize. Returns how many
-    were dropped; the file is rewritten only if any were.
+    ORT's quantizer would quantize that input like an activation, leaving a dequantized
+    constant that :func:`_pads_in_uint8` cannot rewrite. Returns how many were dropped;
+    the file is rewritten only if any were.
     """
     import onnx
     from onnx import numpy_helper
@@ -177,6 +176,83 @@ def _drop_zero_pad_values(path: Path) -> int:
             proto.graph.initializer.remove(t)
         onnx.save(proto, str(path))
     return dropped
+
+
+def _pads_in_uint8(proto: Any) -> int:
+    """Run zero pads on the quantized tensor: ``DQ -> Pad(0) -> Q`` becomes ``Pad(zp)``.
+
+    ONNX Runtime drops the dequantize/quantize pair around data-movement ops (Slice,
+    DepthToSpace, ...) but not around ``Pad``, so each of SegFast's decoder pads and the
+    pad-to-stride of the input ran in fp32, with a dequantize and a quantize of the whole
+    tensor around it. With the same scale and zero point on both sides the rewrite is
+    exact: padding with 0.0 in fp32 is padding with the zero point in uint8 (0.0 is
+    always representable in ORT's quantization). Edits ``proto`` in place; returns how
+    many pads were rewritten.
+    """
+    from onnx import numpy_helper
+
+    g = proto.graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def qparams(node: Any) -> tuple[Any, Any] | None:
+        scale = inits.get(node.input[1])
+        zp = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if scale is None or scale.size != 1 or zp is None or zp.size != 1:
+            return None  # per-channel or computed parameters: leave it
+        return scale.reshape(()), zp.reshape(())
+
+    removed: list[Any] = []
+    for pad in list(g.node):
+        mode = next((a.s for a in pad.attribute if a.name == "mode"), b"constant")
+        if pad.op_type != "Pad" or mode != b"constant" or (len(pad.input) > 2 and pad.input[2]):
+            continue
+        if len(pad.input) > 3 and pad.input[3]:
+            continue  # axes: keep the rewrite to the plain form
+        dq, users = producer.get(pad.input[0]), consumers.get(pad.output[0], [])
+        if dq is None or dq.op_type != "DequantizeLinear" or len(users) != 1:
+            continue
+        q = users[0]
+        if q.op_type != "QuantizeLinear" or q.output[0] in {o.name for o in g.output}:
+            continue
+        a, b = qparams(dq), qparams(q)
+        if a is None or b is None or a[0] != b[0] or a[1] != b[1] or a[1].dtype != b[1].dtype:
+            continue
+        zp_name = f"{pad.name or pad.output[0]}_zero_point"
+        g.initializer.append(numpy_helper.from_array(a[1].copy(), zp_name))
+        pads = pad.input[1]
+        del pad.input[:]
+        pad.input.extend([dq.input[0], pads, zp_name])  # (uint8 data, pads, zero point)
+        pad.output[0] = q.output[0]
+        removed.append(q)
+        if len(consumers[dq.output[0]]) == 1:  # the pad was the dequantize's only reader
+            removed.append(dq)
+    for n in removed:
+        g.node.remove(n)
+    return sum(n.op_type == "QuantizeLinear" for n in removed)
+
+
+def _shapes_of_quantized(proto: Any) -> int:
+    """Let ``Shape`` read the uint8 tensor instead of a dequantized copy made only for it.
+
+    The pad-to-stride arithmetic takes shapes of the input and of cropped decoder maps;
+    the quantizer gave each such ``Shape`` its own full-size dequantize. The shape is the
+    same either way. Edits ``proto`` in place; returns how many dequantizes went.
+    """
+    g = proto.graph
+    dq_of = {n.output[0]: n for n in g.node if n.op_type == "DequantizeLinear"}
+    for n in g.node:
+        if n.op_type == "Shape" and n.input[0] in dq_of:
+            n.input[0] = dq_of[n.input[0]].input[0]
+    read = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    dead = [n for n in dq_of.values() if n.output[0] not in read]
+    for n in dead:
+        g.node.remove(n)
+    return len(dead)
 
 
 def quantize_onnx(
@@ -230,6 +306,9 @@ def quantize_onnx(
                 # uint8 instead of fp32 (4x less memory traffic) between int8 convs.
                 op_types_to_quantize=sorted({*QDQRegistry, *QLinearOpsRegistry, *_MOVE_OPS}),
             )
+        proto = onnx.load(str(q))
+        if _pads_in_uint8(proto) + _shapes_of_quantized(proto):
+            onnx.save(proto, str(q))
         report = _onnx_report(q, len(images))
         if report.qdq_nodes == 0 or report.quantized_layers == 0:
             raise EdgesegError(f"int8 quantization of {src} produced no quantized layers")

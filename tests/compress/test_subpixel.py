@@ -98,12 +98,16 @@ def test_relu_after_the_layer_moves_before_the_shuffle() -> None:
         torch.testing.assert_close(m(x), block(x), rtol=1e-5, atol=1e-5)
 
 
-def test_zero_pads_run_without_a_quantized_pad_value(tmp_path: Path) -> None:
-    # An explicit zero pad value, quantized like an activation, kept ONNX Runtime from
-    # running the pad on uint8; it is dropped (0 is the default) before quantizing.
+def test_zero_pads_run_on_uint8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ONNX Runtime keeps dequantize -> fp32 Pad -> quantize around a pad; the int8 file
+    # pads the uint8 tensor with its zero point instead (exact), and no Shape makes a
+    # full-size dequantized copy just to read its size.
+    import numpy as np
     import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
 
-    from edgeseg.compress.quantize import quantize_model_onnx
+    from edgeseg.compress import quantize as Q
 
     class PadThenConcat(nn.Module):  # a pad before a conv would be fused into it
         def __init__(self) -> None:
@@ -112,17 +116,70 @@ def test_zero_pads_run_without_a_quantized_pad_value(tmp_path: Path) -> None:
             self.pad = nn.ZeroPad2d((0, 1, 0, 1))  # as SegFast's decoder
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = self.pad(torch.relu(self.conv(x[..., :-1, :-1])))
+            h, w = x.shape[-2:]  # dynamic sizes: Shape nodes in the export
+            y = self.pad(torch.relu(self.conv(x[..., : h - 1, : w - 1])))
             return self.head(torch.cat([y, x], 1))
 
     torch.manual_seed(0)
     block = PadThenConcat().eval()
-    quantize_model_onnx(block, tmp_path / "q.onnx", [torch.randn(3, 12, 12)], (12, 12))
+    calib = [torch.randn(3, 12, 12) for _ in range(4)]
+    Q.quantize_model_onnx(block, tmp_path / "q.onnx", calib, (12, 12))
     graph = onnx.load(str(tmp_path / "q.onnx")).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     pads = [n for n in graph.node if n.op_type == "Pad"]
-    assert pads and all(len(n.input) < 3 or not n.input[2] for n in pads)
+    assert pads
+    for n in pads:
+        assert producer.get(n.input[0]) != "DequantizeLinear"
+        assert inits[n.input[2]].dtype == np.uint8  # the zero point
+    assert all(producer.get(n.input[0]) != "DequantizeLinear" for n in graph.node
+               if n.op_type == "Shape")  # fmt: skip
     used = {i for n in graph.node for i in n.input}
     assert all(t.name in used for t in graph.initializer)
+    # exact: the same logits as the file quantized without the rewrites, at another size
+    monkeypatch.setattr(Q, "_pads_in_uint8", lambda proto: 0)
+    monkeypatch.setattr(Q, "_shapes_of_quantized", lambda proto: 0)
+    Q.quantize_model_onnx(block, tmp_path / "ref.onnx", calib, (12, 12))
+    x = torch.randn(1, 3, 15, 13).numpy()
+    out = []
+    for f in ("q.onnx", "ref.onnx"):
+        sess = ort.InferenceSession(str(tmp_path / f), providers=["CPUExecutionProvider"])
+        out.append(sess.run(None, {sess.get_inputs()[0].name: x})[0])
+    assert out[0].shape == (1, 4, 15, 13)
+    np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_only_plain_zero_pads_with_shared_parameters_are_rewritten() -> None:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeseg.compress.quantize import _pads_in_uint8
+
+    def graph(mode: str, out_scale: float) -> onnx.ModelProto:
+        inits = [
+            numpy_helper.from_array(np.array(0.5, np.float32), "s"),
+            numpy_helper.from_array(np.array(out_scale, np.float32), "s2"),
+            numpy_helper.from_array(np.array(3, np.uint8), "zp"),
+            numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int64), "pads"),
+        ]
+        nodes = [
+            helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["xq"]),
+            helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["xd"]),
+            helper.make_node("Pad", ["xd", "pads"], ["p"], mode=mode),
+            helper.make_node("QuantizeLinear", ["p", "s2", "zp"], ["pq"]),
+            helper.make_node("DequantizeLinear", ["pq", "s2", "zp"], ["y"]),
+        ]
+        io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "y")]
+        return helper.make_model(helper.make_graph(nodes, "g", io[:1], io[1:], inits))
+
+    m = graph("constant", 0.5)
+    assert _pads_in_uint8(m) == 1
+    ops = [n.op_type for n in m.graph.node]
+    assert ops == ["QuantizeLinear", "Pad", "DequantizeLinear"]
+    for mode, scale in (("reflect", 0.5), ("constant", 0.25)):  # other values, other scale
+        m = graph(mode, scale)
+        assert _pads_in_uint8(m) == 0 and len(m.graph.node) == 5
 
 
 def test_ineligible_layers_are_kept() -> None:

@@ -11,6 +11,8 @@ from edgeseg.models import create_model
 from edgeseg.profiling import (
     ProfileResult,
     count_flops,
+    cpu_isa,
+    cpu_name,
     measure_peak_memory,
     measure_stage_times,
     num_threads,
@@ -124,3 +126,13 @@ def test_profile_bad_arguments(kwargs: dict, match: str) -> None:
     args = {"input_size": "32x32", "repeats": 1, "warmup": 1, **kwargs}
     with pytest.raises(EdgesegError, match=match):
         profile("unet", **args)
+
+
+def test_cpu_isa_names_the_widest_level() -> None:
+    assert cpu_isa({"sse2", "avx", "avx2", "fma"}) == "AVX2"
+    assert cpu_isa({"avx2", "avx512f", "avx512_vnni"}) == "AVX-512 VNNI"
+    assert cpu_isa({"avx2", "avx_vnni"}) == "AVX2 + AVX-VNNI"
+    assert cpu_isa({"fp", "asimd", "asimddp"}) == "NEON dot-product"
+    assert cpu_isa(set()) == ""
+    name = cpu_name()
+    assert name and (cpu_isa() == "" or name.endswith(f"[{cpu_isa()}]"))

@@ -43,6 +43,7 @@ __all__ = [
     "int8_graph",
     "pt2e_convert",
     "quantize_model_onnx",
+    "needs_reduced_range",
     "quantize_onnx",
     "quantize_pt2e",
 ]
@@ -255,8 +256,26 @@ def _shapes_of_quantized(proto: Any) -> int:
     return len(dead)
 
 
+def needs_reduced_range(isa: str | None = None) -> bool:
+    """Whether int8 weights should use 7 bits on this CPU (ONNX Runtime's own guidance).
+
+    Without VNNI, ORT's uint8 x int8 kernels on x86 (AVX2, AVX-512) add pairs of products
+    in int16 (``vpmaddubsw``), which saturates for large weights and activations. Measured
+    on an AVX2 EPYC: ERFNet's int8 logits agreed with fp32 on 86.7 % of CamVid val pixels
+    (mIoU 0.6189 -> 0.5075) with 8-bit weights, 98.7 % with 7-bit ones. VNNI (and ARM's
+    dot product) accumulate in int32 and keep the full range.
+    """
+    from edgeseg.profiling import cpu_isa
+
+    return (cpu_isa() if isa is None else isa) in ("AVX2", "AVX-512")
+
+
 def quantize_onnx(
-    fp32_path: str | os.PathLike[str], out_path: str | os.PathLike[str], images: list[torch.Tensor]
+    fp32_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    images: list[torch.Tensor],
+    *,
+    reduce_range: bool | None = None,
 ) -> QuantReport:
     """ONNX Runtime static int8 quantization (QDQ, per-channel weights), written atomically.
 
@@ -264,6 +283,9 @@ def quantize_onnx(
         fp32_path: an fp32 ONNX model (e.g. from :func:`edgeseg.export.export_onnx`).
         out_path: the int8 model to write (edgeseg's metadata is carried over).
         images: calibration inputs, normalised ``(C, H, W)``.
+        reduce_range: 7-bit weights; ``None`` decides by this CPU
+            (:func:`needs_reduced_range`). The file runs anywhere either way; build it on
+            (or for) the CPU that will run it.
 
     Raises:
         EdgesegError: no calibration images, or the result has no quantize/dequantize
@@ -281,6 +303,8 @@ def quantize_onnx(
 
     if not images:
         raise DataError("calibration data missing: no calibration images")
+    if reduce_range is None:
+        reduce_range = needs_reduced_range()
     src, out = Path(fp32_path), Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
@@ -302,6 +326,7 @@ def quantize_onnx(
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
+                reduce_range=reduce_range,
                 # ORT's default op list plus the pixel (un)shuffles, so that they move
                 # uint8 instead of fp32 (4x less memory traffic) between int8 convs.
                 op_types_to_quantize=sorted({*QDQRegistry, *QLinearOpsRegistry, *_MOVE_OPS}),
@@ -312,12 +337,13 @@ def quantize_onnx(
         report = _onnx_report(q, len(images))
         if report.qdq_nodes == 0 or report.quantized_layers == 0:
             raise EdgesegError(f"int8 quantization of {src} produced no quantized layers")
+        precision = "int8 (ORT static, QDQ" + (", 7-bit weights)" if reduce_range else ")")
         proto = onnx.load(str(q))
         meta = {
             p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props
         }
         del proto.metadata_props[:]
-        for k, v in {**meta, "edgeseg.precision": "int8 (ORT static, QDQ)"}.items():
+        for k, v in {**meta, "edgeseg.precision": precision}.items():
             e = proto.metadata_props.add()
             e.key, e.value = k, v
         onnx.save(proto, str(q))

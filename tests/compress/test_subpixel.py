@@ -201,3 +201,12 @@ def test_models_keep_their_outputs(name: str) -> None:
     x = torch.randn(1, 3, 45, 61)
     with torch.no_grad():
         torch.testing.assert_close(fast(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_weights_keep_7_bits_where_u8s8_saturates() -> None:
+    # ORT's u8s8 kernels without VNNI add products pairwise in int16 and saturate.
+    from edgeseg.compress.quantize import needs_reduced_range
+
+    assert needs_reduced_range("AVX2") and needs_reduced_range("AVX-512")
+    for isa in ("AVX-512 VNNI", "AVX2 + AVX-VNNI", "AMX-INT8", "NEON dot-product", ""):
+        assert not needs_reduced_range(isa)

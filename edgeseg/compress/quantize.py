@@ -41,9 +41,9 @@ __all__ = [
     "QuantReport",
     "calibration_images",
     "int8_graph",
+    "needs_reduced_range",
     "pt2e_convert",
     "quantize_model_onnx",
-    "needs_reduced_range",
     "quantize_onnx",
     "quantize_pt2e",
 ]

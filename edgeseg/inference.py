@@ -3,12 +3,10 @@
 - :func:`fold_batchnorm` folds every eval-mode BatchNorm into the conv or transposed conv
   just before it (what ONNX Runtime, TorchScript freezing and Inductor do too), so eager
   timings are those of the network a deployment runs.
-- :func:`fuse_folding` merges L3U-Net's data folding into the 1x1 convs beside it: a fold
-  followed by a 1x1 conv is one ``r x r`` stride-``r`` conv on the unfolded input, and a
-  1x1 conv followed by an unfold is the same conv with its output channels reordered
-  followed by ``PixelShuffle`` (ONNX ``DepthToSpace``). Both are exact; they remove two
-  full-resolution 6-D permutes, a third of L3U-Net's CPU time in eager PyTorch and ONNX
-  Runtime alike.
+- :func:`fuse_folding` merges L3U-Net's data folding into the 1x1 conv after it: a fold
+  followed by a 1x1 conv is one ``r x r`` stride-``r`` conv on the unfolded input. Exact;
+  it removes a full-resolution 6-D permute. (The unfold at the end needs no rewrite: it is
+  written as one channels-last move, see :func:`edgeseg.layers.fold.unfold`.)
 - :func:`inference_graph` applies both rewrites: the network every fast backend runs.
 - :func:`tune_malloc` keeps freed memory inside the process. glibc's default gives large
   blocks back to the OS at every ``free`` and page-faults them in again at the next
@@ -64,9 +62,12 @@ def _fold_grouped_transpose(conv: nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> nn.
 def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     """Fold each BatchNorm2d that directly follows a conv in an ``nn.Sequential`` into it.
 
-    All edgeseg blocks are built as ``Sequential(conv, norm, act)``, so this reaches every
-    foldable BatchNorm of the zoo. The model must be in eval mode (running statistics are
-    used). Outputs are unchanged up to float rounding.
+    Most edgeseg blocks are built as ``Sequential(conv, norm, act)``; a block whose
+    BatchNorm sits elsewhere provides a ``fold_batchnorm()`` method returning its folded
+    equivalent (ERFNet's :class:`~edgeseg.layers.erfnet_blocks.Downsampler`), which is
+    called here. Norms inside custom ``forward`` code that follow a conv (ERFNet's
+    residual blocks) are left to the exporters, which fold them too. The model must be in
+    eval mode (running statistics are used). Outputs are unchanged up to float rounding.
 
     Args:
         model: the network (in eval mode).
@@ -94,6 +95,13 @@ def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> nn.Module:
                 seq._modules[a] = fuse_conv_bn_eval(conv, bn, transpose=transpose)
             seq._modules[b] = nn.Identity()
             folded += 1
+    # Blocks whose BatchNorm does not directly follow a conv fold it themselves
+    # (ERFNet's downsampler normalises a concat of a conv and a max-pool).
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if callable(getattr(child, "fold_batchnorm", None)):
+                setattr(parent, name, child.fold_batchnorm())
+                folded += 1
     log.debug("folded %d BatchNorm layers", folded)
     return model
 
@@ -109,15 +117,6 @@ def _is_pointwise(conv: nn.Module) -> bool:
     )
 
 
-def _edge_leaf(seq: nn.Sequential, key: str, last: bool) -> tuple[nn.Module, str]:
-    """The module holding the first (or last) leaf of ``seq[key]``, and that leaf's key."""
-    parent, k = seq, key
-    while isinstance(parent._modules[k], nn.Sequential) and len(parent._modules[k]):
-        parent = parent._modules[k]
-        k = list(parent._modules)[-1 if last else 0]
-    return parent, k
-
-
 def _fold_into_conv(conv: nn.Conv2d, r: int) -> nn.Conv2d:
     # fold puts x[c, r*h + i, r*w + j] in channel (i*r + j)*C + c at (h, w), so a 1x1
     # weight W[o, (i*r + j)*C + c] is the tap (i, j) of an r x r stride-r conv.
@@ -130,27 +129,14 @@ def _fold_into_conv(conv: nn.Conv2d, r: int) -> nn.Conv2d:
     return strided.to(conv.weight.dtype)
 
 
-def _reorder_for_shuffle(conv: nn.Conv2d, r: int) -> nn.Conv2d:
-    # unfold reads output channel (i*r + j)*K + c as class c at phase (i, j); pixel
-    # shuffle reads channel c*r*r + i*r + j. Reordering the output channels is free.
-    k = conv.out_channels // (r * r)
-    perm = torch.arange(conv.out_channels).view(r * r, k).t().reshape(-1)  # new -> old
-    out = copy.deepcopy(conv)
-    out.weight.copy_(conv.weight[perm])
-    if conv.bias is not None:
-        out.bias.copy_(conv.bias[perm])
-    return out
-
-
 @torch.no_grad()
 def fuse_folding(model: nn.Module, *, inplace: bool = False) -> nn.Module:
-    """Merge each :class:`~edgeseg.layers.fold.Fold` / ``Unfold`` into the 1x1 conv beside it.
+    """Merge each :class:`~edgeseg.layers.fold.Fold` into the 1x1 conv after it.
 
     In an ``nn.Sequential``, ``Fold(r)`` followed by a module that starts with a plain 1x1
-    conv becomes an ``r x r`` stride-``r`` conv on the unfolded input; a module ending
-    with a plain 1x1 conv followed by ``Unfold(r)`` becomes that conv with its output
-    channels reordered, then ``nn.PixelShuffle(r)``. Outputs are unchanged up to float
-    rounding (tested); the data no longer goes through two full-resolution permutes.
+    conv becomes an ``r x r`` stride-``r`` conv on the unfolded input. Outputs are
+    unchanged up to float rounding (tested); the data no longer goes through a
+    full-resolution permute.
 
     Args:
         model: the network (any mode; no statistics are involved).
@@ -159,28 +145,26 @@ def fuse_folding(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     Returns:
         The model with the folds fused; ``model`` itself, not a copy, if it has none.
     """
-    from edgeseg.layers.fold import Fold, Unfold
+    from edgeseg.layers.fold import Fold
 
-    if not any(isinstance(m, (Fold, Unfold)) for m in model.modules()):
+    if not any(isinstance(m, Fold) for m in model.modules()):
         return model  # nothing to rewrite: no copy of a large network for nothing
     model = model if inplace else copy.deepcopy(model)
     fused = 0
     for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
         for a, b in itertools.pairwise(list(seq._modules)):
-            first, second = seq._modules[a], seq._modules[b]
-            if isinstance(first, Fold):
-                parent, key = _edge_leaf(seq, b, last=False)
-                if _is_pointwise(parent._modules[key]):
-                    parent._modules[key] = _fold_into_conv(parent._modules[key], first.ratio)
-                    seq._modules[a] = nn.Identity()
-                    fused += 1
-            elif isinstance(second, Unfold):
-                parent, key = _edge_leaf(seq, a, last=True)
-                if _is_pointwise(parent._modules[key]):
-                    parent._modules[key] = _reorder_for_shuffle(parent._modules[key], second.ratio)
-                    seq._modules[b] = nn.PixelShuffle(second.ratio)
-                    fused += 1
-    log.debug("fused %d fold/unfold layers into convs", fused)
+            if not isinstance(seq._modules[a], Fold):
+                continue
+            # the first leaf of seq[b], descending into nested Sequentials
+            parent, key = seq, b
+            while isinstance(parent._modules[key], nn.Sequential) and len(parent._modules[key]):
+                parent = parent._modules[key]
+                key = next(iter(parent._modules))
+            if _is_pointwise(parent._modules[key]):
+                parent._modules[key] = _fold_into_conv(parent._modules[key], seq._modules[a].ratio)
+                seq._modules[a] = nn.Identity()
+                fused += 1
+    log.debug("fused %d fold layers into convs", fused)
     return model
 
 

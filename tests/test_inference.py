@@ -51,18 +51,17 @@ def test_fold_whole_model(name: str) -> None:
         torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
 
 
-def test_fuse_folding_is_exact_and_removes_the_permutes() -> None:
-    from edgeseg.layers.fold import Fold, Unfold
+def test_fuse_folding_is_exact_and_removes_the_fold() -> None:
+    from edgeseg.layers.fold import Fold
 
     model = create_model("l3unet", num_classes=5)
     _randomise_bn(model)
     model.eval()
     fused = fuse_folding(model)
-    assert not any(isinstance(m, (Fold, Unfold)) for m in fused.modules())
+    assert not any(isinstance(m, Fold) for m in fused.modules())
     assert any(isinstance(m, Fold) for m in model.modules())  # not in place
     strided = [m for m in fused.modules() if isinstance(m, nn.Conv2d) and m.stride == (4, 4)]
     assert len(strided) == 1 and strided[0].kernel_size == (4, 4)
-    assert sum(isinstance(m, nn.PixelShuffle) for m in fused.modules()) == 1
     x = torch.randn(2, 3, 67, 93)  # padded to the stride inside
     with torch.no_grad():
         ref = model(x)
@@ -100,3 +99,26 @@ def test_compile_for_inference_matches_eager() -> None:
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="eval mode"):
         compile_for_inference(model.train(), x)
+
+
+def test_erfnet_downsampler_folds_its_batchnorm() -> None:
+    from edgeseg.layers.erfnet_blocks import Downsampler, FoldedDownsampler
+
+    torch.manual_seed(0)
+    block = Downsampler(16, 64)
+    _randomise_bn(block)
+    block.eval()
+    folded = fold_batchnorm(nn.Sequential(block).eval())[0]
+    assert isinstance(folded, FoldedDownsampler)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(2, 16, 18, 22)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), block(x), rtol=1e-5, atol=1e-5)
+    model = create_model("erfnet", num_classes=5)
+    _randomise_bn(model)
+    model.eval()
+    fused = fold_batchnorm(model)
+    assert sum(isinstance(m, FoldedDownsampler) for m in fused.modules()) == 3
+    x = torch.randn(1, 3, 37, 45)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x), rtol=1e-4, atol=1e-4)

@@ -104,7 +104,8 @@ class _Reader:
 
 
 #: Data-movement ops ORT's quantizer leaves in fp32 by default but runs in uint8 once
-#: wrapped in quantize/dequantize (sub-pixel upsampling and L3U-Net's unfold).
+#: wrapped in quantize/dequantize (a user's ``nn.PixelShuffle``; ours are channels-last
+#: Reshape/Transpose moves, which the quantizer wraps by default).
 _MOVE_OPS = ("DepthToSpace", "SpaceToDepth")
 
 #: Ops of an ORT-optimised graph that compute in int8, and the fp32 ops they replace.

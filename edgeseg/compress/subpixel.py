@@ -17,6 +17,13 @@ The phases are stacked phase-major (L3U-Net's fold order) and put into space by
 activations NHWC, and there ``nn.PixelShuffle`` (``DepthToSpace``) costs two layout
 transposes and a 6-D one (U-Net int8 at 360x480, 2 threads: 895 -> 816 ms).
 
+A *depthwise* transposed conv becomes one depthwise conv per phase
+(:class:`DepthwisePhaseConvTranspose2d`), each cut to the taps its phase reads, their
+outputs concatenated phase-major. As one conv its ``s*s`` outputs per input channel would
+make a grouped conv with channel multiplier ``s*s``, which ORT runs through a slow generic
+path; depthwise convs with multiplier 1 have a dedicated int8 kernel. SegFast at 360x480,
+2 threads, int8: 44 -> 35 ms (its three upsamplers left the fp32 ``ConvTranspose``).
+
 :func:`subpixel_deconvs` returns a copy of a model with every eligible
 ``nn.ConvTranspose2d`` replaced; outputs are equal to float rounding (tested), so the
 result exports and quantizes like any convnet.
@@ -34,7 +41,7 @@ from torch import nn
 
 from edgeseg.layers.fold import Unfold
 
-__all__ = ["SubPixelConvTranspose2d", "subpixel_deconvs"]
+__all__ = ["DepthwisePhaseConvTranspose2d", "SubPixelConvTranspose2d", "subpixel_deconvs"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,27 @@ def _window(k: int, s: int, p: int, op: int) -> tuple[int, int, int, int]:
     extra = max(0, math.ceil((k + op - 2 * p - s) / s))
     crop = s * extra + s + 2 * p - k - op
     return d_lo, d_hi, extra, crop
+
+
+def _taps(k: int, s: int, p: int, a: int, d_lo: int, d_hi: int) -> list[tuple[int, int]]:
+    """``(offset d, kernel tap)`` pairs feeding output phase ``a``: tap ``a + p - s*d``."""
+    return [(d, a + p - s * d) for d in range(d_lo, d_hi + 1) if 0 <= a + p - s * d < k]
+
+
+def _eligible(t: nn.ConvTranspose2d) -> None:
+    """Raise ``ValueError`` if ``t`` is outside what the rewrites handle."""
+    if t.dilation != (1, 1) or t.stride[0] != t.stride[1] or not isinstance(t.padding[0], int):
+        raise ValueError("only dilation 1 and equal strides are rewritten")
+
+
+def _crop(y: torch.Tensor, crop: tuple[int, int]) -> torch.Tensor:
+    ch, cw = crop
+    if not (ch or cw):
+        return y
+    # A copy, not a view: the layer after is often an in-place ReLU, and an in-place op
+    # on a slice exports as slice_scatter (ScatterND + Transposes in ONNX), which made
+    # SegFast-Basic's int8 graph 4x slower. The copy is an Identity in the export.
+    return y[:, :, : y.shape[2] - ch, : y.shape[3] - cw].clone()
 
 
 class SubPixelConvTranspose2d(nn.Module):
@@ -92,11 +120,10 @@ class SubPixelConvTranspose2d(nn.Module):
     @classmethod
     def from_conv_transpose(cls, t: nn.ConvTranspose2d) -> SubPixelConvTranspose2d:
         """The equivalent module, weights copied (raises ``ValueError`` if not eligible)."""
-        (kh, kw), (sh, sw) = t.kernel_size, t.stride
+        _eligible(t)
+        (kh, kw), s = t.kernel_size, t.stride[0]
         (ph, pw), (oh, ow) = t.padding, t.output_padding
-        if t.dilation != (1, 1) or sh != sw or not isinstance(ph, int):
-            raise ValueError("only dilation 1 and equal strides are rewritten")
-        s, g = sh, t.groups
+        g = t.groups
         hlo, hhi, hx, hc = _window(kh, s, ph, oh)
         wlo, whi, wx, wc = _window(kw, s, pw, ow)
         if hlo > 0 or wlo > 0:
@@ -114,15 +141,10 @@ class SubPixelConvTranspose2d(nn.Module):
         w = t.weight.detach().reshape(g, cin_g, cout_g, kh, kw)
         new = torch.zeros(g, cout_g, s, s, cin_g, win_h, win_w, dtype=w.dtype)
         for a in range(s):
-            for dh in range(win_h):
-                th = a + ph - s * (dh + hlo)  # kernel row feeding phase a from offset dh
-                if not 0 <= th < kh:
-                    continue
+            for dh, th in _taps(kh, s, ph, a, hlo, hhi):  # kernel row th reads offset dh
                 for b in range(s):
-                    for dw in range(win_w):
-                        tw = b + pw - s * (dw + wlo)
-                        if 0 <= tw < kw:
-                            new[:, :, a, b, :, dh, dw] = w[:, :, :, th, tw].transpose(1, 2)
+                    for dw, tw in _taps(kw, s, pw, b, wlo, whi):
+                        new[:, :, a, b, :, dh - hlo, dw - wlo] = w[:, :, :, th, tw].transpose(1, 2)
         if g == 1:
             new = new.permute(2, 3, 0, 1, 4, 5, 6)
         with torch.no_grad():
@@ -133,17 +155,85 @@ class SubPixelConvTranspose2d(nn.Module):
         return cls(conv, s, (-wlo, whi + wx, -hlo, hhi + hx), (hc, wc), phase_major=g == 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.shuffle(self.act(self.conv(F.pad(x, self.pad))))
-        ch, cw = self.crop
-        if not (ch or cw):
-            return y
-        # A copy, not a view: the layer after is often an in-place ReLU, and an in-place op
-        # on a slice exports as slice_scatter (ScatterND + Transposes in ONNX), which made
-        # SegFast-Basic's int8 graph 4x slower. The copy is an Identity in the export.
-        return y[:, :, : y.shape[2] - ch, : y.shape[3] - cw].clone()
+        return _crop(self.shuffle(self.act(self.conv(F.pad(x, self.pad)))), self.crop)
 
 
-def _absorb_relu(seq: nn.Sequential, name: str, sub: SubPixelConvTranspose2d) -> None:
+class DepthwisePhaseConvTranspose2d(nn.Module):
+    """A depthwise ``nn.ConvTranspose2d`` as ``s*s`` depthwise convs, one per output phase.
+
+    Phase ``(a, b)`` (output pixels ``(s*i + a, s*j + b)``) is a depthwise conv over the
+    input offsets whose kernel taps feed that phase, and nothing else: for SegFast's
+    ``k=3, s=2, p=1`` upsampler the phases are 1x1, 1x2, 2x1 and 2x2 convs (9 weights
+    per channel in all, the transposed conv's own MACs). Their outputs are concatenated
+    phase-major and put into space by one :func:`~edgeseg.layers.fold.unfold`, then
+    cropped to the transposed conv's size. Stride 1 is a single depthwise conv with the
+    kernel flipped.
+
+    Build it with :meth:`from_conv_transpose`; ``forward`` maps ``(B, C, H, W)`` to the
+    transposed conv's ``(B, C, H_out, W_out)``.
+    """
+
+    def __init__(
+        self,
+        phases: list[nn.Conv2d],
+        pads: list[tuple[int, int, int, int]],
+        stride: int,
+        crop: tuple[int, int],
+    ) -> None:
+        super().__init__()
+        # Phase (a, b) at index a*s + b: (B, C, H+pads, W+pads) -> (B, C, H+extra, W+extra).
+        self.phases = nn.ModuleList(phases)
+        self.pads = pads  # per phase, F.pad order (left, right, top, bottom)
+        self.act: nn.Module = nn.Identity()  # as SubPixelConvTranspose2d.act
+        self.shuffle: nn.Module = Unfold(stride) if stride > 1 else nn.Identity()
+        self.crop = crop  # trailing rows, columns to drop after the shuffle
+
+    @classmethod
+    def from_conv_transpose(cls, t: nn.ConvTranspose2d) -> DepthwisePhaseConvTranspose2d:
+        """The equivalent module, weights copied (raises ``ValueError`` if not eligible)."""
+        _eligible(t)
+        if not t.groups == t.in_channels == t.out_channels:
+            raise ValueError("not a depthwise transposed conv")
+        (kh, kw), s = t.kernel_size, t.stride[0]
+        (ph, pw), (oh, ow) = t.padding, t.output_padding
+        hlo, hhi, hx, hc = _window(kh, s, ph, oh)
+        wlo, whi, wx, wc = _window(kw, s, pw, ow)
+        c, w = t.out_channels, t.weight.detach()  # (C, 1, kh, kw)
+        phases, pads = [], []
+        for a in range(s):
+            rows = _taps(kh, s, ph, a, hlo, hhi)
+            # The conv's window spans the phase's offsets and 0, so that both pads are >= 0.
+            r0, r1 = min([0, *(d for d, _ in rows)]), max([0, *(d for d, _ in rows)])
+            for b in range(s):
+                cols = _taps(kw, s, pw, b, wlo, whi)
+                c0, c1 = min([0, *(d for d, _ in cols)]), max([0, *(d for d, _ in cols)])
+                conv = nn.Conv2d(
+                    c, c, (r1 - r0 + 1, c1 - c0 + 1), groups=c, bias=t.bias is not None
+                )
+                k = torch.zeros_like(conv.weight)  # (C, 1, rows, cols)
+                for dh, th in rows:
+                    for dw, tw in cols:
+                        k[:, 0, dh - r0, dw - c0] = w[:, 0, th, tw]
+                with torch.no_grad():
+                    conv.weight.copy_(k)
+                    if t.bias is not None:
+                        conv.bias.copy_(t.bias)
+                phases.append(conv)
+                pads.append((-c0, c1 + wx, -r0, r1 + hx))
+        return cls(phases, pads, s, (hc, wc))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ys = [
+            self.act(conv(F.pad(x, p) if any(p) else x))
+            for conv, p in zip(self.phases, self.pads, strict=True)
+        ]
+        y = torch.cat(ys, 1) if len(ys) > 1 else ys[0]  # (B, s*s*C, H', W'), phase-major
+        return _crop(self.shuffle(y), self.crop)
+
+
+def _absorb_relu(
+    seq: nn.Sequential, name: str, sub: SubPixelConvTranspose2d | DepthwisePhaseConvTranspose2d
+) -> None:
     """Move the ReLU after ``seq[name]`` (Identities in between) into ``sub``."""
     keys = list(seq._modules)
     for key in keys[keys.index(name) + 1 :]:
@@ -167,9 +257,12 @@ def subpixel_deconvs(
 
     Args:
         model: the network.
-        grouped: also rewrite grouped (e.g. depthwise) transposed convs. Off by default:
-            ONNX Runtime's int8 grouped conv is slower than the fp32 transposed conv it
-            replaces (SegFast's depthwise upsamplers: int8 88 -> 144 ms at 360x480).
+        grouped: also rewrite grouped transposed convs that are not depthwise. Off by
+            default: their conv has several outputs per group, which ONNX Runtime's int8
+            runs through a generic grouped path slower than the fp32 transposed conv (as
+            one such conv, SegFast's depthwise upsamplers took its int8 model from 88 to
+            144 ms at 360x480). Depthwise ones (``groups == in == out channels``) are
+            always rewritten, as :class:`DepthwisePhaseConvTranspose2d`.
         undersized: also rewrite transposed convs whose kernel is smaller than their
             stride. Off by default: most of their phases are all-zero filters, so the conv
             would do ``s*s`` times the work of the transposed one for nothing (ESSNet's 1x1
@@ -192,14 +285,17 @@ def subpixel_deconvs(
     n = 0
     for parent in list(m.modules()):
         for name, child in list(parent.named_children()):
+            if type(child) is not nn.ConvTranspose2d:
+                continue
+            depthwise = child.groups == child.in_channels == child.out_channels
             if (
-                type(child) is nn.ConvTranspose2d
-                and (grouped or child.groups == 1)
+                (grouped or depthwise or child.groups == 1)
                 and child.out_channels >= min_channels
                 and (undersized or min(child.kernel_size) >= max(child.stride))
             ):
+                kind = DepthwisePhaseConvTranspose2d if depthwise else SubPixelConvTranspose2d
                 try:
-                    sub = SubPixelConvTranspose2d.from_conv_transpose(child)
+                    sub = kind.from_conv_transpose(child)
                 except ValueError as e:
                     log.info("kept %s as ConvTranspose2d: %s", name, e)
                     continue

@@ -8,7 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from edgeseg.compress.subpixel import SubPixelConvTranspose2d, subpixel_deconvs
+from edgeseg.compress.subpixel import (
+    DepthwisePhaseConvTranspose2d,
+    SubPixelConvTranspose2d,
+    subpixel_deconvs,
+)
 from edgeseg.models import create_model
 
 
@@ -41,9 +45,68 @@ def test_equals_conv_transpose(k: int, s: int, p: int, op: int, groups: int) -> 
 
 
 def test_grouped_layers_only_on_request() -> None:
-    m = nn.Sequential(nn.ConvTranspose2d(16, 16, 2, 2, groups=4), nn.ConvTranspose2d(16, 16, 2, 2))
-    assert subpixel_deconvs(m)[1] == 1
-    assert subpixel_deconvs(m, grouped=True)[1] == 2
+    m = nn.Sequential(
+        nn.ConvTranspose2d(16, 16, 2, 2, groups=4),
+        nn.ConvTranspose2d(16, 16, 2, 2),
+        nn.ConvTranspose2d(16, 16, 3, 2, 1, groups=16),  # depthwise: always rewritten
+    )
+    out, n = subpixel_deconvs(m)
+    assert n == 2 and type(out[0]) is nn.ConvTranspose2d
+    assert type(out[2]) is DepthwisePhaseConvTranspose2d
+    assert subpixel_deconvs(m, grouped=True)[1] == 3
+
+
+@pytest.mark.parametrize(
+    ("k", "s", "p", "op"),
+    [
+        (3, 2, 1, 0),  # SegFast's upsampler (output 2L - 1)
+        (3, 2, 1, 1),
+        (2, 2, 0, 0),  # Squeeze U-Net DWS up-conv
+        (2, 1, 0, 0),  # Squeeze U-Net DWS decoder expand (stride 1: one flipped conv)
+        (4, 2, 1, 0),
+        (5, 3, 2, 2),
+        (1, 2, 0, 1),  # odd phases have no taps: bias only
+    ],
+)
+def test_depthwise_phase_convs_equal_conv_transpose(k: int, s: int, p: int, op: int) -> None:
+    torch.manual_seed(0)
+    t = nn.ConvTranspose2d(6, 6, k, s, p, output_padding=op, groups=6, bias=True)
+    dw = DepthwisePhaseConvTranspose2d.from_conv_transpose(t)
+    assert len(dw.phases) == s * s
+    assert all(c.groups == c.in_channels == c.out_channels == 6 for c in dw.phases)
+    with torch.no_grad():
+        for h, w in ((5, 7), (6, 6), (1, 3)):
+            x = torch.randn(2, 6, h, w)
+            torch.testing.assert_close(dw(x), t(x), atol=1e-5, rtol=1e-5)
+
+
+def test_depthwise_phases_read_only_their_taps() -> None:
+    # k=3, s=2, p=1: phase (0, 0) reads one input pixel, (0, 1) and (1, 0) two, (1, 1)
+    # four: 9 weights per channel, the transposed conv's own work (a single grouped conv
+    # over the 2x2 window would do 16).
+    t = nn.ConvTranspose2d(8, 8, 3, 2, 1, groups=8)
+    dw = DepthwisePhaseConvTranspose2d.from_conv_transpose(t)
+    assert [tuple(c.kernel_size) for c in dw.phases] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    with pytest.raises(ValueError, match="depthwise"):
+        DepthwisePhaseConvTranspose2d.from_conv_transpose(nn.ConvTranspose2d(8, 8, 3, 2, 1))
+
+
+def test_segfast_upsamplers_run_in_int8(tmp_path: Path) -> None:
+    import onnx
+
+    from edgeseg.compress.quantize import quantize_model_onnx
+
+    torch.manual_seed(0)
+    model = create_model("segfast", num_classes=3, width=16).eval()
+    fast, n = subpixel_deconvs(model)
+    assert n == 3
+    x = torch.randn(1, 3, 48, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x), atol=1e-4, rtol=1e-4)
+    report = quantize_model_onnx(model, tmp_path / "q.onnx", [torch.randn(3, 48, 64)], (48, 64))
+    assert report.fp32_layers == [] and report.subpixel == 3
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node}
+    assert "ConvTranspose" not in ops and "AveragePool" not in ops
 
 
 def test_kernels_smaller_than_the_stride_only_on_request() -> None:

@@ -1,0 +1,169 @@
+"""The graph edits around ONNX Runtime's quantizer: exact, and each where it should apply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgeseg.compress import quantize as Q
+from edgeseg.export import export_onnx
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def _run(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def _ops(path: Path) -> list[str]:
+    import onnx
+
+    return [n.op_type for n in onnx.load(str(path)).graph.node]
+
+
+class _Pools(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 1)
+        self.pool = nn.AvgPool2d(2)  # SegFast's
+        self.padded = nn.AvgPool2d(3, 2, padding=1)  # overlapping, padded: kept
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.padded(self.pool(torch.relu(self.conv(x)))))
+
+
+def test_average_pools_become_exact_depthwise_convs(tmp_path: Path) -> None:
+    import onnx
+    from onnx import shape_inference
+
+    torch.manual_seed(0)
+    export_onnx(_Pools().eval(), tmp_path / "fp32.onnx", input_size=(16, 20))
+    proto = shape_inference.infer_shapes(onnx.load(str(tmp_path / "fp32.onnx")))
+    assert Q._pools_as_depthwise_convs(proto) == 1
+    onnx.save(proto, str(tmp_path / "conv.onnx"))
+    assert _ops(tmp_path / "conv.onnx").count("AveragePool") == 1  # the padded one
+    x = torch.randn(1, 3, 16, 20).numpy()
+    a, b = _run(tmp_path / "fp32.onnx", x), _run(tmp_path / "conv.onnx", x)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_int8_model_has_no_average_pool_of_stride_k(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _Pools().eval()
+    calib = [torch.randn(3, 16, 20) for _ in range(4)]
+    Q.quantize_model_onnx(model, tmp_path / "q.onnx", calib, (16, 20))
+    ops = _ops(tmp_path / "q.onnx")
+    assert ops.count("AveragePool") == 1 and ops.count("Conv") == 3
+    x = calib[0][None]
+    with torch.no_grad():
+        ref = model(x).numpy()
+    out = _run(tmp_path / "q.onnx", x.numpy())
+    assert np.abs(out - ref).max() < 0.05 * np.abs(ref).max()
+
+
+class _Fire(nn.Module):
+    """Squeeze -> (1x1 expand, 3x3 expand) -> concat, as Squeeze U-Net's fire modules."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.squeeze = nn.Conv2d(3, 8, 1)
+        self.e1, self.e3 = nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Conv2d(16, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.relu(self.squeeze(x))
+        return self.head(torch.cat([torch.relu(self.e1(s)), torch.relu(self.e3(s))], 1))
+
+
+def test_concat_inputs_are_quantized_to_the_concat_scale(tmp_path: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    torch.manual_seed(0)
+    model = _Fire().eval()
+    calib = [torch.randn(3, 12, 12) for _ in range(4)]
+    Q.quantize_model_onnx(model, tmp_path / "q.onnx", calib, (12, 12))
+    g = onnx.load(str(tmp_path / "q.onnx")).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    cat = next(n for n in g.node if n.op_type == "Concat")
+    q_out = next(n for n in g.node if cat.output[0] in n.input)
+
+    def params(node: onnx.NodeProto) -> tuple[float, int]:
+        return float(inits[node.input[1]]), int(inits[node.input[2]])
+
+    for name in cat.input:  # ORT's int8 concat then copies instead of re-quantizing
+        dq = producer[name]
+        assert params(dq) == params(producer[dq.input[0]]) == params(q_out)
+    # one rounding instead of two: at least as close to fp32 as the file without the edit
+    x = calib[0][None]
+    with torch.no_grad():
+        ref = model(x).numpy()
+    shared = _run(tmp_path / "q.onnx", x.numpy())
+    assert np.abs(shared - ref).max() < 0.05 * np.abs(ref).max()
+
+
+def test_concat_scale_is_not_shared_where_a_relu_would_be_lost() -> None:
+    # Zero point 0 on a ReLU'd input stands for the ReLU the quantizer removed; a concat
+    # scale with another zero point would let negative values through.
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def graph(zp_in: int, zp_out: int, extra_reader: bool = False) -> onnx.ModelProto:
+        inits = [
+            numpy_helper.from_array(np.array(0.5, np.float32), "s_in"),
+            numpy_helper.from_array(np.array(zp_in, np.uint8), "zp_in"),
+            numpy_helper.from_array(np.array(0.25, np.float32), "s_out"),
+            numpy_helper.from_array(np.array(zp_out, np.uint8), "zp_out"),
+        ]
+        nodes = [
+            helper.make_node("QuantizeLinear", ["a", "s_in", "zp_in"], ["aq"]),
+            helper.make_node("DequantizeLinear", ["aq", "s_in", "zp_in"], ["ad"]),
+            helper.make_node("Concat", ["ad", "b"], ["c"], axis=1),
+            helper.make_node("QuantizeLinear", ["c", "s_out", "zp_out"], ["cq"]),
+            helper.make_node("DequantizeLinear", ["cq", "s_out", "zp_out"], ["y"]),
+        ]
+        if extra_reader:
+            nodes.append(helper.make_node("Relu", ["ad"], ["z"]))
+        io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in "abyz"]
+        outputs = [io[2], io[3]] if extra_reader else [io[2]]
+        return helper.make_model(helper.make_graph(nodes, "g", io[:2], outputs, inits))
+
+    for zp_in, zp_out in ((0, 0), (3, 7)):
+        m = graph(zp_in, zp_out)
+        assert Q._concat_inputs_share_scale(m) == 1
+        assert list(m.graph.node[0].input[1:]) == ["s_out", "zp_out"]
+    assert Q._concat_inputs_share_scale(graph(0, 7)) == 0
+    assert Q._concat_inputs_share_scale(graph(3, 7, extra_reader=True)) == 0
+
+
+def test_depthwise_weights_keep_8_bits_when_others_get_7(tmp_path: Path) -> None:
+    # ORT's int8 depthwise kernel widens to int16 before multiplying: no saturation, so
+    # reduce_range (needed by its u8s8 GEMM without VNNI) is not applied to it.
+    import onnx
+    from onnx import numpy_helper
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=8)
+    ).eval()
+    export_onnx(model, tmp_path / "fp32.onnx", input_size=(12, 12))
+    calib = [torch.randn(3, 12, 12) for _ in range(2)]
+    Q.quantize_onnx(tmp_path / "fp32.onnx", tmp_path / "q.onnx", calib, reduce_range=True)
+    proto = onnx.load(str(tmp_path / "q.onnx"))
+    weights = {
+        tuple(t.dims): np.abs(numpy_helper.to_array(t).astype(np.int32)).max()
+        for t in proto.graph.initializer
+        if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4
+    }
+    assert weights[(8, 3, 3, 3)] <= 64  # dense: 7 bits
+    assert weights[(8, 1, 3, 3)] == 127  # depthwise: 8 bits
+    precision = {p.key: p.value for p in proto.metadata_props}["edgeseg.precision"]
+    assert "8-bit depthwise" in precision

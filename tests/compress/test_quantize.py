@@ -167,3 +167,26 @@ def test_depthwise_weights_keep_8_bits_when_others_get_7(tmp_path: Path) -> None
     assert weights[(8, 1, 3, 3)] == 127  # depthwise: 8 bits
     precision = {p.key: p.value for p in proto.metadata_props}["edgeseg.precision"]
     assert "8-bit depthwise" in precision
+
+
+def test_max_pool_of_the_input_stays_fp32(tmp_path: Path) -> None:
+    # ERFNet's first downsampler pools the NCHW input, where ORT's uint8 max-pool is a
+    # scalar loop (13x slower than fp32); the max-pools inside the network stay int8.
+    import onnx
+    import onnxruntime as ort
+
+    from edgeseg.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("erfnet", num_classes=3).eval()
+    calib = [torch.randn(3, 32, 48) for _ in range(2)]
+    Q.quantize_model_onnx(model, tmp_path / "q.onnx", calib, (32, 48))
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "opt.onnx")  # the graph ORT runs
+    ort.InferenceSession(str(tmp_path / "q.onnx"), opts, providers=["CPUExecutionProvider"])
+    g = onnx.load(str(tmp_path / "opt.onnx")).graph
+    producer = {o: n.op_type for n in g.node for o in n.output}
+    pools = [n for n in g.node if "MaxPool" in n.op_type]
+    assert len(pools) == 3
+    fp32 = [p for p in pools if producer.get(p.input[0]) == "DequantizeLinear"]
+    assert len(fp32) == 1 and fp32[0].op_type == "MaxPool"  # the input's, NCHW fp32

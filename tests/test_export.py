@@ -136,3 +136,59 @@ def test_cli_export_int8(tiny_run: tuple[Path, Path], tmp_path: Path, capsys) ->
     assert exc.value.code == 2
     assert "calibration data missing" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_the_crop_exports_as_one_slice(tmp_path: Path) -> None:
+    # y[:, :, :h, :w] is two Slices in the export, each copying the whole logits tensor.
+    import onnx
+
+    from edgeseg.models import create_model
+
+    model = create_model("erfnet", num_classes=3).eval()
+    export_onnx(model, tmp_path / "m.onnx", input_size=(32, 48))
+    graph = onnx.load(str(tmp_path / "m.onnx")).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    last = producer[graph.output[0].name]
+    assert last.op_type == "Slice" and producer[last.input[0]].op_type == "ConvTranspose"
+    x = torch.randn(1, 3, 37, 53)
+    session = onnx_session(tmp_path / "m.onnx")
+    y = session.run(None, {"image": x.numpy()})[0]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(y), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_merge_slices_only_on_disjoint_axes() -> None:
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeseg.export import merge_slices
+
+    def graph(axes2: int) -> onnx.ModelProto:
+        c = {"zero": [0], "ax1": [2], "ax2": [axes2], "end2": [3], "one": [1]}
+        inits = [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in c.items()]
+        nodes = [
+            helper.make_node("Shape", ["x"], ["end1"], start=3, end=4),  # computed: Concat
+            helper.make_node("Slice", ["x", "zero", "end1", "ax1", "one"], ["a"]),
+            helper.make_node("Slice", ["a", "zero", "end2", "ax2", "one"], ["y"]),
+        ]
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 5, 4])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+        return helper.make_model(
+            helper.make_graph(nodes, "g", [x], [y], inits),
+            opset_imports=[helper.make_opsetid("", 18)],
+        )
+
+    x = np.random.default_rng(0).standard_normal((1, 2, 5, 4)).astype(np.float32)
+
+    def run(m: onnx.ModelProto) -> np.ndarray:
+        s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return s.run(None, {"x": x})[0]
+
+    m = graph(axes2=3)
+    ref = run(m)
+    assert merge_slices(m) == 1
+    assert [n.op_type for n in m.graph.node].count("Slice") == 1
+    np.testing.assert_array_equal(run(m), ref)
+    assert merge_slices(graph(axes2=2)) == 0  # the same axis twice: left as it is

@@ -108,6 +108,15 @@ class _Reader:
 #: Reshape/Transpose moves, which the quantizer wraps by default).
 _MOVE_OPS = ("DepthToSpace", "SpaceToDepth")
 
+#: Ops that move or copy values without changing them: with the same scale on both
+#: sides, ORT runs them on the uint8 tensor (Pad after :func:`_pads_in_uint8`).
+_COPY_OPS = ("Reshape", "Transpose", "Slice", "Pad", "Squeeze", "Unsqueeze", "Identity")
+
+#: Ops that may end a network after its last int8 layer, computing the logits from its
+#: output (a classifier's upsampling): with the crop after them, run in fp32, so that
+#: the logits are not rounded to 8 bits.
+_TAIL_OPS = ("Resize", "ConvTranspose")
+
 #: Ops of an ORT-optimised graph that compute in int8, and the fp32 ops they replace.
 _ONNX_INT8_OPS = {"QLinearConv": "Conv", "QLinearMatMul": "MatMul", "ConvInteger": "Conv",
                   "MatMulInteger": "MatMul", "QGemm": "Gemm"}  # fmt: skip
@@ -160,9 +169,17 @@ def _prepare_for_int8(path: Path, reduce_range: bool) -> dict[str, Any]:
       (:func:`needs_reduced_range`). SegFast (mostly depthwise) on CamVid val: mIoU
       0.5332 fp32, 0.5238 int8 with every weight at 7 bits, 0.5302 with depthwise ones
       at 8.
-    - ``nodes_to_exclude``: max-pools of the network input (ERFNet-style downsamplers)
-      stay fp32. The input is NCHW, and ORT's uint8 NCHW max-pool is a scalar loop:
-      2.07 ms against 0.16 in fp32 for ERFNet's first downsampler at 360x480.
+    - ``nodes_to_exclude``, layers kept in fp32:
+
+      - max-pools of the network input (ERFNet-style downsamplers). The input is NCHW,
+        and ORT's uint8 NCHW max-pool is a scalar loop: 2.07 ms against 0.16 in fp32 for
+        ERFNet's first downsampler at 360x480.
+      - ``ConvTranspose``: ORT has no int8 CPU kernel for it, so quantizing it only
+        rounds its weights and adds a quantize/dequantize pair on its output.
+      - the network's tail after its last conv when it computes (:data:`_TAIL_OPS`: the
+        logits' upsampling, and the crop after it). Quantized, the full-resolution logits
+        were rounded to 8 bits and cost a quantize and a dequantize (SegFast-Basic,
+        360x480: 0.9 ms).
     """
     import onnx
 
@@ -174,7 +191,22 @@ def _prepare_for_int8(path: Path, reduce_range: bool) -> dict[str, Any]:
     inputs = {g.input[0].name} | {
         n.output[0] for n in g.node if n.op_type == "Pad" and n.input[0] == g.input[0].name
     }
-    exclude = [n.name for n in g.node if n.op_type == "MaxPool" and n.input[0] in inputs]
+    exclude = [
+        n.name
+        for n in g.node
+        if (n.op_type == "MaxPool" and n.input[0] in inputs) or n.op_type == "ConvTranspose"
+    ]
+    producer = {o: n for n in g.node for o in n.output}
+    readers = Counter(i for n in g.node for i in n.input)
+    for out in g.output:
+        # Moves and crops back to an fp32-computing op (which then stays fp32 with them);
+        # a tail of moves alone (L3U-Net's unfold) moves uint8, 4x fewer bytes.
+        node, tail = producer.get(out.name), []
+        while node is not None and node.op_type in _COPY_OPS and readers[node.output[0]] <= 1:
+            tail.append(node.name)
+            node = producer.get(node.input[0])
+        if node is not None and node.op_type in _TAIL_OPS and readers[node.output[0]] <= 1:
+            exclude.extend(n for n in [*tail, node.name] if n not in exclude)
     full = {}
     if reduce_range:
         shapes = {t.name: list(t.dims) for t in g.initializer}
@@ -343,12 +375,20 @@ def _concat_inputs_share_scale(proto: Any) -> int:
     re-quantizes any other through a lookup table, about twice the time per byte; the
     quantizer gives every tensor its own calibrated range, so a fire module's two
     expands were re-quantized at every concat. The concat's calibrated range covers each
-    input's, so quantizing the input to it directly rounds once instead of twice. Only an
-    input whose ``Q -> DQ`` pair has no other reader is changed, and not one with zero
-    point 0 when the concat's is not: that range may stand for a ReLU the quantizer
-    removed. Squeeze U-Net int8 at 360x480, 2 threads: 279 -> 271 ms. Edits ``proto`` in
-    place; returns how many inputs were changed.
+    input's, so quantizing the input to it directly rounds once instead of twice.
+
+    An input is followed back through a chain of tensors each read once: ``Q -> DQ``
+    pairs, the data-movement ops of :data:`_COPY_OPS` between them, and inner concats
+    (a transposed conv's phases, concatenated and put into space before a decoder's skip
+    concat); every pair on the chain takes the outer concat's scale. Not an input whose
+    first quantizer has zero point 0 when the concat's has not: that range may stand for
+    a ReLU the quantizer removed. ``Shape`` readers do not count (shapes do not depend on
+    the scale). Squeeze U-Net int8 at 360x480, 2 threads: 279 -> 271 ms. Run it before
+    :func:`_pads_in_uint8`. Edits ``proto`` in place; returns how many concat inputs
+    were changed.
     """
+    from onnx import numpy_helper
+
     g = proto.graph
     inits = {t.name: t for t in g.initializer}
     producer = {o: n for n in g.node for o in n.output}
@@ -359,44 +399,59 @@ def _concat_inputs_share_scale(proto: Any) -> int:
     outputs = {o.name for o in g.output}
 
     def readers(name: str) -> int:
-        return len(consumers.get(name, [])) + (name in outputs)
+        shapes = sum(n.op_type == "Shape" for n in consumers.get(name, []))
+        return len(consumers.get(name, [])) - shapes + (name in outputs)
 
-    def zero_point(name: str) -> int | None:
-        from onnx import numpy_helper
+    def qparams(node: Any) -> tuple[str, int] | None:
+        """A Q or DQ node's per-tensor ``(scale name, zero point)``, else None."""
+        if len(node.input) < 3 or node.input[1] not in inits or node.input[2] not in inits:
+            return None
+        if inits[node.input[1]].dims not in ([], [1]):
+            return None  # per-channel
+        return node.input[1], int(numpy_helper.to_array(inits[node.input[2]]).reshape(-1)[0])
 
-        t = inits.get(name)
-        return None if t is None else int(numpy_helper.to_array(t).reshape(-1)[0])
+    def chain(name: str) -> tuple[list[Any], list[int]] | None:
+        """The Q/DQ nodes behind concat input ``name`` and the source zero points."""
+        dq = producer.get(name)
+        q = producer.get(dq.input[0]) if dq is not None else None
+        if (
+            dq is None
+            or dq.op_type != "DequantizeLinear"
+            or q is None
+            or q.op_type != "QuantizeLinear"
+            or readers(name) != 1
+            or readers(dq.input[0]) != 1
+            or qparams(q) is None
+        ):
+            return None
+        src = producer.get(q.input[0])
+        if src is not None and readers(q.input[0]) == 1:
+            if src.op_type in _COPY_OPS and not (src.op_type == "Pad" and src.input[2:3] != [""]):
+                inner = chain(src.input[0])
+                if inner is not None:
+                    return [q, dq, *inner[0]], inner[1]
+            if src.op_type == "Concat":
+                parts = [chain(i) for i in src.input]
+                if all(p is not None for p in parts):
+                    return [q, dq, *(n for p in parts for n in p[0])], [
+                        z for p in parts for z in p[1]
+                    ]
+        return [q, dq], [qparams(q)[1]]
 
     changed = 0
     for cat in g.node:
         if cat.op_type != "Concat" or readers(cat.output[0]) != 1:
             continue
         q_out = consumers[cat.output[0]][0]
-        if q_out.op_type != "QuantizeLinear" or len(q_out.input) < 3:
+        if q_out.op_type != "QuantizeLinear" or qparams(q_out) is None:
             continue
         scale, zp = q_out.input[1], q_out.input[2]
-        zp_out = zero_point(zp)
-        if scale not in inits or zp_out is None or inits[scale].dims not in ([], [1]):
-            continue
+        zp_out = qparams(q_out)[1]
         for name in cat.input:
-            dq = producer.get(name)
-            q = producer.get(dq.input[0]) if dq is not None else None
-            if (
-                dq is None
-                or dq.op_type != "DequantizeLinear"
-                or q is None
-                or q.op_type != "QuantizeLinear"
-                or readers(name) != 1
-                or readers(dq.input[0]) != 1
-                or len(q.input) < 3
-                or inits.get(q.input[1]) is None
-                or inits[q.input[1]].dims not in ([], [1])
-            ):
+            found = chain(name)
+            if found is None or (zp_out != 0 and 0 in found[1]):
                 continue
-            zp_in = zero_point(q.input[2])
-            if zp_in is None or (zp_in == 0 and zp_out != 0):
-                continue
-            for node in (q, dq):
+            for node in found[0]:
                 node.input[1], node.input[2] = scale, zp
             changed += 1
     return changed
@@ -498,7 +553,9 @@ def quantize_onnx(
                 op_types_to_quantize=sorted({*QDQRegistry, *QLinearOpsRegistry, *_MOVE_OPS}),
             )
         proto = onnx.load(str(q))
-        if _pads_in_uint8(proto) + _shapes_of_quantized(proto) + _concat_inputs_share_scale(proto):
+        # Order matters: shapes stop counting as readers, then scales are shared along
+        # chains that may hold pads, then pads move to uint8 with the final zero points.
+        if _shapes_of_quantized(proto) + _concat_inputs_share_scale(proto) + _pads_in_uint8(proto):
             onnx.save(proto, str(q))
         report = _onnx_report(q, len(images))
         if report.qdq_nodes == 0 or report.quantized_layers == 0:

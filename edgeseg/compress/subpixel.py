@@ -17,12 +17,15 @@ The phases are stacked phase-major (L3U-Net's fold order) and put into space by
 activations NHWC, and there ``nn.PixelShuffle`` (``DepthToSpace``) costs two layout
 transposes and a 6-D one (U-Net int8 at 360x480, 2 threads: 895 -> 816 ms).
 
-A *depthwise* transposed conv becomes one depthwise conv per phase
-(:class:`DepthwisePhaseConvTranspose2d`), each cut to the taps its phase reads, their
-outputs concatenated phase-major. As one conv its ``s*s`` outputs per input channel would
-make a grouped conv with channel multiplier ``s*s``, which ORT runs through a slow generic
-path; depthwise convs with multiplier 1 have a dedicated int8 kernel. SegFast at 360x480,
-2 threads, int8: 44 -> 35 ms (its three upsamplers left the fp32 ``ConvTranspose``).
+Where one conv would hold zero taps (``k=3, s=2``), the transposed conv becomes one conv
+per phase instead (:class:`PhaseConvTranspose2d`), each cut to the taps its phase reads,
+their outputs concatenated phase-major: the transposed conv's own MACs, for a concat that
+ORT's int8 runs as a copy. SegFast-Basic int8 at 360x480, 2 threads: 68 -> 58 ms (its
+upsamplers are half its MACs). A *depthwise* transposed conv is always split: as one conv
+its ``s*s`` outputs per input channel would make a grouped conv with channel multiplier
+``s*s``, which ORT runs through a slow generic path, while depthwise convs with
+multiplier 1 have a dedicated int8 kernel. SegFast int8: 44 -> 35 ms (its three
+upsamplers left the fp32 ``ConvTranspose``).
 
 :func:`subpixel_deconvs` returns a copy of a model with every eligible
 ``nn.ConvTranspose2d`` replaced; outputs are equal to float rounding (tested), so the
@@ -41,7 +44,7 @@ from torch import nn
 
 from edgeseg.layers.fold import Unfold
 
-__all__ = ["DepthwisePhaseConvTranspose2d", "SubPixelConvTranspose2d", "subpixel_deconvs"]
+__all__ = ["PhaseConvTranspose2d", "SubPixelConvTranspose2d", "subpixel_deconvs"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,16 @@ def _window(k: int, s: int, p: int, op: int) -> tuple[int, int, int, int]:
 def _taps(k: int, s: int, p: int, a: int, d_lo: int, d_hi: int) -> list[tuple[int, int]]:
     """``(offset d, kernel tap)`` pairs feeding output phase ``a``: tap ``a + p - s*d``."""
     return [(d, a + p - s * d) for d in range(d_lo, d_hi + 1) if 0 <= a + p - s * d < k]
+
+
+def _has_zero_taps(t: nn.ConvTranspose2d) -> bool:
+    """Whether one conv for all phases would hold zero taps (some phase reads fewer)."""
+    s = t.stride[0]
+    for k, p, op in zip(t.kernel_size, t.padding, t.output_padding, strict=True):
+        lo, hi, _, _ = _window(k, s, p, op)
+        if any(len(_taps(k, s, p, a, lo, hi)) < hi - lo + 1 for a in range(s)):
+            return True
+    return False
 
 
 def _eligible(t: nn.ConvTranspose2d) -> None:
@@ -158,19 +171,19 @@ class SubPixelConvTranspose2d(nn.Module):
         return _crop(self.shuffle(self.act(self.conv(F.pad(x, self.pad)))), self.crop)
 
 
-class DepthwisePhaseConvTranspose2d(nn.Module):
-    """A depthwise ``nn.ConvTranspose2d`` as ``s*s`` depthwise convs, one per output phase.
+class PhaseConvTranspose2d(nn.Module):
+    """An ``nn.ConvTranspose2d`` (dilation 1) as ``s*s`` convs, one per output phase.
 
-    Phase ``(a, b)`` (output pixels ``(s*i + a, s*j + b)``) is a depthwise conv over the
-    input offsets whose kernel taps feed that phase, and nothing else: for SegFast's
-    ``k=3, s=2, p=1`` upsampler the phases are 1x1, 1x2, 2x1 and 2x2 convs (9 weights
-    per channel in all, the transposed conv's own MACs). Their outputs are concatenated
-    phase-major and put into space by one :func:`~edgeseg.layers.fold.unfold`, then
-    cropped to the transposed conv's size. Stride 1 is a single depthwise conv with the
-    kernel flipped.
+    Phase ``(a, b)`` (output pixels ``(s*i + a, s*j + b)``) is a conv, with the transposed
+    conv's groups, over the input offsets whose kernel taps feed that phase, and nothing
+    else: for ``k=3, s=2, p=1`` (SegFast's and ERFNet's upsamplers) the phases are 1x1,
+    1x2, 2x1 and 2x2 convs, 9 taps in all, the transposed conv's own MACs. Their outputs
+    are concatenated phase-major and put into space by one
+    :func:`~edgeseg.layers.fold.unfold`, then cropped to the transposed conv's size.
+    Stride 1 is a single conv with the kernel flipped.
 
-    Build it with :meth:`from_conv_transpose`; ``forward`` maps ``(B, C, H, W)`` to the
-    transposed conv's ``(B, C, H_out, W_out)``.
+    Build it with :meth:`from_conv_transpose`; ``forward`` maps ``(B, Cin, H, W)`` to the
+    transposed conv's ``(B, Cout, H_out, W_out)``.
     """
 
     def __init__(
@@ -189,16 +202,18 @@ class DepthwisePhaseConvTranspose2d(nn.Module):
         self.crop = crop  # trailing rows, columns to drop after the shuffle
 
     @classmethod
-    def from_conv_transpose(cls, t: nn.ConvTranspose2d) -> DepthwisePhaseConvTranspose2d:
+    def from_conv_transpose(cls, t: nn.ConvTranspose2d) -> PhaseConvTranspose2d:
         """The equivalent module, weights copied (raises ``ValueError`` if not eligible)."""
         _eligible(t)
-        if not t.groups == t.in_channels == t.out_channels:
-            raise ValueError("not a depthwise transposed conv")
         (kh, kw), s = t.kernel_size, t.stride[0]
         (ph, pw), (oh, ow) = t.padding, t.output_padding
         hlo, hhi, hx, hc = _window(kh, s, ph, oh)
         wlo, whi, wx, wc = _window(kw, s, pw, ow)
-        c, w = t.out_channels, t.weight.detach()  # (C, 1, kh, kw)
+        g, cin, cout = t.groups, t.in_channels, t.out_channels
+        # Transposed weight (Cin, Cout/g, kh, kw) as the conv's (Cout, Cin/g, kh, kw):
+        # per group, swap the in and out channel axes (depthwise: (C, 1, kh, kw) as is).
+        w = t.weight.detach().reshape(g, cin // g, cout // g, kh, kw).transpose(1, 2)
+        w = w.reshape(cout, cin // g, kh, kw)
         phases, pads = [], []
         for a in range(s):
             rows = _taps(kh, s, ph, a, hlo, hhi)
@@ -208,12 +223,12 @@ class DepthwisePhaseConvTranspose2d(nn.Module):
                 cols = _taps(kw, s, pw, b, wlo, whi)
                 c0, c1 = min([0, *(d for d, _ in cols)]), max([0, *(d for d, _ in cols)])
                 conv = nn.Conv2d(
-                    c, c, (r1 - r0 + 1, c1 - c0 + 1), groups=c, bias=t.bias is not None
+                    cin, cout, (r1 - r0 + 1, c1 - c0 + 1), groups=g, bias=t.bias is not None
                 )
-                k = torch.zeros_like(conv.weight)  # (C, 1, rows, cols)
+                k = torch.zeros_like(conv.weight)  # (Cout, Cin/g, rows, cols)
                 for dh, th in rows:
                     for dw, tw in cols:
-                        k[:, 0, dh - r0, dw - c0] = w[:, 0, th, tw]
+                        k[:, :, dh - r0, dw - c0] = w[:, :, th, tw]
                 with torch.no_grad():
                     conv.weight.copy_(k)
                     if t.bias is not None:
@@ -232,7 +247,7 @@ class DepthwisePhaseConvTranspose2d(nn.Module):
 
 
 def _absorb_relu(
-    seq: nn.Sequential, name: str, sub: SubPixelConvTranspose2d | DepthwisePhaseConvTranspose2d
+    seq: nn.Sequential, name: str, sub: SubPixelConvTranspose2d | PhaseConvTranspose2d
 ) -> None:
     """Move the ReLU after ``seq[name]`` (Identities in between) into ``sub``."""
     keys = list(seq._modules)
@@ -262,7 +277,8 @@ def subpixel_deconvs(
             runs through a generic grouped path slower than the fp32 transposed conv (as
             one such conv, SegFast's depthwise upsamplers took its int8 model from 88 to
             144 ms at 360x480). Depthwise ones (``groups == in == out channels``) are
-            always rewritten, as :class:`DepthwisePhaseConvTranspose2d`.
+            always rewritten, as :class:`PhaseConvTranspose2d`, and so are ungrouped ones
+            whose single conv would hold zero taps (:func:`_has_zero_taps`).
         undersized: also rewrite transposed convs whose kernel is smaller than their
             stride. Off by default: most of their phases are all-zero filters, so the conv
             would do ``s*s`` times the work of the transposed one for nothing (ESSNet's 1x1
@@ -293,7 +309,8 @@ def subpixel_deconvs(
                 and child.out_channels >= min_channels
                 and (undersized or min(child.kernel_size) >= max(child.stride))
             ):
-                kind = DepthwisePhaseConvTranspose2d if depthwise else SubPixelConvTranspose2d
+                split = depthwise or (child.groups == 1 and _has_zero_taps(child))
+                kind = PhaseConvTranspose2d if split else SubPixelConvTranspose2d
                 try:
                     sub = kind.from_conv_transpose(child)
                 except ValueError as e:

@@ -190,3 +190,90 @@ def test_max_pool_of_the_input_stays_fp32(tmp_path: Path) -> None:
     assert len(pools) == 3
     fp32 = [p for p in pools if producer.get(p.input[0]) == "DequantizeLinear"]
     assert len(fp32) == 1 and fp32[0].op_type == "MaxPool"  # the input's, NCHW fp32
+
+
+def test_concat_scale_is_shared_along_copy_chains_and_inner_concats() -> None:
+    # A decoder's upsampled branch: phase convs -> inner concat -> move/crop -> skip
+    # concat. Every quantize/dequantize pair on the way takes the outer concat's scale,
+    # so ORT's int8 concats copy; the skip, read elsewhere too, keeps its own.
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits, nodes = [], []
+
+    def qdq(src: str, tag: str, scale: float) -> str:
+        inits.append(numpy_helper.from_array(np.array(scale, np.float32), f"s_{tag}"))
+        inits.append(numpy_helper.from_array(np.array(0, np.uint8), f"z_{tag}"))
+        nodes.append(helper.make_node("QuantizeLinear", [src, f"s_{tag}", f"z_{tag}"], [tag]))
+        nodes.append(
+            helper.make_node("DequantizeLinear", [tag, f"s_{tag}", f"z_{tag}"], [f"{tag}_f"])
+        )
+        return f"{tag}_f"
+
+    p0, p1 = qdq("a", "p0", 0.1), qdq("b", "p1", 0.2)
+    nodes.append(helper.make_node("Concat", [p0, p1], ["inner"], axis=1))
+    moved = qdq("inner", "inner_q", 0.2)
+    nodes.append(helper.make_node("Transpose", [moved], ["t"], perm=[0, 1, 3, 2]))
+    up = qdq("t", "t_q", 0.2)
+    skip = qdq("skip", "skip_q", 0.05)
+    nodes.append(helper.make_node("Relu", [skip], ["elsewhere"]))
+    nodes.append(helper.make_node("Concat", [up, skip], ["outer"], axis=1))
+    qdq("outer", "out_q", 0.3)
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in "ab"]
+    io.append(helper.make_tensor_value_info("skip", TensorProto.FLOAT, None))
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in
+            ("out_q_f", "elsewhere")]  # fmt: skip
+    m = helper.make_model(helper.make_graph(nodes, "g", io, outs, inits))
+    assert Q._concat_inputs_share_scale(m) == 3  # two phases, then the upsampled branch
+    scales = {n.output[0]: n.input[1] for n in m.graph.node if n.op_type == "QuantizeLinear"}
+    assert {scales[t] for t in ("p0", "p1", "inner_q", "t_q", "out_q")} == {"s_out_q"}
+    assert scales["skip_q"] == "s_skip_q"
+
+
+def test_segfast_basic_concats_copy_all_but_their_skip(tmp_path: Path) -> None:
+    import onnx
+
+    from edgeseg.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("segfast_basic", num_classes=3, width=16).eval()
+    calib = [torch.randn(3, 32, 48) for _ in range(2)]
+    Q.quantize_model_onnx(model, tmp_path / "q.onnx", calib, (32, 48))
+    g = onnx.load(str(tmp_path / "q.onnx")).graph
+    producer = {o: n for n in g.node for o in n.output}
+    readers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    cats = [n for n in g.node if n.op_type == "Concat" and producer.get(n.input[0], n).op_type
+            == "DequantizeLinear"]  # fmt: skip
+    assert len(cats) == 3 * 2 + 3 + 3 + 3  # fire modules, phases, skips
+    for cat in cats:
+        scale = readers[cat.output[0]][0].input[1]
+        other = [i for i in cat.input if producer[i].input[1] != scale]
+        assert len(other) <= 1, cat.name  # at most the skip, which the encoder reads too
+
+
+def test_the_tail_after_the_last_conv_runs_in_fp32(tmp_path: Path) -> None:
+    # ERFNet's classifier is a transposed conv (no int8 kernel in ORT) and SegFast's
+    # logits are upsampled bilinearly: both, and the crop after, stay fp32, so the
+    # logits are not rounded to 8 bits.
+    import onnx
+
+    from edgeseg.models import create_model
+
+    for name, tail in (("erfnet", "ConvTranspose"), ("segfast", "Resize")):
+        torch.manual_seed(0)
+        model = create_model(name, num_classes=3).eval()
+        calib = [torch.randn(3, 32, 48) for _ in range(2)]
+        Q.quantize_model_onnx(model, tmp_path / f"{name}.onnx", calib, (32, 48))
+        g = onnx.load(str(tmp_path / f"{name}.onnx")).graph
+        producer = {o: n for n in g.node for o in n.output}
+        node, seen = producer[g.output[0].name], []
+        while node.op_type != "DequantizeLinear":
+            seen.append(node.op_type)
+            node = producer[node.input[0]]
+        assert seen == ["Slice", tail], (name, seen)
+        weights = {t.name for t in g.initializer}
+        if tail == "ConvTranspose":  # fp32 weights, not a dequantized int8 copy
+            deconv = next(n for n in g.node if n.op_type == "ConvTranspose")
+            assert deconv.input[1] in weights

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from edgeseg.compress.subpixel import (
-    DepthwisePhaseConvTranspose2d,
+    PhaseConvTranspose2d,
     SubPixelConvTranspose2d,
     subpixel_deconvs,
 )
@@ -52,7 +52,7 @@ def test_grouped_layers_only_on_request() -> None:
     )
     out, n = subpixel_deconvs(m)
     assert n == 2 and type(out[0]) is nn.ConvTranspose2d
-    assert type(out[2]) is DepthwisePhaseConvTranspose2d
+    assert type(out[2]) is PhaseConvTranspose2d
     assert subpixel_deconvs(m, grouped=True)[1] == 3
 
 
@@ -71,7 +71,7 @@ def test_grouped_layers_only_on_request() -> None:
 def test_depthwise_phase_convs_equal_conv_transpose(k: int, s: int, p: int, op: int) -> None:
     torch.manual_seed(0)
     t = nn.ConvTranspose2d(6, 6, k, s, p, output_padding=op, groups=6, bias=True)
-    dw = DepthwisePhaseConvTranspose2d.from_conv_transpose(t)
+    dw = PhaseConvTranspose2d.from_conv_transpose(t)
     assert len(dw.phases) == s * s
     assert all(c.groups == c.in_channels == c.out_channels == 6 for c in dw.phases)
     with torch.no_grad():
@@ -85,10 +85,42 @@ def test_depthwise_phases_read_only_their_taps() -> None:
     # four: 9 weights per channel, the transposed conv's own work (a single grouped conv
     # over the 2x2 window would do 16).
     t = nn.ConvTranspose2d(8, 8, 3, 2, 1, groups=8)
-    dw = DepthwisePhaseConvTranspose2d.from_conv_transpose(t)
+    dw = PhaseConvTranspose2d.from_conv_transpose(t)
     assert [tuple(c.kernel_size) for c in dw.phases] == [(1, 1), (1, 2), (2, 1), (2, 2)]
-    with pytest.raises(ValueError, match="depthwise"):
-        DepthwisePhaseConvTranspose2d.from_conv_transpose(nn.ConvTranspose2d(8, 8, 3, 2, 1))
+
+
+@pytest.mark.parametrize(
+    ("k", "s", "p", "op", "groups"),
+    [
+        (3, 2, 1, 1, 1),  # ERFNet's upsamplers, SegFast-Basic's (output 2L - 1 with op=0)
+        (3, 2, 1, 0, 1),
+        (4, 2, 1, 0, 2),
+        (5, 3, 2, 2, 1),
+        (1, 2, 0, 1, 1),
+    ],
+)
+def test_dense_phase_convs_equal_conv_transpose(
+    k: int, s: int, p: int, op: int, groups: int
+) -> None:
+    torch.manual_seed(0)
+    t = nn.ConvTranspose2d(4, 6, k, s, p, output_padding=op, groups=groups, bias=True)
+    ph = PhaseConvTranspose2d.from_conv_transpose(t)
+    assert all(c.in_channels == 4 and c.out_channels == 6 for c in ph.phases)
+    with torch.no_grad():
+        for h, w in ((5, 7), (6, 6), (1, 3)):
+            x = torch.randn(2, 4, h, w)
+            torch.testing.assert_close(ph(x), t(x), atol=1e-5, rtol=1e-5)
+
+
+def test_dense_layers_split_into_phases_only_where_one_conv_would_hold_zero_taps() -> None:
+    # k=3, s=2 as one 2x2 conv over all phases: 16 taps per input channel, 7 of them zero.
+    # Split: the 9 the transposed conv has (SegFast-Basic int8 at 360x480: 68 -> 58 ms).
+    # k=s (U-Net's 2x2 up-convs) has no zero tap: one conv, no concat.
+    m = nn.Sequential(nn.ConvTranspose2d(16, 16, 3, 2, 1, 1), nn.ConvTranspose2d(16, 16, 2, 2))
+    out, n = subpixel_deconvs(m)
+    assert n == 2
+    assert type(out[0]) is PhaseConvTranspose2d and type(out[1]) is SubPixelConvTranspose2d
+    assert [tuple(c.kernel_size) for c in out[0].phases] == [(1, 1), (1, 2), (2, 1), (2, 2)]
 
 
 def test_segfast_upsamplers_run_in_int8(tmp_path: Path) -> None:

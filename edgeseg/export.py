@@ -150,8 +150,10 @@ def merge_slices(proto: Any) -> int:
         if len(ins[0]) != len(ins[1]):
             continue
         axes = [consts[i[2]].reshape(-1) for i in ins]
-        if set(axes[0].tolist()) & set(axes[1].tolist()):
-            continue
+        if (axes[0] < 0).any() or (axes[1] < 0).any() or set(axes[0]) & set(axes[1]):
+            continue  # negative axes could name the same axis as a positive one
+        if len({consts[i].dtype for pair in ins for i in pair if i in consts}) > 1:
+            continue  # starts/ends of one Slice share an index type
         new_inputs = [first.input[0]]
         for k, (a, b) in enumerate(zip(*ins, strict=True)):
             name = f"{second.name or second.output[0]}_merged_{k}"
@@ -168,7 +170,7 @@ def merge_slices(proto: Any) -> int:
         second.input.extend(new_inputs)
         g.node.remove(first)
         merged += 1
-    if merged:  # constants only the merged Slices read go too
+    if merged:  # initializers nothing reads any more (the merged Slices' old ones) go
         used = {i for n in g.node for i in n.input}
         for t in [t for t in g.initializer if t.name not in used]:
             g.initializer.remove(t)

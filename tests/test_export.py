@@ -192,3 +192,4 @@ def test_merge_slices_only_on_disjoint_axes() -> None:
     assert [n.op_type for n in m.graph.node].count("Slice") == 1
     np.testing.assert_array_equal(run(m), ref)
     assert merge_slices(graph(axes2=2)) == 0  # the same axis twice: left as it is
+    assert merge_slices(graph(axes2=-1)) == 0  # negative: could be the same axis

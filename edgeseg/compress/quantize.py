@@ -426,7 +426,8 @@ def _concat_inputs_share_scale(proto: Any) -> int:
             return None
         src = producer.get(q.input[0])
         if src is not None and readers(q.input[0]) == 1:
-            if src.op_type in _COPY_OPS and not (src.op_type == "Pad" and src.input[2:3] != [""]):
+            padded = src.op_type == "Pad" and len(src.input) > 2 and src.input[2]  # a value
+            if src.op_type in _COPY_OPS and not padded:
                 inner = chain(src.input[0])
                 if inner is not None:
                     return [q, dq, *inner[0]], inner[1]

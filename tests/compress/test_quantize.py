@@ -213,7 +213,10 @@ def test_concat_scale_is_shared_along_copy_chains_and_inner_concats() -> None:
     nodes.append(helper.make_node("Concat", [p0, p1], ["inner"], axis=1))
     moved = qdq("inner", "inner_q", 0.2)
     nodes.append(helper.make_node("Transpose", [moved], ["t"], perm=[0, 1, 3, 2]))
-    up = qdq("t", "t_q", 0.2)
+    pads = np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int64)
+    inits.append(numpy_helper.from_array(pads, "pads"))
+    nodes.append(helper.make_node("Pad", [qdq("t", "t_q", 0.2), "pads"], ["padded"]))  # 0
+    up = qdq("padded", "pad_q", 0.2)
     skip = qdq("skip", "skip_q", 0.05)
     nodes.append(helper.make_node("Relu", [skip], ["elsewhere"]))
     nodes.append(helper.make_node("Concat", [up, skip], ["outer"], axis=1))
@@ -225,7 +228,8 @@ def test_concat_scale_is_shared_along_copy_chains_and_inner_concats() -> None:
     m = helper.make_model(helper.make_graph(nodes, "g", io, outs, inits))
     assert Q._concat_inputs_share_scale(m) == 3  # two phases, then the upsampled branch
     scales = {n.output[0]: n.input[1] for n in m.graph.node if n.op_type == "QuantizeLinear"}
-    assert {scales[t] for t in ("p0", "p1", "inner_q", "t_q", "out_q")} == {"s_out_q"}
+    chain = ("p0", "p1", "inner_q", "t_q", "pad_q", "out_q")
+    assert {scales[t] for t in chain} == {"s_out_q"}
     assert scales["skip_q"] == "s_skip_q"
 
 

@@ -25,7 +25,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,6 +156,16 @@ def _onnx_report(path: Path, n_calib: int) -> QuantReport:
     )
 
 
+def _links(g: Any) -> tuple[dict[str, Any], defaultdict[str, list[Any]]]:
+    """``(producer, readers)`` of a graph: the node writing each tensor, the nodes reading it."""
+    producer = {o: n for n in g.node for o in n.output}
+    readers: defaultdict[str, list[Any]] = defaultdict(list)
+    for n in g.node:
+        for i in n.input:
+            readers[i].append(n)
+    return producer, readers
+
+
 def _prepare_for_int8(path: Path, reduce_range: bool) -> dict[str, Any]:
     """Rewrite the pre-processed fp32 model where ORT's int8 kernels need another form.
 
@@ -196,16 +206,17 @@ def _prepare_for_int8(path: Path, reduce_range: bool) -> dict[str, Any]:
         for n in g.node
         if (n.op_type == "MaxPool" and n.input[0] in inputs) or n.op_type == "ConvTranspose"
     ]
-    producer = {o: n for n in g.node for o in n.output}
-    readers = Counter(i for n in g.node for i in n.input)
+    producer, consumers = _links(g)
     for out in g.output:
         # Moves and crops back to an fp32-computing op (which then stays fp32 with them);
         # a tail of moves alone (L3U-Net's unfold) moves uint8, 4x fewer bytes.
         node, tail = producer.get(out.name), []
-        while node is not None and node.op_type in _COPY_OPS and readers[node.output[0]] <= 1:
+        while (
+            node is not None and node.op_type in _COPY_OPS and len(consumers[node.output[0]]) <= 1
+        ):
             tail.append(node.name)
             node = producer.get(node.input[0])
-        if node is not None and node.op_type in _TAIL_OPS and readers[node.output[0]] <= 1:
+        if node is not None and node.op_type in _TAIL_OPS and len(consumers[node.output[0]]) <= 1:
             exclude.extend(n for n in [*tail, node.name] if n not in exclude)
     full = {}
     if reduce_range:
@@ -325,11 +336,7 @@ def _pads_in_uint8(proto: Any) -> int:
 
     g = proto.graph
     inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    producer = {o: n for n in g.node for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    producer, consumers = _links(g)
 
     def qparams(node: Any) -> tuple[Any, Any] | None:
         scale = inits.get(node.input[1])
@@ -391,11 +398,7 @@ def _concat_inputs_share_scale(proto: Any) -> int:
 
     g = proto.graph
     inits = {t.name: t for t in g.initializer}
-    producer = {o: n for n in g.node for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    producer, consumers = _links(g)
     outputs = {o.name for o in g.output}
 
     def readers(name: str) -> int:

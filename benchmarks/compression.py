@@ -27,12 +27,12 @@ from pathlib import Path
 import torch
 import yaml
 
-from edgeseg.compare import fit_to_budget
-from edgeseg.compress.pipeline import compress_checkpoint
 from edgeseg.config import Config, load_config
 from edgeseg.engine.evaluate import evaluate
 from edgeseg.engine.train import train
 from edgeseg.utils import atomic_write_json, parse_size
+from edgeseg.workflows.compare import fit_to_budget
+from edgeseg.workflows.compress import compress_checkpoint
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import torch
 
-from edgeseg.checkpoint import load_checkpoint, load_model, make_checkpoint, save_checkpoint
 from edgeseg.data import DatasetInfo
+from edgeseg.engine.checkpoint import load_checkpoint, load_model, make_checkpoint, save_checkpoint
 from edgeseg.engine.evaluate import evaluate
+from edgeseg.measure.counts import param_count
+from edgeseg.measure.profiling import profile
 from edgeseg.pretrained import PRETRAINED, WEIGHTS_DIR
-from edgeseg.profiling import param_count, profile
 from edgeseg.utils import atomic_write_json, atomic_write_text
 
 

@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
-from edgeseg.checkpoint import load_checkpoint
 from edgeseg.config import load_config
+from edgeseg.deploy.cpu import cpu_name
+from edgeseg.engine.checkpoint import load_checkpoint
 from edgeseg.engine.evaluate import evaluate
 from edgeseg.engine.train import train
-from edgeseg.profiling import cpu_name
 from edgeseg.utils import atomic_write_json, atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """Every backend for every zoo model, side by side in one run, against the machine's ceiling.
 
-For each model: :func:`edgeseg.runtime.bench` (each backend in fresh processes, rounds
+For each model: :func:`edgeseg.measure.bench.bench` (each backend in fresh processes, rounds
 interleaved) at one size and thread count, the speed-up of the best backend over eager
 NCHW fp32, int8 against the best fp32 backend, and the attained GFLOP/s of the best
 backend (flop_counter FLOPs / median latency) next to the machine's measured
@@ -28,9 +28,12 @@ from typing import Any
 
 import torch
 
+from edgeseg.deploy.backends import BACKENDS
+from edgeseg.deploy.cpu import cpu_name
+from edgeseg.measure.bench import bench, fastest_within_budget
+from edgeseg.measure.counts import count_flops
+from edgeseg.measure.timing import num_threads, time_interleaved
 from edgeseg.models import create_model, list_models
-from edgeseg.profiling import count_flops, cpu_name, num_threads, time_interleaved
-from edgeseg.runtime import BACKENDS, bench, fastest_within_budget
 from edgeseg.utils import atomic_write_json, atomic_write_text, parse_size
 
 FP32 = ("eager", "channels_last", "compile", "ort")

@@ -7,7 +7,7 @@ in alternating order, so the machine's drift hits all alike; a ratio is the medi
 the per-round ratios. Both networks run as deployed, on two backends: ``eager`` (eval
 mode, BatchNorm folded, the faster memory format of each) and ``compile`` (torch.compile
 with Inductor and weight freezing, channels_last); glibc is told to keep freed memory
-(see edgeseg.inference). The headline ratio compares each network's faster backend.
+(see edgeseg.deploy.rewrites). The headline ratio compares each network's faster backend.
 
 Usage:
     python benchmarks/squeeze_vs_unet.py [--size 360x480] [--threads 2] [--repeats 15]
@@ -25,21 +25,24 @@ from pathlib import Path
 
 import torch
 
-from edgeseg.inference import compile_for_inference, fold_batchnorm, malloc_tuned, tune_malloc
-from edgeseg.models import create_model
-from edgeseg.profiling import (
+from edgeseg.deploy.cpu import cpu_name
+from edgeseg.deploy.rewrites import fold_batchnorm
+from edgeseg.deploy.tuning import compile_for_inference, malloc_tuned, tune_malloc
+from edgeseg.measure.counts import (
     conv_weight_count,
     count_flops,
-    cpu_name,
-    measure_latency,
-    measure_stage_times,
-    num_threads,
     paper_macs,
     param_count,
     state_dict_bytes,
+)
+from edgeseg.measure.timing import (
+    measure_latency,
+    measure_stage_times,
+    num_threads,
     time_interleaved,
     to_memory_format,
 )
+from edgeseg.models import create_model
 from edgeseg.utils import atomic_write_json, atomic_write_text, parse_size
 
 #: The paper's claims (CamVid 360x480; timings on an NVIDIA K40 with TensorFlow 1.14).

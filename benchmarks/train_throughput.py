@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
+from edgeseg.deploy.cpu import cpu_name
 from edgeseg.losses import SegmentationLoss
 from edgeseg.models import create_model, list_models
-from edgeseg.profiling import cpu_name
 from edgeseg.utils import atomic_write_json, atomic_write_text, parse_size
 
 CAMVID_TRAIN = 367

@@ -2,7 +2,7 @@
 
 For each registered model: parameters, FLOPs (torch.utils.flop_counter), size on disk,
 median and p90 latency with a fixed thread count in the faster memory format (eval mode,
-BatchNorm folded, as deployed), and peak memory, all from :func:`edgeseg.profiling.profile`.
+BatchNorm folded, as deployed), and peak memory, all from :func:`edgeseg.measure.profiling.profile`.
 The paper column quotes what each paper reports (its own size, input, hardware and
 conventions: they are context, not comparable numbers).
 
@@ -34,16 +34,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeseg.inference import fold_batchnorm, malloc_tuned, tune_malloc
+from edgeseg.deploy.cpu import cpu_name
+from edgeseg.deploy.rewrites import fold_batchnorm
+from edgeseg.deploy.tuning import malloc_tuned, tune_malloc
+from edgeseg.measure.counts import param_count
+from edgeseg.measure.profiling import profile
+from edgeseg.measure.timing import num_threads, time_interleaved, to_memory_format
 from edgeseg.models import create_model, list_models
-from edgeseg.profiling import (
-    cpu_name,
-    num_threads,
-    param_count,
-    profile,
-    time_interleaved,
-    to_memory_format,
-)
 from edgeseg.utils import atomic_write_json, atomic_write_text, parse_size
 
 #: What each paper reports, quoted (their sizes, datasets and hardware; context only).

@@ -27,7 +27,7 @@ __all__ = [
 _LAZY = {
     "train": ("edgeseg.engine.train", "train"),
     "evaluate": ("edgeseg.engine.evaluate", "evaluate"),
-    "Segmenter": ("edgeseg.segmenter", "Segmenter"),
+    "Segmenter": ("edgeseg.deploy.segmenter", "Segmenter"),
     "load_config": ("edgeseg.config", "load_config"),
 }
 

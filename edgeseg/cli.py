@@ -91,8 +91,8 @@ FLOP_CONVENTIONS = {
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    from edgeseg.measure.summary import summarize_models
     from edgeseg.models import list_models
-    from edgeseg.summary import summarize_models
 
     names = list_models(args.pattern)
     if not names:
@@ -122,9 +122,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from edgeseg.inference import tune_malloc
+    from edgeseg.deploy.tuning import tune_malloc
+    from edgeseg.measure.profiling import profile
     from edgeseg.models import list_models, model_info
-    from edgeseg.profiling import profile
 
     names = args.models or list_models()
     for n in names:
@@ -294,7 +294,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from edgeseg.segmenter import predict_paths
+    from edgeseg.deploy.segmenter import predict_paths
 
     if args.model:
         checkpoint, inputs = args.model, args.paths
@@ -319,7 +319,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from edgeseg.export import export_checkpoint
+    from edgeseg.workflows.export import export_checkpoint
 
     res = export_checkpoint(
         args.checkpoint,
@@ -335,7 +335,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(res.to_dict(), indent=2))
         return 0
-    from edgeseg.runtime import zip_size
+    from edgeseg.measure.counts import zip_size
 
     print(
         f"wrote {res.path} ({res.precision}, {_mb(res.size_bytes)} MB, zipped "
@@ -355,7 +355,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from edgeseg.runtime import bench
+    from edgeseg.measure.bench import bench
 
     res = bench(
         args.source,
@@ -424,7 +424,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_compress(args: argparse.Namespace) -> int:
-    from edgeseg.compress.pipeline import compress_checkpoint
+    from edgeseg.workflows.compress import compress_checkpoint
 
     rep = compress_checkpoint(
         args.checkpoint,
@@ -470,7 +470,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from edgeseg.compare import compare, demo_config, load_compare_config
+    from edgeseg.workflows.compare import compare, demo_config, load_compare_config
 
     logging.getLogger("edgeseg").setLevel(logging.INFO)  # progress is the point here
     if args.demo:
@@ -509,7 +509,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
-    from edgeseg.report import report_tables
+    from edgeseg.workflows.report import report_tables
 
     header, rows = report_tables(res)["Accuracy and cost"]
     print(_table(rows, header))
@@ -691,7 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--size", type=_size, default=None, help="profile/bench HxW (val images')")
     c.add_argument("--threads", type=_positive, default=None, help="threads (2)")
     c.add_argument("--backends", default=None, help="benchmarked backends (comma-separated)")
-    c.add_argument("--config", default=None, help="YAML comparison (edgeseg.compare.CompareConfig)")
+    c.add_argument("--config", default=None, help="YAML comparison (CompareConfig)")
     c.add_argument("--demo", action="store_true",
                    help="generated street scenes, three light models, 100 s each")  # fmt: skip
     c.add_argument("--json", action="store_true", help="print results.json")

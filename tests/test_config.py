@@ -88,7 +88,7 @@ def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", COMPARE_CONFIGS, ids=lambda p: p.stem)
 def test_shipped_compare_configs_load(path: Path) -> None:
-    from edgeseg.compare import load_compare_config
+    from edgeseg.workflows.compare import load_compare_config
 
     cfg = load_compare_config(path)
     assert cfg.models and set(cfg.models) <= set(list_models())

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import edgeseg.pretrained as pretrained
-from edgeseg.checkpoint import load_checkpoint, resolve_checkpoint
 from edgeseg.cli import main
+from edgeseg.engine.checkpoint import load_checkpoint, resolve_checkpoint
 from edgeseg.errors import CheckpointError
 
 
@@ -81,7 +81,7 @@ def test_best_shipped_weights_reach_their_card_mIoU_on_camvid_val() -> None:
 
 
 def test_bench_takes_shipped_weights_by_name(fake_weights: Path) -> None:
-    from edgeseg.runtime import bench
+    from edgeseg.measure.bench import bench
 
     res = bench("segfast_camvid", size=(32, 48), backends=["eager"], iterations=1, warmup=1,
                 repeats=1)  # fmt: skip

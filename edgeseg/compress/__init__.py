@@ -2,7 +2,7 @@
 
 - :mod:`edgeseg.compress.sparsify`: magnitude pruning on seed 003's polynomial schedule.
 - :mod:`edgeseg.compress.grouping`: the ESSNet thesis' gradual grouping.
-- :mod:`edgeseg.compress.quantize`: post-training int8 (ONNX Runtime, PT2E).
+- :mod:`edgeseg.deploy.quantize`: post-training int8 (ONNX Runtime, PT2E).
 
 :class:`TrainingCompression` applies the first two from a recipe's ``compress`` section
 inside :func:`edgeseg.train`; :func:`deployable` turns a model under compression into a
@@ -19,9 +19,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from edgeseg.compress.grouping import AlphaSchedule, GradualGrouping, extract
+from edgeseg.compress.prune import resize_to_state_dict
 from edgeseg.compress.sparsify import PolynomialSchedule, Sparsifier, sparsity_report, strip
+from edgeseg.config import Config, config_from_dict
+from edgeseg.engine.checkpoint import is_compressed_state, load_weights
+from edgeseg.engine.hooks import TrainHook, register_checkpoint_adapter, register_hook
 
-__all__ = ["TrainingCompression", "deployable", "is_compressed_state"]
+__all__ = ["CompressionHook", "TrainingCompression", "deployable", "is_compressed_state"]
 
 
 class TrainingCompression:
@@ -81,11 +85,6 @@ class TrainingCompression:
         return out
 
 
-def is_compressed_state(state_dict: dict[str, Any]) -> bool:
-    """Whether a state dict holds masks (sparsification) or parametrizations (grouping)."""
-    return any(k.endswith("weight_orig") or ".parametrizations." in k for k in state_dict)
-
-
 def deployable(model: nn.Module) -> nn.Module:
     """A plain copy of a model under compression: sparsity masks stripped (zeros kept),
     grouped convs extracted when alpha is 0, else the masked weights baked into plain convs.
@@ -130,6 +129,64 @@ def deployable(model: nn.Module) -> nn.Module:
         setattr(parent, name, plain)
     return m
 
+
+def is_active(cfg: Any) -> bool:
+    """Whether a ``compress`` section asks for anything during training."""
+    return cfg.groups is not None or cfg.sparsity is not None
+
+
+class CompressionHook(TrainHook):
+    """The recipe's ``compress`` section inside the training loop.
+
+    Masks attach before any weights load (so a resumed state dict, masks included,
+    fits); the schedules follow every optimizer step; only a model at the schedules' end
+    may become ``best.pt``, and it is stored plain (:func:`deployable`).
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        self.compression: TrainingCompression | None = None
+
+    def attach(self, trainer: Any) -> None:
+        total = trainer.steps_per_epoch * trainer.cfg.train.epochs
+        self.compression = TrainingCompression(trainer.model, self.cfg, total)
+
+    def after_step(self, trainer: Any) -> None:
+        assert self.compression is not None
+        self.compression.step(trainer.global_step)
+
+    def log_state(self) -> dict[str, float]:
+        return self.compression.state() if self.compression is not None else {}
+
+    def best_allowed(self, trainer: Any) -> bool:
+        return self.compression is None or self.compression.complete(trainer.global_step)
+
+    def deployable(self, model: nn.Module) -> nn.Module:
+        return deployable(model)
+
+
+def _hook(config: Config) -> CompressionHook | None:
+    return CompressionHook(config.compress) if is_active(config.compress) else None
+
+
+def _restore_pruned(model: nn.Module, ckpt: dict[str, Any]) -> nn.Module:
+    """A pruned checkpoint: narrow the fresh model's layers to the saved widths."""
+    resize_to_state_dict(model, ckpt["state_dict"])
+    model.edgeseg_config["pruned"] = True
+    return model
+
+
+def _restore_masked(model: nn.Module, ckpt: dict[str, Any]) -> nn.Module:
+    """A ``last.pt`` of a run under compression: attach its masks, load, make it plain."""
+    cfg = config_from_dict(dict(ckpt.get("config") or {}))
+    TrainingCompression(model, cfg.compress, total_steps=1)
+    load_weights(model, ckpt)
+    return deployable(model)
+
+
+register_hook("compress", _hook)
+register_checkpoint_adapter("pruned", _restore_pruned)
+register_checkpoint_adapter("masked", _restore_masked)
 
 __all__ += ["AlphaSchedule", "GradualGrouping", "PolynomialSchedule", "Sparsifier"]
 __all__ += ["extract", "sparsity_report", "strip"]

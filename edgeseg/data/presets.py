@@ -1,7 +1,7 @@
 """Dataset presets: class names, colour palette, void id and label mapping of each dataset.
 
 A preset is all a checkpoint needs to know about its data to segment new images and to
-draw the result: it is stored inside every checkpoint (see :mod:`edgeseg.checkpoint`).
+draw the result: it is stored inside every checkpoint (see :mod:`edgeseg.engine.checkpoint`).
 """
 
 from __future__ import annotations

@@ -149,7 +149,7 @@ def evaluate(
         "num_images", "input_size", "split", "model", "checkpoint", "confusion_matrix"}``
         plus ``"batches"`` with the paper protocol.
     """
-    from edgeseg.checkpoint import load_model
+    from edgeseg.engine.checkpoint import load_model
 
     ckpt_path = None
     if isinstance(model_or_checkpoint, nn.Module):

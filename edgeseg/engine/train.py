@@ -9,13 +9,10 @@ never stopped.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import math
 import random
 import time
-from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,21 +25,35 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from edgeseg.checkpoint import load_checkpoint, load_weights, make_checkpoint, save_checkpoint
-from edgeseg.compress import TrainingCompression, deployable
 from edgeseg.config import Config, config_to_dict
 from edgeseg.data import DatasetInfo, SegmentationDataset, build_dataset, custom_info, get_preset
 from edgeseg.data.stats import class_weights
 from edgeseg.data.transforms import eval_transform, train_transform
+from edgeseg.engine.checkpoint import (
+    build_model,
+    load_checkpoint,
+    load_weights,
+    make_checkpoint,
+    save_checkpoint,
+)
 from edgeseg.engine.distributed import ResumableSampler, init_distributed
 from edgeseg.engine.evaluate import confusion_over
+from edgeseg.engine.hooks import TrainHook, checkpoint_adapter, hooks_for
+from edgeseg.engine.run_log import RunLog, progress_bar
 from edgeseg.errors import CheckpointError, ConfigError, EdgesegError
 from edgeseg.losses import SegmentationLoss
 from edgeseg.metrics import segmentation_metrics
 from edgeseg.models import create_model
 from edgeseg.utils import atomic_write_json, atomic_write_text
 
-__all__ = ["TrainResult", "build_optimizer", "build_scheduler", "dataset_info", "train"]
+__all__ = [
+    "TrainResult",
+    "Trainer",
+    "build_optimizer",
+    "build_scheduler",
+    "dataset_info",
+    "train",
+]
 
 log = logging.getLogger(__name__)
 
@@ -155,61 +166,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class _Logger:
-    """JSONL log (and TensorBoard when installed) written by rank 0 only."""
-
-    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool, keep_epochs: int) -> None:
-        self.path = run_dir / "log.jsonl"
-        self.enabled = enabled
-        self.rows: list[dict[str, Any]] = []
-        if self.path.is_file():  # a resume: keep the rows of the epochs that are done
-            for line in self.path.read_text().splitlines():
-                with contextlib.suppress(ValueError):
-                    row = json.loads(line)
-                    if row.get("epoch", 0) <= keep_epochs:
-                        self.rows.append(row)
-        if enabled:
-            self._flush()
-        self.tb = None
-        if enabled and tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(log_dir=str(run_dir / "tb"))
-            except ImportError:  # optional: tensorboard not installed
-                log.info("tensorboard is not installed; logging to log.jsonl only")
-
-    def _flush(self) -> None:
-        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
-
-    def epoch(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        if not self.enabled:
-            return
-        self._flush()
-        if self.tb is not None:
-            ep = row["epoch"]
-            self.tb.add_scalar("train/loss", row["train_loss"], ep)
-            self.tb.add_scalar("train/lr", row["lr"], ep)
-            self.tb.add_scalar("train/images_per_s", row["images_per_s"], ep)
-            for key in ("miou", "pixel_acc", "mean_acc"):
-                if row.get(f"val_{key}") is not None:
-                    self.tb.add_scalar(f"val/{key}", row[f"val_{key}"], ep)
-            self.tb.flush()
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-
-
-def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit="batch", dynamic_ncols=True)
-
-
 def _build_datasets(
     cfg: Config, info: DatasetInfo
 ) -> tuple[SegmentationDataset, SegmentationDataset | None]:
@@ -235,7 +191,6 @@ def _build_datasets(
 
 def _init_from(model: nn.Module, path: str) -> None:
     """Start from a checkpoint's weights (fine-tuning); a pruned one narrows the layers."""
-
     init = load_checkpoint(path)
     if init["model"]["name"] != model.edgeseg_config["name"]:
         raise ConfigError(
@@ -243,10 +198,10 @@ def _init_from(model: nn.Module, path: str) -> None:
             f"'{model.edgeseg_config['name']}'"
         )
     if init["model"].get("pruned"):
-        from edgeseg.compress.prune import resize_to_state_dict
-
-        resize_to_state_dict(model, init["state_dict"])
-        model.edgeseg_config["pruned"] = True
+        build_model(init)  # checks an adapter exists before touching the model
+        adapter = checkpoint_adapter("pruned")
+        assert adapter is not None
+        adapter(model, init)
     load_weights(model, init)
     log.info("initialised from %s", path)
 
@@ -263,18 +218,388 @@ def _check_resume(ckpt: dict[str, Any], cfg: Config) -> None:
         )
 
 
-def train(config: Config, *, resume: bool = False) -> TrainResult:
+class Trainer:
+    """One training run: :meth:`setup`, :meth:`resume`, then :meth:`train_epoch` and
+    :meth:`validate` per epoch, :meth:`save_last` / :meth:`save_best`, :meth:`finish`.
+
+    :meth:`fit` runs them all. Under torchrun the model is wrapped in
+    DistributedDataParallel, the training split is sharded by a distributed sampler,
+    validation metrics are reduced over ranks, and only rank 0 writes. Plug-ins (the
+    recipe's ``compress`` section) join as :class:`~edgeseg.engine.hooks.TrainHook`s.
+
+    Args:
+        config: the recipe (see :mod:`edgeseg.config`).
+        resume: continue from ``RUN/last.pt``.
+        hooks: training hooks; ``None`` takes those the recipe asks for
+            (:func:`~edgeseg.engine.hooks.hooks_for`).
+    """
+
+    def __init__(
+        self, config: Config, *, resume: bool = False, hooks: list[TrainHook] | None = None
+    ) -> None:
+        self.t_start = time.perf_counter()
+        self.cfg = config
+        self.resuming = resume
+        self.hooks = hooks_for(config) if hooks is None else list(hooks)
+        self.run_dir = Path(config.train.out)
+        self.last_path, self.best_path = self.run_dir / "last.pt", self.run_dir / "best.pt"
+        self.global_step = 0
+        self.start_epoch = self.start_step = 0
+        self.best, self.best_epoch = -1.0, None
+        self.epoch_loss_sum, self.epoch_images = 0.0, 0
+        self.stopped = False
+
+    # ------------------------------------------------------------------ setup
+
+    def _check_run_dir(self) -> dict[str, Any] | None:
+        """The checkpoint to resume from; refuses to train over an existing run."""
+        if self.resuming:
+            if not self.last_path.is_file():
+                raise CheckpointError(f"nothing to resume: {self.last_path} does not exist")
+            ckpt = load_checkpoint(self.last_path)
+            _check_resume(ckpt, self.cfg)
+            return ckpt
+        if self.last_path.is_file() or self.best_path.is_file():
+            raise EdgesegError(
+                f"{self.run_dir} already holds a run (last.pt or best.pt); resume it with "
+                "--resume or choose another train.out"
+            )
+        return None
+
+    def setup(self) -> dict[str, Any] | None:
+        """Data, loss, model, optimizer, sampler, schedule, hooks. Returns the checkpoint
+        to resume from (or ``None``); nothing is written yet."""
+        self.ctx = init_distributed()
+        ckpt = self._check_run_dir()
+        cfg = self.cfg
+        cfg.validate()
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        _seed_everything(cfg.train.seed)
+        self.info = dataset_info(cfg)
+        self.train_ds, self.val_ds = _build_datasets(cfg, self.info)
+        bs, world = cfg.train.batch_size, self.ctx.world_size
+        if len(self.train_ds) < bs * world:
+            raise ConfigError(
+                f"train.batch_size={bs} x {world} process(es) is more than the "
+                f"{len(self.train_ds)} training images"
+            )
+        self.criterion = SegmentationLoss(
+            cfg.train.loss,
+            weight=class_weights(self.train_ds, cfg.data.class_weighting),
+            ignore_index=self.info.ignore_index,
+            label_smoothing=cfg.train.label_smoothing,
+        )
+        model = create_model(cfg.model.name, num_classes=self.info.num_classes, **cfg.model.kwargs)
+        if cfg.train.init:
+            _init_from(model, cfg.train.init)
+        self.memory_format = (
+            torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        )
+        self.model = model.to(memory_format=self.memory_format)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.sampler = ResumableSampler(
+            self.train_ds, num_replicas=world, rank=self.ctx.rank, shuffle=True,
+            seed=cfg.train.seed, drop_last=True,
+        )  # fmt: skip
+        self.steps_per_epoch = self.sampler.num_samples // bs
+        self.scheduler, self.per_iter = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
+        for hook in self.hooks:
+            hook.attach(self)
+        return ckpt
+
+    def resume(self, ckpt: dict[str, Any]) -> None:
+        """Restore model, optimizer, scheduler, counters, best score and RNG states."""
+        load_weights(self.model, ckpt)
+        ts = ckpt["train_state"]
+        self.optimizer.load_state_dict(ts["optimizer"])
+        self.scheduler.load_state_dict(ts["scheduler"])
+        self.start_epoch, self.start_step = int(ckpt["epoch"]), int(ts["epoch_step"])
+        self.global_step = int(ckpt["step"])
+        self.best, self.best_epoch = float(ts["best_score"]), ts["best_epoch"]
+        self.epoch_loss_sum = float(ts["epoch_loss_sum"])
+        self.epoch_images = int(ts["epoch_images"])
+        rngs = ts["rng"]
+        if len(rngs) != self.ctx.world_size:
+            log.warning(
+                "resuming %d ranks from %d: RNG streams restart", self.ctx.world_size, len(rngs)
+            )
+        _set_rng_state(rngs[self.ctx.rank % len(rngs)])
+        log.info(
+            "resumed %s at epoch %d step %d", self.last_path, self.start_epoch, self.start_step
+        )
+
+    def _prepare_run(self) -> None:
+        """The network that steps (DDP, compile), the log, the run directory, the loader."""
+        cfg = self.cfg
+        self.net: nn.Module = self.model
+        if self.ctx.enabled:
+            self.net = DistributedDataParallel(self.model)
+        if cfg.train.compile:
+            # Crops have one size and the last partial batch is dropped, so the graph
+            # compiles once (about a minute); evaluation runs the eager model.
+            self.net = torch.compile(self.net)
+        self.log = RunLog(
+            self.run_dir, self.ctx.is_main, cfg.train.tensorboard, keep_epochs=self.start_epoch
+        )
+        if self.ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg)))
+        self.loader = DataLoader(
+            self.train_ds,
+            batch_size=cfg.train.batch_size,
+            sampler=self.sampler,
+            num_workers=cfg.data.num_workers,
+            drop_last=True,
+            # its own generator keeps the global RNG intact
+            generator=torch.Generator().manual_seed(cfg.train.seed),
+            persistent_workers=False,
+        )
+        self.amp = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.train.bf16 else nullcontext()
+        self.budget_s = cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
+
+    # ------------------------------------------------------------------ the loop
+
+    def over_budget(self) -> bool:
+        """Whether ``train.max_minutes`` has run out (every rank agrees)."""
+        over = self.budget_s is not None and time.perf_counter() - self.t_start > self.budget_s
+        if self.ctx.enabled:
+            flag = torch.tensor([1.0 if over else 0.0])
+            over = bool(self.ctx.all_reduce_sum(flag).item() > 0)
+        return over
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int) -> torch.Tensor:
+        """One optimizer step on a batch ``x (B, C, H, W)``, ``y (B, H, W)``."""
+        with self.amp:
+            logits = self.net(x)
+        loss = self.criterion(logits.float(), y)
+        if not torch.isfinite(loss):
+            raise EdgesegError(
+                f"loss is {loss.item()} at epoch {epoch + 1} step {step + 1}; lower "
+                "optim.lr or enable optim.grad_clip"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.optim.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        if self.per_iter:
+            self.scheduler.step()
+        self.global_step += 1
+        for hook in self.hooks:
+            hook.after_step(self)
+        return loss.detach()
+
+    def train_epoch(self, epoch: int) -> int:
+        """Train one epoch (from the resume position if it is the first). Returns the
+        number of images seen; sets :attr:`stopped` when the budget ran out mid-epoch."""
+        cfg, bs, spe = self.cfg, self.cfg.train.batch_size, self.steps_per_epoch
+        first = self.start_step if epoch == self.start_epoch else 0
+        self.train_ds.set_epoch(epoch)
+        self.sampler.set_epoch(epoch)
+        self.sampler.set_start(first * bs)
+        if epoch != self.start_epoch:
+            self.epoch_loss_sum, self.epoch_images = 0.0, 0
+        self.net.train()
+        desc = f"epoch {epoch + 1}/{cfg.train.epochs}"
+        bar = progress_bar(spe, first, desc, self.ctx.is_main and cfg.train.progress)
+        t0, seen = time.perf_counter(), 0
+        for step, (x, y) in enumerate(self.loader, start=first):
+            loss = self._step(x.contiguous(memory_format=self.memory_format), y, epoch, step)
+            self.epoch_loss_sum += float(loss) * x.shape[0]
+            self.epoch_images += x.shape[0]
+            seen += x.shape[0]
+            if bar is not None:
+                rate = seen * self.ctx.world_size / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.1f}")
+                bar.update(1)
+            done = step + 1
+            every = cfg.train.save_every_steps
+            over = self.over_budget()
+            if done < spe and ((every and done % every == 0) or over):
+                self.save_last(epoch, done, {})
+            if over and done < spe:
+                self.stopped = True
+                break
+        if bar is not None:
+            bar.close()
+        return seen
+
+    def validate(self) -> dict[str, Any]:
+        """Metrics of the model on the validation split (all ranks join)."""
+        cm, _ = confusion_over(
+            self.model,
+            self.val_ds,
+            batch_size=self.cfg.train.batch_size,
+            ctx=self.ctx,
+            channels_last=self.cfg.train.channels_last,
+            bf16=self.cfg.train.bf16,
+        )
+        return segmentation_metrics(cm, self.info.classes)
+
+    def _epoch_row(self, epoch: int, seen: int, seconds: float) -> dict[str, Any]:
+        totals = self.ctx.all_reduce_sum(
+            torch.tensor([self.epoch_loss_sum, float(self.epoch_images)])
+        )
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": self.global_step,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": float(totals[0] / max(totals[1], 1)),
+            "images_per_s": seen * self.ctx.world_size / max(seconds, 1e-9),
+            "epoch_seconds": seconds,
+        }
+        for hook in self.hooks:
+            row.update(hook.log_state())
+        return row
+
+    def _validate_epoch(self, epoch: int, row: dict[str, Any]) -> dict[str, Any]:
+        """Validate after ``epoch`` when due; step a plateau schedule; keep the best."""
+        last_epoch = epoch + 1 == self.cfg.train.epochs
+        due = (epoch + 1) % self.cfg.train.eval_every == 0 or last_epoch
+        if self.val_ds is None or not due:
+            return {}
+        te = time.perf_counter()
+        metrics = self.validate()
+        row.update(
+            val_miou=metrics["miou"],
+            val_pixel_acc=metrics["pixel_acc"],
+            val_mean_acc=metrics["mean_acc"],
+            val_iou=metrics["iou"],
+            eval_seconds=time.perf_counter() - te,
+        )
+        score = metrics["miou"] if metrics["miou"] is not None else 0.0
+        if not self.per_iter:
+            self.scheduler.step(score)
+        if score > self.best and all(h.best_allowed(self) for h in self.hooks):
+            self.best, self.best_epoch = score, epoch + 1
+            self.save_best(epoch + 1, metrics)
+        return metrics
+
+    # ------------------------------------------------------------------ saving
+
+    def _checkpoint(self, model: nn.Module, epoch: int, metrics: dict[str, Any], **kw: Any) -> Any:
+        return make_checkpoint(
+            model,
+            self.info,
+            input_size=self.cfg.data.crop_size,
+            epoch=epoch,
+            step=self.global_step,
+            metrics=metrics,
+            config=config_to_dict(self.cfg),
+            **kw,
+        )
+
+    def save_last(self, epoch: int, epoch_step: int, metrics: dict[str, Any]) -> None:
+        """Write ``last.pt`` (every rank joins the RNG gather; rank 0 writes)."""
+        rngs = self.ctx.all_gather_object(_rng_state())
+        if not self.ctx.is_main:
+            return
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch_step": epoch_step,
+            "epoch_loss_sum": self.epoch_loss_sum,
+            "epoch_images": self.epoch_images,
+            "best_score": self.best,
+            "best_epoch": self.best_epoch,
+            "rng": rngs,
+        }
+        ckpt = self._checkpoint(self.model, epoch, metrics, train_state=state)
+        save_checkpoint(ckpt, self.last_path)
+
+    def save_best(self, epoch: int, metrics: dict[str, Any]) -> None:
+        """Write ``best.pt``: the deployable model (hooks may strip training-only parts)."""
+        if not self.ctx.is_main:
+            return
+        model = self.model
+        for hook in self.hooks:
+            model = hook.deployable(model)
+        save_checkpoint(self._checkpoint(model, epoch, metrics), self.best_path)
+
+    # ------------------------------------------------------------------ the run
+
+    def fit(self) -> TrainResult:
+        """Set up, resume if asked, train every remaining epoch (or until the budget
+        runs out), and finish."""
+        ckpt = self.setup()
+        if ckpt is not None:
+            self.resume(ckpt)
+        self._prepare_run()
+        for epoch in range(self.start_epoch, self.cfg.train.epochs):
+            t0 = time.perf_counter()
+            seen = self.train_epoch(epoch)
+            if self.stopped:
+                log.info("time budget reached mid-epoch %d; last.pt can resume", epoch + 1)
+                break
+            row = self._epoch_row(epoch, seen, time.perf_counter() - t0)
+            metrics = self._validate_epoch(epoch, row)
+            self.log.epoch(row)
+            self.epoch_loss_sum, self.epoch_images = 0.0, 0
+            self.save_last(epoch + 1, 0, metrics)
+            self._log_epoch(row)
+            if epoch + 1 < self.cfg.train.epochs and self.over_budget():
+                self.stopped = True
+                break
+        self.log.close()
+        return self.finish()
+
+    def _log_epoch(self, row: dict[str, Any]) -> None:
+        if not self.ctx.is_main:
+            return
+        msg = f"epoch {row['epoch']}: loss {row['train_loss']:.4f}"
+        if row.get("val_miou") is not None:
+            msg += f", val mIoU {row['val_miou']:.4f}"
+        log.info("%s, %.1f img/s", msg, row["images_per_s"])
+
+    def finish(self) -> TrainResult:
+        """Check the ranks agree, write ``summary.json``, and return the result."""
+        # DDP keeps replicas equal; check it, so a silent divergence is caught, not shipped.
+        checksum = float(sum(p.detach().double().sum() for p in self.model.parameters()))
+        sums = self.ctx.all_gather_object(checksum)
+        result = TrainResult(
+            run_dir=self.run_dir,
+            epochs_done=len(self.log.rows),
+            best_miou=self.best if self.best_epoch is not None else None,
+            best_epoch=self.best_epoch,
+            history=self.log.rows,
+            stopped_by_budget=self.stopped,
+            train_seconds=time.perf_counter() - self.t_start,
+        )
+        if self.ctx.is_main:
+            atomic_write_json(self.run_dir / "summary.json", {
+                "model": self.cfg.model.name,
+                "epochs_done": result.epochs_done,
+                "epochs": self.cfg.train.epochs,
+                "best_miou": result.best_miou,
+                "best_epoch": self.best_epoch,
+                "stopped_by_budget": self.stopped,
+                "world_size": self.ctx.world_size,
+                "rank_weight_checksums": sums,
+                "last_checkpoint": str(self.last_path),
+                "best_checkpoint": str(self.best_path) if self.best_path.is_file() else None,
+            })  # fmt: skip
+        # Ranks leave together: rank 1 must not tear down its side of the group while
+        # rank 0 still writes the summary.
+        self.ctx.barrier()
+        if len(set(sums)) > 1:
+            raise EdgesegError(f"ranks ended with different weights (checksums {sums})")
+        return result
+
+
+def train(
+    config: Config, *, resume: bool = False, hooks: list[TrainHook] | None = None
+) -> TrainResult:
     """Train ``config.model`` on ``config.data``; write checkpoints and logs to the run dir.
 
-    Under torchrun the model is wrapped in DistributedDataParallel, the training split is
-    sharded by a distributed sampler, validation metrics are reduced over ranks, and only
-    rank 0 writes.
+    Resumption is exact (see the module docstring); under torchrun the run is distributed.
 
     Args:
         config: the recipe (see :mod:`edgeseg.config`).
         resume: continue from ``RUN/last.pt``: model, optimiser, scheduler, epoch and step,
             RNG states and best score. ``config`` should be the run's own recipe
             (``RUN/config.yaml``), possibly with more epochs; a different model is refused.
+        hooks: training hooks; ``None`` takes those the recipe asks for.
 
     Returns:
         A :class:`TrainResult`.
@@ -283,295 +608,4 @@ def train(config: Config, *, resume: bool = False) -> TrainResult:
         EdgesegError: bad config, data or checkpoint (one line); the run directory is left
             as it was.
     """
-    t_start = time.perf_counter()
-    ctx = init_distributed()
-    run_dir = Path(config.train.out)
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    ckpt: dict[str, Any] | None = None
-    if resume:
-        if not last_path.is_file():
-            raise CheckpointError(f"nothing to resume: {last_path} does not exist")
-        ckpt = load_checkpoint(last_path)
-        _check_resume(ckpt, config)
-    elif last_path.is_file():
-        raise EdgesegError(
-            f"{run_dir} already holds a run (last.pt); resume it with --resume or choose "
-            "another train.out"
-        )
-    config.validate()
-    cfg = config
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    _seed_everything(cfg.train.seed)
-
-    info = dataset_info(cfg)
-    train_ds, val_ds = _build_datasets(cfg, info)
-    bs, world = cfg.train.batch_size, ctx.world_size
-    if len(train_ds) < bs * world:
-        raise ConfigError(
-            f"train.batch_size={bs} x {world} process(es) is more than the {len(train_ds)} "
-            f"training images"
-        )
-    weights = class_weights(train_ds, cfg.data.class_weighting)
-    criterion = SegmentationLoss(
-        cfg.train.loss,
-        weight=weights,
-        ignore_index=info.ignore_index,
-        label_smoothing=cfg.train.label_smoothing,
-    )
-    model = create_model(cfg.model.name, num_classes=info.num_classes, **cfg.model.kwargs)
-    if cfg.train.init:
-        _init_from(model, cfg.train.init)
-    mf = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-    model = model.to(memory_format=mf)
-    optimizer = build_optimizer(model, cfg)
-    sampler = ResumableSampler(
-        train_ds,
-        num_replicas=world,
-        rank=ctx.rank,
-        shuffle=True,
-        seed=cfg.train.seed,
-        drop_last=True,
-    )
-    steps_per_epoch = sampler.num_samples // bs
-    scheduler, per_iter = build_scheduler(optimizer, cfg, steps_per_epoch)
-    # Masks attach before any weights load, so a resumed state dict (with its masks) fits.
-    compression = TrainingCompression(model, cfg.compress, steps_per_epoch * cfg.train.epochs)
-
-    start_epoch, start_step, global_step = 0, 0, 0
-    best, best_epoch = -1.0, None
-    epoch_loss_sum, epoch_pixels_done = 0.0, 0
-    if ckpt is not None:
-        load_weights(model, ckpt)
-        ts = ckpt["train_state"]
-        optimizer.load_state_dict(ts["optimizer"])
-        scheduler.load_state_dict(ts["scheduler"])
-        start_epoch, start_step = int(ckpt["epoch"]), int(ts["epoch_step"])
-        global_step = int(ckpt["step"])
-        best = float(ts["best_score"])
-        best_epoch = ts["best_epoch"]
-        epoch_loss_sum = float(ts["epoch_loss_sum"])
-        epoch_pixels_done = int(ts["epoch_images"])
-        rngs = ts["rng"]
-        if len(rngs) != world:
-            log.warning("resuming %d ranks from %d: RNG streams restart", world, len(rngs))
-        _set_rng_state(rngs[ctx.rank % len(rngs)])
-        log.info("resumed %s at epoch %d step %d", last_path, start_epoch, start_step)
-
-    net: nn.Module = model
-    if ctx.enabled:
-        net = DistributedDataParallel(model)
-    if cfg.train.compile:
-        # Crops have one size and the last partial batch is dropped, so the graph compiles
-        # once (about a minute); evaluation runs the eager model on whole images.
-        net = torch.compile(net)
-    logger = _Logger(run_dir, ctx.is_main, cfg.train.tensorboard, keep_epochs=start_epoch)
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg)))
-    loader_gen = torch.Generator().manual_seed(cfg.train.seed)  # keeps the global RNG intact
-    loader = DataLoader(
-        train_ds,
-        batch_size=bs,
-        sampler=sampler,
-        num_workers=cfg.data.num_workers,
-        drop_last=True,
-        generator=loader_gen,
-        persistent_workers=False,
-    )
-    amp = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.train.bf16 else nullcontext()
-    budget_s = cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
-    stopped = False
-
-    def checkpoint(epoch: int, epoch_step: int, metrics: dict[str, Any]) -> None:
-        """Write last.pt (every rank joins the RNG gather; rank 0 writes)."""
-        rngs = ctx.all_gather_object(_rng_state())
-        if not ctx.is_main:
-            return
-        state = {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch_step": epoch_step,
-            "epoch_loss_sum": epoch_loss_sum,
-            "epoch_images": epoch_pixels_done,
-            "best_score": best,
-            "best_epoch": best_epoch,
-            "rng": rngs,
-        }
-        save_checkpoint(
-            make_checkpoint(
-                model,
-                info,
-                input_size=cfg.data.crop_size,
-                epoch=epoch,
-                step=global_step,
-                metrics=metrics,
-                config=config_to_dict(cfg),
-                train_state=state,
-            ),
-            last_path,
-        )
-
-    epoch = start_epoch
-    for epoch in range(start_epoch, cfg.train.epochs):
-        train_ds.set_epoch(epoch)
-        sampler.set_epoch(epoch)
-        sampler.set_start(start_step * bs if epoch == start_epoch else 0)
-        first_step = start_step if epoch == start_epoch else 0
-        if epoch != start_epoch:
-            epoch_loss_sum, epoch_pixels_done = 0.0, 0
-        net.train()
-        bar = _progress(
-            steps_per_epoch,
-            first_step,
-            f"epoch {epoch + 1}/{cfg.train.epochs}",
-            ctx.is_main and cfg.train.progress,
-        )
-        t0, seen = time.perf_counter(), 0
-        step = first_step
-        it: Iterator[Any] = iter(loader)
-        for step, (x, y) in enumerate(it, start=first_step):
-            x = x.contiguous(memory_format=mf)
-            with amp:
-                logits = net(x)
-            loss = criterion(logits.float(), y)
-            if not torch.isfinite(loss):
-                raise EdgesegError(
-                    f"loss is {loss.item()} at epoch {epoch + 1} step {step + 1}; lower "
-                    "optim.lr or enable optim.grad_clip"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.optim.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            optimizer.step()
-            if per_iter:
-                scheduler.step()
-            global_step += 1
-            compression.step(global_step)
-            epoch_loss_sum += float(loss.detach()) * x.shape[0]
-            epoch_pixels_done += x.shape[0]
-            seen += x.shape[0]
-            if bar is not None:
-                rate = seen * world / max(time.perf_counter() - t0, 1e-9)
-                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.1f}")
-                bar.update(1)
-            done_steps = step + 1
-            save_now = (
-                cfg.train.save_every_steps
-                and done_steps % cfg.train.save_every_steps == 0
-                and done_steps < steps_per_epoch
-            )
-            over = budget_s is not None and time.perf_counter() - t_start > budget_s
-            if ctx.enabled:  # every rank must agree to stop
-                flag = torch.tensor([1.0 if over else 0.0])
-                over = bool(ctx.all_reduce_sum(flag).item() > 0)
-            if save_now or (over and done_steps < steps_per_epoch):
-                checkpoint(epoch, done_steps, {})
-            if over and done_steps < steps_per_epoch:
-                stopped = True
-                break
-        if bar is not None:
-            bar.close()
-        if stopped:
-            log.info("time budget reached mid-epoch %d; last.pt can resume", epoch + 1)
-            break
-        seconds = time.perf_counter() - t0
-        totals = ctx.all_reduce_sum(torch.tensor([epoch_loss_sum, float(epoch_pixels_done)]))
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "step": global_step,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": float(totals[0] / max(totals[1], 1)),
-            "images_per_s": seen * world / max(seconds, 1e-9),
-            "epoch_seconds": seconds,
-            **compression.state(),
-        }
-        metrics: dict[str, Any] = {}
-        last_epoch = epoch + 1 == cfg.train.epochs
-        if val_ds is not None and ((epoch + 1) % cfg.train.eval_every == 0 or last_epoch):
-            te = time.perf_counter()
-            cm, _ = confusion_over(
-                model,
-                val_ds,
-                batch_size=bs,
-                ctx=ctx,
-                channels_last=cfg.train.channels_last,
-                bf16=cfg.train.bf16,
-            )
-            metrics = segmentation_metrics(cm, info.classes)
-            row.update(
-                val_miou=metrics["miou"],
-                val_pixel_acc=metrics["pixel_acc"],
-                val_mean_acc=metrics["mean_acc"],
-                val_iou=metrics["iou"],
-                eval_seconds=time.perf_counter() - te,
-            )
-            score = metrics["miou"] if metrics["miou"] is not None else 0.0
-            if not per_iter:
-                scheduler.step(score)
-            # Under compression, only a model at the schedules' end may become best.pt.
-            eligible = not compression.active or compression.complete(global_step)
-            if score > best and eligible:
-                best, best_epoch = score, epoch + 1
-                if ctx.is_main:
-                    save_checkpoint(
-                        make_checkpoint(
-                            deployable(model) if compression.active else model,
-                            info,
-                            input_size=cfg.data.crop_size,
-                            epoch=epoch + 1,
-                            step=global_step,
-                            metrics=metrics,
-                            config=config_to_dict(cfg),
-                        ),
-                        best_path,
-                    )
-        logger.epoch(row)
-        epoch_loss_sum, epoch_pixels_done = 0.0, 0
-        checkpoint(epoch + 1, 0, metrics)
-        if ctx.is_main:
-            msg = f"epoch {epoch + 1}: loss {row['train_loss']:.4f}"
-            if "val_miou" in row and row["val_miou"] is not None:
-                msg += f", val mIoU {row['val_miou']:.4f}"
-            log.info("%s, %.1f img/s", msg, row["images_per_s"])
-        if budget_s is not None and time.perf_counter() - t_start > budget_s and not last_epoch:
-            stopped = True
-            break
-    logger.close()
-
-    # DDP keeps replicas equal; check it, so a silent divergence is caught, not shipped.
-    checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
-    sums = ctx.all_gather_object(checksum)
-    epochs_done = len(logger.rows)
-    result = TrainResult(
-        run_dir=run_dir,
-        epochs_done=epochs_done,
-        best_miou=best if best_epoch is not None else None,
-        best_epoch=best_epoch,
-        history=logger.rows,
-        stopped_by_budget=stopped,
-        train_seconds=time.perf_counter() - t_start,
-    )
-    if ctx.is_main:
-        atomic_write_json(
-            run_dir / "summary.json",
-            {
-                "model": cfg.model.name,
-                "epochs_done": epochs_done,
-                "epochs": cfg.train.epochs,
-                "best_miou": result.best_miou,
-                "best_epoch": best_epoch,
-                "stopped_by_budget": stopped,
-                "world_size": world,
-                "rank_weight_checksums": sums,
-                "last_checkpoint": str(last_path),
-                "best_checkpoint": str(best_path) if best_path.is_file() else None,
-            },
-        )
-    # Ranks leave together: rank 1 must not tear down its side of the group while rank 0
-    # still writes the summary.
-    ctx.barrier()
-    if len(set(sums)) > 1:
-        raise EdgesegError(f"ranks ended with different weights (checksums {sums})")
-    return result
+    return Trainer(config, resume=resume, hooks=hooks).fit()

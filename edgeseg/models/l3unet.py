@@ -69,7 +69,7 @@ class L3UNet(SegmentationModel):
         self.output_stride = FOLD * 2 ** (len(ENCODER) - 1)
         folded = FOLD * FOLD * in_channels
         # The fold sits in the same Sequential as the 1x1 conv after it, so that
-        # edgeseg.inference.fuse_folding can merge the two into one 4x4 stride-4 conv.
+        # edgeseg.deploy.rewrites.fuse_folding can merge the two into one 4x4 stride-4 conv.
         self.prep = nn.Sequential(
             Fold(FOLD), _unit(folded, 64, 1), _unit(64, 64, 1), _unit(64, 32, 1)
         )

@@ -9,8 +9,8 @@ from torch.nn.utils import parametrize
 
 from edgeseg.compress.grouping import AlphaSchedule, GradualGrouping, block_mask, extract
 from edgeseg.errors import EdgesegError
+from edgeseg.measure.counts import param_count
 from edgeseg.models import create_model
-from edgeseg.profiling import param_count
 
 
 def test_block_mask() -> None:

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgeseg.checkpoint import load_model, make_checkpoint, save_checkpoint
 from edgeseg.compress.prune import Cut, _ConvModuleCut, plan_pruning, prune_channels
 from edgeseg.data import custom_info
+from edgeseg.engine.checkpoint import load_model, make_checkpoint, save_checkpoint
 from edgeseg.errors import EdgesegError
+from edgeseg.measure.counts import param_count
 from edgeseg.models import create_model
-from edgeseg.profiling import param_count
 
 CASES = [
     ("squeeze_unet", {}),

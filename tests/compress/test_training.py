@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgeseg import load_config, train
-from edgeseg.checkpoint import load_checkpoint, load_model
+from edgeseg.config import load_config
+from edgeseg.engine.checkpoint import load_checkpoint, load_model
+from edgeseg.engine.train import train
 from edgeseg.errors import ConfigError
+from edgeseg.measure.counts import param_count
 from edgeseg.models import create_model
-from edgeseg.profiling import param_count
 from tests.synthetic import make_list_dataset
 
 

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from edgeseg.checkpoint import load_checkpoint
 from edgeseg.data import custom_info
+from edgeseg.engine.checkpoint import load_checkpoint
 from edgeseg.engine.evaluate import evaluate
 from edgeseg.errors import EdgesegError
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgeseg.checkpoint import load_checkpoint
 from edgeseg.config import Config, load_config
+from edgeseg.engine.checkpoint import load_checkpoint
 from edgeseg.engine.train import build_scheduler, train
 from edgeseg.errors import CheckpointError, ConfigError, EdgesegError
 from tests.synthetic import make_list_dataset

@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 
 from edgeseg.layers import ConvNormAct, Fire, TransposedFire, UpBlock, make_norm
-from edgeseg.profiling import conv_weight_count
+from edgeseg.measure.counts import conv_weight_count
 
 
 def test_fire_shapes_and_weights() -> None:

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from edgeseg.layers.erfnet_blocks import Downsampler, NonBottleneck1D, Upsampler
+from edgeseg.measure.counts import count_flops, param_count
 from edgeseg.models import create_model
-from edgeseg.profiling import count_flops, param_count
 
 REFERENCE_K20 = 2_066_836  # the spec / authors' code at K = 20
 ENCODER_CLASSIFIER_K20 = 128 * 20 + 20  # its unused encoder-only 1x1 classifier

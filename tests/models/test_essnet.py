@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from edgeseg.layers import ChannelShuffle, ConvModule, parse_layer
+from edgeseg.measure.counts import param_count
 from edgeseg.models import create_model
-from edgeseg.profiling import param_count
 
 K = 20
 DEAD_ENCODER_CLASSIFIER = 128 * K + K  # counted by the reference code for ESSNet only
@@ -102,7 +102,7 @@ THESIS_GFLOPS = [
 
 @pytest.mark.parametrize(("name", "kwargs", "gflops"), THESIS_GFLOPS)
 def test_thesis_gflops_convention(name: str, kwargs: dict, gflops: float) -> None:
-    from edgeseg.profiling import thesis_flops
+    from edgeseg.measure.counts import thesis_flops
 
     with torch.device("meta"):
         model = create_model(name, num_classes=20, **kwargs).eval()

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from edgeseg.checkpoint import load_model, make_checkpoint, save_checkpoint
 from edgeseg.data import custom_info
+from edgeseg.engine.checkpoint import load_model, make_checkpoint, save_checkpoint
 from edgeseg.errors import EdgesegError, UnknownModelError
 from edgeseg.models import ContractAdapter, create_model, register_external
 from edgeseg.models._registry import _REGISTRY

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from edgeseg.measure.counts import param_count
 from edgeseg.models import create_model
-from edgeseg.profiling import param_count
 
 
 def _meta(**kw: object) -> torch.nn.Module:

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from edgeseg.layers.fold import fold, unfold
+from edgeseg.measure.counts import param_count
 from edgeseg.models import create_model
-from edgeseg.profiling import param_count
 
 
 @pytest.mark.parametrize("r", [2, 4])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from edgeseg.measure.counts import count_flops, param_count
 from edgeseg.models import create_model
-from edgeseg.profiling import count_flops, param_count
 
 
 @pytest.mark.parametrize(

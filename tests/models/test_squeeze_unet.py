@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from edgeseg.measure.counts import conv_weight_count, count_flops, paper_macs
 from edgeseg.models import create_model
-from edgeseg.profiling import conv_weight_count, count_flops, paper_macs
 
 K = 11
 

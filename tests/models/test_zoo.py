@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from edgeseg.measure.counts import param_count
 from edgeseg.models import create_model, list_models
-from edgeseg.profiling import param_count
 
 K = 11
 
@@ -123,7 +123,7 @@ def test_state_dict_round_trip(name: str) -> None:
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("name", MODELS)
 def test_onnx_export_matches_pytorch(name: str, tmp_path) -> None:
-    from edgeseg.export import export_onnx, onnx_session, parity
+    from edgeseg.deploy.export import export_onnx, onnx_session, parity
 
     model = create_model(name, num_classes=K).eval()
     path = tmp_path / f"{name}.onnx"

@@ -29,8 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,128 +37,27 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeseg.deploy.backends import BACKENDS, TORCH_BACKENDS, check_backends, make_runner
 from edgeseg.errors import EdgesegError
+from edgeseg.measure.counts import zip_size
 from edgeseg.utils import atomic_write_json, parse_size, positive_int
 
 __all__ = ["BACKENDS", "bench", "fastest_within_budget", "make_runner", "zip_size"]
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("eager", "channels_last", "compile", "ort", "ort-int8", "pt2e-int8")
-#: Backends that need a PyTorch model (not available for a bare ONNX file).
-TORCH_BACKENDS = ("eager", "channels_last", "compile", "pt2e-int8")
-
-Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
-def check_backends(names: Sequence[str]) -> list[str]:
-    """Validate backend names. Raises EdgesegError naming the unknown one."""
-    out = []
-    for n in names:
-        n = n.strip()
-        if n not in BACKENDS:
-            raise EdgesegError(f"unknown backend {n!r}; choose from {', '.join(BACKENDS)}")
-        out.append(n)
-    if not out:
-        raise EdgesegError("--backends: no backend given")
-    return out
 
 
-def zip_size(path: str | os.PathLike[str]) -> int:
-    """Bytes of ``path`` compressed with zip (deflate, level 9), as seed 003 reports disk use."""
-    with tempfile.TemporaryDirectory() as tmp:
-        z = Path(tmp) / "a.zip"
-        with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as f:
-            f.write(path, Path(path).name)
-        return z.stat().st_size
+
 
 
 # --------------------------------------------------------------------------- runners
 
 
-def _ort_runner(path: Path, threads: int | None) -> Runner:
-    from edgeseg.export import onnx_session
-
-    session = onnx_session(path, threads)
-    name = session.get_inputs()[0].name
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {name: x.contiguous().numpy()})[0])
-
-    return run
 
 
-def make_runner(
-    backend: str,
-    *,
-    model: nn.Module | None = None,
-    onnx_path: str | os.PathLike[str] | None = None,
-    int8_path: str | os.PathLike[str] | None = None,
-    example: torch.Tensor | None = None,
-    calibration: list[torch.Tensor] | None = None,
-    threads: int | None = None,
-) -> Runner:
-    """A callable for one backend.
-
-    Args:
-        backend: one of :data:`BACKENDS`.
-        model: the eval-mode PyTorch model (torch backends, and to export for ``ort``).
-        onnx_path: fp32 ONNX file (``ort``; exported from ``model`` if missing).
-        int8_path: int8 ONNX file (``ort-int8``; quantized from ``onnx_path`` if missing).
-        example: an input of the size the compiled backends will run at.
-        calibration: normalised ``(C, H, W)`` images for the int8 backends.
-        threads: intra-op threads (ONNX Runtime; torch uses the process setting).
-
-    Raises:
-        EdgesegError: unknown backend, or what it needs is missing.
-    """
-    from edgeseg.inference import compile_for_inference, inference_graph
-
-    check_backends([backend])
-    if backend in TORCH_BACKENDS and model is None:
-        raise EdgesegError(
-            f"backend {backend!r} needs a checkpoint or model name, not an ONNX file"
-        )
-    if backend == "eager":
-        assert model is not None
-        m = model.eval()
-        return lambda x: m(x)
-    if backend == "channels_last":
-        m = inference_graph(model).to(memory_format=torch.channels_last)  # type: ignore[arg-type]
-        return lambda x: m(x.contiguous(memory_format=torch.channels_last))
-    if example is None and backend in ("compile", "pt2e-int8"):
-        raise EdgesegError(f"backend {backend!r} needs an example input size")
-    if backend == "compile":
-        cl = inference_graph(model).to(memory_format=torch.channels_last)  # type: ignore[arg-type]
-        ex = example.contiguous(memory_format=torch.channels_last)
-        m = compile_for_inference(cl, ex)
-        return lambda x: m(x.contiguous(memory_format=torch.channels_last))
-    if backend == "pt2e-int8":
-        from edgeseg.compress.quantize import quantize_pt2e
-
-        m, _ = quantize_pt2e(model, calibration or [], example)  # type: ignore[arg-type]
-        return lambda x: m(x)
-    if onnx_path is None or not Path(onnx_path).is_file():
-        if model is None:
-            raise EdgesegError(f"backend {backend!r} needs an ONNX file or a model to export")
-        from edgeseg.export import export_onnx
-
-        onnx_path = Path(tempfile.mkdtemp(prefix="edgeseg-")) / "model.onnx"
-        size = tuple(example.shape[-2:]) if example is not None else (360, 480)
-        export_onnx(model, onnx_path, input_size=size)
-    if backend == "ort":
-        return _ort_runner(Path(onnx_path), threads)
-    # ort-int8
-    if int8_path is None or not Path(int8_path).is_file():
-        from edgeseg.compress.quantize import quantize_model_onnx, quantize_onnx
-
-        int8_path = Path(onnx_path).with_name(Path(onnx_path).stem + ".int8.onnx")
-        if model is not None:  # transposed convs rewritten so they run in int8 too
-            size = tuple(example.shape[-2:]) if example is not None else (360, 480)
-            quantize_model_onnx(model, int8_path, calibration or [], size)  # type: ignore[arg-type]
-        else:
-            quantize_onnx(onnx_path, int8_path, calibration or [])
-    return _ort_runner(Path(int8_path), threads)
 
 
 # --------------------------------------------------------------------------- worker
@@ -188,7 +86,7 @@ def _load_model(job: dict[str, Any]) -> nn.Module | None:
                 factory = getattr(factory, part)
             register_external(name, factory)
     if job["kind"] == "checkpoint":
-        from edgeseg.checkpoint import load_model
+        from edgeseg.engine.checkpoint import load_model
 
         return load_model(job["source"])[0]
     from edgeseg.models import create_model
@@ -204,7 +102,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     threads, warmup, iterations, workdir (fp32.onnx, int8.onnx, calib.pt inside),
     predict (bool: write predictions of workdir/eval.pt's images to workdir/pred-B.npy).
     """
-    from edgeseg.inference import tune_malloc
+    from edgeseg.deploy.tuning import tune_malloc
 
     torch.set_num_threads(job["threads"])
     tune_malloc()
@@ -247,7 +145,7 @@ def _spawn(job: dict[str, Any], work: Path, timeout: float) -> dict[str, Any]:
     os.close(fd)
     Path(name).write_text(json.dumps(job))
     proc = subprocess.run(
-        [sys.executable, "-m", "edgeseg.runtime", name],
+        [sys.executable, "-m", "edgeseg.measure.bench", name],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -318,8 +216,8 @@ def bench(
         EdgesegError: unknown backend, bad source, missing calibration data, a backend
             that fails (its last error line).
     """
-    from edgeseg.export import export_onnx, onnx_metadata
-    from edgeseg.profiling import cpu_name
+    from edgeseg.deploy.cpu import cpu_name
+    from edgeseg.deploy.export import export_onnx, onnx_metadata
 
     names = check_backends(backends)
     h, w = parse_size(size)
@@ -347,7 +245,7 @@ def bench(
             (work / "fp32.onnx").write_bytes(src.read_bytes())
             file_classes = len(meta["classes"])
         elif src.exists():
-            from edgeseg.checkpoint import load_model
+            from edgeseg.engine.checkpoint import load_model
 
             kind = "checkpoint"
             model, ckpt = load_model(src)
@@ -390,7 +288,7 @@ def bench(
             calib = _calibration(ckpt, kind, calib_data or data, calib_split, calib_images, (h, w))
             torch.save(torch.stack(calib), work / "calib.pt")
             if "ort-int8" in names:
-                from edgeseg.compress.quantize import quantize_model_onnx, quantize_onnx
+                from edgeseg.deploy.quantize import quantize_model_onnx, quantize_onnx
 
                 if kind == "onnx":  # a given ONNX file is quantized as it is
                     report = quantize_onnx(work / "fp32.onnx", work / "int8.onnx", calib)
@@ -398,7 +296,7 @@ def bench(
                     report = quantize_model_onnx(model, work / "int8.onnx", calib, (h, w))
                 quant["ort-int8"] = report.to_dict()
             if "pt2e-int8" in names:
-                from edgeseg.compress.quantize import pt2e_convert
+                from edgeseg.deploy.pt2e import pt2e_convert
 
                 example = torch.randn(1, calib[0].shape[0], h, w)
                 try:
@@ -456,7 +354,7 @@ def _calibration(
     n: int,
     size: tuple[int, int],
 ) -> list[torch.Tensor]:
-    from edgeseg.compress.quantize import calibration_images
+    from edgeseg.deploy.quantize import calibration_images
 
     if kind == "checkpoint":
         return calibration_images(ckpt, data, split, n, size)  # type: ignore[arg-type]
@@ -557,7 +455,7 @@ def _summarise(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Worker entry point: ``python -m edgeseg.runtime JOB.json`` writes ``JOB.json.out``."""
+    """Worker entry point: ``python -m edgeseg.measure.bench JOB.json`` writes ``JOB.json.out``."""
     args = list(sys.argv[1:] if argv is None else argv)
     job = json.loads(Path(args[0]).read_text())
     try:

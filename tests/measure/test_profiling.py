@@ -6,19 +6,12 @@ import pytest
 import torch
 from torch import nn
 
+from edgeseg.deploy.cpu import cpu_isa, cpu_name
 from edgeseg.errors import EdgesegError
+from edgeseg.measure.counts import count_flops, paper_macs
+from edgeseg.measure.profiling import ProfileResult, profile
+from edgeseg.measure.timing import measure_peak_memory, measure_stage_times, num_threads
 from edgeseg.models import create_model
-from edgeseg.profiling import (
-    ProfileResult,
-    count_flops,
-    cpu_isa,
-    cpu_name,
-    measure_peak_memory,
-    measure_stage_times,
-    num_threads,
-    paper_macs,
-    profile,
-)
 
 STABLE_KEYS = {
     "model",

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from edgeseg.checkpoint import load_model
 from edgeseg.data import DatasetInfo, load_image, normalize_image
+from edgeseg.engine.checkpoint import load_model
 from edgeseg.errors import DataError, EdgesegError
 from edgeseg.utils import atomic_write_bytes
 
@@ -86,7 +86,7 @@ class Segmenter:
             compiled backends (``compile``, ``pt2e-int8``) are built for one size: the
             checkpoint's training size, else 360x480, unless this is given.
         channels_last: NHWC inference for the default backend (kept for compatibility).
-        backend: one of :data:`edgeseg.runtime.BACKENDS`; default ``channels_last``
+        backend: one of :data:`edgeseg.measure.bench.BACKENDS`; default ``channels_last``
             (``eager`` when ``channels_last=False``).
         calibration: data root whose ``train`` images calibrate the int8 backends.
     """
@@ -101,7 +101,7 @@ class Segmenter:
         backend: str | None = None,
         calibration: str | None = None,
     ) -> None:
-        from edgeseg.runtime import make_runner
+        from edgeseg.deploy.backends import make_runner
 
         backend = backend or ("channels_last" if channels_last else "eager")
         self.backend = backend
@@ -109,7 +109,7 @@ class Segmenter:
         self.model = None
         onnx_path = None
         if str(checkpoint).endswith(".onnx"):
-            from edgeseg.export import onnx_metadata
+            from edgeseg.deploy.export import onnx_metadata
 
             meta = onnx_metadata(checkpoint)
             self.checkpoint: dict[str, Any] = {"model": meta["model"], "input_size": None}
@@ -133,7 +133,7 @@ class Segmenter:
         example = torch.zeros(1, 3, *input_size) if input_size else None
         calib = None
         if backend.endswith("int8"):
-            from edgeseg.compress.quantize import calibration_images
+            from edgeseg.deploy.quantize import calibration_images
 
             calib = calibration_images(
                 self.checkpoint, calibration, "train", 32, input_size or (360, 480)

@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from edgeseg.checkpoint import load_model
 from edgeseg.cli import main
-from edgeseg.compress.quantize import calibration_images, quantize_onnx, quantize_pt2e
+from edgeseg.deploy.backends import BACKENDS, make_runner
+from edgeseg.deploy.export import export_onnx
+from edgeseg.deploy.pt2e import quantize_pt2e
+from edgeseg.deploy.quantize import calibration_images, quantize_onnx
+from edgeseg.deploy.segmenter import Segmenter
+from edgeseg.engine.checkpoint import load_model
 from edgeseg.errors import DataError, EdgesegError
-from edgeseg.export import export_onnx
-from edgeseg.runtime import BACKENDS, bench, make_runner
-from edgeseg.segmenter import Segmenter
+from edgeseg.measure.bench import bench
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -123,7 +125,7 @@ def test_segmenter_backends_and_onnx_file(tiny_run, tmp_path: Path) -> None:
     int8 = Segmenter(run, backend="ort-int8", calibration=str(data))(img)
     assert int8.shape == ref.shape
     export_onnx(load_model(run)[0], tmp_path / "m.onnx", metadata=None)
-    from edgeseg.export import export_checkpoint
+    from edgeseg.workflows.export import export_checkpoint
 
     export_checkpoint(run, tmp_path / "c.onnx")
     seg = Segmenter(tmp_path / "c.onnx", backend="ort")
@@ -166,7 +168,7 @@ def test_bench_checkpoint_errors(tiny_run, tmp_path: Path, capsys) -> None:
 
 
 def test_int8_from_the_network_runs_transposed_convs_in_int8(tiny_run, tmp_path: Path) -> None:
-    from edgeseg.compress.quantize import quantize_model_onnx
+    from edgeseg.deploy.quantize import quantize_model_onnx
 
     data, run = tiny_run
     model, ckpt = load_model(run)
@@ -192,7 +194,7 @@ def test_int8_moves_uint8_through_pixel_shuffles(tmp_path: Path) -> None:
     import onnx
     import onnxruntime as ort
 
-    from edgeseg.compress.quantize import quantize_model_onnx
+    from edgeseg.deploy.quantize import quantize_model_onnx
     from edgeseg.models import create_model
 
     torch.manual_seed(0)
@@ -224,7 +226,7 @@ def test_int8_moves_uint8_through_pixel_shuffles(tmp_path: Path) -> None:
 
 
 def test_fastest_within_budget_skips_backends_that_lose_accuracy() -> None:
-    from edgeseg.runtime import fastest_within_budget
+    from edgeseg.measure.bench import fastest_within_budget
 
     def row(ms: float, miou: float | None = None) -> dict:
         return {"latency_ms": {"median": ms}, **({"miou": miou} if miou is not None else {})}

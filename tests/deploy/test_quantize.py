@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from edgeseg.compress import quantize as Q
-from edgeseg.export import export_onnx
+from edgeseg.deploy import onnx_passes as P
+from edgeseg.deploy import quantize as Q
+from edgeseg.deploy.export import export_onnx
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -46,7 +47,7 @@ def test_average_pools_become_exact_depthwise_convs(tmp_path: Path) -> None:
     torch.manual_seed(0)
     export_onnx(_Pools().eval(), tmp_path / "fp32.onnx", input_size=(16, 20))
     proto = shape_inference.infer_shapes(onnx.load(str(tmp_path / "fp32.onnx")))
-    assert Q._pools_as_depthwise_convs(proto) == 1
+    assert P.pools_as_depthwise_convs(proto) == 1
     onnx.save(proto, str(tmp_path / "conv.onnx"))
     assert _ops(tmp_path / "conv.onnx").count("AveragePool") == 1  # the padded one
     x = torch.randn(1, 3, 16, 20).numpy()
@@ -138,10 +139,10 @@ def test_concat_scale_is_not_shared_where_a_relu_would_be_lost() -> None:
 
     for zp_in, zp_out in ((0, 0), (3, 7)):
         m = graph(zp_in, zp_out)
-        assert Q._concat_inputs_share_scale(m) == 1
+        assert P.concat_inputs_share_scale(m) == 1
         assert list(m.graph.node[0].input[1:]) == ["s_out", "zp_out"]
-    assert Q._concat_inputs_share_scale(graph(0, 7)) == 0
-    assert Q._concat_inputs_share_scale(graph(3, 7, extra_reader=True)) == 0
+    assert P.concat_inputs_share_scale(graph(0, 7)) == 0
+    assert P.concat_inputs_share_scale(graph(3, 7, extra_reader=True)) == 0
 
 
 def test_depthwise_weights_keep_8_bits_when_others_get_7(tmp_path: Path) -> None:
@@ -226,7 +227,7 @@ def test_concat_scale_is_shared_along_copy_chains_and_inner_concats() -> None:
     outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in
             ("out_q_f", "elsewhere")]  # fmt: skip
     m = helper.make_model(helper.make_graph(nodes, "g", io, outs, inits))
-    assert Q._concat_inputs_share_scale(m) == 3  # two phases, then the upsampled branch
+    assert P.concat_inputs_share_scale(m) == 3  # two phases, then the upsampled branch
     scales = {n.output[0]: n.input[1] for n in m.graph.node if n.op_type == "QuantizeLinear"}
     chain = ("p0", "p1", "inner_q", "t_q", "pad_q", "out_q")
     assert {scales[t] for t in chain} == {"s_out_q"}

@@ -28,16 +28,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeseg.deploy.onnx_passes import EXPORT_PASSES, run_passes
+from edgeseg.deploy.rewrites import fuse_folding
 from edgeseg.errors import EdgesegError
-from edgeseg.inference import fuse_folding
 from edgeseg.utils import parse_size
 
 __all__ = [
     "DEFAULT_OPSET",
     "ExportResult",
-    "export_checkpoint",
     "export_onnx",
-    "merge_slices",
     "onnx_metadata",
     "onnx_session",
     "parity",
@@ -117,64 +116,6 @@ def _export(model: nn.Module, x: torch.Tensor, path: Path, opset: int, dynamic: 
     return "torchscript"
 
 
-def merge_slices(proto: Any) -> int:
-    """Merge each ``Slice`` read only by another ``Slice`` on other axes into it.
-
-    The model contract's crop ``y[:, :, :h, :w]`` exports as two Slices, one per axis,
-    and ONNX Runtime copies the whole logits tensor for each (0.77 ms per copy for 11
-    classes at 360x480 in fp32). As one Slice the crop is one copy. Starts, ends, axes
-    and steps are concatenated (by a ``Concat`` node where they are computed, as the
-    crop's ends are from the input's shape). Edits ``proto`` in place; returns how many
-    Slices were merged away.
-    """
-    from onnx import helper, numpy_helper
-
-    g = proto.graph
-    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    consumers: dict[str, list[Any]] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    outputs = {o.name for o in g.output}
-    merged = 0
-    for first in list(g.node):
-        users = consumers.get(first.output[0], [])
-        if first.op_type != "Slice" or len(users) != 1 or first.output[0] in outputs:
-            continue
-        second = users[0]
-        if second.op_type != "Slice" or second.input[0] != first.output[0]:
-            continue
-        ins = [list(first.input[1:]), list(second.input[1:])]
-        if any(len(i) < 3 or "" in i or i[2] not in consts for i in ins):
-            continue  # axes must be known constants, to check that they are disjoint
-        if len(ins[0]) != len(ins[1]):
-            continue
-        axes = [consts[i[2]].reshape(-1) for i in ins]
-        if (axes[0] < 0).any() or (axes[1] < 0).any() or set(axes[0]) & set(axes[1]):
-            continue  # negative axes could name the same axis as a positive one
-        if len({consts[i].dtype for pair in ins for i in pair if i in consts}) > 1:
-            continue  # starts/ends of one Slice share an index type
-        new_inputs = [first.input[0]]
-        for k, (a, b) in enumerate(zip(*ins, strict=True)):
-            name = f"{second.name or second.output[0]}_merged_{k}"
-            if a in consts and b in consts:
-                both = np.concatenate([consts[a].reshape(-1), consts[b].reshape(-1)])
-                g.initializer.append(numpy_helper.from_array(both, name))
-                consts[name] = both
-            else:
-                g.node.insert(list(g.node).index(second), helper.make_node(
-                    "Concat", [a, b], [name], name=name, axis=0
-                ))  # fmt: skip
-            new_inputs.append(name)
-        del second.input[:]
-        second.input.extend(new_inputs)
-        g.node.remove(first)
-        merged += 1
-    if merged:  # initializers nothing reads any more (the merged Slices' old ones) go
-        used = {i for n in g.node for i in n.input}
-        for t in [t for t in g.initializer if t.name not in used]:
-            g.initializer.remove(t)
-    return merged
 
 
 def export_onnx(
@@ -222,7 +163,7 @@ def export_onnx(
         with torch.no_grad():
             exporter = _export(graph, torch.randn(1, in_ch, h, w), tmp, opset, dynamic)
         proto = onnx.load(str(tmp))
-        merge_slices(proto)
+        run_passes(proto, EXPORT_PASSES)
         meta = {"format": "edgeseg.onnx", **(metadata or {})}
         for key, value in meta.items():
             entry = proto.metadata_props.add()
@@ -317,98 +258,5 @@ def parity(
     return max_diff, agree / max(total, 1)
 
 
-def _check_images(
-    ckpt: dict[str, Any], data: str | None, split: str, n: int, size: tuple[int, int]
-) -> tuple[list[torch.Tensor], str]:
-    """Up to ``n`` normalised images of the data split, else random inputs."""
-    if data:
-        from edgeseg.data import build_dataset
-        from edgeseg.data.presets import DatasetInfo
-        from edgeseg.data.transforms import eval_transform
-
-        info = DatasetInfo.from_dict(ckpt["dataset"])
-        ds = build_dataset(data, split, info, eval_transform(size))
-        return [ds[i][0] for i in range(min(n, len(ds)))], "data"
-    g = torch.Generator().manual_seed(0)
-    in_ch = int(ckpt["model"].get("in_channels", 3))
-    return [torch.randn(in_ch, *size, generator=g) for _ in range(n)], "random"
 
 
-def export_checkpoint(
-    checkpoint: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    input_size: tuple[int, int] | str | None = None,
-    opset: int = DEFAULT_OPSET,
-    data: str | None = None,
-    split: str = "val",
-    check_images: int = 4,
-    int8: bool = False,
-    calib_split: str = "train",
-    calib_images: int = 32,
-) -> ExportResult:
-    """Export a checkpoint to ONNX (fp32, or int8 with ORT static quantization) and check it.
-
-    Args:
-        checkpoint: checkpoint file or run directory.
-        out: the ``.onnx`` file to write.
-        input_size: example and check size (default: the checkpoint's, else 360x480).
-        opset: ONNX opset (>= 17).
-        data: data root whose ``split`` images the parity check uses (default: random
-            inputs).
-        split: split of ``data``.
-        check_images: images in the parity check.
-        int8: quantize (QDQ, per-channel int8 weights, uint8 activations), calibrated on
-            ``calib_images`` images of ``data``'s ``calib_split``; the parity check then
-            measures the int8 model against fp32 PyTorch.
-        calib_split: calibration split.
-        calib_images: calibration images.
-
-    Raises:
-        CheckpointError, DataError, EdgesegError: one line each, naming the file.
-    """
-    from edgeseg.checkpoint import load_model
-
-    model, ckpt = load_model(checkpoint)
-    size = parse_size(input_size or ckpt.get("input_size") or (360, 480))
-    ds = ckpt["dataset"]
-    meta = {
-        "model": ckpt["model"],
-        "classes": list(ds["classes"]),
-        "palette": [list(c) for c in ds["palette"]],
-        "ignore_index": ds["ignore_index"],
-        "mean": list(ds["mean"]),
-        "std": list(ds["std"]),
-        "dataset": ds["name"],
-        "input": "NCHW float32 RGB, (x / 255 - mean) / std; any H, W",
-        "output": "logits (N, K, H, W)",
-    }
-    quant = None
-    fp32_size = 0
-    if int8:
-        from edgeseg.compress.quantize import calibration_images, quantize_model_onnx
-
-        calib = calibration_images(ckpt, data, calib_split, calib_images, size)
-        with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
-            fp32 = Path(tmp) / "fp32.onnx"  # the plain fp32 file, for the size comparison
-            exporter = export_onnx(model, fp32, input_size=size, opset=opset, metadata=meta)
-            fp32_size = fp32.stat().st_size
-        quant = quantize_model_onnx(model, out, calib, size, opset=opset, metadata=meta).to_dict()
-    else:
-        exporter = export_onnx(model, out, input_size=size, opset=opset, metadata=meta)
-    images, source = _check_images(ckpt, data, split, check_images, size)
-    session = onnx_session(out)
-    max_diff, agreement = parity(model, session, images)
-    return ExportResult(
-        path=str(out),
-        size_bytes=Path(out).stat().st_size,
-        opset=opset,
-        exporter=exporter,
-        max_abs_diff=max_diff,
-        pixel_agreement=agreement,
-        check_images=len(images),
-        check_source=source,
-        precision="int8" if int8 else "fp32",
-        fp32_size_bytes=fp32_size or Path(out).stat().st_size,
-        quantization=quant,
-    )

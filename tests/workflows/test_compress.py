@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from edgeseg.checkpoint import load_model
 from edgeseg.cli import main
-from edgeseg.compress.pipeline import compress_checkpoint
 from edgeseg.config import load_config
+from edgeseg.engine.checkpoint import load_model
 from edgeseg.engine.train import train
+from edgeseg.workflows.compress import compress_checkpoint
 from tests.synthetic import make_list_dataset
 
 

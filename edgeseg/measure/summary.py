@@ -11,14 +11,14 @@ from typing import Any
 
 import torch
 
-from edgeseg.models import create_model, model_info
-from edgeseg.profiling import (
+from edgeseg.measure.counts import (
     conv_weight_count,
     count_flops,
     paper_macs,
     param_count,
     thesis_flops,
 )
+from edgeseg.models import create_model, model_info
 from edgeseg.utils import parse_size
 
 __all__ = ["summarize_model", "summarize_models"]
@@ -32,7 +32,7 @@ def summarize_model(
     Returns:
         ``{"name", "family", "summary", "params", "conv_weights", "macs", "flops",
         "paper_macs", "thesis_flops", "input_size", "num_classes"}`` (see
-        :mod:`edgeseg.profiling` for the three operation-count conventions).
+        :mod:`edgeseg.measure.profiling` for the three operation-count conventions).
     """
     h, w = parse_size(input_size, "input_size")
     info = model_info(name)

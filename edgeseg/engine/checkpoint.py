@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from edgeseg.data.presets import DatasetInfo
+from edgeseg.engine.hooks import checkpoint_adapter
 from edgeseg.errors import CheckpointError, EdgesegError
 from edgeseg.pretrained import PRETRAINED, pretrained_path
 from edgeseg.utils import atomic_write_bytes
@@ -36,6 +37,7 @@ from edgeseg.utils import atomic_write_bytes
 __all__ = [
     "FORMAT",
     "build_model",
+    "is_compressed_state",
     "load_checkpoint",
     "load_model",
     "load_weights",
@@ -164,13 +166,22 @@ def build_model(ckpt: dict[str, Any]) -> nn.Module:
     except EdgesegError as e:
         raise CheckpointError(f"{ckpt.get('path', 'checkpoint')}: {e}") from None
     if m.get("pruned"):
-        # Channel-pruned (edgeseg.compress.prune): same architecture, narrower layers,
-        # whose widths the saved tensors give.
-        from edgeseg.compress.prune import resize_to_state_dict
-
-        resize_to_state_dict(model, ckpt["state_dict"])
-        model.edgeseg_config["pruned"] = True
+        # Channel-pruned: same architecture, narrower layers, whose widths the saved
+        # tensors give (the adapter is edgeseg.compress's).
+        model = _adapt("pruned", model, ckpt)
     return model
+
+
+def is_compressed_state(state_dict: dict[str, Any]) -> bool:
+    """Whether a state dict holds masks (sparsification) or parametrizations (grouping)."""
+    return any(k.endswith("weight_orig") or ".parametrizations." in k for k in state_dict)
+
+
+def _adapt(name: str, model: nn.Module, ckpt: dict[str, Any]) -> nn.Module:
+    adapter = checkpoint_adapter(name)
+    if adapter is None:
+        raise CheckpointError(f"{ckpt.get('path', 'checkpoint')}: no loader for '{name}' models")
+    return adapter(model, ckpt)
 
 
 def load_weights(model: nn.Module, ckpt: dict[str, Any]) -> None:
@@ -207,17 +218,10 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """
     ckpt = load_checkpoint(path)
     model = build_model(ckpt)
-    from edgeseg.compress import TrainingCompression, deployable, is_compressed_state
-
     if is_compressed_state(ckpt["state_dict"]):
-        # A training checkpoint (last.pt) of a run under compression: attach the same
-        # masks so the state fits, then make the plain model a deployment runs.
-        from edgeseg.config import config_from_dict
-
-        cfg = config_from_dict(dict(ckpt.get("config") or {}))
-        TrainingCompression(model, cfg.compress, total_steps=1)
-        load_weights(model, ckpt)
-        model = deployable(model)
+        # A training checkpoint (last.pt) of a run under compression: the adapter attaches
+        # the same masks so the state fits, then returns the plain model a deployment runs.
+        model = _adapt("masked", model, ckpt)
     else:
         load_weights(model, ckpt)
     model.eval()

@@ -14,7 +14,7 @@ For each model, in order, five stages run and their results are written to
    on some validation images; the fastest within 1 mIoU point is the model's ``best``.
 5. ``preview``: predictions on a few validation images for the report's grid.
 
-Then :func:`edgeseg.report.write_report` renders ``report.md`` and ``report.html``.
+Then :func:`edgeseg.workflows.report.write_report` renders ``report.md`` and ``report.html``.
 Running the same command again skips what is done: finished stages are read back, a
 training run that was interrupted resumes from its ``last.pt`` with the budget it had left.
 """
@@ -36,15 +36,8 @@ import torch
 import yaml
 from PIL import Image
 
-from edgeseg.config import (
-    Config,
-    ConfigError,
-    _build,
-    apply_overrides,
-    config_to_dict,
-    read_yaml_mapping,
-)
-from edgeseg.errors import EdgesegError
+from edgeseg.config import Config, _build, apply_overrides, config_to_dict, read_yaml_mapping
+from edgeseg.errors import ConfigError, EdgesegError
 from edgeseg.utils import atomic_write_json, positive_int
 
 __all__ = [
@@ -330,7 +323,7 @@ class _Results:
         import json
 
         from edgeseg import __version__
-        from edgeseg.profiling import cpu_name
+        from edgeseg.deploy.cpu import cpu_name
 
         self.path = out / "results.json"
         self.data: dict[str, Any] = {}
@@ -443,8 +436,8 @@ def _stage_evaluate(cfg: CompareConfig, ckpt: Path, info: Any) -> dict[str, Any]
 
 
 def _stage_profile(cfg: CompareConfig, ckpt: Path, size: tuple[int, int]) -> dict[str, Any]:
-    from edgeseg.checkpoint import load_model
-    from edgeseg.profiling import profile
+    from edgeseg.engine.checkpoint import load_model
+    from edgeseg.measure.profiling import profile
 
     model, meta = load_model(ckpt)
     res = profile(model, size, threads=cfg.threads, repeats=10, name=meta["model"]["name"])
@@ -467,7 +460,7 @@ def _stage_bench(
     external: dict[str, str] | None,
     onnx_only: bool,
 ) -> dict[str, Any]:
-    from edgeseg.runtime import bench
+    from edgeseg.measure.bench import bench
 
     root = cfg.recipe.data.root
     backends = cfg.backends
@@ -502,7 +495,7 @@ def _stage_bench(
 def _stage_preview(
     cfg: CompareConfig, ckpt: Path, name: str, out: Path, val: Any
 ) -> dict[str, Any]:
-    from edgeseg.segmenter import Segmenter, colorize
+    from edgeseg.deploy.segmenter import Segmenter, colorize
 
     seg = Segmenter(ckpt, threads=cfg.threads, input_size=cfg.recipe.data.eval_size)
     folder = out / "preview"
@@ -553,8 +546,8 @@ def compare(
             parsed, a results file from another comparison: all checked before any work.
             A model that fails later is recorded with its error; the others still run.
     """
+    from edgeseg.deploy.backends import check_backends
     from edgeseg.models import model_info, register_external
-    from edgeseg.runtime import check_backends
 
     if not cfg.models:
         raise EdgesegError("--models: name at least one model")
@@ -650,7 +643,7 @@ def compare(
                 best,
             )
     if report:
-        from edgeseg.report import write_report
+        from edgeseg.workflows.report import write_report
 
         write_report(results.data, out)
     return results.data

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from edgeseg.cli import main
+from edgeseg.deploy.export import export_onnx, onnx_metadata, onnx_session
 from edgeseg.errors import EdgesegError
-from edgeseg.export import export_checkpoint, export_onnx, onnx_metadata, onnx_session
+from edgeseg.workflows.export import export_checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -163,7 +164,7 @@ def test_merge_slices_only_on_disjoint_axes() -> None:
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgeseg.export import merge_slices
+    from edgeseg.deploy.onnx_passes import merge_slices
 
     def graph(axes2: int) -> onnx.ModelProto:
         c = {"zero": [0], "ax1": [2], "ax2": [axes2], "end2": [3], "one": [1]}

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from edgeseg.compress.subpixel import (
+from edgeseg.deploy import quantize as Q
+from edgeseg.deploy.subpixel import (
     PhaseConvTranspose2d,
     SubPixelConvTranspose2d,
     subpixel_deconvs,
@@ -126,7 +127,7 @@ def test_dense_layers_split_into_phases_only_where_one_conv_would_hold_zero_taps
 def test_segfast_upsamplers_run_in_int8(tmp_path: Path) -> None:
     import onnx
 
-    from edgeseg.compress.quantize import quantize_model_onnx
+    from edgeseg.deploy.quantize import quantize_model_onnx
 
     torch.manual_seed(0)
     model = create_model("segfast", num_classes=3, width=16).eval()
@@ -159,7 +160,7 @@ def test_cropped_output_followed_by_inplace_relu_exports_without_scatter(tmp_pat
     # An in-place op on a cropped view exports as ScatterND + Transposes (4x slower int8).
     import onnx
 
-    from edgeseg.export import export_onnx
+    from edgeseg.deploy.export import export_onnx
 
     t = nn.ConvTranspose2d(3, 4, 3, 2, 1)  # output_padding 0: one row and column cropped
 
@@ -203,7 +204,6 @@ def test_zero_pads_run_on_uint8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     import onnxruntime as ort
     from onnx import numpy_helper
 
-    from edgeseg.compress import quantize as Q
 
     class PadThenConcat(nn.Module):  # a pad before a conv would be fused into it
         def __init__(self) -> None:
@@ -233,8 +233,8 @@ def test_zero_pads_run_on_uint8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     used = {i for n in graph.node for i in n.input}
     assert all(t.name in used for t in graph.initializer)
     # exact: the same logits as the file quantized without the rewrites, at another size
-    monkeypatch.setattr(Q, "_pads_in_uint8", lambda proto: 0)
-    monkeypatch.setattr(Q, "_shapes_of_quantized", lambda proto: 0)
+    monkeypatch.setattr(Q, "pads_in_uint8", lambda proto: 0)
+    monkeypatch.setattr(Q, "shapes_of_quantized", lambda proto: 0)
     Q.quantize_model_onnx(block, tmp_path / "ref.onnx", calib, (12, 12))
     x = torch.randn(1, 3, 15, 13).numpy()
     out = []
@@ -250,7 +250,7 @@ def test_only_plain_zero_pads_with_shared_parameters_are_rewritten() -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgeseg.compress.quantize import _pads_in_uint8
+    from edgeseg.deploy.onnx_passes import pads_in_uint8
 
     def graph(mode: str, out_scale: float) -> onnx.ModelProto:
         inits = [
@@ -270,12 +270,12 @@ def test_only_plain_zero_pads_with_shared_parameters_are_rewritten() -> None:
         return helper.make_model(helper.make_graph(nodes, "g", io[:1], io[1:], inits))
 
     m = graph("constant", 0.5)
-    assert _pads_in_uint8(m) == 1
+    assert pads_in_uint8(m) == 1
     ops = [n.op_type for n in m.graph.node]
     assert ops == ["QuantizeLinear", "Pad", "DequantizeLinear"]
     for mode, scale in (("reflect", 0.5), ("constant", 0.25)):  # other values, other scale
         m = graph(mode, scale)
-        assert _pads_in_uint8(m) == 0 and len(m.graph.node) == 5
+        assert pads_in_uint8(m) == 0 and len(m.graph.node) == 5
 
 
 def test_ineligible_layers_are_kept() -> None:
@@ -301,7 +301,7 @@ def test_models_keep_their_outputs(name: str) -> None:
 
 def test_weights_keep_7_bits_where_u8s8_saturates() -> None:
     # ORT's u8s8 kernels without VNNI add products pairwise in int16 and saturate.
-    from edgeseg.compress.quantize import needs_reduced_range
+    from edgeseg.deploy.quantize import needs_reduced_range
 
     assert needs_reduced_range("AVX2") and needs_reduced_range("AVX-512")
     for isa in ("AVX-512 VNNI", "AVX2 + AVX-VNNI", "AMX-INT8", "NEON dot-product", ""):

@@ -12,16 +12,16 @@ import torch
 from torch import nn
 
 from edgeseg.cli import main
-from edgeseg.compare import (
+from edgeseg.config import Config
+from edgeseg.errors import ConfigError, EdgesegError
+from edgeseg.models._registry import _REGISTRY
+from edgeseg.workflows.compare import (
     CompareConfig,
     compare,
     load_compare_config,
     parse_budget,
     plan_epochs,
 )
-from edgeseg.config import Config, ConfigError
-from edgeseg.errors import EdgesegError
-from edgeseg.models._registry import _REGISTRY
 from tests.synthetic import make_list_dataset
 
 

@@ -45,10 +45,10 @@ def _measure(
     int8_size: bool,
 ) -> dict[str, Any]:
     """Size, counts, accuracy and latency of one checkpoint."""
-    from edgeseg.checkpoint import load_model
     from edgeseg.compress.sparsify import sparsity_report
-    from edgeseg.profiling import count_flops, param_count
-    from edgeseg.runtime import bench, zip_size
+    from edgeseg.engine.checkpoint import load_model
+    from edgeseg.measure.bench import bench
+    from edgeseg.measure.counts import count_flops, param_count, zip_size
 
     model, ckpt = load_model(ckpt_path)
     x = torch.randn(1, int(ckpt["model"].get("in_channels", 3)), *size)
@@ -124,9 +124,14 @@ def compress_checkpoint(
         EdgesegError: unknown method, a value out of range, a method that does not apply
             to the model (grouping without Conv-modules, groups not dividing channels).
     """
-    from edgeseg.checkpoint import load_checkpoint, load_model, make_checkpoint, save_checkpoint
     from edgeseg.config import apply_overrides, config_from_dict, config_to_dict
     from edgeseg.data import DatasetInfo
+    from edgeseg.engine.checkpoint import (
+        load_checkpoint,
+        load_model,
+        make_checkpoint,
+        save_checkpoint,
+    )
 
     if method not in METHODS:
         raise EdgesegError(f"--method {method!r}: choose one of {', '.join(METHODS)}")

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from edgeseg.inference import fold_batchnorm, fuse_folding, inference_graph, tune_malloc
+from edgeseg.deploy.rewrites import fold_batchnorm, fuse_folding, inference_graph
+from edgeseg.deploy.tuning import tune_malloc
 from edgeseg.layers import ConvNormAct, ConvTransposeNormAct
 from edgeseg.models import create_model
 
@@ -88,7 +89,7 @@ def test_tune_malloc_is_idempotent() -> None:
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated")
 def test_compile_for_inference_matches_eager() -> None:
-    from edgeseg.inference import compile_for_inference
+    from edgeseg.deploy.tuning import compile_for_inference
 
     model = torch.nn.Sequential(ConvNormAct(3, 8, 3), torch.nn.Conv2d(8, 2, 1))
     _randomise_bn(model)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edgeseg.deploy.segmenter import Segmenter, colorize, overlay, predict_paths
 from edgeseg.errors import DataError, EdgesegError
-from edgeseg.segmenter import Segmenter, colorize, overlay, predict_paths
 
 
 def test_segmenter_inputs(tiny_run: tuple[Path, Path]) -> None:
@@ -62,7 +62,7 @@ def test_predict_paths_builds_one_segmenter_for_many_inputs(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import edgeseg.segmenter as segmenter
+    import edgeseg.deploy.segmenter as segmenter
 
     data, run = tiny_run
     built = []

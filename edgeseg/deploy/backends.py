@@ -1,0 +1,140 @@
+"""CPU inference backends: each a callable ``normalised NCHW float tensor -> logits tensor``.
+
+=================  ==========================================================================
+``eager``          the PyTorch model as trained: eval mode, NCHW, fp32 (the reference point)
+``channels_last``  eager with BatchNorm folded into the convs and NHWC tensors
+``compile``        ``torch.compile`` (Inductor, weights frozen), channels_last
+``ort``            the fp32 ONNX export in ONNX Runtime (all graph optimisations)
+``ort-int8``       ONNX Runtime static int8 (QDQ, per-channel), calibrated on training images
+``pt2e-int8``      PyTorch PT2E int8 (torchao X86 Inductor quantizer) compiled with Inductor
+=================  ==========================================================================
+
+:func:`edgeseg.measure.bench.bench` times them side by side; :class:`edgeseg.Segmenter`
+runs one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgeseg.errors import EdgesegError
+
+log = logging.getLogger(__name__)
+
+
+BACKENDS = ("eager", "channels_last", "compile", "ort", "ort-int8", "pt2e-int8")
+
+
+#: Backends that need a PyTorch model (not available for a bare ONNX file).
+TORCH_BACKENDS = ("eager", "channels_last", "compile", "pt2e-int8")
+
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+def check_backends(names: Sequence[str]) -> list[str]:
+    """Validate backend names. Raises EdgesegError naming the unknown one."""
+    out = []
+    for n in names:
+        n = n.strip()
+        if n not in BACKENDS:
+            raise EdgesegError(f"unknown backend {n!r}; choose from {', '.join(BACKENDS)}")
+        out.append(n)
+    if not out:
+        raise EdgesegError("--backends: no backend given")
+    return out
+
+
+def _ort_runner(path: Path, threads: int | None) -> Runner:
+    from edgeseg.deploy.export import onnx_session
+
+    session = onnx_session(path, threads)
+    name = session.get_inputs()[0].name
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {name: x.contiguous().numpy()})[0])
+
+    return run
+
+
+def make_runner(
+    backend: str,
+    *,
+    model: nn.Module | None = None,
+    onnx_path: str | os.PathLike[str] | None = None,
+    int8_path: str | os.PathLike[str] | None = None,
+    example: torch.Tensor | None = None,
+    calibration: list[torch.Tensor] | None = None,
+    threads: int | None = None,
+) -> Runner:
+    """A callable for one backend.
+
+    Args:
+        backend: one of :data:`BACKENDS`.
+        model: the eval-mode PyTorch model (torch backends, and to export for ``ort``).
+        onnx_path: fp32 ONNX file (``ort``; exported from ``model`` if missing).
+        int8_path: int8 ONNX file (``ort-int8``; quantized from ``onnx_path`` if missing).
+        example: an input of the size the compiled backends will run at.
+        calibration: normalised ``(C, H, W)`` images for the int8 backends.
+        threads: intra-op threads (ONNX Runtime; torch uses the process setting).
+
+    Raises:
+        EdgesegError: unknown backend, or what it needs is missing.
+    """
+    from edgeseg.deploy.rewrites import inference_graph
+    from edgeseg.deploy.tuning import compile_for_inference
+
+    check_backends([backend])
+    if backend in TORCH_BACKENDS and model is None:
+        raise EdgesegError(
+            f"backend {backend!r} needs a checkpoint or model name, not an ONNX file"
+        )
+    if backend == "eager":
+        assert model is not None
+        m = model.eval()
+        return lambda x: m(x)
+    if backend == "channels_last":
+        m = inference_graph(model).to(memory_format=torch.channels_last)  # type: ignore[arg-type]
+        return lambda x: m(x.contiguous(memory_format=torch.channels_last))
+    if example is None and backend in ("compile", "pt2e-int8"):
+        raise EdgesegError(f"backend {backend!r} needs an example input size")
+    if backend == "compile":
+        cl = inference_graph(model).to(memory_format=torch.channels_last)  # type: ignore[arg-type]
+        ex = example.contiguous(memory_format=torch.channels_last)
+        m = compile_for_inference(cl, ex)
+        return lambda x: m(x.contiguous(memory_format=torch.channels_last))
+    if backend == "pt2e-int8":
+        from edgeseg.deploy.pt2e import quantize_pt2e
+
+        m, _ = quantize_pt2e(model, calibration or [], example)  # type: ignore[arg-type]
+        return lambda x: m(x)
+    if onnx_path is None or not Path(onnx_path).is_file():
+        if model is None:
+            raise EdgesegError(f"backend {backend!r} needs an ONNX file or a model to export")
+        from edgeseg.deploy.export import export_onnx
+
+        onnx_path = Path(tempfile.mkdtemp(prefix="edgeseg-")) / "model.onnx"
+        size = tuple(example.shape[-2:]) if example is not None else (360, 480)
+        export_onnx(model, onnx_path, input_size=size)
+    if backend == "ort":
+        return _ort_runner(Path(onnx_path), threads)
+    # ort-int8
+    if int8_path is None or not Path(int8_path).is_file():
+        from edgeseg.deploy.quantize import quantize_model_onnx, quantize_onnx
+
+        int8_path = Path(onnx_path).with_name(Path(onnx_path).stem + ".int8.onnx")
+        if model is not None:  # transposed convs rewritten so they run in int8 too
+            size = tuple(example.shape[-2:]) if example is not None else (360, 480)
+            quantize_model_onnx(model, int8_path, calibration or [], size)  # type: ignore[arg-type]
+        else:
+            quantize_onnx(onnx_path, int8_path, calibration or [])
+    return _ort_runner(Path(int8_path), threads)
+
+

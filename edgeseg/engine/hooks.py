@@ -1,0 +1,91 @@
+"""Plug-in points of the training loop and of checkpoint loading.
+
+The engine knows nothing of what plugs in: a package above it (``edgeseg.compress``)
+registers a *hook factory* (called with the recipe, returns a :class:`TrainHook` or
+``None``) and *checkpoint adapters* (rebuild a saved structure such as pruned widths or
+compression masks). :func:`load_plugins` imports the packages edgeseg ships that do so,
+on first need, which keeps every static import pointing down the layers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from edgeseg.config import Config
+    from edgeseg.engine.train import Trainer
+
+__all__ = [
+    "PLUGINS",
+    "TrainHook",
+    "checkpoint_adapter",
+    "hooks_for",
+    "load_plugins",
+    "register_checkpoint_adapter",
+    "register_hook",
+]
+
+#: Packages shipped with edgeseg that register hooks or adapters when imported.
+PLUGINS = ("edgeseg.compress",)
+
+_HOOK_FACTORIES: dict[str, Callable[[Config], TrainHook | None]] = {}
+_ADAPTERS: dict[str, Callable[[nn.Module, dict[str, Any]], nn.Module]] = {}
+
+
+class TrainHook:
+    """What a plug-in may do inside :class:`~edgeseg.engine.train.Trainer`; every method
+    is optional (the defaults change nothing)."""
+
+    def attach(self, trainer: Trainer) -> None:
+        """Called once the model, optimizer and schedule exist, before any weights load."""
+
+    def after_step(self, trainer: Trainer) -> None:
+        """Called after every optimizer step (``trainer.global_step`` counts them)."""
+
+    def log_state(self) -> dict[str, float]:
+        """Extra values for this epoch's row of ``log.jsonl``."""
+        return {}
+
+    def best_allowed(self, trainer: Trainer) -> bool:
+        """Whether the model may become ``best.pt`` now."""
+        return True
+
+    def deployable(self, model: nn.Module) -> nn.Module:
+        """The model ``best.pt`` stores (e.g. masks stripped)."""
+        return model
+
+
+def load_plugins() -> None:
+    """Import :data:`PLUGINS` (idempotent)."""
+    for name in PLUGINS:
+        importlib.import_module(name)
+
+
+def register_hook(name: str, factory: Callable[[Config], TrainHook | None]) -> None:
+    """Register a training hook factory under ``name`` (a later one replaces it)."""
+    _HOOK_FACTORIES[name] = factory
+
+
+def hooks_for(config: Config) -> list[TrainHook]:
+    """The hooks the recipe asks for, from every registered factory."""
+    load_plugins()
+    hooks = (factory(config) for factory in _HOOK_FACTORIES.values())
+    return [h for h in hooks if h is not None]
+
+
+def register_checkpoint_adapter(
+    name: str, adapter: Callable[[nn.Module, dict[str, Any]], nn.Module]
+) -> None:
+    """Register ``adapter(model, checkpoint) -> model`` for checkpoints marked ``name``."""
+    _ADAPTERS[name] = adapter
+
+
+def checkpoint_adapter(name: str) -> Callable[[nn.Module, dict[str, Any]], nn.Module] | None:
+    """The adapter registered as ``name``, or ``None``."""
+    if name not in _ADAPTERS:
+        load_plugins()
+    return _ADAPTERS.get(name)

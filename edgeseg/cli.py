@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from edgeseg import defaults as D
 from edgeseg.errors import EdgesegError
 
 __all__ = ["main"]
@@ -65,14 +66,17 @@ def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
 
 
 def _emit_json(args: argparse.Namespace, payload: Any) -> bool:
-    """Write ``payload`` to ``--out`` if given; print it if ``--json``. True if printed."""
-    if args.out:
-        from edgeseg.utils import atomic_write_json
-
-        atomic_write_json(args.out, payload)
-    if args.json:
+    """``--json``: print ``payload`` (True: nothing else to print); ``--json FILE``: write
+    it there and let the command print its tables as usual."""
+    if args.json is None:
+        return False
+    if args.json == "-":
         print(json.dumps(payload, indent=2))
-    return bool(args.json)
+        return True
+    from edgeseg.utils import atomic_write_json
+
+    atomic_write_json(args.json, payload)
+    return False
 
 
 def _mb(nbytes: float) -> str:
@@ -93,31 +97,28 @@ FLOP_CONVENTIONS = {
 def _cmd_models(args: argparse.Namespace) -> int:
     from edgeseg.measure.summary import summarize_models
     from edgeseg.models import list_models
+    from edgeseg.pretrained import PRETRAINED
 
     names = list_models(args.pattern)
+    shipped = {n: [w for w, p in PRETRAINED.items() if p.model == n] for n in names}
+    if args.pretrained:
+        names = [n for n in names if shipped[n]]
     if not names:
         raise EdgesegError(f"no model matches {args.pattern!r}")
     rows = summarize_models(names, input_size=args.size, num_classes=args.classes)
-    if args.json:
-        print(json.dumps(rows, indent=2))
+    for r in rows:
+        r["pretrained"] = shipped[r["name"]]
+    if _emit_json(args, rows):
         return 0
     h, w = args.size
     key, label = FLOP_CONVENTIONS[args.flops]
-    print(
-        _table(
-            [
-                (
-                    r["name"],
-                    r["family"],
-                    f"{r['params']:,}",
-                    f"{r[key] / 1e9:.2f}",
-                    r["summary"],
-                )
-                for r in rows
-            ],
-            ("model", "family", "params", f"{label}@{h}x{w}", "description"),
-        )
-    )
+    table = [
+        (r["name"], r["family"], f"{r['params']:,}", f"{r[key] / 1e9:.2f}",
+         ", ".join(r["pretrained"]) or "-", r["summary"])
+        for r in rows
+    ]  # fmt: skip
+    header = ("model", "family", "params", f"{label}@{h}x{w}", "shipped weights", "description")
+    print(_table(table, header))
     return 0
 
 
@@ -195,16 +196,19 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace) -> tuple[Any, bool]:
-    """Compose the recipe: YAML file (or the resumed run's config.yaml) + key=value overrides."""
+    """Compose the recipe: ``--recipe`` (or the resumed run's config.yaml), then the
+    common flags, then ``section.key=value`` overrides (later wins)."""
     from edgeseg.config import load_config
+    from edgeseg.data.folder import folder_classes
 
     items = list(args.items)
-    path = None
-    if items and "=" not in items[0]:
-        path = items.pop(0)
+    path = args.recipe
+    if items and "=" not in items[0] and path is None:
+        path = items.pop(0)  # edgeseg train RECIPE.yaml ...
     bad = [i for i in items if "=" not in i]
     if bad:
-        raise EdgesegError(f"expected section.key=value overrides after the recipe, got {bad[0]!r}")
+        raise EdgesegError(f"expected section.key=value overrides, got {bad[0]!r}")
+    flags = []
     if args.resume:
         run = Path(args.resume)
         if path is not None:
@@ -212,10 +216,19 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, bool]:
         path = run / "config.yaml"
         if not path.is_file():
             raise EdgesegError(f"cannot resume {run}: no config.yaml there")
-        items.append(f"train.out={run}")
+        flags.append(f"train.out={run}")
+    if args.model:
+        flags.append(f"model.name={args.model}")
+    if args.data:
+        flags.append(f"data.root={args.data}")
+        classes = folder_classes(args.data) if Path(args.data).is_dir() else None
+        if classes:  # a plain folder names its own classes
+            flags += ["data.preset=custom", f"data.classes={json.dumps(classes)}"]
+    if args.epochs:
+        flags.append(f"train.epochs={args.epochs}")
     if args.out:
-        items.append(f"train.out={args.out}")
-    cfg = load_config(path, items)
+        flags.append(f"train.out={args.out}")
+    cfg = load_config(path, flags + items)
     cfg.validate()
     return cfg, bool(args.resume)
 
@@ -332,8 +345,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         int8=args.format == "onnx-int8",
         calib_images=args.calib_images,
     )
-    if args.json:
-        print(json.dumps(res.to_dict(), indent=2))
+    if _emit_json(args, res.to_dict()):
         return 0
     from edgeseg.measure.counts import zip_size
 
@@ -371,7 +383,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         eval_images=args.eval_images,
         calib_data=args.calib_data,
         calib_images=args.calib_images,
-        budget_miou=args.budget / 100,
+        budget_miou=args.accuracy_budget,
         workdir=args.keep,
     )
     if _emit_json(args, res):
@@ -441,8 +453,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         backends=tuple(b for b in args.backends.split(",") if b),
         overrides=args.overrides,
     )
-    if args.json:
-        print(json.dumps(rep, indent=2))
+    if _emit_json(args, rep):
         return 0
     rows = []
     for when in ("before", "after"):
@@ -469,45 +480,51 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_flags(args: argparse.Namespace) -> list[str]:
+    """The compare flags as the config's own ``key=value`` overrides (one code path)."""
+    items = []
+    if args.models:
+        items.append(f"models={json.dumps([m for m in args.models.split(',') if m])}")
+    for key, value in (
+        ("recipe.data.root", args.data),
+        ("recipe.data.preset", args.preset),
+        ("budget", args.budget),
+        ("out", args.out),
+        ("threads", args.threads),
+    ):
+        if value:
+            items.append(f"{key}={value}")
+    if args.size:
+        items.append(f"size={list(args.size)}")
+    if args.backends:
+        items.append(f"backends={json.dumps(args.backends.split(','))}")
+    return items  # fmt: skip
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from edgeseg.workflows.compare import compare, demo_config, load_compare_config
+    from edgeseg.workflows.compare import (
+        compare,
+        demo_config,
+        load_compare_config,
+        with_overrides,
+    )
 
     logging.getLogger("edgeseg").setLevel(logging.INFO)  # progress is the point here
+    items = _compare_flags(args) + list(args.overrides)
     if args.demo:
         from edgeseg.data.synthetic import make_street_dataset
 
         if args.config or args.data:
             raise EdgesegError("--demo makes its own data and models; drop --config/--data")
-        cfg = demo_config(args.out or "compare-demo")
+        cfg = with_overrides(demo_config(args.out or "compare-demo"), items)
         if not (Path(cfg.recipe.data.root) / "val.txt").is_file():
             make_street_dataset(cfg.recipe.data.root)
-        if args.models:
-            cfg.models = [m for m in args.models.split(",") if m]
-        if args.budget:
-            cfg.budget = args.budget
     else:
-        cfg = load_compare_config(args.config, args.overrides)
-        if args.models:
-            cfg.models = [m for m in args.models.split(",") if m]
-        if args.data:
-            cfg.recipe.data.root = args.data
-        if args.preset:
-            cfg.recipe.data.preset = args.preset
-        if args.budget:
-            cfg.budget = args.budget
-        if args.out:
-            cfg.out = args.out
-        if args.size:
-            cfg.size = args.size
-        if args.backends:
-            cfg.backends = args.backends.split(",")
+        cfg = load_compare_config(args.config, items)
         if not cfg.recipe.data.root:
             raise EdgesegError("--data: give the data root (or recipe.data.root in --config)")
-    if args.threads:
-        cfg.threads = args.threads
     res = compare(cfg)
-    if args.json:
-        print(json.dumps(res, indent=2))
+    if _emit_json(args, res):
         return 0
     from edgeseg.workflows.report import report_tables
 
@@ -521,21 +538,36 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+# One ``_add_<command>`` per subcommand; defaults and choices come from edgeseg.defaults
+# (the API's own), and a flag name means the same thing in every subcommand:
+#   --out      where the command writes what it makes (run dir, folder or ONNX file)
+#   --json     print JSON; --json FILE writes it to FILE instead
+#   --budget   training budget (compare); --accuracy-budget: mIoU a backend may lose (bench)
+#   --data     a data root (list files, or images/ + masks/ folders)
+
+_SIZE_HELP = f"input HxW ({D.INPUT_SIZE[0]}x{D.INPUT_SIZE[1]})"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``edgeseg`` argument parser (exposed for docs and tests)."""
-    from edgeseg import __version__
+def _json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--json", nargs="?", const="-", default=None, metavar="FILE",
+        help="print the result as JSON (or write it to FILE)",
+    )  # fmt: skip
 
-    p = _Parser(prog="edgeseg", description="Efficient semantic segmentation on CPUs.")
-    p.add_argument("--version", action="version", version=f"edgeseg {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    m = sub.add_parser("models", help="list registered models with parameters and FLOPs")
+def _timing_flags(p: argparse.ArgumentParser, size: bool = True) -> None:
+    if size:
+        p.add_argument("--size", type=_size, default=D.INPUT_SIZE, help=_SIZE_HELP)
+    p.add_argument("--threads", type=_positive, default=D.THREADS,
+                   help=f"intra-op threads ({D.THREADS})")  # fmt: skip
+
+
+def _add_models(sub: Any) -> None:
+    m = sub.add_parser("models", help="list models, their cost and shipped weights")
     m.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'squeeze*'")
-    m.add_argument("--size", type=_size, default=(360, 480), help="HxW for the FLOPs (360x480)")
-    m.add_argument("--classes", type=_positive, default=11, help="number of classes (11)")
+    m.add_argument("--size", type=_size, default=D.INPUT_SIZE, help="HxW for the FLOPs")
+    m.add_argument("--classes", type=_positive, default=D.NUM_CLASSES,
+                   help=f"number of classes ({D.NUM_CLASSES})")  # fmt: skip
     m.add_argument(
         "--flops",
         choices=sorted(FLOP_CONVENTIONS),
@@ -543,14 +575,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="operation count shown: torch (2 x MACs, flop_counter), squeeze-paper "
         "(2 x W x output pixels) or thesis (conv MACs + 2 x transposed-conv MACs)",
     )
-    m.add_argument("--json", action="store_true", help="print JSON")
+    m.add_argument("--pretrained", action="store_true", help="only models with shipped weights")
+    _json_flag(m)
     m.set_defaults(func=_cmd_models)
 
+
+def _add_profile(sub: Any) -> None:
     pr = sub.add_parser("profile", help="measure size, FLOPs, latency, memory, stage times")
     pr.add_argument("models", nargs="*", help="registered model names (default: all)")
-    pr.add_argument("--size", type=_size, default=(360, 480), help="input HxW (360x480)")
-    pr.add_argument("--classes", type=_positive, default=11, help="number of classes (11)")
-    pr.add_argument("--threads", type=_positive, default=2, help="intra-op threads (2)")
+    _timing_flags(pr)
+    pr.add_argument("--classes", type=_positive, default=D.NUM_CLASSES, help="number of classes")
     pr.add_argument("--batch-size", type=_positive, default=1, help="images per pass (1)")
     pr.add_argument("--warmup", type=_positive, default=2, help="untimed runs per format (2)")
     pr.add_argument("--repeats", type=_positive, default=10, help="timed runs per format (10)")
@@ -558,23 +592,32 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--no-malloc-tuning", action="store_true", help="leave glibc's allocator at its defaults"
     )
-    pr.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    pr.add_argument("--out", default=None, help="also write the JSON to this file")
+    _json_flag(pr)
     pr.set_defaults(func=_cmd_profile)
 
+
+def _add_train(sub: Any) -> None:
     t = sub.add_parser(
         "train",
-        help="train a model from a YAML recipe with key=value overrides",
-        description="edgeseg train [RECIPE.yaml] [section.key=value ...]; under torchrun it "
-        "trains with DistributedDataParallel.",
+        help="train a model on a data folder (or from a YAML recipe)",
+        description="edgeseg train --model NAME --data DIR [--epochs N] [--recipe R.yaml] "
+        "[section.key=value ...]; under torchrun it trains with DistributedDataParallel.",
     )
-    t.add_argument("items", nargs="*", help="RECIPE.yaml then overrides like train.epochs=3")
+    t.add_argument("--model", default=None, help="registered model name (model.name)")
+    t.add_argument("--data", default=None, help="data root (data.root): list files or "
+                   "images/ + masks/; a classes.txt there names the classes")  # fmt: skip
+    t.add_argument("--epochs", type=_positive, default=None, help="epochs (train.epochs)")
+    t.add_argument("--recipe", default=None, help="YAML recipe the flags and overrides amend")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (last.pt)")
-    t.add_argument("--out", help="run directory (same as train.out=...)")
+    t.add_argument("--out", help="run directory (train.out)")
+    t.add_argument("items", nargs="*", help="overrides like optim.lr=2e-3 (a leading "
+                   "RECIPE.yaml is read as --recipe)")  # fmt: skip
     t.set_defaults(func=_cmd_train)
 
+
+def _add_eval(sub: Any) -> None:
     e = sub.add_parser("eval", help="evaluate a checkpoint on a data split (every paper metric)")
-    e.add_argument("checkpoint", help="checkpoint file or run directory (uses best.pt)")
+    e.add_argument("checkpoint", help="checkpoint file, run directory (best.pt) or shipped name")
     e.add_argument("--data", required=True, help="data root")
     e.add_argument("--split", default="val", help="split to evaluate (val)")
     e.add_argument("--preset", default=None, help="dataset preset (default: the checkpoint's)")
@@ -586,10 +629,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add Squeeze U-Net's per-batch-of-8 mean/max/min statistics (its Table 7)",
     )
-    e.add_argument("--json", action="store_true", help="print JSON")
-    e.add_argument("--out", default=None, help="also write the JSON to this file")
+    _json_flag(e)
     e.set_defaults(func=_cmd_eval)
 
+
+def _add_predict(sub: Any) -> None:
     pd = sub.add_parser("predict", help="write label PNGs and colour overlays for images")
     pd.add_argument(
         "paths",
@@ -604,16 +648,15 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (0.5)")
     pd.add_argument("--size", type=_size, default=None, help="run the network at HxW")
     pd.add_argument("--threads", type=_positive, default=None, help="intra-op threads")
-    pd.add_argument(
-        "--backend",
-        default=None,
-        help="eager, channels_last (default), compile, ort, ort-int8 or pt2e-int8",
-    )
+    pd.add_argument("--backend", default=None, choices=D.BACKENDS,
+                    help="inference backend (default channels_last)")  # fmt: skip
     pd.add_argument("--calib-data", default=None, help="data root calibrating the int8 backends")
     pd.set_defaults(func=_cmd_predict)
 
+
+def _add_export(sub: Any) -> None:
     ex = sub.add_parser("export", help="export a checkpoint to ONNX and check it against PyTorch")
-    ex.add_argument("checkpoint", help="checkpoint file or run directory")
+    ex.add_argument("checkpoint", help="checkpoint file, run directory or shipped name")
     ex.add_argument(
         "--format",
         choices=["onnx", "onnx-int8"],
@@ -621,27 +664,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="onnx (fp32) or onnx-int8 (ORT static int8, calibrated on --data's train split)",
     )
     ex.add_argument("--out", required=True, help="output file, e.g. model.onnx")
-    ex.add_argument("--opset", type=_positive, default=18, help="ONNX opset, >= 17 (18)")
+    ex.add_argument("--opset", type=_positive, default=D.OPSET,
+                    help=f"ONNX opset, >= 17 ({D.OPSET})")  # fmt: skip
     ex.add_argument("--size", type=_size, default=None, help="example/check HxW (checkpoint's)")
     ex.add_argument("--data", default=None, help="data root: check parity on real images")
     ex.add_argument("--split", default="val", help="split of --data for the check (val)")
     ex.add_argument("--check-images", type=_positive, default=4, help="images to check (4)")
-    ex.add_argument("--calib-images", type=_positive, default=32, help="int8 calibration (32)")
-    ex.add_argument("--json", action="store_true", help="print the result as JSON")
+    ex.add_argument("--calib-images", type=_positive, default=D.CALIB_IMAGES,
+                    help=f"int8 calibration images ({D.CALIB_IMAGES})")  # fmt: skip
+    _json_flag(ex)
     ex.set_defaults(func=_cmd_export)
 
+
+def _add_bench(sub: Any) -> None:
     b = sub.add_parser(
         "bench",
         help="latency, memory, size and accuracy of every CPU backend, each in a fresh process",
     )
     b.add_argument("source", help="model name, checkpoint / run directory, or .onnx file")
-    b.add_argument("--size", type=_size, default=(360, 480), help="input HxW (360x480)")
-    b.add_argument("--threads", type=_positive, default=2, help="intra-op threads (2)")
-    b.add_argument(
-        "--backends",
-        default="eager,channels_last,compile,ort,ort-int8,pt2e-int8",
-        help="comma-separated subset of eager,channels_last,compile,ort,ort-int8,pt2e-int8",
-    )
+    _timing_flags(b)
+    b.add_argument("--backends", default=",".join(D.BACKENDS),
+                   help=f"comma-separated subset of {','.join(D.BACKENDS)}")  # fmt: skip
     b.add_argument(
         "--classes", type=_positive, default=None, help="K (model name: 11; files: checked)"
     )
@@ -652,18 +695,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--split", default="val", help="split of --data for accuracy (val)")
     b.add_argument("--eval-images", type=_positive, default=None, help="limit accuracy images")
     b.add_argument("--calib-data", default=None, help="calibration root (default: --data)")
-    b.add_argument("--calib-images", type=_positive, default=32, help="calibration images (32)")
-    b.add_argument("--budget", type=float, default=1.0, help="max mIoU points lost by 'best' (1.0)")
+    b.add_argument("--calib-images", type=_positive, default=D.CALIB_IMAGES,
+                   help="calibration images")  # fmt: skip
+    b.add_argument("--accuracy-budget", type=float, default=D.ACCURACY_BUDGET,
+                   help=f"mIoU 'best' may lose ({D.ACCURACY_BUDGET})")  # fmt: skip
     b.add_argument("--keep", default=None, help="keep the artefacts (ONNX fp32/int8) here")
-    b.add_argument("--json", action="store_true", help="print JSON")
-    b.add_argument("--out", default=None, help="also write the JSON to this file")
+    _json_flag(b)
     b.set_defaults(func=_cmd_bench)
 
+
+def _add_compress(sub: Any) -> None:
     z = sub.add_parser(
         "compress", help="prune, sparsify or group a checkpoint, fine-tune, report the gains"
     )
     z.add_argument("checkpoint", help="checkpoint file, run directory or shipped weights name")
-    z.add_argument("--method", required=True, help="prune | sparsify | group")
+    z.add_argument("--method", required=True, choices=D.COMPRESS_METHODS, help="compression method")
     z.add_argument("--out", required=True, help="output folder (compressed.pt, report.json)")
     z.add_argument("--data", default=None, help="data root (default: the recipe's)")
     z.add_argument("--epochs", type=int, default=0, help="fine-tuning epochs (prune: may be 0)")
@@ -671,13 +717,14 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--sparsity", type=float, default=0.6, help="sparsify: zeros (0.6)")
     z.add_argument("--groups", type=int, default=2, help="group: g (2)")
     z.add_argument("--round-to", type=_positive, default=8, help="prune: keep multiples (8)")
-    z.add_argument("--size", type=_size, default=(360, 480), help="MACs/latency HxW")
-    z.add_argument("--threads", type=_positive, default=2, help="threads (2)")
+    _timing_flags(z)
     z.add_argument("--backends", default="channels_last,ort", help="backends timed ('' none)")
-    z.add_argument("--json", action="store_true", help="print the report as JSON")
+    _json_flag(z)
     z.add_argument("overrides", nargs="*", help="fine-tuning recipe: optim.lr=2e-4 ...")
     z.set_defaults(func=_cmd_compress)
 
+
+def _add_compare(sub: Any) -> None:
     c = sub.add_parser(
         "compare",
         help="train, evaluate, profile and benchmark several models; write a report",
@@ -689,14 +736,30 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--budget", default=None, help="training time per model: 90s, 20m, 1.5h")
     c.add_argument("--out", default=None, help="output folder (compare)")
     c.add_argument("--size", type=_size, default=None, help="profile/bench HxW (val images')")
-    c.add_argument("--threads", type=_positive, default=None, help="threads (2)")
+    c.add_argument("--threads", type=_positive, default=None, help=f"threads ({D.THREADS})")
     c.add_argument("--backends", default=None, help="benchmarked backends (comma-separated)")
     c.add_argument("--config", default=None, help="YAML comparison (CompareConfig)")
     c.add_argument("--demo", action="store_true",
                    help="generated street scenes, three light models, 100 s each")  # fmt: skip
-    c.add_argument("--json", action="store_true", help="print results.json")
+    _json_flag(c)
     c.add_argument("overrides", nargs="*", help="key=value: budget=5m recipe.optim.lr=1e-3")
     c.set_defaults(func=_cmd_compare)
+
+
+_COMMANDS = (_add_models, _add_profile, _add_train, _add_eval, _add_predict, _add_export,
+             _add_bench, _add_compress, _add_compare)  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``edgeseg`` argument parser (exposed for docs and tests)."""
+    from edgeseg import __version__
+
+    p = _Parser(prog="edgeseg", description="Efficient semantic segmentation on CPUs.")
+    p.add_argument("--version", action="version", version=f"edgeseg {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for add in _COMMANDS:
+        add(sub)
     return p
 
 

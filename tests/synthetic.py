@@ -56,3 +56,25 @@ def make_list_dataset(
             lines.append(f"{split}/{i:03d}.png {split}annot/{i:03d}.png")
         (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+def make_folder_dataset(
+    root: Path,
+    n: int = 10,
+    size: tuple[int, int] = (24, 32),
+    num_classes: int = 3,
+    classes: list[str] | None = None,
+    image_suffix: str = ".jpg",
+) -> Path:
+    """Write ``root/images/*.jpg`` and ``root/masks/*.png`` with matching stems (the
+    layout most users have), and ``root/classes.txt`` when ``classes`` is given."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
+    for i in range(n):
+        image, label = synthetic_pair(rng, size, num_classes, 255)
+        Image.fromarray(image).save(root / "images" / f"scene_{i:03d}{image_suffix}")
+        Image.fromarray(label).save(root / "masks" / f"scene_{i:03d}.png")
+    if classes:
+        (root / "classes.txt").write_text("\n".join(classes) + "\n")
+    return root

@@ -65,14 +65,24 @@ def test_models_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert names == ["squeeze_encdec", "squeeze_unet", "squeeze_unet_dws"]
 
 
+def test_models_show_shipped_weights(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "--pretrained", "--json"]) == 0
+    rows = {r["name"]: r["pretrained"] for r in json.loads(capsys.readouterr().out)}
+    assert rows == {"erfnet": ["erfnet_camvid"], "segfast": ["segfast_camvid"]}
+    assert main(["models", "segfast*"]) == 0
+    table = capsys.readouterr().out
+    assert "shipped weights" in table and "segfast_camvid" in table
+
+
 def test_profile_json_and_out_file(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "p.json"
     argv = ["profile", "squeeze_unet", "--size", "48x64", "--classes", "3", *FAST]
-    argv += ["--json", "--out", str(out)]
-    assert main(argv) == 0
+    assert main([*argv, "--json", str(out)]) == 0  # --json FILE writes it, prints the table
+    assert "median ms" in capsys.readouterr().out
+    assert main([*argv, "--json"]) == 0  # --json prints it
     printed = json.loads(capsys.readouterr().out)
-    assert printed == json.loads(out.read_text())
-    assert printed["model"] == "squeeze_unet" and printed["num_classes"] == 3
+    assert printed["model"] == json.loads(out.read_text())["model"] == "squeeze_unet"
+    assert printed["num_classes"] == 3
 
 
 def test_profile_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -125,7 +135,7 @@ def test_train_eval_predict_commands(
             "--data",
             str(data),
             "--paper-protocol",
-            "--out",
+            "--json",
             str(tmp_path / "m.json"),
         ],
         capsys,

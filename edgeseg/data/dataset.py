@@ -25,6 +25,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from edgeseg.data.folder import find_pairs, read_list_file
 from edgeseg.data.presets import DatasetInfo
 from edgeseg.errors import DataError
 
@@ -100,40 +101,6 @@ def normalize_image(image: np.ndarray, mean: Sequence[float], std: Sequence[floa
     m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
     return x.sub_(m).div_(s)
-
-
-def read_list_file(root: str | Path, split: str) -> list[tuple[Path, Path]]:
-    """Read ``ROOT/SPLIT.txt``: one ``image_path label_path`` pair per line, relative to ROOT.
-
-    Blank lines and lines starting with ``#`` are skipped.
-
-    Raises:
-        DataError: missing or empty list file, or a line that is not two paths.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"data root is not a folder: {root}")
-    lst = root / f"{split}.txt"
-    if not lst.is_file():
-        have = sorted(p.stem for p in root.glob("*.txt"))
-        raise DataError(
-            f"list file not found: {lst} (splits in {root}: {', '.join(have) or 'none'})"
-        )
-    pairs: list[tuple[Path, Path]] = []
-    with lst.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            parts = text.split()
-            if len(parts) != 2:
-                raise DataError(
-                    f"{lst}:{lineno}: expected 'image_path label_path', got {text[:80]!r}"
-                )
-            pairs.append((root / parts[0], root / parts[1]))
-    if not pairs:
-        raise DataError(f"list file is empty: {lst}")
-    return pairs
 
 
 class SegmentationDataset(Dataset):
@@ -294,12 +261,15 @@ class SplitDataset(SegmentationDataset):
 
 
 class ListDataset(SplitDataset):
-    """The generic dataset: ``ROOT/SPLIT.txt`` lists ``image_path label_path`` pairs.
+    """The generic dataset: ``ROOT/SPLIT.txt`` lists of ``image_path label_path`` pairs,
+    or plain ``images/`` + ``masks/`` folders (:mod:`edgeseg.data.folder`).
 
-    This is the layout of ``../shared/data/camvid`` and of any folder a user prepares.
-    ``split`` is ``train``, ``val``, ``test`` or any ``NAME`` with a ``NAME.txt``; several
-    joined with ``+`` (``train+val``) are concatenated. ``info`` is a preset or
-    :func:`~edgeseg.data.custom_info`.
+    ``split`` is ``train``, ``val``, ``test`` or any ``NAME`` with a ``NAME.txt`` (or a
+    ``NAME/`` folder); several joined with ``+`` (``train+val``) are concatenated.
+    ``info`` is a preset or :func:`~edgeseg.data.custom_info`.
     """
 
-    split_pairs = staticmethod(read_list_file)
+    @staticmethod
+    def split_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
+        """``(image, label)`` paths of one split, in any layout :func:`find_pairs` reads."""
+        return find_pairs(root, split)

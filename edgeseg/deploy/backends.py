@@ -24,12 +24,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgeseg.defaults import BACKENDS, INPUT_SIZE
 from edgeseg.errors import EdgesegError
 
 log = logging.getLogger(__name__)
-
-
-BACKENDS = ("eager", "channels_last", "compile", "ort", "ort-int8", "pt2e-int8")
 
 
 #: Backends that need a PyTorch model (not available for a bare ONNX file).
@@ -121,7 +119,7 @@ def make_runner(
         from edgeseg.deploy.export import export_onnx
 
         onnx_path = Path(tempfile.mkdtemp(prefix="edgeseg-")) / "model.onnx"
-        size = tuple(example.shape[-2:]) if example is not None else (360, 480)
+        size = tuple(example.shape[-2:]) if example is not None else INPUT_SIZE
         export_onnx(model, onnx_path, input_size=size)
     if backend == "ort":
         return _ort_runner(Path(onnx_path), threads)
@@ -131,10 +129,8 @@ def make_runner(
 
         int8_path = Path(onnx_path).with_name(Path(onnx_path).stem + ".int8.onnx")
         if model is not None:  # transposed convs rewritten so they run in int8 too
-            size = tuple(example.shape[-2:]) if example is not None else (360, 480)
+            size = tuple(example.shape[-2:]) if example is not None else INPUT_SIZE
             quantize_model_onnx(model, int8_path, calibration or [], size)  # type: ignore[arg-type]
         else:
             quantize_onnx(onnx_path, int8_path, calibration or [])
     return _ort_runner(Path(int8_path), threads)
-
-

@@ -62,5 +62,3 @@ _ISA_LEVELS: tuple[tuple[frozenset[str], str], ...] = (
     (frozenset({"asimddp"}), "NEON dot-product"),
     (frozenset({"asimd"}), "NEON"),
 )
-
-

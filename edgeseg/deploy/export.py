@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeseg.defaults import INPUT_SIZE, OPSET
 from edgeseg.deploy.onnx_passes import EXPORT_PASSES, run_passes
 from edgeseg.deploy.rewrites import fuse_folding
 from edgeseg.errors import EdgesegError
@@ -45,7 +46,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Opset of exported models (the dynamo exporter's native one; >= 17 for LayerNorm etc.).
-DEFAULT_OPSET = 18
+DEFAULT_OPSET = OPSET
 #: Key prefix of edgeseg's entries in an ONNX model's ``metadata_props``.
 META_KEY = "edgeseg"
 
@@ -116,13 +117,11 @@ def _export(model: nn.Module, x: torch.Tensor, path: Path, opset: int, dynamic: 
     return "torchscript"
 
 
-
-
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike[str],
     *,
-    input_size: tuple[int, int] | str = (360, 480),
+    input_size: tuple[int, int] | str = INPUT_SIZE,
     opset: int = DEFAULT_OPSET,
     dynamic: bool = True,
     metadata: dict[str, Any] | None = None,
@@ -256,7 +255,3 @@ def parity(
             agree += int((ref.argmax(1) == got.argmax(1)).sum())
             total += ref.shape[0] * ref.shape[2] * ref.shape[3]
     return max_diff, agree / max(total, 1)
-
-
-
-

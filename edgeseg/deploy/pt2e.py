@@ -112,5 +112,3 @@ def _pt2e_report(gm: torch.fx.GraphModule, n_calib: int) -> QuantReport:
     return QuantReport(
         "pt2e-int8", n_int8, fp32, qdq, n_calib, {k: dict(v) for k, v in by_op.items()}
     )
-
-

@@ -109,8 +109,6 @@ class _Reader:
         return next(self._it, None)
 
 
-
-
 #: Ops that may end a network after its last int8 layer, computing the logits from its
 #: output (a classifier's upsampling): with the crop after them, run in fp32, so that
 #: the logits are not rounded to 8 bits.
@@ -153,8 +151,6 @@ def _onnx_report(path: Path, n_calib: int) -> QuantReport:
     return QuantReport(
         "ort-int8", n_int8, fp32, qdq, n_calib, {k: dict(v) for k, v in by_op.items()}
     )
-
-
 
 
 def _prepare_for_int8(path: Path, reduce_range: bool) -> dict[str, Any]:
@@ -202,9 +198,7 @@ def _prepare_for_int8(path: Path, reduce_range: bool) -> dict[str, Any]:
         # Moves and crops back to an fp32-computing op (which then stays fp32 with them);
         # a tail of moves alone (L3U-Net's unfold) moves uint8, 4x fewer bytes.
         node, tail = producer.get(out.name), []
-        while (
-            node is not None and node.op_type in COPY_OPS and len(consumers[node.output[0]]) <= 1
-        ):
+        while node is not None and node.op_type in COPY_OPS and len(consumers[node.output[0]]) <= 1:
             tail.append(node.name)
             node = producer.get(node.input[0])
         if node is not None and node.op_type in _TAIL_OPS and len(consumers[node.output[0]]) <= 1:
@@ -221,18 +215,6 @@ def _prepare_for_int8(path: Path, reduce_range: bool) -> dict[str, Any]:
         "extra_options": {"TensorQuantOverrides": full} if full else {},
         "nodes_to_exclude": exclude,
     }
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def needs_reduced_range(isa: str | None = None) -> bool:
@@ -387,9 +369,3 @@ def quantize_model_onnx(
         report = quantize_onnx(fp32, out, images)
     report.subpixel = n
     return report
-
-
-
-
-
-

@@ -170,11 +170,3 @@ def inference_graph(model: nn.Module) -> nn.Module:
     be in eval mode.
     """
     return fuse_folding(fold_batchnorm(model), inplace=True)
-
-
-
-
-
-
-
-

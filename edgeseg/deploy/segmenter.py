@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from edgeseg.data import DatasetInfo, load_image, normalize_image
+from edgeseg.defaults import CALIB_IMAGES, INPUT_SIZE
 from edgeseg.engine.checkpoint import load_model
 from edgeseg.errors import DataError, EdgesegError
 from edgeseg.utils import atomic_write_bytes
@@ -128,7 +129,7 @@ class Segmenter:
             self.info = DatasetInfo.from_dict(self.checkpoint["dataset"])
         if backend in ("compile", "pt2e-int8") and input_size is None:
             # Compiled graphs are built for one input size (another one would recompile).
-            input_size = tuple(self.checkpoint.get("input_size") or (360, 480))  # type: ignore
+            input_size = tuple(self.checkpoint.get("input_size") or INPUT_SIZE)  # type: ignore
         self.input_size = input_size
         example = torch.zeros(1, 3, *input_size) if input_size else None
         calib = None
@@ -136,7 +137,7 @@ class Segmenter:
             from edgeseg.deploy.quantize import calibration_images
 
             calib = calibration_images(
-                self.checkpoint, calibration, "train", 32, input_size or (360, 480)
+                self.checkpoint, calibration, "train", CALIB_IMAGES, input_size or INPUT_SIZE
             )
             example = example if example is not None else torch.zeros(1, 3, *calib[0].shape[-2:])
         with _threads(threads):

@@ -75,5 +75,3 @@ def compile_for_inference(model: nn.Module, example: torch.Tensor) -> nn.Module:
         compiled = torch.compile(model)
         compiled(example)
     return compiled
-
-

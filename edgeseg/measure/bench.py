@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeseg.deploy.backends import BACKENDS, TORCH_BACKENDS, check_backends, make_runner
+from edgeseg.defaults import ACCURACY_BUDGET, BACKENDS, CALIB_IMAGES, INPUT_SIZE, THREADS
+from edgeseg.deploy.backends import TORCH_BACKENDS, check_backends, make_runner
 from edgeseg.errors import EdgesegError
 from edgeseg.measure.counts import zip_size
 from edgeseg.utils import atomic_write_json, parse_size, positive_int
@@ -47,17 +48,7 @@ __all__ = ["BACKENDS", "bench", "fastest_within_budget", "make_runner", "zip_siz
 log = logging.getLogger(__name__)
 
 
-
-
-
-
-
-
 # --------------------------------------------------------------------------- runners
-
-
-
-
 
 
 # --------------------------------------------------------------------------- worker
@@ -162,8 +153,8 @@ def _spawn(job: dict[str, Any], work: Path, timeout: float) -> dict[str, Any]:
 def bench(
     source: str,
     *,
-    size: Any = (360, 480),
-    threads: int = 2,
+    size: Any = INPUT_SIZE,
+    threads: int = THREADS,
     backends: Sequence[str] = BACKENDS,
     num_classes: int | None = None,
     iterations: int = 10,
@@ -174,8 +165,8 @@ def bench(
     eval_images: int | None = None,
     calib_data: str | None = None,
     calib_split: str = "train",
-    calib_images: int = 32,
-    budget_miou: float = 0.01,
+    calib_images: int = CALIB_IMAGES,
+    budget_miou: float = ACCURACY_BUDGET,
     workdir: str | os.PathLike[str] | None = None,
     timeout: float = 1800.0,
     external: dict[str, str] | None = None,

@@ -124,5 +124,3 @@ def zip_size(path: str | os.PathLike[str]) -> int:
         with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as f:
             f.write(path, Path(path).name)
         return z.stat().st_size
-
-

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgeseg.defaults import INPUT_SIZE
 from edgeseg.deploy.cpu import cpu_name
 from edgeseg.deploy.rewrites import inference_graph
 from edgeseg.deploy.tuning import malloc_tuned
@@ -77,10 +78,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-
-
-
-
 @dataclass
 class ProfileResult:
     """Everything :func:`profile` measured. ``to_dict()`` gives the stable JSON form.
@@ -123,43 +120,7 @@ class ProfileResult:
 # --------------------------------------------------------------------------- counting
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # --------------------------------------------------------------------------- timing
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # --------------------------------------------------------------------------- profile
@@ -167,7 +128,7 @@ class ProfileResult:
 
 def profile(
     model: nn.Module | str,
-    input_size: str | tuple[int, int] = (360, 480),
+    input_size: str | tuple[int, int] = INPUT_SIZE,
     *,
     num_classes: int | None = None,
     threads: int | None = None,

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from edgeseg.defaults import INPUT_SIZE, NUM_CLASSES
 from edgeseg.measure.counts import (
     conv_weight_count,
     count_flops,
@@ -25,7 +26,10 @@ __all__ = ["summarize_model", "summarize_models"]
 
 
 def summarize_model(
-    name: str, input_size: str | tuple[int, int] = (360, 480), num_classes: int = 11, **kwargs: Any
+    name: str,
+    input_size: str | tuple[int, int] = INPUT_SIZE,
+    num_classes: int = NUM_CLASSES,
+    **kwargs: Any,
 ) -> dict[str, Any]:
     """Parameters, conv weights, MACs, FLOPs and paper MACs of a registered model.
 
@@ -56,7 +60,9 @@ def summarize_model(
 
 
 def summarize_models(
-    names: Sequence[str], input_size: str | tuple[int, int] = (360, 480), num_classes: int = 11
+    names: Sequence[str],
+    input_size: str | tuple[int, int] = INPUT_SIZE,
+    num_classes: int = NUM_CLASSES,
 ) -> list[dict[str, Any]]:
     """:func:`summarize_model` for each name."""
     return [summarize_model(n, input_size, num_classes) for n in names]

@@ -196,5 +196,3 @@ class StageTime:
     name: str  # stage name, e.g. "ds1"
     ms: float  # median milliseconds
     share: float  # fraction of the whole forward pass timed in the same runs
-
-

@@ -48,6 +48,7 @@ __all__ = [
     "demo_config",
     "load_compare_config",
     "parse_budget",
+    "with_overrides",
 ]
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,19 @@ def parse_budget(text: str | float | int) -> float:
     return seconds
 
 
+def _from_dict(data: dict[str, Any], overrides: Sequence[str], where: Any) -> CompareConfig:
+    plain = [o for o in overrides if "." not in o.split("=", 1)[0]]
+    dotted = [o for o in overrides if o not in plain]
+    for item in plain:
+        key, _, raw = item.partition("=")
+        data[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    data = apply_overrides(data, dotted)
+    try:
+        return _build(CompareConfig, data, "")
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}" if where else str(e)) from None
+
+
 def load_compare_config(
     path: str | Path | None = None, overrides: Sequence[str] = ()
 ) -> CompareConfig:
@@ -101,17 +115,12 @@ def load_compare_config(
     Overrides use the file's paths: ``budget=5m``, ``recipe.optim.lr=1e-3``.
     """
     data = read_yaml_mapping(path, "compare config") if path is not None else {}
-    plain = [o for o in overrides if "." not in o.split("=", 1)[0]]
-    dotted = [o for o in overrides if o not in plain]
-    for item in plain:
-        key, _, raw = item.partition("=")
-        data[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
-    data = apply_overrides(data, dotted)
-    try:
-        cfg = _build(CompareConfig, data, "")
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
-    return cfg
+    return _from_dict(data, overrides, path)
+
+
+def with_overrides(cfg: CompareConfig, overrides: Sequence[str]) -> CompareConfig:
+    """A copy of ``cfg`` with ``key=value`` overrides applied (as :func:`load_compare_config`)."""
+    return _from_dict(dataclasses.asdict(cfg), overrides, None) if overrides else cfg
 
 
 def demo_config(out: str | Path) -> CompareConfig:

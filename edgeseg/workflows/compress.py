@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from edgeseg.defaults import COMPRESS_METHODS, INPUT_SIZE
 from edgeseg.errors import EdgesegError
 from edgeseg.utils import atomic_write_json
 
@@ -32,7 +33,7 @@ __all__ = ["METHODS", "compress_checkpoint"]
 
 log = logging.getLogger(__name__)
 
-METHODS = ("prune", "sparsify", "group")
+METHODS = COMPRESS_METHODS
 
 
 def _measure(
@@ -93,7 +94,7 @@ def compress_checkpoint(
     sparsity: float = 0.6,
     groups: int = 2,
     round_to: int = 8,
-    size: tuple[int, int] = (360, 480),
+    size: tuple[int, int] = INPUT_SIZE,
     threads: int = 2,
     backends: tuple[str, ...] = ("channels_last", "ort"),
     overrides: list[str] | None = None,

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from edgeseg.defaults import INPUT_SIZE
 from edgeseg.deploy.export import DEFAULT_OPSET, ExportResult, export_onnx, onnx_session, parity
 from edgeseg.utils import parse_size
 
@@ -71,7 +72,7 @@ def export_checkpoint(
     from edgeseg.engine.checkpoint import load_model
 
     model, ckpt = load_model(checkpoint)
-    size = parse_size(input_size or ckpt.get("input_size") or (360, 480))
+    size = parse_size(input_size or ckpt.get("input_size") or INPUT_SIZE)
     ds = ckpt["dataset"]
     meta = {
         "model": ckpt["model"],
@@ -113,5 +114,3 @@ def export_checkpoint(
         fp32_size_bytes=fp32_size or Path(out).stat().st_size,
         quantization=quant,
     )
-
-

@@ -236,10 +236,9 @@ def plan_pruning(
     if convs[0].groups > 1:  # a depthwise stem (SegFast) ties its outputs to the image's
         keep.add(convs[0])
     frozen: set[nn.Module] = set()
-    inner: list[nn.Module] = []
-    for cm in _grouped_conv_modules(model):
+    inner = _grouped_conv_modules(model)
+    for cm in inner:
         frozen |= {cm.dw1, cm.bn1, cm.pw1, cm.bn2, cm.dw2, cm.bn3, cm.pw2, cm.bn4}
-        inner.append(cm)
     was_training = model.training
     model.eval()
     try:
@@ -249,6 +248,16 @@ def plan_pruning(
         raise EdgesegError(f"cannot trace the model for pruning: {e}") from None
     finally:
         model.train(was_training)
+    cuts = _graph_cuts(graph, ratio, round_to, keep, frozen)
+    return cuts + [c for cm in inner if (c := _inner_cut(cm, ratio)) is not None]
+
+
+def _graph_cuts(
+    graph: Any, ratio: float, round_to: int, keep: set[nn.Module], frozen: set[nn.Module]
+) -> list[Cut]:
+    """Cuts of torch-pruning's coupled groups, by L1 magnitude."""
+    import torch_pruning as tp
+
     importance = tp.importance.GroupMagnitudeImportance(p=1)
     cuts: list[Cut] = []
     roots = (nn.Conv2d, nn.ConvTranspose2d)
@@ -257,37 +266,38 @@ def plan_pruning(
         if mods & frozen or mods & keep:
             continue
         # Depthwise/grouped convs tie groups of channels that the graph tool does not split
-        # evenly: leave those groups (the grouped Conv-modules are cut below).
+        # evenly: leave those groups (the grouped Conv-modules are cut by _inner_cut).
         if any(isinstance(m, nn.Conv2d) and 1 < m.groups < m.in_channels for m in mods):
             continue
         channels = len(group[0][1])
         n = _n_cut(channels, ratio, round_to)
-        if n == 0:
-            continue
-        scores = importance(group)
+        scores = importance(group) if n else None
         if scores is None:
             continue
         idxs = torch.argsort(scores)[:n].tolist()
         dep0 = group[0][0]
         desc = f"{dep0.target.name}: -{n}/{channels}"
         cuts.append(_GraphCut(graph, dep0.target.module, dep0.handler, sorted(idxs), desc, n))
-    for cm in inner:
-        c, g = cm.pw1.out_channels, cm.pw1.groups
-        n = c // g
-        if n % g:  # the members feeding one pw2 group are not a whole block: leave it
-            continue
-        block = n // g
-        r = _n_cut(block, ratio, 1)
-        if r == 0:
-            continue
-        # Score member j by the L1 norm of pw1's rows i*n + j over every group i.
-        w = cm.pw1.weight.detach().abs().flatten(1).sum(1).view(g, n).sum(0)
-        members = []
-        for q in range(g):
-            order = torch.argsort(w[q * block : (q + 1) * block])[:r]
-            members += [q * block + int(j) for j in order]
-        cuts.append(_ConvModuleCut(cm, sorted(members), f"conv-module inner: -{r * g * g}/{c}"))
     return cuts
+
+
+def _inner_cut(cm: nn.Module, ratio: float) -> Cut | None:
+    """The cut of a grouped Conv-module's inner channels (whole shuffle blocks), or None."""
+    c, g = cm.pw1.out_channels, cm.pw1.groups
+    n = c // g
+    if n % g:  # the members feeding one pw2 group are not a whole block: leave it
+        return None
+    block = n // g
+    r = _n_cut(block, ratio, 1)
+    if r == 0:
+        return None
+    # Score member j by the L1 norm of pw1's rows i*n + j over every group i.
+    w = cm.pw1.weight.detach().abs().flatten(1).sum(1).view(g, n).sum(0)
+    members = []
+    for q in range(g):
+        order = torch.argsort(w[q * block : (q + 1) * block])[:r]
+        members += [q * block + int(j) for j in order]
+    return _ConvModuleCut(cm, sorted(members), f"conv-module inner: -{r * g * g}/{c}")
 
 
 def prune_channels(

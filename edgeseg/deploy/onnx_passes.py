@@ -206,71 +206,82 @@ def concat_inputs_share_scale(proto: Any) -> int:
     :func:`pads_in_uint8`. Edits ``proto`` in place; returns how many concat inputs
     were changed.
     """
-    from onnx import numpy_helper
-
     g = proto.graph
-    inits = {t.name: t for t in g.initializer}
-    producer, consumers = graph_links(g)
-    outputs = {o.name for o in g.output}
-
-    def readers(name: str) -> int:
-        shapes = sum(n.op_type == "Shape" for n in consumers.get(name, []))
-        return len(consumers.get(name, [])) - shapes + (name in outputs)
-
-    def qparams(node: Any) -> tuple[str, int] | None:
-        """A Q or DQ node's per-tensor ``(scale name, zero point)``, else None."""
-        if len(node.input) < 3 or node.input[1] not in inits or node.input[2] not in inits:
-            return None
-        if inits[node.input[1]].dims not in ([], [1]):
-            return None  # per-channel
-        return node.input[1], int(numpy_helper.to_array(inits[node.input[2]]).reshape(-1)[0])
-
-    def chain(name: str) -> tuple[list[Any], list[int]] | None:
-        """The Q/DQ nodes behind concat input ``name`` and the source zero points."""
-        dq = producer.get(name)
-        q = producer.get(dq.input[0]) if dq is not None else None
-        if (
-            dq is None
-            or dq.op_type != "DequantizeLinear"
-            or q is None
-            or q.op_type != "QuantizeLinear"
-            or readers(name) != 1
-            or readers(dq.input[0]) != 1
-            or qparams(q) is None
-        ):
-            return None
-        src = producer.get(q.input[0])
-        if src is not None and readers(q.input[0]) == 1:
-            padded = src.op_type == "Pad" and len(src.input) > 2 and src.input[2]  # a value
-            if src.op_type in COPY_OPS and not padded:
-                inner = chain(src.input[0])
-                if inner is not None:
-                    return [q, dq, *inner[0]], inner[1]
-            if src.op_type == "Concat":
-                parts = [chain(i) for i in src.input]
-                if all(p is not None for p in parts):
-                    return [q, dq, *(n for p in parts for n in p[0])], [
-                        z for p in parts for z in p[1]
-                    ]
-        return [q, dq], [qparams(q)[1]]
-
+    q = _QChains(g)
     changed = 0
     for cat in g.node:
-        if cat.op_type != "Concat" or readers(cat.output[0]) != 1:
+        if cat.op_type != "Concat" or q.readers(cat.output[0]) != 1:
             continue
-        q_out = consumers[cat.output[0]][0]
-        if q_out.op_type != "QuantizeLinear" or qparams(q_out) is None:
+        q_out = q.consumers[cat.output[0]][0]
+        if q_out.op_type != "QuantizeLinear" or q.qparams(q_out) is None:
             continue
         scale, zp = q_out.input[1], q_out.input[2]
-        zp_out = qparams(q_out)[1]
+        zp_out = q.qparams(q_out)[1]  # type: ignore[index]
         for name in cat.input:
-            found = chain(name)
+            found = q.chain(name)
             if found is None or (zp_out != 0 and 0 in found[1]):
                 continue
             for node in found[0]:
                 node.input[1], node.input[2] = scale, zp
             changed += 1
     return changed
+
+
+class _QChains:
+    """Quantize/dequantize chains of a QDQ graph (see :func:`concat_inputs_share_scale`)."""
+
+    def __init__(self, g: Any) -> None:
+        self.inits = {t.name: t for t in g.initializer}
+        self.producer, self.consumers = graph_links(g)
+        self.outputs = {o.name for o in g.output}
+
+    def readers(self, name: str) -> int:
+        """Readers of tensor ``name`` (a graph output counts; ``Shape`` nodes do not)."""
+        nodes = self.consumers.get(name, [])
+        return len(nodes) - sum(n.op_type == "Shape" for n in nodes) + (name in self.outputs)
+
+    def qparams(self, node: Any) -> tuple[str, int] | None:
+        """A Q or DQ node's per-tensor ``(scale name, zero point)``, else None."""
+        from onnx import numpy_helper
+
+        inits = self.inits
+        if len(node.input) < 3 or node.input[1] not in inits or node.input[2] not in inits:
+            return None
+        if inits[node.input[1]].dims not in ([], [1]):
+            return None  # per-channel
+        return node.input[1], int(numpy_helper.to_array(inits[node.input[2]]).reshape(-1)[0])
+
+    def _pair(self, name: str) -> tuple[Any, Any] | None:
+        """The singly-read ``Q -> DQ`` pair that produces ``name``, else None."""
+        dq = self.producer.get(name)
+        if dq is None or dq.op_type != "DequantizeLinear" or self.readers(name) != 1:
+            return None
+        q = self.producer.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear" or self.readers(dq.input[0]) != 1:
+            return None
+        return (q, dq) if self.qparams(q) is not None else None
+
+    def chain(self, name: str) -> tuple[list[Any], list[int]] | None:
+        """The Q/DQ nodes behind concat input ``name`` and the source zero points: back
+        through copy ops (not a Pad with a value) and inner concats."""
+        pair = self._pair(name)
+        if pair is None:
+            return None
+        q, dq = pair
+        src = self.producer.get(q.input[0])
+        if src is not None and self.readers(q.input[0]) == 1:
+            padded = src.op_type == "Pad" and len(src.input) > 2 and src.input[2]  # a value
+            if src.op_type in COPY_OPS and not padded:
+                inner = self.chain(src.input[0])
+                if inner is not None:
+                    return [q, dq, *inner[0]], inner[1]
+            if src.op_type == "Concat":
+                parts = [self.chain(i) for i in src.input]
+                if all(p is not None for p in parts):
+                    nodes = [n for p in parts for n in p[0]]  # type: ignore[union-attr]
+                    zps = [z for p in parts for z in p[1]]  # type: ignore[union-attr]
+                    return [q, dq, *nodes], zps
+        return [q, dq], [self.qparams(q)[1]]  # type: ignore[index]
 
 
 def shapes_of_quantized(proto: Any) -> int:

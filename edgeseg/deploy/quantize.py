@@ -253,14 +253,6 @@ def quantize_onnx(
             nodes (nothing was quantized).
     """
     import onnx
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not images:
         raise DataError("calibration data missing: no calibration images")
@@ -269,30 +261,8 @@ def quantize_onnx(
     src, out = Path(fp32_path), Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        q = Path(tmp) / "int8.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # ONNX shape inference suffices for convnets; ORT's symbolic one cannot
-            # resolve the pad-to-stride arithmetic of dynamic height and width.
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-            more = _prepare_for_int8(pre, reduce_range)
-            name = onnx.load(str(pre), load_external_data=False).graph.input[0].name
-            quantize_static(
-                str(pre),
-                str(q),
-                _Reader(name, images),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
-                reduce_range=reduce_range,
-                **more,
-                # ORT's default op list plus the pixel (un)shuffles, so that they move
-                # uint8 instead of fp32 (4x less memory traffic) between int8 convs.
-                op_types_to_quantize=sorted({*QDQRegistry, *QLinearOpsRegistry, *MOVE_OPS}),
-            )
+        pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+        _quantize_static(src, pre, q, images, reduce_range)
         proto = onnx.load(str(q))
         if any(run_passes(proto, POST_INT8_PASSES).values()):
             onnx.save(proto, str(q))
@@ -302,15 +272,7 @@ def quantize_onnx(
         precision = "int8 (ORT static, QDQ" + (
             ", 7-bit weights, 8-bit depthwise)" if reduce_range else ")"
         )
-        proto = onnx.load(str(q))
-        meta = {
-            p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props
-        }
-        del proto.metadata_props[:]
-        for k, v in {**meta, "edgeseg.precision": precision}.items():
-            e = proto.metadata_props.add()
-            e.key, e.value = k, v
-        onnx.save(proto, str(q))
+        _copy_metadata(src, q, {"edgeseg.precision": precision})
         os.replace(q, out)
     log.info(
         "int8: %d layers quantized, %d left in fp32",
@@ -318,6 +280,57 @@ def quantize_onnx(
         len(report.fp32_layers),
     )
     return report
+
+
+def _quantize_static(
+    src: Path, pre: Path, out: Path, images: list[torch.Tensor], reduce_range: bool
+) -> None:
+    """ORT's pre-processing into ``pre``, then ``quantize_static`` into ``out``."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # ONNX shape inference suffices for convnets; ORT's symbolic one cannot resolve
+        # the pad-to-stride arithmetic of dynamic height and width.
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        more = _prepare_for_int8(pre, reduce_range)
+        name = onnx.load(str(pre), load_external_data=False).graph.input[0].name
+        quantize_static(
+            str(pre),
+            str(out),
+            _Reader(name, images),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            reduce_range=reduce_range,
+            **more,
+            # ORT's default op list plus the pixel (un)shuffles, so that they move uint8
+            # instead of fp32 (4x less memory traffic) between int8 convs.
+            op_types_to_quantize=sorted({*QDQRegistry, *QLinearOpsRegistry, *MOVE_OPS}),
+        )
+
+
+def _copy_metadata(src: Path, dst: Path, extra: dict[str, str]) -> None:
+    """Give ``dst`` the metadata of ``src`` (edgeseg's keys) plus ``extra``."""
+    import onnx
+
+    proto = onnx.load(str(dst))
+    meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
+    del proto.metadata_props[:]
+    for k, v in {**meta, **extra}.items():
+        e = proto.metadata_props.add()
+        e.key, e.value = k, v
+    onnx.save(proto, str(dst))
 
 
 def int8_graph(model: nn.Module) -> tuple[nn.Module, int]:

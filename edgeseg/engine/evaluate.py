@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Subset
 
 from edgeseg.data import DatasetInfo, SegmentationDataset, build_dataset, get_preset
 from edgeseg.data.transforms import eval_transform
+from edgeseg.engine.checkpoint import load_model
 from edgeseg.engine.distributed import DistContext, shard
 from edgeseg.errors import EdgesegError
 from edgeseg.metrics import batch_statistics, confusion_matrix, segmentation_metrics
@@ -117,6 +118,33 @@ def _sizes(dataset: SegmentationDataset) -> list[int] | None:
     return list(first) if first == last else None
 
 
+def _model_and_info(
+    source: nn.Module | str | Path, info: DatasetInfo | str | None
+) -> tuple[nn.Module, DatasetInfo, str, str | None]:
+    """``(model, dataset info, model name, checkpoint path or None)``; refuses a model
+    whose class count is not the data's."""
+    ckpt_path = None
+    if isinstance(source, nn.Module):
+        model = source
+        if info is None:
+            raise EdgesegError("evaluate(model, ...) needs info= (a preset or DatasetInfo)")
+        name = getattr(model, "edgeseg_config", {}).get("name", type(model).__name__)
+    else:
+        model, ckpt = load_model(source)
+        ckpt_path = ckpt["path"]
+        name = ckpt["model"]["name"]
+        if info is None:
+            info = DatasetInfo.from_dict(ckpt["dataset"])
+    if isinstance(info, str):
+        info = get_preset(info)
+    num_classes = getattr(model, "edgeseg_config", {}).get("num_classes")
+    if num_classes is not None and num_classes != info.num_classes:
+        raise EdgesegError(
+            f"the model predicts {num_classes} classes, the {info.name} data has {info.num_classes}"
+        )
+    return model, info, name, ckpt_path
+
+
 def evaluate(
     model_or_checkpoint: nn.Module | str | Path,
     data_root: str | Path,
@@ -149,28 +177,7 @@ def evaluate(
         "num_images", "input_size", "split", "model", "checkpoint", "confusion_matrix"}``
         plus ``"batches"`` with the paper protocol.
     """
-    from edgeseg.engine.checkpoint import load_model
-
-    ckpt_path = None
-    if isinstance(model_or_checkpoint, nn.Module):
-        model = model_or_checkpoint
-        if info is None:
-            raise EdgesegError("evaluate(model, ...) needs info= (a preset or DatasetInfo)")
-        name = getattr(model, "edgeseg_config", {}).get("name", type(model).__name__)
-    else:
-        model, ckpt = load_model(model_or_checkpoint)
-        ckpt_path = ckpt["path"]
-        name = ckpt["model"]["name"]
-        if info is None:
-            info = DatasetInfo.from_dict(ckpt["dataset"])
-    if isinstance(info, str):
-        info = get_preset(info)
-    assert info is not None
-    num_classes = getattr(model, "edgeseg_config", {}).get("num_classes")
-    if num_classes is not None and num_classes != info.num_classes:
-        raise EdgesegError(
-            f"the model predicts {num_classes} classes, the {info.name} data has {info.num_classes}"
-        )
+    model, info, name, ckpt_path = _model_and_info(model_or_checkpoint, info)
     ds = build_dataset(data_root, split, info, transform=eval_transform(input_size))
     old_threads = torch.get_num_threads()
     if threads:

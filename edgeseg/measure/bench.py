@@ -19,6 +19,7 @@ given a data split, each backend's mIoU and its pixel agreement with ``eager``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -29,7 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +39,29 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeseg.defaults import ACCURACY_BUDGET, BACKENDS, CALIB_IMAGES, INPUT_SIZE, THREADS
+from edgeseg.data import build_dataset
+from edgeseg.data.presets import DatasetInfo
+from edgeseg.data.transforms import eval_transform
+from edgeseg.defaults import (
+    ACCURACY_BUDGET,
+    BACKENDS,
+    CALIB_IMAGES,
+    INPUT_SIZE,
+    NUM_CLASSES,
+    THREADS,
+)
 from edgeseg.deploy.backends import TORCH_BACKENDS, check_backends, make_runner
+from edgeseg.deploy.cpu import cpu_name
+from edgeseg.deploy.export import export_onnx, onnx_metadata
+from edgeseg.deploy.pt2e import pt2e_convert
+from edgeseg.deploy.quantize import calibration_images, quantize_model_onnx, quantize_onnx
+from edgeseg.deploy.tuning import tune_malloc
+from edgeseg.engine.checkpoint import load_model
 from edgeseg.errors import EdgesegError
 from edgeseg.measure.counts import zip_size
+from edgeseg.metrics import confusion_matrix, mean_iou
+from edgeseg.models import create_model, model_info, register_external
+from edgeseg.pretrained import PRETRAINED, pretrained_path
 from edgeseg.utils import atomic_write_json, parse_size, positive_int
 
 __all__ = ["BACKENDS", "bench", "fastest_within_budget", "make_runner", "zip_size"]
@@ -66,7 +87,6 @@ def _load_model(job: dict[str, Any]) -> nn.Module | None:
         return None
     for name, target in (job.get("external") or {}).items():
         # Networks from outside the zoo, registered by their importable factory.
-        from edgeseg.models import model_info, register_external
 
         module, _, attr = target.partition(":")
         try:
@@ -77,10 +97,7 @@ def _load_model(job: dict[str, Any]) -> nn.Module | None:
                 factory = getattr(factory, part)
             register_external(name, factory)
     if job["kind"] == "checkpoint":
-        from edgeseg.engine.checkpoint import load_model
-
         return load_model(job["source"])[0]
-    from edgeseg.models import create_model
 
     torch.manual_seed(0)
     return create_model(job["source"], num_classes=job["num_classes"]).eval()
@@ -93,7 +110,6 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     threads, warmup, iterations, workdir (fp32.onnx, int8.onnx, calib.pt inside),
     predict (bool: write predictions of workdir/eval.pt's images to workdir/pred-B.npy).
     """
-    from edgeseg.deploy.tuning import tune_malloc
 
     torch.set_num_threads(job["threads"])
     tune_malloc()
@@ -176,19 +192,17 @@ def bench(
     Args:
         source: a registered model name (random weights), a checkpoint or run directory,
             or an ``.onnx`` file (only the ``ort`` backends).
-        size: input HxW.
-        threads: intra-op threads in every backend.
+        size, threads: input HxW and intra-op threads of every backend.
         backends: subset of :data:`BACKENDS`.
         num_classes: K for a model name (default 11); for a checkpoint or ONNX file it
             must match the file's, if given.
-        iterations: timed runs per process, after ``warmup`` untimed ones.
+        iterations, warmup: timed and untimed runs per process.
         repeats: processes per backend; rounds alternate the backend order.
         data: data root whose ``split`` measures each backend's mIoU and its pixel
             agreement with ``eager`` (checkpoints only).
         eval_images: limit the accuracy pass to this many images (default: all).
-        calib_data: calibration root for the int8 backends (default: ``data``).
-        calib_split: split the calibration images come from (``train``).
-        calib_images: calibration images.
+        calib_data, calib_split, calib_images: calibration root (default: ``data``),
+            split and number of images for the int8 backends.
         budget_miou: the fastest backend losing at most this much mIoU against eager
             (0.01 = 1 point) is named ``best``.
         workdir: keep the artefacts (fp32/int8 ONNX) here (default: a temporary folder).
@@ -198,143 +212,167 @@ def bench(
         timeout: seconds per process.
 
     Returns:
-        JSON-ready dict: ``{source, size, threads, cpu, backends: {name: {latency_ms
-        {median, p90}, images_per_s, peak_rss_bytes, build_s, size_bytes, zip_bytes,
-        miou, pixel_agreement, speedup}}, best, best_reason, quantization, errors}``
-        (``errors``: backends that could not run on this model, with the reason).
+        JSON-ready ``{source, size, threads, cpu, backends: {name: {latency_ms {median,
+        p90}, images_per_s, peak_rss_bytes, build_s, size_bytes, zip_bytes, miou,
+        pixel_agreement, speedup}}, best, best_reason, quantization, errors}``; ``errors``
+        names the backends that could not run on this model, and why.
 
     Raises:
         EdgesegError: unknown backend, bad source, missing calibration data, a backend
             that fails (its last error line).
     """
-    from edgeseg.deploy.cpu import cpu_name
-    from edgeseg.deploy.export import export_onnx, onnx_metadata
-
     names = check_backends(backends)
     h, w = parse_size(size)
     threads = positive_int(threads, "--threads")
     repeats = positive_int(repeats, "--repeats")
     iterations = positive_int(iterations, "--iterations")
-    tmp_ctx = tempfile.TemporaryDirectory(prefix="edgeseg-bench-") if workdir is None else None
-    work = Path(workdir or tmp_ctx.name)  # type: ignore[union-attr]
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with _workdir(workdir) as work:
+        src = _Source.resolve(source, names, work, num_classes)
+        job_base = src.job(size=[h, w], threads=threads, warmup=warmup, iterations=iterations,
+                           workdir=str(work), external=dict(external or {}))  # fmt: skip
+        calib = (calib_data or data, calib_split, calib_images)
+        quant, errors = _artefacts(src, names, work, (h, w), calib)
+        labels = None
+        if data and src.kind == "checkpoint":  # each backend predicts these images once
+            images, labels = _eval_set(src.ckpt, data, split, eval_images, (h, w))
+            torch.save(images, work / "eval.pt")
+        results = _rounds(names, job_base, repeats, work, timeout, errors, labels is not None)
+        header = {"source": source, "kind": src.kind, "size": [h, w], "threads": threads,
+                  "repeats": repeats, "iterations": iterations, "cpu": cpu_name(),
+                  "torch_version": torch.__version__}  # fmt: skip
+        ok = [b for b in names if b not in errors]
+        if not ok:
+            raise EdgesegError("; ".join(f"{b}: {e}" for b, e in errors.items()))
+        n = src.num_classes
+        out = _summarise(results, ok, work, labels, n, src.ckpt, budget_miou, quant, header)
+        return {**out, "errors": errors}
+
+
+@contextlib.contextmanager
+def _workdir(path: str | os.PathLike[str] | None) -> Iterator[Path]:
+    """``path`` (kept), or a temporary folder removed afterwards."""
+    if path is not None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        yield Path(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="edgeseg-bench-") as tmp:
+        yield Path(tmp)
+
+
+@dataclass
+class _Source:
+    """What ``bench`` was given: a model name, a checkpoint, or an ONNX file."""
+
+    kind: str  # model | checkpoint | onnx
+    path: Path  # the file (the name itself for a model name)
+    num_classes: int
+    model: nn.Module | None = None  # the eval-mode network (not for an ONNX file)
+    ckpt: dict[str, Any] | None = None
+
+    def job(self, **settings: Any) -> dict[str, Any]:
+        """The part of a worker's job that says what to load (see :func:`run_job`)."""
+        cfg = getattr(self.model, "edgeseg_config", None) or {}
+        source = str(self.path.resolve()) if self.kind != "model" else str(self.path)
+        return {"kind": self.kind, "source": source, "num_classes": self.num_classes,
+                "in_channels": int(cfg.get("in_channels", 3)), **settings}  # fmt: skip
+
+    @classmethod
+    def resolve(cls, source: str, names: list[str], work: Path, num_classes: int | None) -> _Source:
+        """Load ``source``; an ONNX file is copied to ``work/fp32.onnx``.
+
+        Raises:
+            EdgesegError: a PyTorch backend for an ONNX file, an unknown name, or a class
+                count other than the file's.
+        """
         src = Path(source)
-        ckpt = None
-        from edgeseg.pretrained import PRETRAINED
-
         if not src.exists() and source in PRETRAINED:  # shipped weights by name
-            from edgeseg.pretrained import pretrained_path
-
             src = pretrained_path(source)
         if source.endswith(".onnx"):
-            kind = "onnx"
             meta = onnx_metadata(src)  # refuses corrupt / foreign files
             bad = [b for b in names if b in TORCH_BACKENDS]
             if bad:
                 raise EdgesegError(f"backend {bad[0]!r} needs a checkpoint or model name")
             (work / "fp32.onnx").write_bytes(src.read_bytes())
-            file_classes = len(meta["classes"])
+            found = cls("onnx", src, len(meta["classes"]))
         elif src.exists():
-            from edgeseg.engine.checkpoint import load_model
-
-            kind = "checkpoint"
             model, ckpt = load_model(src)
-            file_classes = int(ckpt["model"]["num_classes"])
+            found = cls("checkpoint", src, int(ckpt["model"]["num_classes"]), model, ckpt)
         else:
-            from edgeseg.models import create_model, model_info
-
             model_info(source)  # unknown names fail here, naming the closest ones
-            kind = "model"
             torch.manual_seed(0)
-            file_classes = num_classes or 11
-            model = create_model(source, num_classes=file_classes).eval()
-        if num_classes is not None and num_classes != file_classes:
+            k = num_classes or NUM_CLASSES
+            found = cls("model", src, k, create_model(source, num_classes=k).eval())
+        if num_classes is not None and num_classes != found.num_classes:
             raise EdgesegError(
-                f"{source} has {file_classes} classes, not the {num_classes} asked for (--classes)"
+                f"{source} has {found.num_classes} classes, not the {num_classes} asked for "
+                "(--classes)"
             )
-        num_classes = file_classes
-        job_base = {
-            "kind": kind,
-            "source": str(src.resolve()) if kind != "model" else source,
-            "num_classes": num_classes,
-            "size": [h, w],
-            "threads": threads,
-            "warmup": warmup,
-            "iterations": iterations,
-            "workdir": str(work),
-            "external": dict(external or {}),
-            "in_channels": int(
-                getattr(model, "edgeseg_config", {}).get("in_channels", 3) if kind != "onnx" else 3
-            ),
-        }
-        # Shared artefacts, made once: fp32 ONNX, calibration images, int8 ONNX.
-        if kind != "onnx" and any(b in ("ort", "ort-int8") for b in names):
-            export_onnx(model, work / "fp32.onnx", input_size=(h, w))
-        quant: dict[str, Any] = {}
-        # A backend that cannot be built for this model is reported, not fatal: the others
-        # still run (the CLI prints the reason; JSON has it under "errors").
-        errors: dict[str, str] = {}
-        if any(b.endswith("int8") for b in names):
-            calib = _calibration(ckpt, kind, calib_data or data, calib_split, calib_images, (h, w))
-            torch.save(torch.stack(calib), work / "calib.pt")
-            if "ort-int8" in names:
-                from edgeseg.deploy.quantize import quantize_model_onnx, quantize_onnx
+        return found
 
-                if kind == "onnx":  # a given ONNX file is quantized as it is
-                    report = quantize_onnx(work / "fp32.onnx", work / "int8.onnx", calib)
-                else:  # from the network: transposed convs rewritten to run in int8 too
-                    report = quantize_model_onnx(model, work / "int8.onnx", calib, (h, w))
-                quant["ort-int8"] = report.to_dict()
-            if "pt2e-int8" in names:
-                from edgeseg.deploy.pt2e import pt2e_convert
 
-                example = torch.randn(1, calib[0].shape[0], h, w)
-                try:
-                    quant["pt2e-int8"] = pt2e_convert(model, calib, example)[1].to_dict()
-                except EdgesegError as e:
-                    errors["pt2e-int8"] = str(e)
-        labels = None
-        if data and kind == "checkpoint":
-            images, labels = _eval_set(ckpt, data, split, eval_images, (h, w))
-            torch.save(images, work / "eval.pt")
-        results: dict[str, dict[str, Any]] = {b: {"times_ms": []} for b in names}
-        for r in range(repeats):
-            order = names if r % 2 == 0 else names[::-1]
-            for b in order:
-                if b in errors:
-                    continue
-                log.info("bench %s: round %d/%d", b, r + 1, repeats)
-                job = {**job_base, "backend": b, "predict": r == 0 and labels is not None}
-                try:
-                    out = _spawn(job, work, timeout)
-                except EdgesegError as e:
-                    errors[b] = str(e)
-                    continue
-                res = results[b]
-                res["times_ms"] += out["times_ms"]
-                res["peak_rss_bytes"] = max(res.get("peak_rss_bytes", 0), out["peak_rss"])
-                res["base_rss_bytes"] = out["base_rss"]
-                res["build_s"] = out["build_s"]
-        header = {
-            "source": source,
-            "kind": kind,
-            "size": [h, w],
-            "threads": threads,
-            "repeats": repeats,
-            "iterations": iterations,
-            "cpu": cpu_name(),
-            "torch_version": torch.__version__,
-        }
-        ok = [b for b in names if b not in errors]
-        if not ok:
-            raise EdgesegError("; ".join(f"{b}: {e}" for b, e in errors.items()))
-        out = _summarise(results, ok, work, labels, num_classes, ckpt, budget_miou, quant, header)
-        out["errors"] = errors
-        return out
-    finally:
-        if tmp_ctx is not None:
-            tmp_ctx.cleanup()
+def _artefacts(
+    src: _Source,
+    names: list[str],
+    work: Path,
+    size: tuple[int, int],
+    calib: tuple[str | None, str, int],
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The files every process shares, made once: fp32 ONNX, calibration images, int8
+    ONNX. Returns ``(quantization reports, backends that cannot be built: reason)``; such
+    a backend is reported, not fatal: the others still run."""
+    model = src.model
+    if src.kind != "onnx" and any(b in ("ort", "ort-int8") for b in names):
+        export_onnx(model, work / "fp32.onnx", input_size=size)
+    quant: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    if not any(b.endswith("int8") for b in names):
+        return quant, errors
+    images = _calibration(src.ckpt, src.kind, *calib, size)
+    torch.save(torch.stack(images), work / "calib.pt")
+    if "ort-int8" in names:
+        if src.kind == "onnx":  # a given ONNX file is quantized as it is
+            report = quantize_onnx(work / "fp32.onnx", work / "int8.onnx", images)
+        else:  # from the network: transposed convs rewritten to run in int8 too
+            report = quantize_model_onnx(model, work / "int8.onnx", images, size)
+        quant["ort-int8"] = report.to_dict()
+    if "pt2e-int8" in names:
+        example = torch.randn(1, images[0].shape[0], *size)
+        try:
+            quant["pt2e-int8"] = pt2e_convert(model, images, example)[1].to_dict()
+        except EdgesegError as e:
+            errors["pt2e-int8"] = str(e)
+    return quant, errors
+
+
+def _rounds(
+    names: list[str],
+    job_base: dict[str, Any],
+    repeats: int,
+    work: Path,
+    timeout: float,
+    errors: dict[str, str],
+    predict: bool,
+) -> dict[str, dict[str, Any]]:
+    """``repeats`` rounds over the backends, alternating their order, each run in a
+    fresh process; a backend that fails is moved to ``errors``."""
+    results: dict[str, dict[str, Any]] = {b: {"times_ms": []} for b in names}
+    for r in range(repeats):
+        for b in names if r % 2 == 0 else names[::-1]:
+            if b in errors:
+                continue
+            log.info("bench %s: round %d/%d", b, r + 1, repeats)
+            job = {**job_base, "backend": b, "predict": r == 0 and predict}
+            try:
+                out = _spawn(job, work, timeout)
+            except EdgesegError as e:
+                errors[b] = str(e)
+                continue
+            res = results[b]
+            res["times_ms"] += out["times_ms"]
+            res["peak_rss_bytes"] = max(res.get("peak_rss_bytes", 0), out["peak_rss"])
+            res["base_rss_bytes"] = out["base_rss"]
+            res["build_s"] = out["build_s"]
+    return results
 
 
 def _calibration(
@@ -345,7 +383,6 @@ def _calibration(
     n: int,
     size: tuple[int, int],
 ) -> list[torch.Tensor]:
-    from edgeseg.deploy.quantize import calibration_images
 
     if kind == "checkpoint":
         return calibration_images(ckpt, data, split, n, size)  # type: ignore[arg-type]
@@ -359,9 +396,6 @@ def _calibration(
 def _eval_set(
     ckpt: dict[str, Any] | None, data: str, split: str, n: int | None, size: tuple[int, int]
 ) -> tuple[torch.Tensor, np.ndarray]:
-    from edgeseg.data import build_dataset
-    from edgeseg.data.presets import DatasetInfo
-    from edgeseg.data.transforms import eval_transform
 
     info = DatasetInfo.from_dict(ckpt["dataset"])  # type: ignore[index]
     ds = build_dataset(data, split, info, eval_transform(size))
@@ -399,7 +433,6 @@ def _summarise(
     quant: dict[str, Any],
     header: dict[str, Any],
 ) -> dict[str, Any]:
-    from edgeseg.metrics import confusion_matrix, mean_iou
 
     out: dict[str, Any] = {**header, "backends": {}, "quantization": quant}
     ignore = ckpt["dataset"]["ignore_index"] if ckpt else None

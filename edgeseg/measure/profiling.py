@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeseg.defaults import INPUT_SIZE
+from edgeseg.defaults import INPUT_SIZE, NUM_CLASSES
 from edgeseg.deploy.cpu import cpu_name
 from edgeseg.deploy.rewrites import inference_graph
 from edgeseg.deploy.tuning import malloc_tuned
@@ -54,6 +54,7 @@ from edgeseg.measure.timing import (
     num_threads,
     to_memory_format,
 )
+from edgeseg.models import create_model
 from edgeseg.utils import parse_size, positive_int
 
 __all__ = [
@@ -164,8 +165,6 @@ def profile(
     Raises:
         EdgesegError: on a bad size, thread count, format or model name.
     """
-    from edgeseg.models import create_model
-
     h, w = parse_size(input_size, "input_size")
     batch_size = positive_int(batch_size, "batch_size")
     repeats = positive_int(repeats, "repeats")
@@ -175,49 +174,41 @@ def profile(
         raise EdgesegError(f"memory_formats: expected some of {list(MEMORY_FORMATS)}, got {bad}")
     if isinstance(model, str):
         name = name or model
-        model = create_model(model, num_classes=num_classes or 11)
+        model = create_model(model, num_classes=num_classes or NUM_CLASSES)
     name = name or getattr(model, "edgeseg_config", {}).get("name") or type(model).__name__
     model = model.eval()
     in_ch = int(getattr(model, "edgeseg_config", {}).get("in_channels", 3))
     x = torch.randn(batch_size, in_ch, h, w)
-
     timed = inference_graph(model) if fold_bn else model
     with num_threads(threads_n):
         with torch.inference_mode():
             k = int(model(x[:1]).shape[1])
-        flops = count_flops(model, x[:1])
-        pmacs = paper_macs(model, x[:1])
-        tflops = thesis_flops(model, x[:1])
+        counts = _counts(model, x[:1])
         times = measure_latency(timed, x, warmup=warmup, repeats=repeats, formats=memory_formats)
         by_fmt = {f: _summary(t) for f, t in times.items()}
         best = min(by_fmt, key=lambda f: by_fmt[f]["median"])
         log.info("%s: %s", name, {f: round(v["median"], 2) for f, v in by_fmt.items()})
         best_model, best_x = to_memory_format(timed, x, best)
-        stages, _ = measure_stage_times(
-            best_model, best_x, repeats=stage_repeats or max(3, repeats // 2)
-        )
+        stage_n = stage_repeats or max(3, repeats // 2)
+        stages, _ = measure_stage_times(best_model, best_x, repeats=stage_n)
         peak = measure_peak_memory(best_model, best_x)
-
     return ProfileResult(
-        model=name,
-        input_size=(h, w),
-        num_classes=k,
-        params=param_count(model),
-        conv_weights=conv_weight_count(model),
-        size_bytes=state_dict_bytes(model),
-        macs=flops // 2,
-        flops=flops,
-        paper_macs=pmacs,
-        latency_ms=by_fmt[best],
-        memory_format=best,
-        threads=threads_n,
-        peak_memory_bytes=peak,
-        stages=stages,
-        latency_by_format=by_fmt,
-        batch_size=batch_size,
-        repeats=repeats,
-        cpu=cpu_name(),
-        bn_folded=fold_bn,
-        malloc_tuned=malloc_tuned(),
-        thesis_flops=tflops,
-    )
+        model=name, input_size=(h, w), num_classes=k, **counts, latency_ms=by_fmt[best],
+        memory_format=best, threads=threads_n, peak_memory_bytes=peak, stages=stages,
+        latency_by_format=by_fmt, batch_size=batch_size, repeats=repeats, cpu=cpu_name(),
+        bn_folded=fold_bn, malloc_tuned=malloc_tuned(),
+    )  # fmt: skip
+
+
+def _counts(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
+    """The size and operation counts of :class:`ProfileResult` for input ``x``."""
+    flops = count_flops(model, x)
+    return {
+        "params": param_count(model),
+        "conv_weights": conv_weight_count(model),
+        "size_bytes": state_dict_bytes(model),
+        "macs": flops // 2,
+        "flops": flops,
+        "paper_macs": paper_macs(model, x),
+        "thesis_flops": thesis_flops(model, x),
+    }

@@ -37,8 +37,20 @@ import yaml
 from PIL import Image
 
 from edgeseg.config import Config, _build, apply_overrides, config_to_dict, read_yaml_mapping
+from edgeseg.data import build_dataset
+from edgeseg.data.synthetic import SYNTHETIC_CLASSES
+from edgeseg.deploy.backends import check_backends
+from edgeseg.deploy.cpu import cpu_name
+from edgeseg.deploy.segmenter import Segmenter, colorize
+from edgeseg.engine.checkpoint import load_model
+from edgeseg.engine.evaluate import evaluate
+from edgeseg.engine.train import dataset_info, train
 from edgeseg.errors import ConfigError, EdgesegError
+from edgeseg.measure.bench import bench
+from edgeseg.measure.profiling import profile
+from edgeseg.models import create_model, model_info, register_external
 from edgeseg.utils import atomic_write_json, positive_int
+from edgeseg.workflows.report import write_report
 
 __all__ = [
     "RESULTS_SCHEMA",
@@ -130,7 +142,6 @@ def demo_config(out: str | Path) -> CompareConfig:
     scenes, 120x160), each model trains for 100 seconds, and the benchmark keeps the three
     backends that matter most on a CPU.
     """
-    from edgeseg.data.synthetic import SYNTHETIC_CLASSES
 
     recipe = Config()
     recipe.data = dataclasses.replace(
@@ -175,14 +186,12 @@ def _label(name: str) -> str:
 
 
 def _dataset_info(recipe: Config) -> Any:
-    from edgeseg.engine.train import dataset_info
 
     return dataset_info(recipe)
 
 
 def _check_data(recipe: Config) -> tuple[Any, Any]:
     """Open the train and val splits once so a bad root fails before any work starts."""
-    from edgeseg.data import build_dataset
 
     root = Path(recipe.data.root)
     if not root.is_dir():
@@ -209,7 +218,6 @@ def _probe_seconds(
     One untimed step (allocations, kernel choice), then the median of three timed ones;
     the same for inference. Both run with the recipe's threads and memory format.
     """
-    from edgeseg.models import create_model
 
     torch.manual_seed(0)
     model = create_model(recipe.model.name, num_classes=info.num_classes, **recipe.model.kwargs)
@@ -281,7 +289,6 @@ def fit_to_budget(
     Returns:
         ``{"epochs", "eval_every", "step_s", "steps_per_epoch", "probe_seconds"}``.
     """
-    from edgeseg.data import build_dataset
 
     t0 = time.perf_counter()
     if info is None or val is None:
@@ -332,7 +339,6 @@ class _Results:
         import json
 
         from edgeseg import __version__
-        from edgeseg.deploy.cpu import cpu_name
 
         self.path = out / "results.json"
         self.data: dict[str, Any] = {}
@@ -385,7 +391,6 @@ def _plain(v: Any) -> Any:
 def _stage_train(
     cfg: CompareConfig, name: str, entry: dict[str, Any], out: Path, info: Any, val: Any
 ) -> Path:
-    from edgeseg.engine.train import train
 
     run_dir = out / "runs" / _label(name)
     budget_s = parse_budget(cfg.budget)
@@ -430,7 +435,6 @@ def _stage_train(
 
 
 def _stage_evaluate(cfg: CompareConfig, ckpt: Path, info: Any) -> dict[str, Any]:
-    from edgeseg.engine.evaluate import evaluate
 
     metrics = evaluate(
         ckpt,
@@ -445,8 +449,6 @@ def _stage_evaluate(cfg: CompareConfig, ckpt: Path, info: Any) -> dict[str, Any]
 
 
 def _stage_profile(cfg: CompareConfig, ckpt: Path, size: tuple[int, int]) -> dict[str, Any]:
-    from edgeseg.engine.checkpoint import load_model
-    from edgeseg.measure.profiling import profile
 
     model, meta = load_model(ckpt)
     res = profile(model, size, threads=cfg.threads, repeats=10, name=meta["model"]["name"])
@@ -469,7 +471,6 @@ def _stage_bench(
     external: dict[str, str] | None,
     onnx_only: bool,
 ) -> dict[str, Any]:
-    from edgeseg.measure.bench import bench
 
     root = cfg.recipe.data.root
     backends = cfg.backends
@@ -504,7 +505,6 @@ def _stage_bench(
 def _stage_preview(
     cfg: CompareConfig, ckpt: Path, name: str, out: Path, val: Any
 ) -> dict[str, Any]:
-    from edgeseg.deploy.segmenter import Segmenter, colorize
 
     seg = Segmenter(ckpt, threads=cfg.threads, input_size=cfg.recipe.data.eval_size)
     folder = out / "preview"
@@ -555,17 +555,54 @@ def compare(
             parsed, a results file from another comparison: all checked before any work.
             A model that fails later is recorded with its error; the others still run.
     """
-    from edgeseg.deploy.backends import check_backends
-    from edgeseg.models import model_info, register_external
-
     if not cfg.models:
         raise EdgesegError("--models: name at least one model")
     parse_budget(cfg.budget)
     check_backends(cfg.backends)
     positive_int(cfg.threads, "--threads")
+    external, not_importable = _register_extra(extra_models or {})
+    specs = _check_models(cfg.models)
+    info, val = _check_data(cfg.recipe)
+    run = _Run(cfg, Path(cfg.out), info, val, external, not_importable)
+    run.size = cfg.size or cfg.recipe.data.eval_size or _first_size(val)
+    run.out.mkdir(parents=True, exist_ok=True)
+    results = _Results(run.out, cfg)
+    results.data.update(size=list(run.size), classes=list(info.classes),
+                        palette=[list(c) for c in info.palette])  # fmt: skip
+    results.save()
+    for k, (name, given) in enumerate(specs, start=1):
+        where = f"[{k}/{len(specs)}] {name}"
+        entry = results.model(name)
+        if entry.get("status") == "done":
+            log.info("%s: done before, kept", where)
+            continue
+        entry.pop("error", None)
+        entry["status"] = "running"
+        try:
+            run.model(name, Path(given) if given else None, entry, results, where)
+            entry["status"] = "done"
+        except EdgesegError as e:
+            entry["status"], entry["error"] = "failed", str(e)
+            log.error("%s: %s", name, e)
+        results.save()
+        if entry["status"] == "done":
+            miou = entry.get("metrics", {}).get("miou") or 0.0
+            log.info(
+                "%s: mIoU %.3f, best backend %s", where, miou, entry.get("bench", {}).get("best")
+            )
+    if report:
+        write_report(results.data, run.out)
+    return results.data
+
+
+def _register_extra(
+    extra: dict[str, Callable[..., torch.nn.Module]],
+) -> tuple[dict[str, str], set[str]]:
+    """Register networks from outside the zoo; ``({name: "module:factory"}, names whose
+    factory a fresh benchmark process cannot import)``."""
     external: dict[str, str] = {}
     not_importable: set[str] = set()
-    for name, factory in (extra_models or {}).items():
+    for name, factory in extra.items():
         try:
             model_info(name)
         except EdgesegError:
@@ -575,7 +612,13 @@ def compare(
             external[name] = target
         else:
             not_importable.add(name)
-    specs = [_split_spec(s) for s in cfg.models]
+    return external, not_importable
+
+
+def _check_models(models: Sequence[str]) -> list[tuple[str, str | None]]:
+    """``[(name, checkpoint or None)]``; unknown names, duplicates and missing
+    checkpoints fail here, before any work."""
+    specs = [_split_spec(s) for s in models]
     names = [n for n, _ in specs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -585,77 +628,60 @@ def compare(
             model_info(name)  # unknown names fail here, naming the closest ones
         elif not Path(ckpt).exists():
             raise EdgesegError(f"--models {name}={ckpt}: no such checkpoint")
-    info, val = _check_data(cfg.recipe)
-    size = cfg.size or cfg.recipe.data.eval_size or _first_size(val)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results = _Results(out, cfg)
-    results.data["size"] = list(size)
-    results.data["classes"] = list(info.classes)
-    results.data["palette"] = [list(c) for c in info.palette]
-    results.save()
+    return specs
 
-    for k, (name, given) in enumerate(specs, start=1):
-        entry = results.model(name)
+
+@dataclass
+class _Run:
+    """What every model's stages share in one comparison."""
+
+    cfg: CompareConfig
+    out: Path
+    info: Any  # DatasetInfo of the data
+    val: Any  # the validation dataset
+    external: dict[str, str]
+    not_importable: set[str]
+    size: tuple[int, int] = (0, 0)
+
+    def model(
+        self, name: str, ckpt: Path | None, entry: dict[str, Any], results: _Results, where: str
+    ) -> None:
+        """Run (or resume) every stage of one model; a given checkpoint skips training."""
         stages = entry["stages"]
-        if entry.get("status") == "done":
-            log.info("[%d/%d] %s: done before, kept", k, len(specs), name)
-            continue
-        entry.pop("error", None)
-        entry["status"] = "running"
-        try:
-            ckpt = Path(given) if given else None
-            for stage in STAGES:
-                if stage in stages and stages[stage].get("done"):
-                    if stage == "train" and ckpt is None:
-                        ckpt = Path(entry["checkpoint"])
-                    continue
-                if stage == "train" and ckpt is not None:
-                    entry["checkpoint"] = str(ckpt)
-                    entry["source"] = "checkpoint"
-                    continue
-                assert stage == "train" or ckpt is not None
-                log.info("[%d/%d] %s: %s", k, len(specs), name, stage)
-                t0 = time.perf_counter()
-                if stage == "train":
-                    ckpt = _stage_train(cfg, name, entry, out, info, val)
-                    entry["checkpoint"] = str(ckpt)
-                    entry["source"] = "trained"
-                elif stage == "evaluate":
-                    entry["metrics"] = _stage_evaluate(cfg, ckpt, info)
-                elif stage == "profile":
-                    entry["profile"] = _stage_profile(cfg, ckpt, size)
-                elif stage == "bench":
-                    work = out / "artefacts" / _label(name)
-                    work.mkdir(parents=True, exist_ok=True)
-                    entry["bench"] = _stage_bench(
-                        cfg, ckpt, size, work, external, name in not_importable
-                    )
-                else:
-                    entry["preview"] = _stage_preview(cfg, ckpt, name, out, val)
-                stages[stage] = {"done": True, "seconds": time.perf_counter() - t0}
-                results.save()
-            entry["status"] = "done"
-        except EdgesegError as e:
-            entry["status"], entry["error"] = "failed", str(e)
-            log.error("%s: %s", name, e)
-        results.save()
-        if entry["status"] == "done":
-            m = entry.get("metrics", {})
-            best = entry.get("bench", {}).get("best")
-            log.info(
-                "[%d/%d] %s: mIoU %.3f, best backend %s",
-                k,
-                len(specs),
-                name,
-                m.get("miou") or 0.0,
-                best,
-            )
-    if report:
-        from edgeseg.workflows.report import write_report
+        for stage in STAGES:
+            if stages.get(stage, {}).get("done"):
+                if stage == "train" and ckpt is None:
+                    ckpt = Path(entry["checkpoint"])
+                continue
+            if stage == "train" and ckpt is not None:
+                entry["checkpoint"], entry["source"] = str(ckpt), "checkpoint"
+                continue
+            log.info("%s: %s", where, stage)
+            t0 = time.perf_counter()
+            ckpt = self.stage(stage, name, ckpt, entry)
+            stages[stage] = {"done": True, "seconds": time.perf_counter() - t0}
+            results.save()
 
-        write_report(results.data, out)
-    return results.data
+    def stage(self, stage: str, name: str, ckpt: Path | None, entry: dict[str, Any]) -> Path:
+        """One stage; returns the model's checkpoint (made by ``train``)."""
+        cfg = self.cfg
+        if stage == "train":
+            ckpt = _stage_train(cfg, name, entry, self.out, self.info, self.val)
+            entry["checkpoint"], entry["source"] = str(ckpt), "trained"
+            return ckpt
+        assert ckpt is not None
+        if stage == "evaluate":
+            entry["metrics"] = _stage_evaluate(cfg, ckpt, self.info)
+        elif stage == "profile":
+            entry["profile"] = _stage_profile(cfg, ckpt, self.size)
+        elif stage == "bench":
+            work = self.out / "artefacts" / _label(name)
+            work.mkdir(parents=True, exist_ok=True)
+            onnx_only = name in self.not_importable
+            entry["bench"] = _stage_bench(cfg, ckpt, self.size, work, self.external, onnx_only)
+        else:
+            entry["preview"] = _stage_preview(cfg, ckpt, name, self.out, self.val)
+        return ckpt
 
 
 def config_summary(cfg: CompareConfig) -> dict[str, Any]:

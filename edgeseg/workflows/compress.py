@@ -24,10 +24,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
+from edgeseg.compress.grouping import AlphaSchedule, GradualGrouping
+from edgeseg.compress.prune import prune_channels
+from edgeseg.compress.sparsify import sparsity_report
+from edgeseg.config import Config, apply_overrides, config_from_dict, config_to_dict
+from edgeseg.data import DatasetInfo
 from edgeseg.defaults import COMPRESS_METHODS, INPUT_SIZE
+from edgeseg.engine.checkpoint import load_checkpoint, load_model, make_checkpoint, save_checkpoint
+from edgeseg.engine.evaluate import evaluate
+from edgeseg.engine.train import train
 from edgeseg.errors import EdgesegError
-from edgeseg.utils import atomic_write_json
+from edgeseg.measure.bench import bench
+from edgeseg.measure.counts import count_flops, param_count, zip_size
+from edgeseg.utils import atomic_write_bytes, atomic_write_json
 
 __all__ = ["METHODS", "compress_checkpoint"]
 
@@ -46,10 +57,6 @@ def _measure(
     int8_size: bool,
 ) -> dict[str, Any]:
     """Size, counts, accuracy and latency of one checkpoint."""
-    from edgeseg.compress.sparsify import sparsity_report
-    from edgeseg.engine.checkpoint import load_model
-    from edgeseg.measure.bench import bench
-    from edgeseg.measure.counts import count_flops, param_count, zip_size
 
     model, ckpt = load_model(ckpt_path)
     x = torch.randn(1, int(ckpt["model"].get("in_channels", 3)), *size)
@@ -62,8 +69,6 @@ def _measure(
         "zip_bytes": zip_size(ckpt_path),
     }
     if data:
-        from edgeseg.engine.evaluate import evaluate
-
         m = evaluate(ckpt_path, data, "val", threads=threads)
         out.update(miou=m["miou"], iou=m["iou"], pixel_acc=m["pixel_acc"])
     if backends or int8_size:
@@ -104,10 +109,9 @@ def compress_checkpoint(
     Args:
         checkpoint: a trained checkpoint (file, run directory or shipped-weights name).
         method: ``prune``, ``sparsify`` or ``group``.
-        out: output folder: ``compressed.pt`` (the result), ``run/`` (fine-tuning),
-            ``report.json``.
+        out: output folder: ``compressed.pt``, ``run/`` (fine-tuning), ``report.json``.
         data: data root for fine-tuning, accuracy and int8 calibration (default: the
-            recipe's ``data.root`` stored in the checkpoint, if it exists).
+            checkpoint recipe's ``data.root``, if it exists here).
         epochs: fine-tuning epochs (``prune`` may use 0; the others need at least 1).
         ratio: ``prune``: fraction of channels removed per coupled group, in ``[0, 1)``.
         sparsity: ``sparsify``: final fraction of zero weights, in ``[0, 1)``.
@@ -123,17 +127,65 @@ def compress_checkpoint(
 
     Raises:
         EdgesegError: unknown method, a value out of range, a method that does not apply
-            to the model (grouping without Conv-modules, groups not dividing channels).
+            to the model (grouping without Conv-modules or groups not dividing channels).
     """
-    from edgeseg.config import apply_overrides, config_from_dict, config_to_dict
-    from edgeseg.data import DatasetInfo
-    from edgeseg.engine.checkpoint import (
-        load_checkpoint,
-        load_model,
-        make_checkpoint,
-        save_checkpoint,
-    )
+    _check_settings(method, ratio, sparsity, groups, epochs)
+    src = load_checkpoint(checkpoint)
+    model, _ = load_model(checkpoint)
+    recipe = dict(src.get("config") or {})
+    if data is None:  # the recipe's own data root, if it is on this machine
+        data = (recipe.get("data") or {}).get("root")
+        data = data if data and Path(data).is_dir() else None
+    if epochs and not data:
+        raise EdgesegError("--data: fine-tuning needs the training data root")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if method == "group":  # check applicability on a copy before any long step
+        GradualGrouping(copy.deepcopy(model), groups, AlphaSchedule(1))
+    report: dict[str, Any] = {
+        "method": method, "source": str(src["path"]), "model": src["model"]["name"],
+        "settings": {"ratio": ratio, "sparsity": sparsity, "groups": groups, "epochs": epochs,
+                     "round_to": round_to},
+        "size": list(size), "threads": threads,
+    }  # fmt: skip
+    measure = data, size, threads, list(backends)
+    init = Path(src["path"])
+    log.info("measuring the source checkpoint")
+    report["before"] = _measure(init, *measure, out / "bench-before", method == "sparsify")
+    if method == "prune":
+        init, report["pruning"] = _prune(model, src, ratio, round_to, size, out / "pruned.pt")
+    result = init
+    if epochs:
+        comp = {"sparsity": sparsity, "sparsity_every": 10} if method == "sparsify" else {}
+        comp = {"groups": groups} if method == "group" else comp
+        cfg = _fine_tune_config(src, data, out / "run", epochs, init, threads, comp, overrides)
+        train(cfg, resume=(out / "run" / "last.pt").is_file())
+        result = out / "run" / "best.pt"
+        report["recipe"] = config_to_dict(cfg)
+    atomic_write_bytes(final := out / "compressed.pt", result.read_bytes())
+    log.info("measuring the compressed checkpoint")
+    report["after"] = _measure(final, *measure, out / "bench-after", method == "sparsify")
+    report["ratios"] = _ratios(report["before"], report["after"])
+    atomic_write_json(out / "report.json", report)
+    return report
 
+
+def _prune(
+    model: nn.Module, src: dict[str, Any], ratio: float, round_to: int, size: Any, path: Path
+) -> tuple[Path, dict[str, Any]]:
+    """Prune ``model`` in place and save it as a checkpoint at ``path``."""
+    x = torch.randn(1, int(src["model"].get("in_channels", 3)), *size)
+    pruning = prune_channels(model, ratio, x, round_to=round_to)
+    info = DatasetInfo.from_dict(src["dataset"])
+    recipe = dict(src.get("config") or {})
+    save_checkpoint(
+        make_checkpoint(model, info, input_size=src.get("input_size"), config=recipe), path
+    )
+    return path, pruning
+
+
+def _check_settings(method: str, ratio: float, sparsity: float, groups: int, epochs: int) -> None:
+    """Refuse a value out of range before any work, naming its flag."""
     if method not in METHODS:
         raise EdgesegError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     if method == "prune" and not 0 <= ratio < 1:
@@ -144,91 +196,43 @@ def compress_checkpoint(
         raise EdgesegError(f"--groups {groups}: must be at least 2")
     if method != "prune" and epochs < 1:
         raise EdgesegError(f"--epochs {epochs}: {method} happens during fine-tuning (>= 1)")
-    src = load_checkpoint(checkpoint)
-    model, _ = load_model(checkpoint)
-    recipe = dict(src.get("config") or {})
-    if data is None:
-        data = (recipe.get("data") or {}).get("root")
-        if data and not Path(data).is_dir():
-            data = None
-    if epochs and not data:
-        raise EdgesegError("--data: fine-tuning needs the training data root")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    info = DatasetInfo.from_dict(src["dataset"])
-    # Check applicability on a copy before any long step.
-    if method == "group":
-        from edgeseg.compress.grouping import AlphaSchedule, GradualGrouping
 
-        GradualGrouping(copy.deepcopy(model), groups, AlphaSchedule(1))
-    backends = tuple(backends)
-    report: dict[str, Any] = {
-        "method": method,
-        "source": str(src["path"]),
-        "model": src["model"]["name"],
-        "settings": {
-            "ratio": ratio,
-            "sparsity": sparsity,
-            "groups": groups,
-            "epochs": epochs,
-            "round_to": round_to,
-        },
-        "size": list(size),
-        "threads": threads,
-    }
-    log.info("measuring the source checkpoint")
-    report["before"] = _measure(Path(src["path"]), data, size, threads, list(backends),
-                                out / "bench-before", method == "sparsify")  # fmt: skip
-    init = Path(src["path"])
-    if method == "prune":
-        from edgeseg.compress.prune import prune_channels
 
-        x = torch.randn(1, int(src["model"].get("in_channels", 3)), *size)
-        report["pruning"] = prune_channels(model, ratio, x, round_to=round_to)
-        init = out / "pruned.pt"
-        save_checkpoint(
-            make_checkpoint(model, info, input_size=src.get("input_size"), config=recipe), init
-        )
-    result = init
-    if epochs:
-        cfg_dict = copy.deepcopy(recipe)
-        cfg_dict.setdefault("model", {})
-        cfg_dict["model"] = {"name": src["model"]["name"],
-                             "kwargs": dict(src["model"].get("kwargs") or {})}  # fmt: skip
-        cfg_dict.setdefault("data", {})["root"] = data
-        train = cfg_dict.setdefault("train", {})
-        train.update(out=str(out / "run"), epochs=epochs, init=str(init), eval_every=1,
-                     max_minutes=None, threads=threads, compile=False)  # fmt: skip
-        comp = cfg_dict.setdefault("compress", {})
-        if method == "sparsify":
-            comp.update(sparsity=sparsity, sparsity_every=10)
-        elif method == "group":
-            comp.update(groups=groups)
-        cfg = config_from_dict(apply_overrides(cfg_dict, list(overrides or [])))
-        cfg.validate()
-        from edgeseg.engine.train import train
+def _fine_tune_config(
+    src: dict[str, Any],
+    data: str,
+    run: Path,
+    epochs: int,
+    init: Path,
+    threads: int,
+    compress: dict[str, Any],
+    overrides: list[str] | None,
+) -> Config:
+    """The source checkpoint's own recipe, re-aimed at fine-tuning ``init`` into ``run``."""
+    cfg = copy.deepcopy(dict(src.get("config") or {}))
+    cfg["model"] = {"name": src["model"]["name"], "kwargs": dict(src["model"].get("kwargs") or {})}
+    cfg.setdefault("data", {})["root"] = data
+    train_cfg = {"out": str(run), "epochs": epochs, "init": str(init), "eval_every": 1,
+                 "max_minutes": None, "threads": threads, "compile": False}  # fmt: skip
+    cfg.setdefault("train", {}).update(train_cfg)
+    cfg.setdefault("compress", {}).update(compress)
+    out = config_from_dict(apply_overrides(cfg, list(overrides or [])))
+    out.validate()
+    return out
 
-        resume = (out / "run" / "last.pt").is_file()
-        train(cfg, resume=resume)
-        result = out / "run" / "best.pt"
-        report["recipe"] = config_to_dict(cfg)
-    final = out / "compressed.pt"
-    final.write_bytes(result.read_bytes())
-    log.info("measuring the compressed checkpoint")
-    report["after"] = _measure(final, data, size, threads, list(backends), out / "bench-after",
-                               method == "sparsify")  # fmt: skip
-    b, a = report["before"], report["after"]
-    report["ratios"] = {
+
+def _ratios(b: dict[str, Any], a: dict[str, Any]) -> dict[str, float]:
+    """After / before of what compression changes."""
+    ratios = {
         "params": a["params"] / b["params"],
         "macs": a["macs"] / b["macs"],
         "zip_bytes": a["zip_bytes"] / b["zip_bytes"],
     }
     if "best_ms" in a and "best_ms" in b:
-        report["ratios"]["speedup_best"] = b["best_ms"] / a["best_ms"]
+        ratios["speedup_best"] = b["best_ms"] / a["best_ms"]
     if "int8_onnx_zip_bytes" in a:
         # Seed 003's claim: sparsified + int8 vs the dense fp32 weights file, both zipped.
-        report["ratios"]["int8_zip_vs_fp32_zip"] = a["int8_onnx_zip_bytes"] / b["zip_bytes"]
+        ratios["int8_zip_vs_fp32_zip"] = a["int8_onnx_zip_bytes"] / b["zip_bytes"]
     if "miou" in a and "miou" in b:
-        report["ratios"]["miou_change"] = a["miou"] - b["miou"]
-    atomic_write_json(out / "report.json", report)
-    return report
+        ratios["miou_change"] = a["miou"] - b["miou"]
+    return ratios

@@ -19,11 +19,17 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import logging
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+from matplotlib.figure import Figure
+
+matplotlib.use("Agg")  # files only, never a window
 import numpy as np
+from PIL import Image
 
 from edgeseg.utils import atomic_write_bytes, atomic_write_text
 
@@ -32,6 +38,9 @@ __all__ = ["pareto_front", "report_tables", "write_report"]
 log = logging.getLogger(__name__)
 
 FIGURES = ("pareto", "curves", "timing", "predictions")
+# Figures are built with matplotlib's object API (no pyplot): no global backend or state
+# is touched in the caller's process.
+_COLOURS = matplotlib.colormaps["tab10"]
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -157,28 +166,16 @@ def report_tables(results: dict[str, Any]) -> dict[str, tuple[list[str], list[li
 # --------------------------------------------------------------------------- figures
 
 
-def _figures(results: dict[str, Any], out: Path) -> dict[str, Path]:
-    import matplotlib
+def _save(fig: Any, path: Path) -> Path:
+    """Write a figure as PNG atomically and close it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+    return path
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    done = _done(results)
-    files: dict[str, Path] = {}
-    if not done:
-        return files
-    colours = plt.get_cmap("tab10")
-
-    def save(fig: Any, name: str) -> None:
-        import io
-
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        atomic_write_bytes(out / f"{name}.png", buf.getvalue())
-        files[name] = out / f"{name}.png"
-
-    # Accuracy against latency, Pareto front.
+def _pareto_figure(results: dict[str, Any], done: list[dict[str, Any]]) -> Any:
+    """Accuracy against best-backend latency, the Pareto front joined (None: no point)."""
     pts, labels = [], []
     for e in done:
         _, ms = _best_latency(e)
@@ -186,62 +183,68 @@ def _figures(results: dict[str, Any], out: Path) -> dict[str, Path]:
         if ms is not None and miou is not None:
             pts.append((ms, miou))
             labels.append(e["name"])
-    if pts:
-        fig, ax = plt.subplots(figsize=(6.4, 4.4))
-        front = pareto_front(pts)
-        for i, ((ms, miou), name) in enumerate(zip(pts, labels, strict=True)):
-            on = i in front
-            ax.scatter(ms, miou, s=70 if on else 40, color=colours(i % 10), zorder=3,
-                       edgecolors="black" if on else "none")  # fmt: skip
-            ax.annotate(name, (ms, miou), textcoords="offset points", xytext=(6, 4), fontsize=9)
-        if len(front) > 1:
-            ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1,
-                    label="Pareto front", zorder=2)  # fmt: skip
-            ax.legend(loc="lower right")
-        ax.set_xscale("log")
-        ax.set_xlabel("latency, best backend (ms, log scale)")
-        ax.set_ylabel("mIoU (val)")
-        size = results.get("size")
-        ax.set_title(
-            f"Accuracy vs latency at {size[0]}x{size[1]}" if size else "Accuracy vs latency"
-        )
-        ax.grid(True, which="both", alpha=0.3)
-        save(fig, "pareto")
+    if not pts:
+        return None
+    fig = Figure(figsize=(6.4, 4.4))
+    ax = fig.subplots()
+    front = pareto_front(pts)
+    for i, ((ms, miou), name) in enumerate(zip(pts, labels, strict=True)):
+        on = i in front
+        ax.scatter(ms, miou, s=70 if on else 40, color=_COLOURS(i % 10), zorder=3,
+                   edgecolors="black" if on else "none")  # fmt: skip
+        ax.annotate(name, (ms, miou), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    if len(front) > 1:
+        ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1,
+                label="Pareto front", zorder=2)  # fmt: skip
+        ax.legend(loc="lower right")
+    ax.set_xscale("log")
+    ax.set_xlabel("latency, best backend (ms, log scale)")
+    ax.set_ylabel("mIoU (val)")
+    size = results.get("size")
+    ax.set_title(f"Accuracy vs latency at {size[0]}x{size[1]}" if size else "Accuracy vs latency")
+    ax.grid(True, which="both", alpha=0.3)
+    return fig
 
-    # Training curves.
+
+def _curves_figure(done: list[dict[str, Any]]) -> Any:
+    """Training loss and validation mIoU per epoch (None: nothing was trained)."""
     trained = [e for e in done if e.get("history")]
-    if trained:
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-        for i, e in enumerate(trained):
-            h = e["history"]
-            a1.plot([r["epoch"] for r in h], [r["train_loss"] for r in h], color=colours(i % 10),
-                    label=e["name"])  # fmt: skip
-            ev = [r for r in h if r.get("val_miou") is not None]
-            a2.plot([r["epoch"] for r in ev], [r["val_miou"] for r in ev], "o-",
-                    color=colours(i % 10), label=e["name"])  # fmt: skip
-        a1.set(xlabel="epoch", ylabel="training loss", title="Loss per epoch")
-        a2.set(xlabel="epoch", ylabel="val mIoU", title="Validation mIoU per epoch")
-        for a in (a1, a2):
-            a.grid(alpha=0.3)
-            a.legend(fontsize=8)
-        save(fig, "curves")
+    if not trained:
+        return None
+    fig = Figure(figsize=(11, 4))
+    a1, a2 = fig.subplots(1, 2)
+    for i, e in enumerate(trained):
+        h = e["history"]
+        a1.plot([r["epoch"] for r in h], [r["train_loss"] for r in h], color=_COLOURS(i % 10),
+                label=e["name"])  # fmt: skip
+        ev = [r for r in h if r.get("val_miou") is not None]
+        a2.plot([r["epoch"] for r in ev], [r["val_miou"] for r in ev], "o-",
+                color=_COLOURS(i % 10), label=e["name"])  # fmt: skip
+    a1.set(xlabel="epoch", ylabel="training loss", title="Loss per epoch")
+    a2.set(xlabel="epoch", ylabel="val mIoU", title="Validation mIoU per epoch")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
+    return fig
 
-    # Time per stage: the comparison's stages, and each network's inference stages.
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 0.6 * len(done) + 2.2))
+
+def _timing_figure(done: list[dict[str, Any]]) -> Any:
+    """Time per stage: the comparison's stages, and each network's inference stages."""
+    fig = Figure(figsize=(12, 0.6 * len(done) + 2.2))
+    a1, a2 = fig.subplots(1, 2)
     names = [e["name"] for e in done]
     left = np.zeros(len(done))
     for j, stage in enumerate(["train", "evaluate", "profile", "bench", "preview"]):
         secs = np.array([e.get("stages", {}).get(stage, {}).get("seconds", 0.0) for e in done])
-        a1.barh(names, secs, left=left, color=colours(j), label=stage)
+        a1.barh(names, secs, left=left, color=_COLOURS(j), label=stage)
         left += secs
     a1.set(xlabel="seconds", title="Time per stage of the comparison")
     a1.legend(fontsize=8)
     a1.invert_yaxis()
     for i, e in enumerate(done):
         start = 0.0
-        stages = (e.get("profile") or {}).get("stages", [])
-        for j, st in enumerate(stages):
-            a2.barh(i, st["ms"], left=start, color=colours(j % 10), edgecolor="white")
+        for j, st in enumerate((e.get("profile") or {}).get("stages", [])):
+            a2.barh(i, st["ms"], left=start, color=_COLOURS(j % 10), edgecolor="white")
             if st["share"] > 0.12:
                 a2.text(start + st["ms"] / 2, i, st["name"], ha="center", va="center",
                         fontsize=7, color="white")  # fmt: skip
@@ -249,31 +252,45 @@ def _figures(results: dict[str, Any], out: Path) -> dict[str, Path]:
     a2.set_yticks(range(len(done)), names)
     a2.invert_yaxis()
     a2.set(xlabel="ms (eager, per network stage)", title="Inference time per network stage")
-    save(fig, "timing")
+    return fig
 
-    # Prediction grid.
-    folder = out / "preview"
+
+def _predictions_figure(done: list[dict[str, Any]], folder: Path) -> Any:
+    """Image, ground truth and every model's prediction per preview row (None: none)."""
     n = max((len((e.get("preview") or {}).get("files", [])) for e in done), default=0)
-    if n and folder.is_dir():
-        from PIL import Image
+    if not n or not folder.is_dir():
+        return None
+    cols = ["image", "ground truth", *(e["name"] for e in done)]
+    fig = Figure(figsize=(2.2 * len(cols), 1.8 * n))
+    axes = fig.subplots(n, len(cols), squeeze=False)
+    for i in range(n):
+        paths = [folder / f"image_{i}.png", folder / f"truth_{i}.png"]
+        for e in done:
+            files_i = (e.get("preview") or {}).get("files", [])
+            paths.append(folder / files_i[i] if i < len(files_i) else Path("-"))
+        for j, p in enumerate(paths):
+            ax = axes[i][j]
+            ax.axis("off")
+            if p.is_file():
+                ax.imshow(np.asarray(Image.open(p)))
+            if i == 0:
+                ax.set_title(cols[j], fontsize=9)
+    fig.tight_layout()
+    return fig
 
-        cols = ["image", "ground truth", *names]
-        fig, axes = plt.subplots(n, len(cols), figsize=(2.2 * len(cols), 1.8 * n), squeeze=False)
-        for i in range(n):
-            paths = [folder / f"image_{i}.png", folder / f"truth_{i}.png"]
-            for e in done:
-                files_i = (e.get("preview") or {}).get("files", [])
-                paths.append(folder / files_i[i] if i < len(files_i) else Path("-"))
-            for j, p in enumerate(paths):
-                ax = axes[i][j]
-                ax.axis("off")
-                if p.is_file():
-                    ax.imshow(np.asarray(Image.open(p)))
-                if i == 0:
-                    ax.set_title(cols[j], fontsize=9)
-        fig.tight_layout()
-        save(fig, "predictions")
-    return files
+
+def _figures(results: dict[str, Any], out: Path) -> dict[str, Path]:
+    """Every figure of :data:`FIGURES` that the results can draw, as ``OUT/NAME.png``."""
+    done = _done(results)
+    if not done:
+        return {}
+    figures = {
+        "pareto": _pareto_figure(results, done),
+        "curves": _curves_figure(done),
+        "timing": _timing_figure(done),
+        "predictions": _predictions_figure(done, out / "preview"),
+    }
+    return {k: _save(fig, out / f"{k}.png") for k, fig in figures.items() if fig is not None}
 
 
 # --------------------------------------------------------------------------- documents

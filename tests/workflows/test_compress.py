@@ -57,7 +57,7 @@ def test_compress_bad_input_one_line_exit_2(
     data, run = essnet_run
     _, squeeze_run = tiny_run
     cases = [
-        ([str(run), "--method", "shrink"], "--method 'shrink'"),
+        ([str(run), "--method", "shrink"], "--method: invalid choice: 'shrink'"),
         ([str(run), "--method", "sparsify", "--sparsity", "1.2", "--epochs", "1"], "[0, 1)"),
         ([str(run), "--method", "prune", "--ratio", "1"], "[0, 1)"),
         ([str(squeeze_run), "--method", "group", "--epochs", "1"], "Conv-module"),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -79,7 +80,9 @@ def _train_for(
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default="../shared/data/camvid")
+    p.add_argument(
+        "--data", default=os.environ.get("EDGESEG_DATA"), help="CamVid root ($EDGESEG_DATA)"
+    )
     p.add_argument("--minutes", type=float, default=20.0, help="budget of each training")
     p.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs after pruning")
     p.add_argument("--source", action="append", default=[], help="MODEL=CHECKPOINT")

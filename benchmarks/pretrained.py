@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -125,7 +126,9 @@ def _card(entries: list[dict]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", help="NAME=RUN_DIR")
-    p.add_argument("--data", default="../shared/data/camvid")
+    p.add_argument(
+        "--data", default=os.environ.get("EDGESEG_DATA"), help="CamVid root ($EDGESEG_DATA)"
+    )
     p.add_argument("--json", default="benchmarks/results/pretrained.json")
     p.add_argument("--note", action="append", default=[], help="NAME=TEXT for the card")
     args = p.parse_args()

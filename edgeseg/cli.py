@@ -251,8 +251,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _render_metrics(res: dict[str, Any]) -> str:
-    def pct(v: float | None) -> str:
-        return "-" if v is None else f"{100 * v:.2f}"
+    def pct(v: float | None) -> str:  # metrics are fractions everywhere, as in training
+        return "-" if v is None else f"{v:.4f}"
 
     head = (
         f"{res['model']} on {res['split']} ({res['num_images']} images): mIoU {pct(res['miou'])}, "
@@ -267,7 +267,7 @@ def _render_metrics(res: dict[str, Any]) -> str:
         )
         for name in res["iou"]
     ]
-    text = head + "\n" + _table(rows, ("class", "IoU %", "TP rate %", "FP/TP"))
+    text = head + "\n" + _table(rows, ("class", "IoU", "TP rate", "FP/TP"))
     if "batches" in res:
         b = res["batches"]
         rows = []

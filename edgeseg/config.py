@@ -16,6 +16,8 @@ as YAML, so ``data.crop_size=null`` and ``model.kwargs={norm: group}`` work).
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ __all__ = [
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
+    "expand_env",
     "load_config",
     "read_yaml_mapping",
 ]
@@ -314,6 +317,37 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, 
     return loaded or {}
 
 
+_ENV_RE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def expand_env(data: Any, where: str = "") -> Any:
+    """``${VAR}`` and ``${VAR:-default}`` in string values, from the environment.
+
+    Recipes name their data root this way (``root: ${EDGESEG_DATA}``), so a recipe holds
+    no path of one machine; ``--data`` (an override) replaces it before expansion.
+
+    Raises:
+        ConfigError: a variable that is not set and has no default, naming the key.
+    """
+    if isinstance(data, dict):
+        return {k: expand_env(v, f"{where}.{k}" if where else str(k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [expand_env(v, where) for v in data]
+    if not isinstance(data, str) or "${" not in data:
+        return data
+
+    def sub(m: re.Match[str]) -> str:
+        value = os.environ.get(m.group(1), m.group(2))
+        if value is None:
+            raise ConfigError(
+                f"{where}: environment variable {m.group(1)} is not set (set it, or pass "
+                f"{where}=... / --data)"
+            )
+        return value
+
+    return _ENV_RE.sub(sub, data)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML recipe (or start from the defaults), apply overrides, validate.
 
@@ -324,7 +358,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     data = read_yaml_mapping(path, "config file") if path is not None else {}
     data = apply_overrides(data, list(overrides or []))
     try:
-        cfg = config_from_dict(data)
+        cfg = config_from_dict(expand_env(data))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None
     return cfg

@@ -87,17 +87,33 @@ def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", COMPARE_CONFIGS, ids=lambda p: p.stem)
-def test_shipped_compare_configs_load(path: Path) -> None:
+def test_shipped_compare_configs_load(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from edgeseg.workflows.compare import load_compare_config
 
+    monkeypatch.setenv("EDGESEG_DATA", "/data/camvid")
     cfg = load_compare_config(path)
+    assert cfg.recipe.data.root == "/data/camvid"
     assert cfg.models and set(cfg.models) <= set(list_models())
     cfg.recipe.validate()
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
-def test_shipped_recipes_load(path: Path) -> None:
+def test_shipped_recipes_load(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Recipes name no machine's path: the data root comes from EDGESEG_DATA or --data.
+    assert "shared" not in path.read_text()
+    monkeypatch.delenv("EDGESEG_DATA", raising=False)
+    with pytest.raises(ConfigError, match="EDGESEG_DATA is not set"):
+        load_config(path)
+    assert load_config(path, ["data.root=/d"]).data.root == "/d"
+    monkeypatch.setenv("EDGESEG_DATA", "/data/camvid")
     cfg = load_config(path)
+    assert cfg.data.root == "/data/camvid"
     cfg.validate()
     if cfg.model.name not in list_models():
         pytest.skip(f"{cfg.model.name} is added with the rest of the zoo (issue 4)")
+
+
+def test_env_defaults_expand(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EDGESEG_NOPE", raising=False)
+    cfg = load_config(None, ["data.root=${EDGESEG_NOPE:-/fallback}/x"])
+    assert cfg.data.root == "/fallback/x"

@@ -36,7 +36,14 @@ import torch
 import yaml
 from PIL import Image
 
-from edgeseg.config import Config, _build, apply_overrides, config_to_dict, read_yaml_mapping
+from edgeseg.config import (
+    Config,
+    _build,
+    apply_overrides,
+    config_to_dict,
+    expand_env,
+    read_yaml_mapping,
+)
 from edgeseg.data import build_dataset
 from edgeseg.data.synthetic import SYNTHETIC_CLASSES
 from edgeseg.deploy.backends import check_backends
@@ -114,7 +121,7 @@ def _from_dict(data: dict[str, Any], overrides: Sequence[str], where: Any) -> Co
         data[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
     data = apply_overrides(data, dotted)
     try:
-        return _build(CompareConfig, data, "")
+        return _build(CompareConfig, expand_env(data), "")
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}" if where else str(e)) from None
 

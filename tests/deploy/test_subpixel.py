@@ -204,7 +204,6 @@ def test_zero_pads_run_on_uint8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     import onnxruntime as ort
     from onnx import numpy_helper
 
-
     class PadThenConcat(nn.Module):  # a pad before a conv would be fused into it
         def __init__(self) -> None:
             super().__init__()

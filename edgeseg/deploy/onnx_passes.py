@@ -310,57 +310,61 @@ def merge_slices(proto: Any) -> int:
     and ONNX Runtime copies the whole logits tensor for each (0.77 ms per copy for 11
     classes at 360x480 in fp32). As one Slice the crop is one copy. Starts, ends, axes
     and steps are concatenated (by a ``Concat`` node where they are computed, as the
-    crop's ends are from the input's shape). Edits ``proto`` in place; returns how many
-    Slices were merged away.
+    crop's ends are from the input's shape). Written on onnx_ir's graph (values know
+    their producer and uses); edits ``proto`` in place; returns how many Slices were
+    merged away.
     """
-    from onnx import helper, numpy_helper
+    import onnx_ir as ir
 
-    g = proto.graph
-    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    consumers: dict[str, list[Any]] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    outputs = {o.name for o in g.output}
+    model = ir.serde.deserialize_model(proto)
+    g = model.graph
     merged = 0
-    for first in list(g.node):
-        users = consumers.get(first.output[0], [])
-        if first.op_type != "Slice" or len(users) != 1 or first.output[0] in outputs:
+    for first in list(g):
+        second = _slice_reader(first)
+        if second is None:
             continue
-        second = users[0]
-        if second.op_type != "Slice" or second.input[0] != first.output[0]:
-            continue
-        ins = [list(first.input[1:]), list(second.input[1:])]
-        if any(len(i) < 3 or "" in i or i[2] not in consts for i in ins):
-            continue  # axes must be known constants, to check that they are disjoint
-        if len(ins[0]) != len(ins[1]):
-            continue
-        axes = [consts[i[2]].reshape(-1) for i in ins]
-        if (axes[0] < 0).any() or (axes[1] < 0).any() or set(axes[0]) & set(axes[1]):
-            continue  # negative axes could name the same axis as a positive one
-        if len({consts[i].dtype for pair in ins for i in pair if i in consts}) > 1:
-            continue  # starts/ends of one Slice share an index type
-        new_inputs = [first.input[0]]
-        for k, (a, b) in enumerate(zip(*ins, strict=True)):
-            name = f"{second.name or second.output[0]}_merged_{k}"
-            if a in consts and b in consts:
-                both = np.concatenate([consts[a].reshape(-1), consts[b].reshape(-1)])
-                g.initializer.append(numpy_helper.from_array(both, name))
-                consts[name] = both
+        new = [first.inputs[0]]
+        for k, (a, b) in enumerate(zip(first.inputs[1:], second.inputs[1:], strict=True)):
+            name = f"{second.name or second.outputs[0].name}_merged_{k}"
+            if a.const_value is not None and b.const_value is not None:
+                both = np.concatenate([a.const_value.numpy().reshape(-1),
+                                       b.const_value.numpy().reshape(-1)])  # fmt: skip
+                v = ir.Value(name=name, const_value=ir.tensor(both, name=name))
+                g.register_initializer(v)
             else:
-                g.node.insert(list(g.node).index(second), helper.make_node(
-                    "Concat", [a, b], [name], name=name, axis=0
-                ))  # fmt: skip
-            new_inputs.append(name)
-        del second.input[:]
-        second.input.extend(new_inputs)
-        g.node.remove(first)
+                concat = ir.node("Concat", [a, b], attributes={"axis": 0}, name=name)
+                g.insert_before(second, concat)
+                v = concat.outputs[0]
+            new.append(v)
+        for i, v in enumerate(new):
+            second.replace_input_with(i, v)
+        g.remove(first, safe=True)
         merged += 1
     if merged:  # initializers nothing reads any more (the merged Slices' old ones) go
-        used = {i for n in g.node for i in n.input}
-        for t in [t for t in g.initializer if t.name not in used]:
-            g.initializer.remove(t)
+        for name in [n for n, v in g.initializers.items() if not v.uses()]:
+            del g.initializers[name]
+        proto.CopyFrom(ir.serde.serialize_model(model))
     return merged
+
+
+def _slice_reader(first: Any) -> Any:
+    """The Slice that alone reads Slice ``first`` on disjoint, known axes, else None."""
+    if first.op_type != "Slice" or first.outputs[0].is_graph_output():
+        return None
+    uses = list(first.outputs[0].uses())
+    second = uses[0][0] if len(uses) == 1 else None
+    if second is None or second.op_type != "Slice" or second.inputs[0] is not first.outputs[0]:
+        return None
+    ins = [first.inputs[1:], second.inputs[1:]]
+    if len(ins[0]) != len(ins[1]) or any(len(i) < 3 or None in i for i in ins):
+        return None
+    if any(i[2].const_value is None for i in ins):
+        return None  # axes must be known constants, to check that they are disjoint
+    axes = [i[2].const_value.numpy().reshape(-1) for i in ins]
+    if (axes[0] < 0).any() or (axes[1] < 0).any() or set(axes[0]) & set(axes[1]):
+        return None  # negative axes could name the same axis as a positive one
+    dtypes = {v.const_value.dtype for pair in ins for v in pair if v.const_value is not None}
+    return second if len(dtypes) <= 1 else None  # starts/ends of one Slice share a type
 
 
 Pass = Callable[[Any], int]

@@ -1,20 +1,11 @@
-"""CPU inference backends, and the benchmark that picks the fastest one within an accuracy budget.
-
-Backends (each a callable ``normalised NCHW float tensor -> logits tensor``):
-
-=============  ==============================================================================
-``eager``      the PyTorch model as trained: eval mode, NCHW, fp32 (the reference point)
-``channels_last``  eager with BatchNorm folded into the convs and NHWC tensors
-``compile``    ``torch.compile`` (Inductor, weights frozen), channels_last
-``ort``        the fp32 ONNX export in ONNX Runtime (all graph optimisations)
-``ort-int8``   ONNX Runtime static int8 (QDQ, per-channel), calibrated on training images
-``pt2e-int8``  PyTorch PT2E int8 (torchao X86 Inductor quantizer) compiled with Inductor
-=============  ==============================================================================
+"""``edgeseg bench``: every CPU backend (:mod:`edgeseg.deploy.backends`) side by side, and the
+fastest one within an accuracy budget.
 
 :func:`bench` runs each backend in a *fresh process* (so one backend's allocator state,
 threads or compiled kernels never help or hurt another), rounds interleaved across
 backends, and reports median and p90 latency, throughput, peak memory, size on disk and,
-given a data split, each backend's mIoU and its pixel agreement with ``eager``.
+given a data split, each backend's mIoU and its pixel agreement with ``eager``. The worker
+side is :func:`run_job` (``python -m edgeseg.measure.bench JOB.json``).
 """
 
 from __future__ import annotations

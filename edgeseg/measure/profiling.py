@@ -1,24 +1,11 @@
-"""Honest numbers for a model on this CPU: size, operations, latency, memory, stage times.
+"""Honest numbers for one model on this CPU: size, operations, latency, memory, stage times.
 
-Everything is measured, not estimated, except the two operation counts:
-
-- ``macs`` / ``flops`` come from :class:`torch.utils.flop_counter.FlopCounterMode`, which
-  charges a conv at its output pixels and a transposed conv at its input pixels, grouped
-  convs at their real cost; ``flops = 2 * macs``. They are counted on the padded input the
-  network really runs on.
-- ``paper_macs`` is the Squeeze U-Net paper's own convention, ``2 x W_l x output pixels``
-  summed over conv and transposed-conv layers ``l`` (so roughly FLOPs, with transposed
-  convs charged at their output). It is charged at the nominal input size (the padding to
-  the network stride is not counted), which is how the paper's "88 B" for Squeeze U-Net
-  and "287 B" for U-Net at 360x480 are reproduced.
-- ``thesis_flops`` is the ESSNet thesis' (seed 002) "GFLOPs": conv MACs (at output
-  pixels) plus *twice* the transposed-conv MACs (at input pixels), norms and activations
-  not counted. It reproduces the thesis' Table 3.5 at 512x1024 within 0.4 % (tested).
-
-Latency uses a fixed thread count, warm-up runs, ``torch.inference_mode`` and repeated
-runs; both memory formats are timed in interleaved rounds (so drift of the machine hits
-both alike) and the faster one is named. Peak memory comes from PyTorch's own allocator
-events (``torch.profiler`` with ``profile_memory=True``).
+Everything is measured, not estimated, except the operation counts
+(:mod:`edgeseg.measure.counts`, three conventions). Timing goes through the one timer
+(:mod:`edgeseg.measure.timing`): a fixed thread count, warm-up runs,
+``torch.inference_mode``, both memory formats in interleaved rounds (so drift of the
+machine hits both alike), the faster one named; peak memory comes from PyTorch's own
+allocator events.
 """
 
 from __future__ import annotations

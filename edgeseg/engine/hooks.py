@@ -17,7 +17,10 @@ from torch import nn
 
 if TYPE_CHECKING:  # pragma: no cover
     from edgeseg.config import Config
-    from edgeseg.engine.train import Trainer
+
+# A hook receives the running ``edgeseg.engine.train.Trainer`` (typed ``Any`` here: the
+# trainer imports this module, not the other way round).
+Trainer = Any
 
 __all__ = [
     "PLUGINS",

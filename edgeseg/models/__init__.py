@@ -7,6 +7,7 @@ from edgeseg.models import (  # noqa: F401
     external,
     fcn,
     l3unet,
+    lraspp,
     segfast,
     squeeze_unet,
     unet,

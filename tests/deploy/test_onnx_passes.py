@@ -45,10 +45,11 @@ def test_drop_zero_pad_values_keeps_nonzero_ones() -> None:
 
 
 def _qdq_pad_graph(scale_out: float = 0.1):  # type: ignore[no-untyped-def]
+    pads = np.array([0, 0, 1, 2, 0, 0, 1, 2], np.int64)
     inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
              numpy_helper.from_array(np.array(scale_out, np.float32), "s2"),
              numpy_helper.from_array(np.array(7, np.uint8), "zp"),
-             numpy_helper.from_array(np.array([0, 0, 1, 2, 0, 0, 1, 2], np.int64), "pads")]  # noqa: E501  # fmt: skip
+             numpy_helper.from_array(pads, "pads")]  # fmt: skip
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["xq"]),
              helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["xd"]),
              helper.make_node("Pad", ["xd", "pads"], ["p"]),

@@ -232,8 +232,9 @@ def test_zero_pads_run_on_uint8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     used = {i for n in graph.node for i in n.input}
     assert all(t.name in used for t in graph.initializer)
     # exact: the same logits as the file quantized without the rewrites, at another size
-    monkeypatch.setattr(Q, "pads_in_uint8", lambda proto: 0)
-    monkeypatch.setattr(Q, "shapes_of_quantized", lambda proto: 0)
+    from edgeseg.deploy import onnx_passes as P
+
+    monkeypatch.setattr(Q, "POST_INT8_PASSES", (P.concat_inputs_share_scale,))
     Q.quantize_model_onnx(block, tmp_path / "ref.onnx", calib, (12, 12))
     x = torch.randn(1, 3, 15, 13).numpy()
     out = []

@@ -21,6 +21,8 @@ PARAMS = {
     "essnet_ppm": 446_016 - 65 * 9,
     "fcn_resnet50": 23_534_733 - 2049 * 2,  # 23,534,733 at K=13: see test_fcn.py
     "l3unet": 279_084 + (64 * 16 + 16) * (11 - 4),  # 279,084 at K=4; the head is 1040K
+    "lraspp_mobilenetv3_large": 3_221_538 - 170 * 10,  # torchvision's count at K=21
+    "lraspp_mobilenetv3_small": 1_077_954 - 154 * 10,
     "segfast": 626_052 + 65 * 11,
     "segfast_basic": 2_850_528 + 65 * 11,
     "squeeze_encdec": 2_907_979,

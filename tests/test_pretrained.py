@@ -66,6 +66,7 @@ CAMVID = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid"
 
 
 @pytest.mark.skipif(not (CAMVID / "val.txt").is_file(), reason=f"no CamVid at {CAMVID}")
+@pytest.mark.slow
 def test_best_shipped_weights_reach_their_card_mIoU_on_camvid_val() -> None:
     """The model card's figure is what the shipped file gives on CamVid val at 360x480."""
     from edgeseg.engine.evaluate import evaluate
@@ -80,6 +81,7 @@ def test_best_shipped_weights_reach_their_card_mIoU_on_camvid_val() -> None:
     assert got["miou"] == pytest.approx(card["miou"], abs=2e-3)
 
 
+@pytest.mark.slow
 def test_bench_takes_shipped_weights_by_name(fake_weights: Path) -> None:
     from edgeseg.measure.bench import bench
 

@@ -1,6 +1,9 @@
 """The model zoo. Importing this package registers every family's variants."""
 
 from edgeseg.models import (  # noqa: F401
+    bisenetv2,
+    cgnet,
+    dabnet,
     edgesegnet,
     erfnet,
     essnet,

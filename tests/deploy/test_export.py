@@ -17,6 +17,7 @@ from edgeseg.workflows.export import export_checkpoint
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
+@pytest.mark.slow
 def test_export_checkpoint_metadata_and_parity(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
     data, run = tiny_run
     out = tmp_path / "model.onnx"
@@ -40,6 +41,7 @@ def test_export_checkpoint_metadata_and_parity(tiny_run: tuple[Path, Path], tmp_
     assert all(d.dim_param for i, d in enumerate(dims) if i != 1)  # N, H, W symbolic
 
 
+@pytest.mark.slow
 def test_cli_export(tiny_run: tuple[Path, Path], tmp_path: Path, capsys) -> None:
     _, run = tiny_run
     out = tmp_path / "m.onnx"
@@ -122,6 +124,7 @@ def test_cli_export_bad_input(argv: list[str], needle: str, capsys, tmp_path: Pa
     assert needle in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_cli_export_int8(tiny_run: tuple[Path, Path], tmp_path: Path, capsys) -> None:
     data, run = tiny_run
     out = tmp_path / "m.int8.onnx"
@@ -139,6 +142,7 @@ def test_cli_export_int8(tiny_run: tuple[Path, Path], tmp_path: Path, capsys) ->
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_the_crop_exports_as_one_slice(tmp_path: Path) -> None:
     # y[:, :, :h, :w] is two Slices in the export, each copying the whole logits tensor.
     import onnx

@@ -170,6 +170,7 @@ def test_depthwise_weights_keep_8_bits_when_others_get_7(tmp_path: Path) -> None
     assert "8-bit depthwise" in precision
 
 
+@pytest.mark.slow
 def test_max_pool_of_the_input_stays_fp32(tmp_path: Path) -> None:
     # ERFNet's first downsampler pools the NCHW input, where ORT's uint8 max-pool is a
     # scalar loop (13x slower than fp32); the max-pools inside the network stay int8.
@@ -234,6 +235,7 @@ def test_concat_scale_is_shared_along_copy_chains_and_inner_concats() -> None:
     assert scales["skip_q"] == "s_skip_q"
 
 
+@pytest.mark.slow
 def test_segfast_basic_concats_copy_all_but_their_skip(tmp_path: Path) -> None:
     import onnx
 
@@ -258,6 +260,7 @@ def test_segfast_basic_concats_copy_all_but_their_skip(tmp_path: Path) -> None:
         assert len(other) <= 1, cat.name  # at most the skip, which the encoder reads too
 
 
+@pytest.mark.slow
 def test_the_tail_after_the_last_conv_runs_in_fp32(tmp_path: Path) -> None:
     # ERFNet's classifier is a transposed conv (no int8 kernel in ORT) and SegFast's
     # logits are upsampled bilinearly: both, and the crop after, stay fp32, so the

@@ -88,6 +88,7 @@ def test_tune_malloc_is_idempotent() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated")
+@pytest.mark.slow
 def test_compile_for_inference_matches_eager() -> None:
     from edgeseg.deploy.tuning import compile_for_inference
 

@@ -124,6 +124,7 @@ def test_dense_layers_split_into_phases_only_where_one_conv_would_hold_zero_taps
     assert [tuple(c.kernel_size) for c in out[0].phases] == [(1, 1), (1, 2), (2, 1), (2, 2)]
 
 
+@pytest.mark.slow
 def test_segfast_upsamplers_run_in_int8(tmp_path: Path) -> None:
     import onnx
 

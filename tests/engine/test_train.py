@@ -83,6 +83,7 @@ def test_existing_run_is_not_overwritten(data: Path, tmp_path: Path) -> None:
     assert (out / "last.pt").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_resume_extends_a_finished_run_exactly(data: Path, tmp_path: Path) -> None:
     straight = train(_cfg(data, tmp_path / "a", sched__name="cosine"))
     train(_cfg(data, tmp_path / "b", sched__name="cosine", train__epochs=2))
@@ -95,6 +96,7 @@ def test_resume_extends_a_finished_run_exactly(data: Path, tmp_path: Path) -> No
     assert straight.epochs_done == 3
 
 
+@pytest.mark.slow
 def test_budget_stop_then_resume_matches_uninterrupted(data: Path, tmp_path: Path) -> None:
     ref = train(_cfg(data, tmp_path / "ref"))
     part = train(_cfg(data, tmp_path / "run", train__max_minutes=1e-6))
@@ -129,6 +131,7 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     data = make_list_dataset(tmp_path / "data", {"train": 16, "val": 4}, size=(72, 96))
     extra = {"data__crop_size": "64x96", "train__batch_size": 2, "train__save_every_steps": 1}
@@ -166,6 +169,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path) -> 
     _assert_same_run(tmp_path / "ref", run)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     cmd = [
@@ -192,6 +196,7 @@ def test_torchrun_two_processes(data: Path, tmp_path: Path) -> None:
     assert not list(out.glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_bf16_and_every_scheduler_run(data: Path, tmp_path: Path) -> None:
     for sched in ("constant", "onecycle", "plateau"):
         res = train(

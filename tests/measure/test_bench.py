@@ -23,6 +23,7 @@ from edgeseg.measure.bench import bench
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
+@pytest.mark.slow
 def test_ort_int8_quantizes_and_reports_fp32_layers(tiny_run, tmp_path: Path) -> None:
     data, run = tiny_run
     model, ckpt = load_model(run)
@@ -42,6 +43,7 @@ def test_ort_int8_quantizes_and_reports_fp32_layers(tiny_run, tmp_path: Path) ->
     assert (tmp_path / "int8.onnx").stat().st_size < (tmp_path / "fp32.onnx").stat().st_size
 
 
+@pytest.mark.slow
 def test_pt2e_int8_quantizes(tiny_run) -> None:
     data, run = tiny_run
     model, ckpt = load_model(run)
@@ -79,6 +81,7 @@ def test_unknown_backend() -> None:
         make_runner("tensorrt")
 
 
+@pytest.mark.slow
 def test_bench_model_name_fresh_processes(tmp_path: Path) -> None:
     res = bench(
         "l3unet",
@@ -98,6 +101,7 @@ def test_bench_model_name_fresh_processes(tmp_path: Path) -> None:
     assert res["best"] in BACKENDS
 
 
+@pytest.mark.slow
 def test_bench_checkpoint_accuracy_and_int8(tiny_run, tmp_path: Path, capsys) -> None:
     data, run = tiny_run
     argv = [
@@ -117,6 +121,7 @@ def test_bench_checkpoint_accuracy_and_int8(tiny_run, tmp_path: Path, capsys) ->
     assert res["best"] in rows
 
 
+@pytest.mark.slow
 def test_segmenter_backends_and_onnx_file(tiny_run, tmp_path: Path) -> None:
     data, run = tiny_run
     img = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
@@ -149,6 +154,7 @@ def test_bench_bad_input(argv: list[str], needle: str, capsys) -> None:
     assert needle in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_bench_checkpoint_errors(tiny_run, tmp_path: Path, capsys) -> None:
     _, run = tiny_run
     bad = tmp_path / "corrupt.onnx"
@@ -167,6 +173,7 @@ def test_bench_checkpoint_errors(tiny_run, tmp_path: Path, capsys) -> None:
         assert needle in err and len(err.splitlines()) == 1, err
 
 
+@pytest.mark.slow
 def test_int8_from_the_network_runs_transposed_convs_in_int8(tiny_run, tmp_path: Path) -> None:
     from edgeseg.deploy.quantize import quantize_model_onnx
 
@@ -187,6 +194,7 @@ def test_int8_from_the_network_runs_transposed_convs_in_int8(tiny_run, tmp_path:
         assert (a == b).float().mean() > 0.8
 
 
+@pytest.mark.slow
 def test_int8_moves_uint8_through_pixel_shuffles(tmp_path: Path) -> None:
     # Sub-pixel upsampling and L3U-Net's unfold are channels-last moves: ONNX Runtime
     # runs them on the uint8 output of its NHWC int8 convs, with no DepthToSpace and no

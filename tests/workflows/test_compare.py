@@ -107,6 +107,7 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict
     return data, out, res
 
 
+@pytest.mark.slow
 def test_compare_end_to_end(compared: tuple[Path, Path, dict]) -> None:
     _, out, res = compared
     assert json.loads((out / "results.json").read_text()) == res
@@ -130,6 +131,7 @@ def test_compare_end_to_end(compared: tuple[Path, Path, dict]) -> None:
     assert "IoU per class" in md and "Latency per backend" in md
 
 
+@pytest.mark.slow
 def test_compare_resumes_and_keeps_finished_models(
     compared: tuple[Path, Path, dict], tmp_path: Path
 ) -> None:
@@ -156,6 +158,7 @@ def test_compare_resumes_and_keeps_finished_models(
     assert again["models"]["tinynet"]["status"] == "done"  # kept although not listed now
 
 
+@pytest.mark.slow
 def test_compare_checkpoint_model_is_not_trained(
     compared: tuple[Path, Path, dict], tmp_path: Path
 ) -> None:
@@ -189,6 +192,7 @@ def test_compare_cli_bad_input_one_line_exit_2(
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs headless Chromium")
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(
     compared: tuple[Path, Path, dict], tmp_path: Path
 ) -> None:

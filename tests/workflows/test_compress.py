@@ -30,6 +30,7 @@ def essnet_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("method", ["prune", "sparsify", "group"])
+@pytest.mark.slow
 def test_compress_methods(essnet_run: tuple[Path, Path], tmp_path: Path, method: str) -> None:
     data, run = essnet_run
     rep = compress_checkpoint(

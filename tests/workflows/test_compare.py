@@ -172,6 +172,26 @@ def test_compare_checkpoint_model_is_not_trained(
     assert e["metrics"]["miou"] is not None
 
 
+def test_compare_cli_bad_input_fails_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = make_list_dataset(tmp_path / "d")
+    out = tmp_path / "cmp"
+    cases = [
+        (["--models", "segfsat", "--data", str(data)], "unknown model 'segfsat'"),
+        (["--models", "segfast", "--data", str(tmp_path / "nope")], "not a readable folder"),
+        (["--models", "segfast", "--data", str(data), "--budget", "ten"], "--budget 'ten'"),
+        (["--models", "segfast,segfast", "--data", str(data)], "listed twice"),
+    ]
+    for argv, msg in cases:
+        code = main(["compare", *argv, "--out", str(out), "recipe.data.preset=custom",
+                     "recipe.data.classes=[a, b, c]"])  # fmt: skip
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and msg in err and len(err.splitlines()) == 1, err
+    assert not (out / "results.json").exists()
+
+
+@pytest.mark.slow
 def test_compare_cli_bad_input_one_line_exit_2(
     compared: tuple[Path, Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

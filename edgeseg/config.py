@@ -109,8 +109,16 @@ class TrainConfig:
     out: str = "runs/exp"  # run directory: checkpoints, log.jsonl, config.yaml
     epochs: int = 50  # passes over the training split
     batch_size: int = 8  # images per step per process
-    loss: str = "ce"  # ce | nll
-    label_smoothing: float = 0.0  # cross-entropy label smoothing
+    loss: str = "ce"  # ce | nll | ohem (online hard example mining)
+    label_smoothing: float = 0.0  # cross-entropy label smoothing, in [0, 1)
+    ohem_thresh: float = 0.7  # ohem: pixels whose true-class probability is below are hard
+    ohem_min_kept: float = 0.0625  # ohem: share of valid pixels always kept (the hardest)
+    aux_weight: float = 0.0  # loss weight of each auxiliary (booster) head; 0: none used
+    ema: float | None = None  # decay of an EMA of the weights (e.g. 0.999); it is validated
+    # and saved as best.pt; null: off
+    teacher: str | None = None  # checkpoint (or shipped weights) distilled into the model
+    kd_weight: float = 1.0  # weight of the distillation loss (with a teacher)
+    kd_temperature: float = 4.0  # softmax temperature of the distillation
     seed: int = 0  # seeds initialisation, shuffling and augmentation
     bf16: bool = False  # bfloat16 autocast on CPU (fp32 master weights)
     channels_last: bool = True  # NHWC memory format (faster convolutions on CPU)
@@ -158,7 +166,14 @@ class Config:
             (self.optim.name in OPTIMIZERS, f"optim.name must be one of {OPTIMIZERS}"),
             (self.sched.name in SCHEDULERS, f"sched.name must be one of {SCHEDULERS}"),
             (self.data.class_weighting in WEIGHTINGS, f"data.class_weighting: {WEIGHTINGS}"),
-            (self.train.loss in ("ce", "nll"), "train.loss must be ce or nll"),
+            (self.train.loss in ("ce", "nll", "ohem"), "train.loss must be ce, nll or ohem"),
+            (0 <= self.train.label_smoothing < 1, "train.label_smoothing must be in [0, 1)"),
+            (0 < self.train.ohem_thresh <= 1, "train.ohem_thresh must be in (0, 1]"),
+            (0 < self.train.ohem_min_kept <= 1, "train.ohem_min_kept must be in (0, 1]"),
+            (self.train.aux_weight >= 0, "train.aux_weight must be >= 0"),
+            (self.train.ema is None or 0 < self.train.ema < 1, "train.ema must be in (0, 1)"),
+            (self.train.kd_weight >= 0, "train.kd_weight must be >= 0"),
+            (self.train.kd_temperature > 0, "train.kd_temperature must be positive"),
             (self.train.epochs > 0, "train.epochs must be positive"),
             (self.train.batch_size > 0, "train.batch_size must be positive"),
             (self.optim.lr > 0, "optim.lr must be positive"),

@@ -13,6 +13,7 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import nn
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 #: Packages shipped with edgeseg that register hooks or adapters when imported.
-PLUGINS = ("edgeseg.compress",)
+PLUGINS = ("edgeseg.engine.extras", "edgeseg.compress")
 
 _HOOK_FACTORIES: dict[str, Callable[[Config], TrainHook | None]] = {}
 _ADAPTERS: dict[str, Callable[[nn.Module, dict[str, Any]], nn.Module]] = {}
@@ -58,8 +59,25 @@ class TrainHook:
         return True
 
     def deployable(self, model: nn.Module) -> nn.Module:
-        """The model ``best.pt`` stores (e.g. masks stripped)."""
+        """The model ``best.pt`` stores (e.g. masks stripped, or the weights' average)."""
         return model
+
+    def eval_model(self, model: nn.Module) -> nn.Module:
+        """The model validation scores (e.g. the weights' average)."""
+        return model
+
+    def extra_loss(
+        self, trainer: Trainer, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor
+    ) -> torch.Tensor | None:
+        """A term added to the batch's loss (e.g. distillation), or ``None``."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """What ``last.pt`` must hold to resume this hook exactly."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (on a resume, after :meth:`attach`)."""
 
 
 def load_plugins() -> None:

@@ -38,6 +38,7 @@ from edgeseg.engine.checkpoint import (
 )
 from edgeseg.engine.distributed import ResumableSampler, init_distributed
 from edgeseg.engine.evaluate import confusion_over
+from edgeseg.engine.extras import AuxNet, aux_heads_of
 from edgeseg.engine.hooks import TrainHook, checkpoint_adapter, hooks_for
 from edgeseg.engine.run_log import RunLog, progress_bar
 from edgeseg.errors import CheckpointError, ConfigError, EdgesegError
@@ -289,6 +290,8 @@ class Trainer:
             weight=class_weights(self.train_ds, cfg.data.class_weighting),
             ignore_index=self.info.ignore_index,
             label_smoothing=cfg.train.label_smoothing,
+            ohem_thresh=cfg.train.ohem_thresh,
+            ohem_min_kept=cfg.train.ohem_min_kept,
         )
         model = create_model(cfg.model.name, num_classes=self.info.num_classes, **cfg.model.kwargs)
         if cfg.train.init:
@@ -297,7 +300,10 @@ class Trainer:
             torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         )
         self.model = model.to(memory_format=self.memory_format)
-        self.optimizer = build_optimizer(self.model, cfg)
+        # The model with its training-only auxiliary heads (none unless train.aux_weight).
+        heads = aux_heads_of(self.model, cfg.train.aux_weight)
+        self.train_net = AuxNet(self.model, heads).to(memory_format=self.memory_format)
+        self.optimizer = build_optimizer(self.train_net, cfg)
         self.sampler = ResumableSampler(
             self.train_ds, num_replicas=world, rank=self.ctx.rank, shuffle=True,
             seed=cfg.train.seed, drop_last=True,
@@ -325,6 +331,10 @@ class Trainer:
                 "resuming %d ranks from %d: RNG streams restart", self.ctx.world_size, len(rngs)
             )
         _set_rng_state(rngs[self.ctx.rank % len(rngs)])
+        if self.train_net.heads is not None:
+            self.train_net.heads.load_state_dict(ts["aux_heads"])
+        for hook in self.hooks:
+            hook.load_state_dict(ts.get("hooks", {}).get(type(hook).__name__, {}))
         log.info(
             "resumed %s at epoch %d step %d", self.last_path, self.start_epoch, self.start_step
         )
@@ -332,9 +342,9 @@ class Trainer:
     def _prepare_run(self) -> None:
         """The network that steps (DDP, compile), the log, the run directory, the loader."""
         cfg = self.cfg
-        self.net: nn.Module = self.model
+        self.net: nn.Module = self.train_net
         if self.ctx.enabled:
-            self.net = DistributedDataParallel(self.model)
+            self.net = DistributedDataParallel(self.train_net)
         if cfg.train.compile:
             # Crops have one size and the last partial batch is dropped, so the graph
             # compiles once (about a minute); evaluation runs the eager model.
@@ -371,8 +381,14 @@ class Trainer:
     def _step(self, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int) -> torch.Tensor:
         """One optimizer step on a batch ``x (B, C, H, W)``, ``y (B, H, W)``."""
         with self.amp:
-            logits = self.net(x)
-        loss = self.criterion(logits.float(), y)
+            logits, aux = self.net(x)
+        logits = logits.float()
+        loss = self.criterion(logits, y)
+        for a in aux:  # deep supervision: each head scored against the same labels
+            loss = loss + self.cfg.train.aux_weight * self.criterion(a.float(), y)
+        for hook in self.hooks:
+            extra = hook.extra_loss(self, x, y, logits)
+            loss = loss if extra is None else loss + extra
         if not torch.isfinite(loss):
             raise EdgesegError(
                 f"loss is {loss.item()} at epoch {epoch + 1} step {step + 1}; lower "
@@ -427,8 +443,11 @@ class Trainer:
 
     def validate(self) -> dict[str, Any]:
         """Metrics of the model on the validation split (all ranks join)."""
+        model = self.model
+        for hook in self.hooks:
+            model = hook.eval_model(model)
         cm, _ = confusion_over(
-            self.model,
+            model,
             self.val_ds,
             batch_size=self.cfg.train.batch_size,
             ctx=self.ctx,
@@ -504,7 +523,10 @@ class Trainer:
             "best_score": self.best,
             "best_epoch": self.best_epoch,
             "rng": rngs,
+            "hooks": {type(h).__name__: h.state_dict() for h in self.hooks},
         }
+        if self.train_net.heads is not None:
+            state["aux_heads"] = self.train_net.heads.state_dict()
         ckpt = self._checkpoint(self.model, epoch, metrics, train_state=state)
         save_checkpoint(ckpt, self.last_path)
 

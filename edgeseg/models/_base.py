@@ -30,17 +30,42 @@ class SegmentationModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, K, H, W)`` for an input ``(B, C, H, W)``."""
         h, w = x.shape[-2], x.shape[-1]
-        s = self.output_stride
-        if s > 1:
-            # Padded sides written as s * ceil(side / s): under torch.export the symbolic
-            # shape solver can then prove every feature map divides evenly (a form like
-            # side + (-side) % s is not recognised as a multiple of s).
-            pad_h = (h + s - 1) // s * s - h
-            pad_w = (w + s - 1) // s * s - w
-            # F.pad's order is (left, right, top, bottom) for the last two dims.
-            x = F.pad(x, (0, pad_w, 0, pad_h))
-        y = self.forward_padded(x)
+        y = self.forward_padded(self.pad(x))
         return y[:, :, :h, :w]
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` zero-padded at the bottom and right to a multiple of the stride."""
+        h, w = x.shape[-2], x.shape[-1]
+        s = self.output_stride
+        if s == 1:
+            return x
+        # Padded sides written as s * ceil(side / s): under torch.export the symbolic
+        # shape solver can then prove every feature map divides evenly (a form like
+        # side + (-side) % s is not recognised as a multiple of s).
+        pad_h = (h + s - 1) // s * s - h
+        pad_w = (w + s - 1) // s * s - w
+        # F.pad's order is (left, right, top, bottom) for the last two dims.
+        return F.pad(x, (0, pad_w, 0, pad_h))
+
+    def forward_aux(
+        self, x: torch.Tensor, heads: nn.ModuleDict
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Training only: the logits and each auxiliary head's logits, all ``(B, K, H, W)``.
+
+        A model with auxiliary (deep-supervision, booster) heads implements
+        ``forward_taps(x_padded) -> (logits, {tap: features})`` and ``aux_heads() ->
+        nn.ModuleDict`` keyed by tap; the heads live outside the model (the trainer owns
+        them), so ``forward``, the state dict and every export stay the plain network.
+        """
+        h, w = x.shape[-2], x.shape[-1]
+        xp = self.pad(x)
+        y, taps = self.forward_taps(xp)  # type: ignore[attr-defined]
+        size = xp.shape[-2:]
+        aux = [
+            F.interpolate(head(taps[name]), size=size, mode="bilinear", align_corners=False)
+            for name, head in heads.items()
+        ]
+        return y[:, :, :h, :w], [a[:, :, :h, :w] for a in aux]
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """Forward pass on an input whose height and width are multiples of the stride."""

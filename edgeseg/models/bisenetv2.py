@@ -173,17 +173,17 @@ class BiSeNetV2(SegmentationModel):
                     nn.init.zeros_(m.bias)
 
     def forward_taps(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Logits at 1/8 and the semantic branch's features the boosters read."""
+        """Logits at the (padded) input's size and the semantic features the boosters read."""
         taps = {"s2": self.stem(x)}  # (B, 16, H/4, W/4)
         taps["s3"] = self.s3(taps["s2"])  # (B, 32, H/8, W/8)
         taps["s4"] = self.s4(taps["s3"])  # (B, 64, H/16, W/16)
         taps["s5"] = self.s5(taps["s4"])  # (B, 128, H/32, W/32)
         y = self.aggregate(self.detail(x), self.context(taps["s5"]))  # (B, 128, H/8, W/8)
-        return self.head(y), taps
+        y = self.head(y)  # (B, K, H/8, W/8)
+        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False), taps
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        y, _ = self.forward_taps(x)
-        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.forward_taps(x)[0]
 
     def aux_heads(self) -> nn.ModuleDict:
         """The four booster heads (training only), keyed by the tap they read."""

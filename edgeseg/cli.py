@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,6 +37,13 @@ def _size(text: str) -> tuple[int, int]:
         return parse_size(text)
     except EdgesegError as e:
         raise argparse.ArgumentTypeError(str(e).removeprefix("--size: ")) from None
+
+
+def _threads(text: str) -> int:
+    n, cpus = _positive(text), os.cpu_count() or 1
+    if n > cpus:  # refused at once: thousands of threads make every run crawl
+        raise argparse.ArgumentTypeError(f"{n} is more than this machine's {cpus} logical CPUs")
+    return n
 
 
 def _positive(text: str) -> int:
@@ -558,7 +566,7 @@ def _json_flag(p: argparse.ArgumentParser) -> None:
 def _timing_flags(p: argparse.ArgumentParser, size: bool = True) -> None:
     if size:
         p.add_argument("--size", type=_size, default=D.INPUT_SIZE, help=_SIZE_HELP)
-    p.add_argument("--threads", type=_positive, default=D.THREADS,
+    p.add_argument("--threads", type=_threads, default=D.THREADS,
                    help=f"intra-op threads ({D.THREADS})")  # fmt: skip
 
 
@@ -623,7 +631,7 @@ def _add_eval(sub: Any) -> None:
     e.add_argument("--preset", default=None, help="dataset preset (default: the checkpoint's)")
     e.add_argument("--size", type=_size, default=None, help="resize images to HxW (native)")
     e.add_argument("--batch-size", type=_positive, default=8, help="images per pass (8)")
-    e.add_argument("--threads", type=_positive, default=None, help="intra-op threads")
+    e.add_argument("--threads", type=_threads, default=None, help="intra-op threads")
     e.add_argument(
         "--paper-protocol",
         action="store_true",
@@ -647,7 +655,7 @@ def _add_predict(sub: Any) -> None:
     pd.add_argument("--out", default="predictions", help="output folder (predictions)")
     pd.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (0.5)")
     pd.add_argument("--size", type=_size, default=None, help="run the network at HxW")
-    pd.add_argument("--threads", type=_positive, default=None, help="intra-op threads")
+    pd.add_argument("--threads", type=_threads, default=None, help="intra-op threads")
     pd.add_argument("--backend", default=None, choices=D.BACKENDS,
                     help="inference backend (default channels_last)")  # fmt: skip
     pd.add_argument("--calib-data", default=None, help="data root calibrating the int8 backends")
@@ -736,7 +744,7 @@ def _add_compare(sub: Any) -> None:
     c.add_argument("--budget", default=None, help="training time per model: 90s, 20m, 1.5h")
     c.add_argument("--out", default=None, help="output folder (compare)")
     c.add_argument("--size", type=_size, default=None, help="profile/bench HxW (val images')")
-    c.add_argument("--threads", type=_positive, default=None, help=f"threads ({D.THREADS})")
+    c.add_argument("--threads", type=_threads, default=None, help=f"threads ({D.THREADS})")
     c.add_argument("--backends", default=None, help="benchmarked backends (comma-separated)")
     c.add_argument("--config", default=None, help="YAML comparison (CompareConfig)")
     c.add_argument("--demo", action="store_true",
@@ -783,6 +791,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except EdgesegError as e:
         print(f"edgeseg: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path the user gave: unwritable, a file where a folder goes ...
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"edgeseg: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("edgeseg: interrupted", file=sys.stderr)

@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from edgeseg.errors import ConfigError
-from edgeseg.utils import parse_size
+from edgeseg.errors import ConfigError, EdgesegError
+from edgeseg.utils import parse_size, read_text
 
 __all__ = [
     "Config",
@@ -178,6 +178,9 @@ class Config:
             (self.train.batch_size > 0, "train.batch_size must be positive"),
             (self.optim.lr > 0, "optim.lr must be positive"),
             (self.train.eval_every > 0, "train.eval_every must be positive"),
+            (self.train.threads is None or 0 < self.train.threads <= (os.cpu_count() or 1),
+             f"train.threads must be in [1, {os.cpu_count() or 1}] (this machine's CPUs)"),
+            (bool(self.train.out), "train.out (the run directory) is empty"),
             (self.train.save_every_steps >= 0, "train.save_every_steps must be >= 0"),
             (0 <= self.data.hflip <= 1, "data.hflip is a probability in [0, 1]"),
             (self.data.num_workers >= 0, "data.num_workers must be >= 0"),
@@ -323,7 +326,9 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, 
     if not p.is_file():
         raise ConfigError(f"{what} not found: {p}")
     try:
-        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        loaded = yaml.safe_load(read_text(p, what))
+    except EdgesegError as e:
+        raise ConfigError(str(e)) from None
     except yaml.YAMLError as e:
         first = str(e).splitlines()[0] if str(e) else "invalid YAML"
         raise ConfigError(f"{p}: {first}") from None

@@ -14,6 +14,22 @@ from edgeseg.errors import EdgesegError
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX,]\s*(\d+)\s*$")
 
 
+def max_side() -> int:
+    """The largest image side edgeseg accepts for a size argument: 8192 pixels, or
+    ``EDGESEG_MAX_SIZE``. A 20000x20000 input would need gigabytes per activation before
+    any layer could refuse it."""
+    return int(os.environ.get("EDGESEG_MAX_SIZE", "8192"))
+
+
+def _checked(h: int, w: int, what: str) -> tuple[int, int]:
+    limit = max_side()
+    if h > limit or w > limit:
+        raise EdgesegError(
+            f"{what} {h}x{w}: at most {limit} pixels per side (set EDGESEG_MAX_SIZE to raise it)"
+        )
+    return h, w
+
+
 def parse_size(text: str | tuple[int, int] | list[int], what: str = "--size") -> tuple[int, int]:
     """Parse an ``HxW`` size such as ``360x480`` into ``(height, width)``.
 
@@ -29,14 +45,14 @@ def parse_size(text: str | tuple[int, int] | list[int], what: str = "--size") ->
     """
     if isinstance(text, (tuple, list)):
         if len(text) == 2 and all(isinstance(v, int) and v > 0 for v in text):
-            return int(text[0]), int(text[1])
+            return _checked(int(text[0]), int(text[1]), what)
         raise EdgesegError(f"{what}: expected two positive integers (H, W), got {text!r}")
     m = _SIZE_RE.match(str(text))
     if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
         raise EdgesegError(
             f"{what}: expected HxW with positive integers (e.g. 360x480), got {text!r}"
         )
-    return int(m.group(1)), int(m.group(2))
+    return _checked(int(m.group(1)), int(m.group(2)), what)
 
 
 def positive_int(value: Any, what: str) -> int:
@@ -48,6 +64,35 @@ def positive_int(value: Any, what: str) -> int:
     if ivalue <= 0 or (isinstance(value, float) and value != ivalue):
         raise EdgesegError(f"{what}: expected a positive integer, got {value!r}")
     return ivalue
+
+
+def thread_count(value: Any, what: str = "--threads") -> int:
+    """A positive thread count no larger than this machine's logical CPUs (more threads
+    than cores only contend; thousands make every run crawl).
+
+    Raises:
+        EdgesegError: not a positive integer, or more than the machine has.
+    """
+    n = positive_int(value, what)
+    cpus = os.cpu_count() or 1
+    if n > cpus:
+        raise EdgesegError(f"{what} {n}: this machine has {cpus} logical CPUs")
+    return n
+
+
+def read_text(path: str | os.PathLike[str], what: str = "file") -> str:
+    """A user's text file as UTF-8, with a one-line error naming it otherwise.
+
+    Raises:
+        EdgesegError: missing, unreadable (permissions, a folder) or not UTF-8 text.
+    """
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise EdgesegError(f"{what} {p} is not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise EdgesegError(f"cannot read {what} {p}: {e.strerror or e}") from None
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -14,6 +14,7 @@ refused, since their scaling to 8 bits is ambiguous. Labels must be single-chann
 from __future__ import annotations
 
 import logging
+import os
 import random
 import zlib
 from collections.abc import Callable, Sequence
@@ -48,14 +49,28 @@ _REFUSED_IMAGE_MODES = {"I", "I;16", "I;16B", "I;16L", "F"}
 _LABEL_MODES = {"L", "P", "I;16", "I;16B", "I;16L", "I"}
 
 
+def max_image_pixels() -> int:
+    """The largest image edgeseg decodes: 89.5 M pixels (Pillow's own guard against
+    decompression bombs), or ``EDGESEG_MAX_IMAGE_PIXELS``."""
+    return int(os.environ.get("EDGESEG_MAX_IMAGE_PIXELS", "89478485"))
+
+
 def _open(path: Path, what: str) -> Image.Image:
     if not path.is_file():
         raise DataError(f"{what} not found: {path}")
     try:
         img = Image.open(path)
+        limit = max_image_pixels()
+        if img.width * img.height > limit:  # refused before decoding a byte of it
+            raise DataError(
+                f"{what} {path} has {img.height}x{img.width} (HxW) pixels, more than the "
+                f"{limit:,} edgeseg reads (set EDGESEG_MAX_IMAGE_PIXELS to raise it)"
+            )
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"cannot read {what} {path}: {e}") from None
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{what} {path}: {e} (set EDGESEG_MAX_IMAGE_PIXELS)") from None
     return img
 
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from edgeseg.errors import DataError
+from edgeseg.errors import DataError, EdgesegError
+from edgeseg.utils import read_text
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -56,17 +57,18 @@ def read_list_file(root: str | Path, split: str) -> list[tuple[Path, Path]]:
             f"list file not found: {lst} (splits in {root}: {', '.join(have) or 'none'})"
         )
     pairs: list[tuple[Path, Path]] = []
-    with lst.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            parts = text.split()
-            if len(parts) != 2:
-                raise DataError(
-                    f"{lst}:{lineno}: expected 'image_path label_path', got {text[:80]!r}"
-                )
-            pairs.append((root / parts[0], root / parts[1]))
+    try:
+        content = read_text(lst, "list file")
+    except EdgesegError as e:
+        raise DataError(str(e)) from None
+    for lineno, line in enumerate(content.splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        parts = text.split()
+        if len(parts) != 2:
+            raise DataError(f"{lst}:{lineno}: expected 'image_path label_path', got {text[:80]!r}")
+        pairs.append((root / parts[0], root / parts[1]))
     if not pairs:
         raise DataError(f"list file is empty: {lst}")
     return pairs
@@ -144,9 +146,9 @@ def folder_classes(root: str | Path) -> list[str] | None:
     if not path.is_file():
         return None
     try:
-        names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not UTF-8 text") from None
+        names = [ln.strip() for ln in read_text(path, "class list").splitlines()]
+    except EdgesegError as e:
+        raise DataError(str(e)) from None
     names = [n for n in names if n and not n.startswith("#")]
     if not names:
         raise DataError(f"{path} lists no class names")

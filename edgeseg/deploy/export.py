@@ -144,8 +144,9 @@ def export_onnx(
     """
     import onnx
 
-    if opset < 17:
-        raise EdgesegError(f"--opset must be >= 17, got {opset}")
+    newest = onnx.defs.onnx_opset_version()  # what this onnx (and its checker) knows
+    if not 17 <= opset <= newest:
+        raise EdgesegError(f"--opset {opset}: choose 17 to {newest}")
     h, w = parse_size(input_size)
     in_ch = int(getattr(model, "edgeseg_config", {}).get("in_channels", 3))
     was_training = model.training
@@ -207,6 +208,15 @@ def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
                 meta[key] = entry.value
     if meta.get("format") != "edgeseg.onnx":
         raise EdgesegError(f"{p} is an ONNX model but not one exported by edgeseg (no metadata)")
+    missing = [k for k in ("model", "classes", "palette", "mean", "std") if k not in meta]
+    bad = [
+        k
+        for k in ("classes", "palette", "mean", "std")
+        if k in meta and not isinstance(meta[k], list)
+    ]
+    if missing or bad or not isinstance(meta.get("model"), dict):
+        what = ", ".join(missing or bad) or "model"
+        raise EdgesegError(f"{p}: edgeseg metadata is incomplete or malformed ({what})")
     return meta
 
 

@@ -235,6 +235,15 @@ def predict_paths(
             files.append(src)
         else:
             raise DataError(f"image or folder not found: {src}")
+    by_stem: dict[str, Path] = {}
+    for f in files:  # outputs are named by stem: two inputs must not write one file
+        if f.stem in by_stem and by_stem[f.stem] != f:
+            raise DataError(
+                f"{by_stem[f.stem]} and {f} would both write {f.stem}.png: rename one, or "
+                "predict them into different --out folders"
+            )
+        by_stem[f.stem] = f
+    files = list(dict.fromkeys(files))
     seg = Segmenter(
         checkpoint,
         threads=threads,

@@ -53,7 +53,7 @@ from edgeseg.measure.counts import zip_size
 from edgeseg.metrics import confusion_matrix, mean_iou
 from edgeseg.models import create_model, model_info, register_external
 from edgeseg.pretrained import PRETRAINED, pretrained_path
-from edgeseg.utils import atomic_write_json, parse_size, positive_int
+from edgeseg.utils import atomic_write_json, parse_size, positive_int, thread_count
 
 __all__ = ["BACKENDS", "bench", "fastest_within_budget", "make_runner", "zip_size"]
 
@@ -214,7 +214,7 @@ def bench(
     """
     names = check_backends(backends)
     h, w = parse_size(size)
-    threads = positive_int(threads, "--threads")
+    threads = thread_count(threads, "--threads")
     repeats = positive_int(repeats, "--repeats")
     iterations = positive_int(iterations, "--iterations")
     with _workdir(workdir) as work:

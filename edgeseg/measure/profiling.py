@@ -42,7 +42,7 @@ from edgeseg.measure.timing import (
     to_memory_format,
 )
 from edgeseg.models import create_model
-from edgeseg.utils import parse_size, positive_int
+from edgeseg.utils import parse_size, positive_int, thread_count
 
 __all__ = [
     "MEMORY_FORMATS",
@@ -155,7 +155,7 @@ def profile(
     h, w = parse_size(input_size, "input_size")
     batch_size = positive_int(batch_size, "batch_size")
     repeats = positive_int(repeats, "repeats")
-    threads_n = torch.get_num_threads() if threads is None else positive_int(threads, "threads")
+    threads_n = torch.get_num_threads() if threads is None else thread_count(threads, "threads")
     bad = [f for f in memory_formats if f not in MEMORY_FORMATS]
     if bad or not memory_formats:
         raise EdgesegError(f"memory_formats: expected some of {list(MEMORY_FORMATS)}, got {bad}")

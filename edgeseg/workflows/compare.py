@@ -56,7 +56,7 @@ from edgeseg.errors import ConfigError, EdgesegError
 from edgeseg.measure.bench import bench
 from edgeseg.measure.profiling import profile
 from edgeseg.models import create_model, model_info, register_external
-from edgeseg.utils import atomic_write_json, positive_int
+from edgeseg.utils import atomic_write_json, thread_count
 from edgeseg.workflows.report import write_report
 
 __all__ = [
@@ -566,7 +566,7 @@ def compare(
         raise EdgesegError("--models: name at least one model")
     parse_budget(cfg.budget)
     check_backends(cfg.backends)
-    positive_int(cfg.threads, "--threads")
+    thread_count(cfg.threads, "--threads")
     external, not_importable = _register_extra(extra_models or {})
     specs = _check_models(cfg.models)
     info, val = _check_data(cfg.recipe)

@@ -1,0 +1,105 @@
+"""The accuracy-latency front on CamVid: every candidate, one recipe, one budget.
+
+    python benchmarks/frontier.py --data $EDGESEG_DATA [--budget 20m] [--models a,b,...]
+        [--config configs/frontier_camvid.yaml] [--work runs/frontier]
+
+Runs ``edgeseg compare`` with ``configs/frontier_camvid.yaml`` (resumable: run it again
+to continue), then writes ``benchmarks/results/frontier.{json,md}`` and
+``frontier.png``: val mIoU, the best backend's latency (the fastest within 0.01 mIoU of
+eager, measured side by side in fresh processes), FLOPs and parameters of each model,
+and the models on the Pareto front (no other model is both more accurate and faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from edgeseg.workflows.compare import compare, load_compare_config
+from edgeseg.workflows.report import pareto_front
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _rows(res: dict) -> list[dict]:
+    rows = []
+    for name in res["order"]:
+        e = res["models"][name]
+        if e.get("status") != "done":
+            continue
+        bench = e.get("bench") or {}
+        best = bench.get("best")
+        ms = bench["backends"][best]["latency_ms"]["median"] if best else None
+        train = e.get("train") or {}
+        rows.append({
+            "model": name,
+            "miou": e["metrics"]["miou"],
+            "best_backend": best,
+            "best_ms": ms,
+            "gflops": e["profile"]["flops"] / 1e9,
+            "params": e["profile"]["params"],
+            "epochs": train.get("epochs_done"),
+            "planned_epochs": train.get("epochs"),
+            "schedule_finished": not train.get("stopped_by_budget", False),
+        })  # fmt: skip
+    pts = [(r["best_ms"], r["miou"]) for r in rows if r["best_ms"] is not None]
+    front = set(pareto_front(pts))
+    scored = [r for r in rows if r["best_ms"] is not None]
+    for i, r in enumerate(scored):
+        r["pareto"] = i in front
+    return rows
+
+
+def _table(rows: list[dict], res: dict) -> str:
+    head = (f"CamVid val (101 images), {res['size'][0]}x{res['size'][1]}, "
+            f"{res.get('machine', {}).get('cpu', '')}; one recipe, one training budget each "
+            f"({res.get('config', {}).get('budget')}).\n\n")  # fmt: skip
+    lines = ["| model | val mIoU | best backend | best ms | GFLOPs | params | epochs | Pareto |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | :---: |"]  # fmt: skip
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['miou']:.4f} | {r['best_backend']} | {r['best_ms']:.1f} | "
+            f"{r['gflops']:.2f} | {r['params']:,} | {r['epochs']}/{r['planned_epochs']} | "
+            f"{'yes' if r.get('pareto') else ''} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--config", default=str(Path(__file__).parents[1] / "configs/frontier_camvid.yaml")
+    )
+    p.add_argument("--data", default=None, help="CamVid root (default: $EDGESEG_DATA)")
+    p.add_argument("--budget", default=None, help="training budget per model, e.g. 20m")
+    p.add_argument("--models", default=None, help="comma-separated subset")
+    p.add_argument("--work", default=None, help="comparison folder (runs/frontier)")
+    p.add_argument("--out", default=str(RESULTS / "frontier"), help="results stem")
+    args = p.parse_args(argv)
+    items = [f"recipe.data.root={args.data}"] if args.data else []
+    items += [f"budget={args.budget}"] if args.budget else []
+    items += [f"models={json.dumps(args.models.split(','))}"] if args.models else []
+    items += [f"out={args.work}"] if args.work else []
+    cfg = load_compare_config(args.config, items)
+    res = compare(cfg)
+    rows = _rows(res)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            {"config": res.get("config"), "machine": res.get("machine"), "rows": rows}, indent=2
+        )
+    )
+    table = _table(rows, res)
+    out.with_suffix(".md").write_text(table)
+    if (Path(cfg.out) / "pareto.png").is_file():
+        shutil.copyfile(Path(cfg.out) / "pareto.png", out.with_suffix(".png"))
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

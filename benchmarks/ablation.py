@@ -4,7 +4,7 @@ same wall-clock budget, scored on CamVid val.
     python benchmarks/ablation.py --data $EDGESEG_DATA [--model bisenetv2] [--minutes 20]
         [--variants plain,aux,ohem,ema,kd] [--teacher erfnet_camvid] [--work runs/ablation]
 
-Variants (overrides of ``configs/frontier_camvid.yaml``'s recipe):
+Variants (overrides of ``configs/compare_frontier.yaml``'s recipe):
 
 ==========  =======================================================================
 ``plain``   the recipe as it is
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ablation"))
     args = p.parse_args(argv)
     items = [f"recipe.data.root={args.data}"] if args.data else []
-    cfg = load_compare_config(ROOT / "configs" / "frontier_camvid.yaml", items)
+    cfg = load_compare_config(ROOT / "configs" / "compare_frontier.yaml", items)
     base = config_to_dict(cfg.recipe)
     rows = [run_variant(base, v, args) for v in args.variants.split(",")]
     out = Path(args.out)

@@ -1,9 +1,9 @@
 """The accuracy-latency front on CamVid: every candidate, one recipe, one budget.
 
     python benchmarks/frontier.py --data $EDGESEG_DATA [--budget 20m] [--models a,b,...]
-        [--config configs/frontier_camvid.yaml] [--work runs/frontier]
+        [--config configs/compare_frontier.yaml] [--work runs/frontier]
 
-Runs ``edgeseg compare`` with ``configs/frontier_camvid.yaml`` (resumable: run it again
+Runs ``edgeseg compare`` with ``configs/compare_frontier.yaml`` (resumable: run it again
 to continue), then writes ``benchmarks/results/frontier.{json,md}`` and
 ``frontier.png``: val mIoU, the best backend's latency (the fastest within 0.01 mIoU of
 eager, measured side by side in fresh processes), FLOPs and parameters of each model,
@@ -71,7 +71,7 @@ def _table(rows: list[dict], res: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
-        "--config", default=str(Path(__file__).parents[1] / "configs/frontier_camvid.yaml")
+        "--config", default=str(Path(__file__).parents[1] / "configs/compare_frontier.yaml")
     )
     p.add_argument("--data", default=None, help="CamVid root (default: $EDGESEG_DATA)")
     p.add_argument("--budget", default=None, help="training budget per model, e.g. 20m")

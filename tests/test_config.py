@@ -46,7 +46,7 @@ def test_round_trip_through_yaml(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        (["train.epoch=3"], r"unknown key train\.epoch \(known: batch_size"),
+        (["train.epoch=3"], r"unknown key train\.epoch \(known: aux_weight, batch_size"),
         (["trainer.epochs=3"], r"unknown key trainer"),
         (["train.epochs=three"], r"train\.epochs: expected an integer, got 'three'"),
         (["train.bf16=maybe"], r"train\.bf16: expected true/false"),

@@ -11,7 +11,7 @@ from typing import Any
 
 from edgeseg.utils import atomic_write_text
 
-__all__ = ["RunLog", "progress_bar"]
+__all__ = ["RunLog", "progress_bar", "progress_write"]
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +77,10 @@ def progress_bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, unit="batch", dynamic_ncols=True)
+
+
+def progress_write(line: str) -> None:
+    """Print ``line`` above the progress bars (the epoch's loss and val mIoU)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(line)

@@ -40,7 +40,7 @@ from edgeseg.engine.distributed import ResumableSampler, init_distributed
 from edgeseg.engine.evaluate import confusion_over
 from edgeseg.engine.extras import AuxNet, aux_heads_of
 from edgeseg.engine.hooks import TrainHook, checkpoint_adapter, hooks_for
-from edgeseg.engine.run_log import RunLog, progress_bar
+from edgeseg.engine.run_log import RunLog, progress_bar, progress_write
 from edgeseg.errors import CheckpointError, ConfigError, EdgesegError
 from edgeseg.losses import SegmentationLoss
 from edgeseg.metrics import segmentation_metrics
@@ -572,7 +572,11 @@ class Trainer:
         msg = f"epoch {row['epoch']}: loss {row['train_loss']:.4f}"
         if row.get("val_miou") is not None:
             msg += f", val mIoU {row['val_miou']:.4f}"
-        log.info("%s, %.1f img/s", msg, row["images_per_s"])
+        msg = f"{msg}, {row['images_per_s']:.1f} img/s"
+        if self.cfg.train.progress:  # under the progress bars, without -v
+            progress_write(msg)
+        else:
+            log.info(msg)
 
     def finish(self) -> TrainResult:
         """Check the ranks agree, write ``summary.json``, and return the result."""

@@ -139,19 +139,24 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 def _spawn(job: dict[str, Any], work: Path, timeout: float) -> dict[str, Any]:
     """Run :func:`run_job` in a fresh Python process; raise EdgesegError with its last line."""
-    fd, name = tempfile.mkstemp(dir=work, suffix=".json")
+    fd, name = tempfile.mkstemp(dir=work, prefix="job-", suffix=".json")
     os.close(fd)
-    Path(name).write_text(json.dumps(job))
-    proc = subprocess.run(
-        [sys.executable, "-m", "edgeseg.measure.bench", name],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise EdgesegError(f"backend {job['backend']} failed: {tail}")
-    return json.loads(Path(name + ".out").read_text())
+    job_file, out_file = Path(name), Path(name + ".out")
+    try:
+        job_file.write_text(json.dumps(job))
+        proc = subprocess.run(
+            [sys.executable, "-m", "edgeseg.measure.bench", name],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise EdgesegError(f"backend {job['backend']} failed: {tail}")
+        return json.loads(out_file.read_text())
+    finally:  # the worker's files go: a kept artefact folder holds only artefacts
+        job_file.unlink(missing_ok=True)
+        out_file.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- bench

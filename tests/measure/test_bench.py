@@ -91,8 +91,11 @@ def test_bench_model_name_fresh_processes(tmp_path: Path) -> None:
         iterations=2,
         warmup=1,
         repeats=2,
+        workdir=tmp_path / "keep",
     )
     assert set(res["backends"]) == {"eager", "channels_last", "ort"}
+    # the kept folder holds the artefacts only, no worker job files
+    assert sorted(p.name for p in (tmp_path / "keep").iterdir()) == ["fp32.onnx"]
     for row in res["backends"].values():
         assert row["runs"] == 4 and row["latency_ms"]["median"] > 0
         assert row["peak_rss_bytes"] > 0

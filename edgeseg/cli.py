@@ -381,7 +381,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         args.source,
         size=args.size,
         threads=args.threads,
-        backends=args.backends.split(","),
+        backends=args.backends.split(",") if args.backends else None,
         num_classes=args.classes,
         iterations=args.iterations,
         warmup=args.warmup,
@@ -691,8 +691,8 @@ def _add_bench(sub: Any) -> None:
     )
     b.add_argument("source", help="model name, checkpoint / run directory, or .onnx file")
     _timing_flags(b)
-    b.add_argument("--backends", default=",".join(D.BACKENDS),
-                   help=f"comma-separated subset of {','.join(D.BACKENDS)}")  # fmt: skip
+    b.add_argument("--backends", default=None, help=f"comma-separated subset of "
+                   f"{','.join(D.BACKENDS)} (default: all that can run the source)")  # fmt: skip
     b.add_argument(
         "--classes", type=_positive, default=None, help="K (model name: 11; files: checked)"
     )

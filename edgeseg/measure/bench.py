@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from edgeseg.data import build_dataset
-from edgeseg.data.presets import DatasetInfo
+from edgeseg.data.presets import PRESETS, DatasetInfo, get_preset
 from edgeseg.data.transforms import eval_transform
 from edgeseg.defaults import (
     ACCURACY_BUDGET,
@@ -167,7 +167,7 @@ def bench(
     *,
     size: Any = INPUT_SIZE,
     threads: int = THREADS,
-    backends: Sequence[str] = BACKENDS,
+    backends: Sequence[str] | None = None,
     num_classes: int | None = None,
     iterations: int = 10,
     warmup: int = 3,
@@ -189,7 +189,8 @@ def bench(
         source: a registered model name (random weights), a checkpoint or run directory,
             or an ``.onnx`` file (only the ``ort`` backends).
         size, threads: input HxW and intra-op threads of every backend.
-        backends: subset of :data:`BACKENDS`.
+        backends: subset of :data:`BACKENDS`; default: every backend that can run the
+            source (for an ONNX file: ``ort`` and ``ort-int8``).
         num_classes: K for a model name (default 11); for a checkpoint or ONNX file it
             must match the file's, if given.
         iterations, warmup: timed and untimed runs per process.
@@ -217,7 +218,8 @@ def bench(
         EdgesegError: unknown backend, bad source, missing calibration data, a backend
             that fails (its last error line).
     """
-    names = check_backends(backends)
+    onnx_only = str(source).endswith(".onnx")
+    names = check_backends(backends or (ONNX_BACKENDS if onnx_only else BACKENDS))
     h, w = parse_size(size)
     threads = thread_count(threads, "--threads")
     repeats = positive_int(repeats, "--repeats")
@@ -229,7 +231,7 @@ def bench(
         calib = (calib_data or data, calib_split, calib_images)
         quant, errors = _artefacts(src, names, work, (h, w), calib)
         labels = None
-        if data and src.kind == "checkpoint":  # each backend predicts these images once
+        if data and src.ckpt is not None:  # each backend predicts these images once
             images, labels = _eval_set(src.ckpt, data, split, eval_images, (h, w))
             torch.save(images, work / "eval.pt")
         results = _rounds(names, job_base, repeats, work, timeout, errors, labels is not None)
@@ -289,7 +291,7 @@ class _Source:
             if bad:
                 raise EdgesegError(f"backend {bad[0]!r} needs a checkpoint or model name")
             (work / "fp32.onnx").write_bytes(src.read_bytes())
-            found = cls("onnx", src, len(meta["classes"]))
+            found = cls("onnx", src, len(meta["classes"]), ckpt=_onnx_as_checkpoint(meta))
         elif src.exists():
             model, ckpt = load_model(src)
             found = cls("checkpoint", src, int(ckpt["model"]["num_classes"]), model, ckpt)
@@ -380,10 +382,10 @@ def _calibration(
     size: tuple[int, int],
 ) -> list[torch.Tensor]:
 
-    if kind == "checkpoint":
-        return calibration_images(ckpt, data, split, n, size)  # type: ignore[arg-type]
+    if ckpt is not None:  # a checkpoint, or an ONNX file's metadata
+        return calibration_images(ckpt, data, split, n, size)
     if data:
-        raise EdgesegError("calibration from --data needs a checkpoint (its dataset info)")
+        raise EdgesegError(f"calibration from --data needs a checkpoint, not a {kind} name")
     # A bare model name has random weights: calibrate on random inputs (timing only).
     g = torch.Generator().manual_seed(0)
     return [torch.randn(3, *size, generator=g) for _ in range(min(n, 8))]
@@ -400,8 +402,29 @@ def _eval_set(
     return torch.stack([x for x, _ in items]), np.stack([y.numpy() for _, y in items])
 
 
+#: What runs an ONNX file (the PyTorch backends need the network).
+ONNX_BACKENDS = ("ort", "ort-int8")
+
+
+def _reference(backends: dict[str, Any]) -> str:
+    """The fp32 backend accuracy is measured against: eager, else (an ONNX file) ort."""
+    return "eager" if "eager" in backends else "ort"
+
+
+def _onnx_as_checkpoint(meta: dict[str, Any]) -> dict[str, Any]:
+    """What calibration and scoring need of a checkpoint, from an ONNX file's metadata."""
+    name = str(meta.get("dataset") or "custom")
+    label_map = get_preset(name).label_map if name in PRESETS else None
+    info = DatasetInfo(
+        name, tuple(meta["classes"]), tuple(tuple(c) for c in meta["palette"]),
+        int(meta.get("ignore_index", 255)), tuple(meta["mean"]), tuple(meta["std"]), label_map,
+    )  # fmt: skip
+    return {"dataset": info.to_dict(), "model": meta["model"]}
+
+
 def fastest_within_budget(backends: dict[str, dict[str, Any]], budget: float = 0.01) -> str:
-    """The fastest backend losing at most ``budget`` mIoU against ``eager``.
+    """The fastest backend losing at most ``budget`` mIoU against the fp32 reference
+    (``eager``; for an ONNX file, ``ort``).
 
     Args:
         backends: ``bench()``'s ``backends`` (each with ``latency_ms.median`` and, when
@@ -409,7 +432,7 @@ def fastest_within_budget(backends: dict[str, dict[str, Any]], budget: float = 0
         budget: mIoU that may be lost (0.01: one point). Unscored backends, or all of them
             when ``eager`` is unscored, compete on speed alone.
     """
-    ref = backends.get("eager", {}).get("miou")
+    ref = backends.get(_reference(backends), {}).get("miou")
     ok = [
         b
         for b, row in backends.items()
@@ -464,12 +487,13 @@ def _summarise(
     if base is not None:
         for row in out["backends"].values():
             row["speedup"] = base / row["latency_ms"]["median"]
-    ref_miou = out["backends"].get("eager", {}).get("miou")
+    ref = _reference(out["backends"])
+    ref_miou = out["backends"].get(ref, {}).get("miou")
     out["best"] = fastest_within_budget(out["backends"], budget)
     out["best_reason"] = (
-        f"fastest backend losing at most {100 * budget:.1f} mIoU points against eager"
+        f"fastest backend losing at most {budget:.3f} mIoU against {ref}"
         if ref_miou is not None
-        else "fastest backend (no accuracy measured: pass --data with a checkpoint)"
+        else "fastest backend (no accuracy measured: pass --data)"
     )
     return out
 

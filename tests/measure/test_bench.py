@@ -247,3 +247,23 @@ def test_fastest_within_budget_skips_backends_that_lose_accuracy() -> None:
     assert fastest_within_budget(scored, budget=0.02) == "ort-int8"
     unscored = {"eager": row(100), "ort": row(50), "ort-int8": row(30)}
     assert fastest_within_budget(unscored) == "ort-int8"
+
+
+@pytest.mark.slow
+def test_bench_onnx_file_with_its_defaults_scores_each_backend(
+    tiny_run, tmp_path: Path, capsys
+) -> None:
+    # An ONNX file runs on the backends that can run it, and its metadata (classes,
+    # normalisation) is enough to calibrate int8 and to score both on --data.
+    from edgeseg.workflows.export import export_checkpoint
+
+    data, run = tiny_run
+    export_checkpoint(run, tmp_path / "m.onnx")
+    argv = ["bench", str(tmp_path / "m.onnx"), "--data", str(data), "--iterations", "1",
+            "--warmup", "1", "--repeats", "1", "--calib-images", "4", "--size", "40x56",
+            "--json"]  # fmt: skip
+    assert main(argv) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res["backends"]) == {"ort", "ort-int8"}
+    assert all(0 <= row["miou"] <= 1 for row in res["backends"].values())
+    assert "against ort" in res["best_reason"]

@@ -3,7 +3,7 @@
 A recipe is a YAML file with up to five sections, each a dataclass below::
 
     model: {name: squeeze_unet, kwargs: {norm: batch}}
-    data:  {root: ../shared/data/camvid, preset: camvid, crop_size: 360x480}
+    data:  {root: ${EDGESEG_DATA}, preset: camvid, crop_size: 360x480}
     optim: {name: adam, lr: 1.0e-4}
     sched: {name: constant}
     train: {epochs: 50, batch_size: 8, loss: ce}
@@ -177,6 +177,17 @@ class Config:
             (self.train.epochs > 0, "train.epochs must be positive"),
             (self.train.batch_size > 0, "train.batch_size must be positive"),
             (self.optim.lr > 0, "optim.lr must be positive"),
+            (all(0 <= b < 1 for b in self.optim.betas), "optim.betas must be in [0, 1)"),
+            (self.optim.momentum >= 0, "optim.momentum must be >= 0"),
+            (self.optim.weight_decay >= 0, "optim.weight_decay must be >= 0"),
+            (self.optim.grad_clip is None or self.optim.grad_clip > 0,
+             "optim.grad_clip must be positive (or null)"),
+            (self.data.preset != "custom" or not self.data.classes
+             or not 0 <= self.data.ignore_index < len(self.data.classes),
+             f"data.ignore_index={self.data.ignore_index} is a class id (the void id must be "
+             f"outside 0..{len(self.data.classes or []) - 1})"),
+            (0 <= self.data.color_jitter <= 1, "data.color_jitter must be in [0, 1]"),
+            (0 <= self.data.translate < 1, "data.translate must be in [0, 1)"),
             (self.train.eval_every > 0, "train.eval_every must be positive"),
             (self.train.threads is None or 0 < self.train.threads <= (os.cpu_count() or 1),
              f"train.threads must be in [1, {os.cpu_count() or 1}] (this machine's CPUs)"),
@@ -244,7 +255,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"{key}: expected {len(args)} values, got {value!r}")
         pairs = enumerate(zip(value, args, strict=True))
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in pairs)
+        out = tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in pairs)
+        if args == (int, int):  # every (int, int) field is an image size: HxW, in range
+            try:
+                return parse_size(list(out), key)
+            except Exception as e:
+                raise ConfigError(str(e)) from None
+        return out
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")

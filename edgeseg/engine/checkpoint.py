@@ -142,6 +142,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"cannot read checkpoint {p}: {first}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not an edgeseg checkpoint (no '{FORMAT}' marker)")
+    _check_schema(ckpt, p)
     if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
         raise CheckpointError(
             f"{p} has checkpoint format {ckpt['format_version']}; this edgeseg reads up to "
@@ -149,6 +150,37 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         )
     ckpt["path"] = str(p)
     return ckpt
+
+
+def _check_schema(ckpt: dict[str, Any], path: Path) -> None:
+    """One line naming the first field of ``ckpt`` that is missing or of the wrong type."""
+
+    def fail(what: str) -> None:
+        raise CheckpointError(f"{path} is not a valid edgeseg checkpoint: {what}")
+
+    if not isinstance(ckpt.get("format_version"), int):
+        fail("format_version is not an integer")
+    model, ds = ckpt.get("model"), ckpt.get("dataset")
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        fail("model must be a mapping with a name")
+    if not isinstance(model.get("num_classes"), int) or model["num_classes"] <= 0:
+        fail("model.num_classes is not a positive integer")
+    if not isinstance(model.get("kwargs") or {}, dict):
+        fail("model.kwargs is not a mapping")
+    if not isinstance(ds, dict):
+        fail("dataset is missing")
+    classes, palette = ds.get("classes"), ds.get("palette")
+    if not isinstance(classes, list | tuple) or len(classes) != model["num_classes"]:
+        fail(f"dataset.classes does not name the model's {model['num_classes']} classes")
+    if not isinstance(palette, list | tuple) or len(palette) < len(classes):
+        fail(f"dataset.palette has fewer than {len(classes)} colours")
+    for key in ("mean", "std"):
+        if not isinstance(ds.get(key), list | tuple) or len(ds[key]) != 3:
+            fail(f"dataset.{key} is not 3 numbers")
+    if not isinstance(ds.get("ignore_index"), int):
+        fail("dataset.ignore_index is not an integer")
+    if not isinstance(ckpt.get("state_dict"), dict):
+        fail("state_dict is missing")
 
 
 def build_model(ckpt: dict[str, Any]) -> nn.Module:

@@ -221,6 +221,8 @@ def bench(
     onnx_only = str(source).endswith(".onnx")
     names = check_backends(backends or (ONNX_BACKENDS if onnx_only else BACKENDS))
     h, w = parse_size(size)
+    if not 0 <= budget_miou < 1:  # also refuses nan
+        raise EdgesegError(f"--accuracy-budget {budget_miou}: an mIoU fraction in [0, 1)")
     threads = thread_count(threads, "--threads")
     repeats = positive_int(repeats, "--repeats")
     iterations = positive_int(iterations, "--iterations")

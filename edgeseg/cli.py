@@ -771,6 +771,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(e: EdgesegError) -> str:
+    """The error's own line: an error raised in a DataLoader worker comes back wrapped in
+    the worker's traceback ("Caught DataError in DataLoader worker process 0 ...")."""
+    text = str(e).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``edgeseg`` console script; returns the exit status."""
     parser = build_parser()
@@ -790,7 +800,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except EdgesegError as e:
-        print(f"edgeseg: error: {e}", file=sys.stderr)
+        print(f"edgeseg: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except OSError as e:  # a path the user gave: unwritable, a file where a folder goes ...
         where = f"{e.filename}: " if e.filename else ""

@@ -115,3 +115,42 @@ def test_forged_onnx_metadata_and_bad_opset_are_one_line(tmp_path: Path, capsys)
                  "--opset", "99"]) == 2  # fmt: skip
     assert "--opset 99: choose 17 to" in _one_line(capsys)
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_an_ort_backend_leaves_no_file_behind(
+    tiny_run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from edgeseg.deploy.segmenter import Segmenter
+
+    _, run = tiny_run
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    seg = Segmenter(run, backend="ort")
+    assert seg(np.zeros((40, 56, 3), np.uint8)).shape == (40, 56)
+    assert list(tmp_path.iterdir()) == []  # the export was removed once loaded
+
+
+def test_a_bench_worker_dies_with_its_parent() -> None:
+    import subprocess
+    import sys
+
+    from edgeseg.measure.bench import _die_with_parent
+
+    probe = ("import ctypes, ctypes.util; libc = ctypes.CDLL(ctypes.util.find_library('c'));"
+             "s = ctypes.c_int(); libc.prctl(2, ctypes.byref(s)); print(s.value)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         preexec_fn=_die_with_parent, check=True)  # fmt: skip
+    assert out.stdout.strip() == "9"  # PR_GET_PDEATHSIG: SIGKILL when the parent dies
+
+
+def test_an_error_from_a_dataloader_worker_is_its_own_line() -> None:
+    from edgeseg.cli import _one_line
+
+    wrapped = DataError(
+        "Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent "
+        'call last):\n  File "x.py", line 1\nedgeseg.errors.DataError: label 7 out of range '
+        "in a.png"
+    )
+    assert _one_line(wrapped) == "label 7 out of range in a.png"
+    assert _one_line(DataError("plain")) == "plain"

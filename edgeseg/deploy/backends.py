@@ -113,24 +113,38 @@ def make_runner(
 
         m, _ = quantize_pt2e(model, calibration or [], example)  # type: ignore[arg-type]
         return lambda x: m(x)
-    if onnx_path is None or not Path(onnx_path).is_file():
-        if model is None:
-            raise EdgesegError(f"backend {backend!r} needs an ONNX file or a model to export")
-        from edgeseg.deploy.export import export_onnx
+    # Files made here (an export, an int8 copy) live only until the session has loaded
+    # them: nothing is left in the temporary folder, nothing is written next to a user's file.
+    with tempfile.TemporaryDirectory(prefix="edgeseg-") as tmp:
+        if onnx_path is None or not Path(onnx_path).is_file():
+            if model is None:
+                raise EdgesegError(f"backend {backend!r} needs an ONNX file or a model to export")
+            from edgeseg.deploy.export import export_onnx
 
-        onnx_path = Path(tempfile.mkdtemp(prefix="edgeseg-")) / "model.onnx"
-        size = tuple(example.shape[-2:]) if example is not None else INPUT_SIZE
-        export_onnx(model, onnx_path, input_size=size)
-    if backend == "ort":
-        return _ort_runner(Path(onnx_path), threads)
-    # ort-int8
-    if int8_path is None or not Path(int8_path).is_file():
-        from edgeseg.deploy.quantize import quantize_model_onnx, quantize_onnx
-
-        int8_path = Path(onnx_path).with_name(Path(onnx_path).stem + ".int8.onnx")
-        if model is not None:  # transposed convs rewritten so they run in int8 too
+            onnx_path = Path(tmp) / "model.onnx"
             size = tuple(example.shape[-2:]) if example is not None else INPUT_SIZE
-            quantize_model_onnx(model, int8_path, calibration or [], size)  # type: ignore[arg-type]
-        else:
-            quantize_onnx(onnx_path, int8_path, calibration or [])
-    return _ort_runner(Path(int8_path), threads)
+            export_onnx(model, onnx_path, input_size=size)
+        if backend == "ort":
+            return _ort_runner(Path(onnx_path), threads)
+        if int8_path is None or not Path(int8_path).is_file():
+            int8_path = Path(tmp) / "model.int8.onnx"
+            _quantize(model, Path(onnx_path), int8_path, calibration, example)
+        return _ort_runner(Path(int8_path), threads)
+
+
+def _quantize(
+    model: nn.Module | None,
+    fp32: Path,
+    out: Path,
+    calibration: list[torch.Tensor] | None,
+    example: torch.Tensor | None,
+) -> None:
+    """The int8 file of ``ort-int8``: from the network when there is one (transposed convs
+    rewritten so they run in int8 too), else from the fp32 file as it is."""
+    from edgeseg.deploy.quantize import quantize_model_onnx, quantize_onnx
+
+    if model is not None:
+        size = tuple(example.shape[-2:]) if example is not None else INPUT_SIZE
+        quantize_model_onnx(model, out, calibration or [], size)  # type: ignore[arg-type]
+    else:
+        quantize_onnx(fp32, out, calibration or [])

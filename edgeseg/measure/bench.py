@@ -11,11 +11,14 @@ side is :func:`run_job` (``python -m edgeseg.measure.bench JOB.json``).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import importlib
 import json
 import logging
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -137,6 +140,14 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     return {"times_ms": times, "build_s": build_s, "peak_rss": _rss_bytes(), "base_rss": rss0}
 
 
+def _die_with_parent() -> None:
+    """In the worker, before it starts: be killed when the bench process dies (Linux), so
+    that a killed ``bench`` or ``compare`` leaves no worker running."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _spawn(job: dict[str, Any], work: Path, timeout: float) -> dict[str, Any]:
     """Run :func:`run_job` in a fresh Python process; raise EdgesegError with its last line."""
     fd, name = tempfile.mkstemp(dir=work, prefix="job-", suffix=".json")
@@ -149,6 +160,7 @@ def _spawn(job: dict[str, Any], work: Path, timeout: float) -> dict[str, Any]:
             capture_output=True,
             text=True,
             timeout=timeout,
+            preexec_fn=_die_with_parent,
         )
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
@@ -195,13 +207,11 @@ def bench(
             must match the file's, if given.
         iterations, warmup: timed and untimed runs per process.
         repeats: processes per backend; rounds alternate the backend order.
-        data: data root whose ``split`` measures each backend's mIoU and its pixel
-            agreement with ``eager`` (checkpoints only).
-        eval_images: limit the accuracy pass to this many images (default: all).
+        data, split, eval_images: data root whose split (all of it, or ``eval_images``)
+            scores each backend's mIoU and pixel agreement (checkpoints, ONNX files).
         calib_data, calib_split, calib_images: calibration root (default: ``data``),
             split and number of images for the int8 backends.
-        budget_miou: the fastest backend losing at most this much mIoU against eager
-            (0.01 = 1 point) is named ``best``.
+        budget_miou: the fastest backend losing at most this mIoU is named ``best``.
         workdir: keep the artefacts (fp32/int8 ONNX) here (default: a temporary folder).
         external: ``{name: "module:factory"}`` of networks outside the zoo that the
             PyTorch backends' fresh processes register before loading (the ONNX Runtime
@@ -218,13 +228,11 @@ def bench(
         EdgesegError: unknown backend, bad source, missing calibration data, a backend
             that fails (its last error line).
     """
-    onnx_only = str(source).endswith(".onnx")
-    names = check_backends(backends or (ONNX_BACKENDS if onnx_only else BACKENDS))
+    names = _backends_for(source, backends)
     h, w = parse_size(size)
     if not 0 <= budget_miou < 1:  # also refuses nan
         raise EdgesegError(f"--accuracy-budget {budget_miou}: an mIoU fraction in [0, 1)")
-    threads = thread_count(threads, "--threads")
-    repeats = positive_int(repeats, "--repeats")
+    threads, repeats = thread_count(threads, "--threads"), positive_int(repeats, "--repeats")
     iterations = positive_int(iterations, "--iterations")
     with _workdir(workdir) as work:
         src = _Source.resolve(source, names, work, num_classes)
@@ -238,14 +246,20 @@ def bench(
             torch.save(images, work / "eval.pt")
         results = _rounds(names, job_base, repeats, work, timeout, errors, labels is not None)
         header = {"source": source, "kind": src.kind, "size": [h, w], "threads": threads,
-                  "repeats": repeats, "iterations": iterations, "cpu": cpu_name(),
-                  "torch_version": torch.__version__}  # fmt: skip
+                  "repeats": repeats, "iterations": iterations,
+                  "cpu": cpu_name(), "torch_version": torch.__version__}  # fmt: skip
         ok = [b for b in names if b not in errors]
         if not ok:
             raise EdgesegError("; ".join(f"{b}: {e}" for b, e in errors.items()))
-        n = src.num_classes
-        out = _summarise(results, ok, work, labels, n, src.ckpt, budget_miou, quant, header)
+        out = _summarise(results, ok, work, labels, src.num_classes, src.ckpt, budget_miou,
+                         quant, header)  # fmt: skip
         return {**out, "errors": errors}
+
+
+def _backends_for(source: str, backends: Sequence[str] | None) -> list[str]:
+    """The backends asked for, or every one that can run the source."""
+    default = ONNX_BACKENDS if str(source).endswith(".onnx") else BACKENDS
+    return check_backends(backends or default)
 
 
 @contextlib.contextmanager

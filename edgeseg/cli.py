@@ -771,6 +771,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: subcommand -> (flag, folder?) of what it writes: checked before any work starts.
+_OUTPUTS = {
+    "train": (("out", True),), "predict": (("out", True),), "compress": (("out", True),),
+    "compare": (("out", True),), "export": (("out", False),), "bench": (("keep", True),),
+}  # fmt: skip
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    from edgeseg.utils import check_output
+
+    for flag, folder in _OUTPUTS.get(args.command, ()):
+        value = getattr(args, flag, None)
+        if value is not None:
+            check_output(value, f"--{flag}", folder)
+    if getattr(args, "json", None) not in (None, "-"):
+        check_output(args.json, "--json", folder=False)
+
+
 def _one_line(e: EdgesegError) -> str:
     """The error's own line: an error raised in a DataLoader worker comes back wrapped in
     the worker's traceback ("Caught DataError in DataLoader worker process 0 ...")."""
@@ -798,6 +816,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_outputs(args)
         return func(args)
     except EdgesegError as e:
         print(f"edgeseg: error: {_one_line(e)}", file=sys.stderr)

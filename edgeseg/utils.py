@@ -80,6 +80,32 @@ def thread_count(value: Any, what: str = "--threads") -> int:
     return n
 
 
+def check_output(path: str | os.PathLike[str], what: str, folder: bool) -> Path:
+    """Refuse, before any work, an output the command could not write.
+
+    ``folder``: ``path`` is a folder to create or fill (a run, predictions); else a file
+    to write (an ONNX model, a JSON report), which must not be a folder.
+
+    Raises:
+        EdgesegError: ``path`` is a file where a folder goes (or the reverse), sits under
+            a file, or its nearest existing folder is not writable.
+    """
+    p = Path(path)
+    if str(path) == "":
+        raise EdgesegError(f"{what}: empty path")
+    if p.exists() and folder != p.is_dir():
+        kind = "a file" if folder else "a folder"
+        raise EdgesegError(f"{what} {p} is {kind}")
+    parent = p if folder else p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise EdgesegError(f"{what} {p}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise EdgesegError(f"{what} {p}: {parent} is not writable")
+    return p
+
+
 def read_text(path: str | os.PathLike[str], what: str = "file") -> str:
     """A user's text file as UTF-8, with a one-line error naming it otherwise.
 

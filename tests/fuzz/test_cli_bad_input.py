@@ -100,6 +100,8 @@ CASES = [
     ("train-out-under-file", ["train", "--model", "l3unet", "--data", "data", "--out", "afile/run"], "afile"),
     ("predict-out-file", ["predict", "good.pt", "x.png", "--out", "afile"], "afile"),
     ("export-out-under-file", ["export", "good.pt", "--out", "afile/m.onnx"], "afile"),
+    ("export-out-folder", ["export", "good.pt", "--out", "b"], "is a folder"),
+    ("bench-json-under-file", ["bench", "l3unet", "--size", "32x32", "--backends", "ort", "--json", "afile/b.json"], "afile"),
     ("bench-keep-file", ["bench", "l3unet", "--size", "32x32", "--backends", "ort", "--keep", "afile"], "afile"),
     ("profile-json-under-file", ["profile", "l3unet", "--size", "32x32", "--json", "afile/p.json"], "afile"),
     ("eval-json-under-file", ["eval", "good.pt", "--data", "data", "--json", "afile/m.json"], "afile"),
@@ -135,7 +137,8 @@ CASES = [
     *[(f"train-{o}", ["train", "--model", "l3unet", "--data", "data", "--out", "r", o], o.split("=")[0])
       for o in ("train.threads=10000", "train.threads=-1", "train.label_smoothing=2",
                 "optim.betas=[2, 0.9]", "optim.momentum=-1", "data.crop_size=[0, 0]",
-                "data.crop_size=[-5, 10]", "data.eval_size=0x0", "train.epochs=0")],
+                "data.crop_size=[-5, 10]", "data.eval_size=0x0", "train.epochs=0",
+                "sched.factor=2", "train.max_minutes=-1", "optim.grad_clip=0")],
     ("train-void-is-a-class", ["train", "--model", "l3unet", "--data", "data", "--out", "r", R,
                                "data.classes=[a, b, c]", "data.ignore_index=1"], "ignore_index"),
     *[(f"bench-budget-{b}", ["bench", "good.pt", "--data", "data", "--accuracy-budget", b], "--accuracy-budget")

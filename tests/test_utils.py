@@ -43,3 +43,14 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path) -> None:
     atomic_write_text(path, "x")
     assert path.read_text() == "x"
     assert [p for p in os.listdir(tmp_path) if p.endswith(".tmp")] == []
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path) -> None:
+    import os
+
+    from edgeseg.utils import atomic_write_text
+
+    atomic_write_text(tmp_path / "a.json", "{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~umask

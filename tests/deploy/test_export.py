@@ -13,6 +13,7 @@ from edgeseg.cli import main
 from edgeseg.deploy.export import export_onnx, onnx_metadata, onnx_session
 from edgeseg.errors import EdgesegError
 from edgeseg.workflows.export import export_checkpoint
+from tests.cli_checks import assert_one_line_exit_2
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -117,11 +118,7 @@ def test_corrupt_and_foreign_onnx(tmp_path: Path) -> None:
     ],
 )
 def test_cli_export_bad_input(argv: list[str], needle: str, capsys, tmp_path: Path) -> None:
-    with pytest.raises(SystemExit) as exc:
-        sys.exit(main(argv))
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert needle in err and len(err.splitlines()) == 1
+    assert_one_line_exit_2(argv, needle, capsys)
 
 
 @pytest.mark.slow

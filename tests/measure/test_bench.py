@@ -19,6 +19,7 @@ from edgeseg.deploy.segmenter import Segmenter
 from edgeseg.engine.checkpoint import load_model
 from edgeseg.errors import DataError, EdgesegError
 from edgeseg.measure.bench import bench
+from tests.cli_checks import assert_one_line_exit_2
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -150,11 +151,7 @@ def test_segmenter_backends_and_onnx_file(tiny_run, tmp_path: Path) -> None:
     ],
 )
 def test_bench_bad_input(argv: list[str], needle: str, capsys) -> None:
-    with pytest.raises(SystemExit) as exc:
-        sys.exit(main(argv))
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert needle in err and len(err.splitlines()) == 1
+    assert_one_line_exit_2(argv, needle, capsys)
 
 
 @pytest.mark.slow

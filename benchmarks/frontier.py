@@ -1,24 +1,37 @@
 """The accuracy-latency front on CamVid: every candidate, one recipe, one budget.
 
     python benchmarks/frontier.py --data $EDGESEG_DATA [--budget 20m] [--models a,b,...]
-        [--config configs/compare_frontier.yaml] [--work runs/frontier]
+        [--config configs/compare_frontier.yaml] [--work runs/frontier] [--rebench]
 
-Runs ``edgeseg compare`` with ``configs/compare_frontier.yaml`` (resumable: run it again
-to continue), then writes ``benchmarks/results/frontier.{json,md}`` and
-``frontier.png``: val mIoU, the best backend's latency (the fastest within 0.01 mIoU of
-eager, measured side by side in fresh processes), FLOPs and parameters of each model,
-and the models on the Pareto front (no other model is both more accurate and faster).
+The budget is wall time on an idle machine, turned into work before anything trains:
+each model's training step and validation are probed here back to back (median after
+warm-up), and its budget becomes the epochs that fit the time. Training then runs the
+same work whatever else the machine does (a noisy machine slows the benchmark, it does
+not change its verdict). Runs ``edgeseg compare`` with ``configs/compare_frontier.yaml``
+(resumable: run it again to continue; ``--rebench`` re-measures every model's backends
+back to back, for a final side-by-side latency on a quiet machine), then writes
+``benchmarks/results/frontier.{json,md}`` and ``frontier.png``: val mIoU, the best
+backend's latency (the fastest within 0.01 mIoU of eager, in fresh processes), FLOPs
+and parameters of each model, and the Pareto front (no other model is both more
+accurate and faster).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shutil
 import sys
 from pathlib import Path
 
-from edgeseg.workflows.compare import compare, load_compare_config
+from edgeseg.workflows.compare import (
+    compare,
+    fit_to_budget,
+    load_compare_config,
+    parse_budget,
+    with_overrides,
+)
 from edgeseg.workflows.report import pareto_front
 
 RESULTS = Path(__file__).parent / "results"
@@ -53,6 +66,45 @@ def _rows(res: dict) -> list[dict]:
     return rows
 
 
+def _plan(cfg) -> dict:
+    """Each model's time budget as epochs, probed on this machine before any training
+    (kept in OUT/plan.json, so a resumed benchmark trains to the same plan)."""
+    path = Path(cfg.out) / "plan.json"
+    if path.is_file():
+        plan = json.loads(path.read_text())
+        if set(plan["budgets"]) >= set(cfg.models):
+            return plan
+    budget = parse_budget(cfg.budget)
+    if budget.kind != "time":
+        return {"budget": str(budget), "budgets": {m: cfg.budget for m in cfg.models}}
+    plan = {"budget": str(budget), "budgets": {}, "probe": {}}
+    for name in cfg.models:
+        recipe = copy.deepcopy(cfg.recipe)
+        recipe.model.name, recipe.train.threads = name, cfg.threads
+        p = fit_to_budget(recipe, budget.value, name=name)
+        plan["budgets"][name] = f"{recipe.train.epochs} epochs"
+        plan["probe"][name] = {"step_s": p["step_s"], "steps_per_epoch": p["steps_per_epoch"]}
+        print(f"{name}: {p['step_s']:.2f} s per step -> {recipe.train.epochs} epochs", flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(plan, indent=2))
+    return plan
+
+
+def _drop_bench(out: Path) -> None:
+    """Forget every model's bench and preview stages, so they run again back to back."""
+    path = out / "results.json"
+    if not path.is_file():
+        return
+    res = json.loads(path.read_text())
+    for e in res["models"].values():
+        if e.get("status") == "done":
+            for key in ("bench", "preview"):
+                e.pop(key, None)
+                e.get("stages", {}).pop(key, None)
+            e["status"] = "pending"
+    path.write_text(json.dumps(res, indent=2))
+
+
 def _table(rows: list[dict], res: dict) -> str:
     head = (f"CamVid val (101 images), {res['size'][0]}x{res['size'][1]}, "
             f"{res.get('machine', {}).get('cpu', '')}; one recipe, one training budget each "
@@ -78,19 +130,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default=None, help="comma-separated subset")
     p.add_argument("--work", default=None, help="comparison folder (runs/frontier)")
     p.add_argument("--out", default=str(RESULTS / "frontier"), help="results stem")
+    p.add_argument("--rebench", action="store_true",
+                   help="re-measure every trained model's backends back to back")  # fmt: skip
     args = p.parse_args(argv)
     items = [f"recipe.data.root={args.data}"] if args.data else []
     items += [f"budget={args.budget}"] if args.budget else []
     items += [f"models={json.dumps(args.models.split(','))}"] if args.models else []
     items += [f"out={args.work}"] if args.work else []
     cfg = load_compare_config(args.config, items)
+    plan = _plan(cfg)
+    cfg = with_overrides(cfg, [f"budgets={json.dumps(plan['budgets'])}"])
+    if args.rebench:
+        _drop_bench(Path(cfg.out))
     res = compare(cfg)
     rows = _rows(res)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(
         json.dumps(
-            {"config": res.get("config"), "machine": res.get("machine"), "rows": rows}, indent=2
+            {
+                "config": res.get("config"),
+                "machine": res.get("machine"),
+                "plan": plan,
+                "rows": rows,
+            },
+            indent=2,
         )
     )
     table = _table(rows, res)

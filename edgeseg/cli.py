@@ -334,14 +334,29 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         input_size=args.size,
         backend=args.backend,
         calibration=args.calib_data,
+        legend=args.legend,
     )
     print(f"segmented {len(written)} image(s): labels and overlays in {args.out}")
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from edgeseg.workflows.export import export_checkpoint
+    from edgeseg.workflows.export import export_bundle, export_checkpoint
 
+    if args.bundle:
+        if args.format != "onnx":
+            raise EdgesegError("--bundle picks fp32 or int8 itself (the bench rule); drop --format")
+        card = export_bundle(args.checkpoint, args.bundle, data=args.data, split=args.split,
+                             input_size=args.size, threads=args.threads,
+                             calib_images=args.calib_images)  # fmt: skip
+        if _emit_json(args, card):
+            return 0
+        m = card["measured"]
+        miou = f", mIoU {m['miou']:.4f}" if m.get("miou") is not None else ""
+        print(f"wrote bundle {args.bundle}: model.onnx ({card['precision']}), model.json, "
+              f"README.md; {m['backend']} {m['latency_ms']:.1f} ms here{miou}\n"
+              f"run it: edgeseg-run predict {args.bundle} IMAGES --out DIR")  # fmt: skip
+        return 0
     res = export_checkpoint(
         args.checkpoint,
         args.out,
@@ -654,6 +669,7 @@ def _add_predict(sub: Any) -> None:
     )
     pd.add_argument("--out", default="predictions", help="output folder (predictions)")
     pd.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (0.5)")
+    pd.add_argument("--legend", action="store_true", help="class colour key under each overlay")
     pd.add_argument("--size", type=_size, default=None, help="run the network at HxW")
     pd.add_argument("--threads", type=_threads, default=None, help="intra-op threads")
     pd.add_argument("--backend", default=None, choices=D.BACKENDS,
@@ -671,7 +687,12 @@ def _add_export(sub: Any) -> None:
         default="onnx",
         help="onnx (fp32) or onnx-int8 (ORT static int8, calibrated on --data's train split)",
     )
-    ex.add_argument("--out", required=True, help="output file, e.g. model.onnx")
+    dest = ex.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--out", help="output file, e.g. model.onnx")
+    dest.add_argument("--bundle", metavar="DIR", help="deployment bundle folder for edgeseg-run: "
+                      "the backend benchmark picks fp32 or int8 (accuracy on --data)")  # fmt: skip
+    ex.add_argument("--threads", type=_threads, default=D.THREADS,
+                    help=f"threads of the bundle's benchmark ({D.THREADS})")  # fmt: skip
     ex.add_argument("--opset", type=_positive, default=D.OPSET,
                     help=f"ONNX opset, >= 17 ({D.OPSET})")  # fmt: skip
     ex.add_argument("--size", type=_size, default=None, help="example/check HxW (checkpoint's)")
@@ -741,14 +762,18 @@ def _add_compare(sub: Any) -> None:
                    "torchvision:NAME, NAME=CHECKPOINT (already trained)")  # fmt: skip
     c.add_argument("--data", default=None, help="data root (recipe.data.root)")
     c.add_argument("--preset", default=None, help="camvid | cityscapes | coco_super | custom")
-    c.add_argument("--budget", default=None, help="training time per model: 90s, 20m, 1.5h")
+    c.add_argument(
+        "--budget",
+        default=None,
+        help="training budget per model: 90s, 20m, 1.5h (time), 30 epochs, 20000 images",
+    )
     c.add_argument("--out", default=None, help="output folder (compare)")
     c.add_argument("--size", type=_size, default=None, help="profile/bench HxW (val images')")
     c.add_argument("--threads", type=_threads, default=None, help=f"threads ({D.THREADS})")
     c.add_argument("--backends", default=None, help="benchmarked backends (comma-separated)")
     c.add_argument("--config", default=None, help="YAML comparison (CompareConfig)")
     c.add_argument("--demo", action="store_true",
-                   help="generated street scenes, three light models, 100 s each")  # fmt: skip
+                   help="generated street scenes, three light models, 60 epochs each")  # fmt: skip
     _json_flag(c)
     c.add_argument("overrides", nargs="*", help="key=value: budget=5m recipe.optim.lr=1e-3")
     c.set_defaults(func=_cmd_compare)
@@ -774,7 +799,8 @@ def build_parser() -> argparse.ArgumentParser:
 #: subcommand -> (flag, folder?) of what it writes: checked before any work starts.
 _OUTPUTS = {
     "train": (("out", True),), "predict": (("out", True),), "compress": (("out", True),),
-    "compare": (("out", True),), "export": (("out", False),), "bench": (("keep", True),),
+    "compare": (("out", True),), "export": (("out", False), ("bundle", True)),
+    "bench": (("keep", True),),
 }  # fmt: skip
 
 

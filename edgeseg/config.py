@@ -127,6 +127,9 @@ class TrainConfig:
     eval_every: int = 1  # validate every N epochs (and always after the last)
     save_every_steps: int = 0  # also checkpoint mid-epoch every N steps; 0: epoch ends only
     max_minutes: float | None = None  # wall-time budget; stops resumably when exceeded
+    replan: bool = False  # with max_minutes: after each epoch, re-plan train.epochs from the
+    # measured epoch times so the schedule ends inside the budget instead of being cut
+    max_epochs: int | None = None  # replan: most epochs it may plan; null: train.epochs
     init: str | None = None  # checkpoint whose weights start the run (fine-tuning; pruned ok)
     progress: bool = True  # progress bar with images/s and ETA (rank 0)
     tensorboard: bool = True  # TensorBoard event files when tensorboard is installed
@@ -195,6 +198,15 @@ class Config:
             (self.train.max_minutes is None or self.train.max_minutes > 0,
              "train.max_minutes must be positive (or null)"),
             (self.train.seed >= 0, "train.seed must be >= 0"),
+            (not self.train.replan or self.train.max_minutes is not None,
+             "train.replan needs train.max_minutes (the budget it plans for)"),
+            (not self.train.replan or self.sched.name != "onecycle",
+             "train.replan cannot re-plan sched.name=onecycle (its length is fixed)"),
+            (not self.train.replan or (self.compress.sparsity is None
+                                       and self.compress.groups is None),
+             "train.replan cannot re-plan compression schedules (set train.epochs instead)"),
+            (self.train.max_epochs is None or self.train.max_epochs >= self.train.epochs,
+             "train.max_epochs must be >= train.epochs"),
             (0 <= self.compress.sparsity_initial < 1,
              "compress.sparsity_initial must be in [0, 1)"),
             (self.compress.sparsity_every > 0, "compress.sparsity_every must be positive"),

@@ -24,7 +24,16 @@ THREADS = 2
 #: ONNX opset of exported models (the dynamo exporter's native one; >= 17).
 OPSET = 18
 #: The CPU inference backends, fastest-to-build first (see :mod:`edgeseg.deploy.backends`).
-BACKENDS = ("eager", "channels_last", "compile", "ort", "ort-int8", "pt2e-int8")
+BACKENDS = (
+    "eager",
+    "channels_last",
+    "compile",
+    "ort",
+    "ort-int8",
+    "pt2e-int8",
+    "openvino",
+    "openvino-int8",
+)  # openvino*: with the optional openvino package
 #: mIoU (a fraction, like every metric edgeseg reports) a faster backend may lose against
 #: eager PyTorch and still be picked as the best one.
 ACCURACY_BUDGET = 0.01

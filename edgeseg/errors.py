@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+# One base class for both packages: the torch-free runtime raises it, edgeseg too, and
+# each command-line boundary turns it into one line and exit status 2.
+from edgeseg_runtime.errors import EdgesegError
 
-class EdgesegError(Exception):
-    """A user-facing error: bad argument, unreadable file, incompatible checkpoint.
-
-    The CLI prints ``edgeseg: error: <message>`` and exits with status 2 for these;
-    anything else is a bug and keeps its traceback.
-    """
+__all__ = [
+    "BudgetError",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "EdgesegError",
+    "UnknownModelError",
+]
 
 
 class UnknownModelError(EdgesegError, ValueError):
@@ -25,3 +30,11 @@ class CheckpointError(EdgesegError):
 
 class ConfigError(EdgesegError, ValueError):
     """A configuration with an unknown key, a wrong type or an invalid value."""
+
+
+class BudgetError(EdgesegError):
+    """A training budget that cannot do what it is asked (not even one epoch fits).
+
+    A comparison stops on it instead of recording the model as failed: every later model
+    would get the same budget.
+    """

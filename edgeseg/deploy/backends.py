@@ -20,6 +20,7 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -50,15 +51,30 @@ def check_backends(names: Sequence[str]) -> list[str]:
     return out
 
 
-def _ort_runner(path: Path, threads: int | None) -> Runner:
-    from edgeseg.deploy.export import onnx_session
+#: The ONNX backends: engine of edgeseg_runtime, and whether it runs the int8 file.
+ONNX_ENGINES = {"ort": ("ort", False), "ort-int8": ("ort", True),
+                "openvino": ("openvino", False), "openvino-int8": ("openvino", True)}  # fmt: skip
 
-    session = onnx_session(path, threads)
-    name = session.get_inputs()[0].name
+
+def onnx_backend_unavailable(backend: str) -> str | None:
+    """Why an ONNX backend cannot run here (its engine's package is missing), or None."""
+    from edgeseg_runtime.backends import unavailable
+
+    return unavailable(ONNX_ENGINES[backend][0]) if backend in ONNX_ENGINES else None
+
+
+def _engine_runner(backend: str, path: Path, threads: int | None, example: Any) -> Runner:
+    """An ONNX engine of edgeseg_runtime behind the torch-tensor runner interface; built
+    on ``example`` once, so a per-shape compile (OpenVINO) counts as build time."""
+    from edgeseg_runtime.backends import make_runner as make_engine
+
+    engine = make_engine(ONNX_ENGINES[backend][0], path, threads)
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {name: x.contiguous().numpy()})[0])
+        return torch.from_numpy(engine(x.contiguous().numpy()))
 
+    if example is not None:
+        run(example)
     return run
 
 
@@ -90,6 +106,9 @@ def make_runner(
     from edgeseg.deploy.tuning import compile_for_inference
 
     check_backends([backend])
+    why = onnx_backend_unavailable(backend)
+    if why:
+        raise EdgesegError(why)
     if backend in TORCH_BACKENDS and model is None:
         raise EdgesegError(
             f"backend {backend!r} needs a checkpoint or model name, not an ONNX file"
@@ -124,12 +143,12 @@ def make_runner(
             onnx_path = Path(tmp) / "model.onnx"
             size = tuple(example.shape[-2:]) if example is not None else INPUT_SIZE
             export_onnx(model, onnx_path, input_size=size)
-        if backend == "ort":
-            return _ort_runner(Path(onnx_path), threads)
+        if not ONNX_ENGINES[backend][1]:
+            return _engine_runner(backend, Path(onnx_path), threads, example)
         if int8_path is None or not Path(int8_path).is_file():
             int8_path = Path(tmp) / "model.int8.onnx"
             _quantize(model, Path(onnx_path), int8_path, calibration, example)
-        return _ort_runner(Path(int8_path), threads)
+        return _engine_runner(backend, Path(int8_path), threads, example)
 
 
 def _quantize(

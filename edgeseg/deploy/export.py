@@ -221,27 +221,15 @@ def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def onnx_session(path: str | os.PathLike[str], threads: int | None = None) -> Any:
-    """An ONNX Runtime CPU session for ``path``, all graph optimisations on.
+    """An ONNX Runtime CPU session for ``path``, all graph optimisations on (the one the
+    torch-free runtime uses, :func:`edgeseg_runtime.backends.ort_session`).
 
     Raises:
         EdgesegError: missing or corrupt file (one line, naming it).
     """
-    import onnxruntime as ort
+    from edgeseg_runtime.backends import ort_session
 
-    p = Path(path)
-    if not p.is_file():
-        raise EdgesegError(f"ONNX file not found: {p}")
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3  # errors only: ORT warns about every unused initializer
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    try:
-        return ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise EdgesegError(f"cannot load ONNX model {p}: {first}") from None
+    return ort_session(path, threads)
 
 
 def parity(

@@ -9,59 +9,36 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
+from edgeseg_runtime.files import collect_images, write_prediction
+from edgeseg_runtime.processing import (
+    IMAGE_SUFFIXES,
+    as_rgb,
+    colorize,
+    overlay,
+    read_image,
+    resize_bilinear,
+    to_input,
+    to_labels,
+)
 
-from edgeseg.data import DatasetInfo, load_image, normalize_image
+from edgeseg.data import DatasetInfo
 from edgeseg.defaults import CALIB_IMAGES, INPUT_SIZE
 from edgeseg.engine.checkpoint import load_model
 from edgeseg.errors import DataError, EdgesegError
-from edgeseg.utils import atomic_write_bytes
 
 __all__ = ["IMAGE_SUFFIXES", "Segmenter", "colorize", "overlay", "predict_paths"]
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def colorize(
-    labels: np.ndarray,
-    palette: Iterable[Iterable[int]],
-    void_color: tuple[int, int, int] = (0, 0, 0),
-) -> np.ndarray:
-    """``(H, W)`` class ids -> ``(H, W, 3)`` uint8 colours; ids past the palette: void_color."""
-    pal = np.asarray(list(palette), dtype=np.uint8).reshape(-1, 3)
-    lut = np.tile(np.asarray(void_color, dtype=np.uint8), (256, 1))
-    lut[: len(pal)] = pal
-    return lut[np.clip(labels, 0, 255).astype(np.uint8)]
-
-
-def overlay(image: np.ndarray, colors: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend a colour label map over an RGB image: ``(1 - alpha) * image + alpha * colors``."""
-    out = image.astype(np.float32) * (1.0 - alpha) + colors.astype(np.float32) * alpha
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-
-
-def _as_rgb(image: Any) -> np.ndarray:
-    if isinstance(image, (str, Path)):
-        return load_image(image)
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    arr = np.asarray(image)
-    if arr.ndim == 2:  # grayscale: replicate, as the datasets do
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise EdgesegError(f"expected an (H, W, 3) RGB image, got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        raise EdgesegError(f"expected a uint8 image, got {arr.dtype}")
-    return np.ascontiguousarray(arr[:, :, :3])
+# The pre- and post-processing is edgeseg_runtime's (numpy, no torch): the same code runs
+# here and on a device, so both give the same labels.
+_as_rgb = as_rgb
 
 
 @contextlib.contextmanager
@@ -88,7 +65,7 @@ class Segmenter:
             checkpoint's training size, else 360x480, unless this is given.
         channels_last: NHWC inference for the default backend (kept for compatibility).
         backend: one of :data:`edgeseg.measure.bench.BACKENDS`; default ``channels_last``
-            (``eager`` when ``channels_last=False``).
+            (``eager`` when ``channels_last=False``; ``ort`` for an ONNX file).
         calibration: data root whose ``train`` images calibrate the int8 backends.
     """
 
@@ -104,6 +81,8 @@ class Segmenter:
     ) -> None:
         from edgeseg.deploy.backends import make_runner
 
+        if backend is None and str(checkpoint).endswith(".onnx"):
+            backend = "ort"  # a file runs on an ONNX engine
         backend = backend or ("channels_last" if channels_last else "eager")
         self.backend = backend
         self.threads = threads
@@ -156,22 +135,22 @@ class Segmenter:
         return self.info.classes
 
     @torch.inference_mode()
+    def _forward(self, rgb: np.ndarray) -> np.ndarray:
+        """The network's logits ``(1, K, h, w)`` for an RGB image (edgeseg_runtime's input)."""
+        size = self.input_size if self.input_size != rgb.shape[:2] else None
+        x = torch.from_numpy(to_input(rgb, self.info.mean, self.info.std, size))
+        with _threads(self.threads):
+            return self._run(x).float().numpy()
+
     def logits(self, image: Any) -> torch.Tensor:
         """Logits ``(K, H, W)`` at the image's size."""
-        rgb = _as_rgb(image)
-        h, w = rgb.shape[:2]
-        x = normalize_image(rgb, self.info.mean, self.info.std)[None]
-        if self.input_size is not None and (h, w) != tuple(self.input_size):
-            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
-        with _threads(self.threads):
-            out = self._run(x).float()
-        if out.shape[-2:] != (h, w):
-            out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
-        return out[0]
+        rgb = as_rgb(image)
+        return torch.from_numpy(resize_bilinear(self._forward(rgb)[0], rgb.shape[:2]))
 
     def __call__(self, image: Any) -> np.ndarray:
         """Class ids ``(H, W)`` uint8 for an RGB image (array, PIL image or path)."""
-        return self.logits(image).argmax(0).to(torch.uint8).numpy()
+        rgb = as_rgb(image)
+        return to_labels(self._forward(rgb), rgb.shape[:2])
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:
         """Class ids -> RGB colours of the checkpoint's palette."""
@@ -181,21 +160,9 @@ class Segmenter:
         self, image: Any, labels: np.ndarray | None = None, alpha: float = 0.5
     ) -> np.ndarray:
         """The image with its segmentation blended over it (computed if not given)."""
-        rgb = _as_rgb(image)
+        rgb = as_rgb(image)
         labels = self(rgb) if labels is None else labels
         return overlay(rgb, self.colorize(labels), alpha)
-
-
-def _png_bytes(arr: np.ndarray, palette: Iterable[Iterable[int]] | None = None) -> bytes:
-    import io
-
-    img = Image.fromarray(arr)
-    if palette is not None:  # L -> P keeps the ids as pixel values; viewers show colours
-        flat = [int(v) for c in palette for v in c]
-        img.putpalette(flat + [0] * (768 - len(flat)))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def predict_paths(
@@ -208,11 +175,13 @@ def predict_paths(
     input_size: tuple[int, int] | None = None,
     backend: str | None = None,
     calibration: str | None = None,
+    legend: bool = False,
 ) -> list[dict[str, str]]:
     """Segment images and every image in folders; write label PNGs and overlays.
 
     Writes ``OUT/labels/NAME.png`` (class ids as pixel values, with the palette attached
-    so viewers show colours) and ``OUT/overlays/NAME.png``. ``backend`` and
+    so viewers show colours) and ``OUT/overlays/NAME.png`` (with ``legend``: the class
+    colour key under it); the same files as ``edgeseg-run predict``. ``backend`` and
     ``calibration`` are :class:`Segmenter`'s. ``inputs`` is one image or folder, or a
     list of them: every file is checked before the network is built once for all.
 
@@ -222,28 +191,10 @@ def predict_paths(
     Raises:
         DataError: no input images, or an unreadable one (named).
     """
-    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    files: list[Path] = []
-    for item in items:
-        src = Path(item)
-        if src.is_dir():
-            found = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {src}")
-            files += found
-        elif src.is_file():
-            files.append(src)
-        else:
-            raise DataError(f"image or folder not found: {src}")
-    by_stem: dict[str, Path] = {}
-    for f in files:  # outputs are named by stem: two inputs must not write one file
-        if f.stem in by_stem and by_stem[f.stem] != f:
-            raise DataError(
-                f"{by_stem[f.stem]} and {f} would both write {f.stem}.png: rename one, or "
-                "predict them into different --out folders"
-            )
-        by_stem[f.stem] = f
-    files = list(dict.fromkeys(files))
+    try:  # every input checked before the network is built
+        files = collect_images(inputs)
+    except EdgesegError as e:
+        raise DataError(str(e)) from None
     seg = Segmenter(
         checkpoint,
         threads=threads,
@@ -254,12 +205,13 @@ def predict_paths(
     out = Path(out_dir)
     written = []
     for f in files:
-        rgb = load_image(f)
+        try:
+            rgb = read_image(f)
+        except EdgesegError as e:
+            raise DataError(str(e)) from None
         labels = seg(rgb)
-        lbl_path = out / "labels" / f"{f.stem}.png"
-        ov_path = out / "overlays" / f"{f.stem}.png"
-        atomic_write_bytes(lbl_path, _png_bytes(labels, seg.info.palette))
-        atomic_write_bytes(ov_path, _png_bytes(seg.overlay(rgb, labels, alpha)))
-        written.append({"image": str(f), "labels": str(lbl_path), "overlay": str(ov_path)})
+        paths = write_prediction(out, f.stem, rgb, labels, seg.info.classes, seg.info.palette,
+                                 alpha=alpha, legend=legend)  # fmt: skip
+        written.append({"image": str(f), **paths})
         log.info("segmented %s", f)
     return written

@@ -102,21 +102,26 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.momentum > 0)
 
 
-def _lr_lambda(cfg: Config, total: int, warmup: int) -> Any:
-    s = cfg.sched
-    floor = s.min_lr / cfg.optim.lr
+class ScheduleFactor:
+    """Learning-rate factor per iteration of poly, cosine and constant schedules.
 
-    def factor(it: int) -> float:
-        if warmup and it < warmup:
-            return (it + 1) / warmup
-        t = min((it - warmup) / max(total - warmup, 1), 1.0)
-        if s.name == "poly":
-            return (1.0 - t) ** s.power
-        if s.name == "cosine":
-            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+    A callable object, not a closure: ``LambdaLR`` saves an object's attributes with its
+    state, so a schedule whose length :meth:`Trainer.replan` changed resumes as it was.
+    """
+
+    def __init__(self, name: str, power: float, floor: float, total: int, warmup: int) -> None:
+        self.name, self.power, self.floor = name, power, floor
+        self.total, self.warmup = total, warmup  # iterations: whole run, linear warm-up
+
+    def __call__(self, it: int) -> float:
+        if self.warmup and it < self.warmup:
+            return (it + 1) / self.warmup
+        t = min((it - self.warmup) / max(self.total - self.warmup, 1), 1.0)
+        if self.name == "poly":
+            return (1.0 - t) ** self.power
+        if self.name == "cosine":
+            return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * t))
         return 1.0  # constant
-
-    return factor
 
 
 def build_scheduler(
@@ -140,7 +145,8 @@ def build_scheduler(
         )
         return sched, False
     warmup = round(s.warmup_epochs * steps_per_epoch)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total, warmup)), True
+    factor = ScheduleFactor(s.name, s.power, s.min_lr / cfg.optim.lr, total, warmup)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), True
 
 
 def _rng_state() -> dict[str, Any]:
@@ -322,6 +328,8 @@ class Trainer:
         self.scheduler.load_state_dict(ts["scheduler"])
         self.start_epoch, self.start_step = int(ckpt["epoch"]), int(ts["epoch_step"])
         self.global_step = int(ckpt["step"])
+        if self.cfg.train.replan and "epochs" in ts:  # the re-planned length, not the recipe's
+            self.cfg.train.epochs = int(ts["epochs"])
         self.best, self.best_epoch = float(ts["best_score"]), ts["best_epoch"]
         self.epoch_loss_sum = float(ts["epoch_loss_sum"])
         self.epoch_images = int(ts["epoch_images"])
@@ -518,6 +526,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "epoch_step": epoch_step,
+            "epochs": self.cfg.train.epochs,
             "epoch_loss_sum": self.epoch_loss_sum,
             "epoch_images": self.epoch_images,
             "best_score": self.best,
@@ -548,23 +557,55 @@ class Trainer:
         if ckpt is not None:
             self.resume(ckpt)
         self._prepare_run()
-        for epoch in range(self.start_epoch, self.cfg.train.epochs):
+        epoch = self.start_epoch
+        while epoch < self.cfg.train.epochs:  # train.replan may move the end
             t0 = time.perf_counter()
             seen = self.train_epoch(epoch)
             if self.stopped:
                 log.info("time budget reached mid-epoch %d; last.pt can resume", epoch + 1)
                 break
             row = self._epoch_row(epoch, seen, time.perf_counter() - t0)
+            self.replan(epoch + 1, row)  # before validating: it decides the last epoch
             metrics = self._validate_epoch(epoch, row)
             self.log.epoch(row)
             self.epoch_loss_sum, self.epoch_images = 0.0, 0
-            self.save_last(epoch + 1, 0, metrics)
+            epoch += 1
+            self.save_last(epoch, 0, metrics)
             self._log_epoch(row)
-            if epoch + 1 < self.cfg.train.epochs and self.over_budget():
+            if epoch < self.cfg.train.epochs and self.over_budget():
                 self.stopped = True
                 break
         self.log.close()
         return self.finish()
+
+    def replan(self, done: int, row: dict[str, Any]) -> None:
+        """With ``train.replan``: set ``train.epochs`` (and the schedule's length) to what
+        fits the time left after ``done`` epochs (``row`` is the last one's log row), from
+        the median of the last epochs' train times plus validation spread over
+        ``eval_every``: a noisy machine changes the plan, not the budget. Never below
+        ``done``, never above ``train.max_epochs``."""
+        t = self.cfg.train
+        if not t.replan or self.budget_s is None:
+            return
+        rows = [*self.log.rows[-4:], row]
+        evals = [r["eval_seconds"] for r in rows if "eval_seconds" in r]
+        cost = float(np.median([r["epoch_seconds"] for r in rows]))
+        cost += (float(np.mean(evals)) if evals else 0.0) / t.eval_every
+        left = self.budget_s - (time.perf_counter() - self.t_start)
+        fits = max(int(left / max(cost, 1e-6)), 0)
+        if self.ctx.enabled:  # every rank plans the same length
+            fits = int(self.ctx.all_reduce_sum(torch.tensor([float(fits)])).item()) // (
+                self.ctx.world_size
+            )
+        planned = min(max(done + fits, done), t.max_epochs or t.epochs)
+        if planned == t.epochs:
+            return
+        log.info("re-planned: %d -> %d epochs (%.1f s per epoch, %.0f s left)",
+                 t.epochs, planned, cost, left)  # fmt: skip
+        t.epochs = planned
+        if isinstance(getattr(self.scheduler, "lr_lambdas", [None])[0], ScheduleFactor):
+            for f in self.scheduler.lr_lambdas:
+                f.total = planned * self.steps_per_epoch
 
     def _log_epoch(self, row: dict[str, Any]) -> None:
         if not self.ctx.is_main:

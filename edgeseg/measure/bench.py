@@ -44,7 +44,13 @@ from edgeseg.defaults import (
     NUM_CLASSES,
     THREADS,
 )
-from edgeseg.deploy.backends import TORCH_BACKENDS, check_backends, make_runner
+from edgeseg.deploy.backends import (
+    ONNX_ENGINES,
+    TORCH_BACKENDS,
+    check_backends,
+    make_runner,
+    onnx_backend_unavailable,
+)
 from edgeseg.deploy.cpu import cpu_name
 from edgeseg.deploy.export import export_onnx, onnx_metadata
 from edgeseg.deploy.pt2e import pt2e_convert
@@ -257,9 +263,12 @@ def bench(
 
 
 def _backends_for(source: str, backends: Sequence[str] | None) -> list[str]:
-    """The backends asked for, or every one that can run the source."""
+    """The backends asked for, or every one that can run the source here (OpenVINO's
+    only when its package is installed)."""
+    if backends:
+        return check_backends(backends)
     default = ONNX_BACKENDS if str(source).endswith(".onnx") else BACKENDS
-    return check_backends(backends or default)
+    return [b for b in default if not onnx_backend_unavailable(b)]
 
 
 @contextlib.contextmanager
@@ -335,20 +344,23 @@ def _artefacts(
     ONNX. Returns ``(quantization reports, backends that cannot be built: reason)``; such
     a backend is reported, not fatal: the others still run."""
     model = src.model
-    if src.kind != "onnx" and any(b in ("ort", "ort-int8") for b in names):
+    if src.kind != "onnx" and any(b in ONNX_ENGINES for b in names):
         export_onnx(model, work / "fp32.onnx", input_size=size)
     quant: dict[str, Any] = {}
-    errors: dict[str, str] = {}
+    # A backend whose engine is not installed is reported as unavailable; the rest run.
+    errors = {b: why for b in names if (why := onnx_backend_unavailable(b))}
     if not any(b.endswith("int8") for b in names):
         return quant, errors
     images = _calibration(src.ckpt, src.kind, *calib, size)
     torch.save(torch.stack(images), work / "calib.pt")
-    if "ort-int8" in names:
+    int8_onnx = [b for b in names if b in ("ort-int8", "openvino-int8")]
+    if int8_onnx:  # one QDQ file, run by both engines
         if src.kind == "onnx":  # a given ONNX file is quantized as it is
             report = quantize_onnx(work / "fp32.onnx", work / "int8.onnx", images)
         else:  # from the network: transposed convs rewritten to run in int8 too
             report = quantize_model_onnx(model, work / "int8.onnx", images, size)
-        quant["ort-int8"] = report.to_dict()
+        for b in int8_onnx:
+            quant[b] = report.to_dict()
     if "pt2e-int8" in names:
         example = torch.randn(1, images[0].shape[0], *size)
         try:
@@ -419,7 +431,7 @@ def _eval_set(
 
 
 #: What runs an ONNX file (the PyTorch backends need the network).
-ONNX_BACKENDS = ("ort", "ort-int8")
+ONNX_BACKENDS = tuple(ONNX_ENGINES)
 
 
 def _reference(backends: dict[str, Any]) -> str:

@@ -52,7 +52,7 @@ from edgeseg.deploy.segmenter import Segmenter, colorize
 from edgeseg.engine.checkpoint import load_model
 from edgeseg.engine.evaluate import evaluate
 from edgeseg.engine.train import dataset_info, train
-from edgeseg.errors import ConfigError, EdgesegError
+from edgeseg.errors import BudgetError, ConfigError, EdgesegError
 from edgeseg.measure.bench import bench
 from edgeseg.measure.profiling import profile
 from edgeseg.models import create_model, model_info, register_external
@@ -62,6 +62,7 @@ from edgeseg.workflows.report import write_report
 __all__ = [
     "RESULTS_SCHEMA",
     "STAGES",
+    "Budget",
     "CompareConfig",
     "compare",
     "demo_config",
@@ -74,6 +75,7 @@ log = logging.getLogger(__name__)
 
 RESULTS_SCHEMA = "edgeseg.compare/1"
 STAGES = ("train", "evaluate", "profile", "bench", "preview")
+DEMO_BUDGET = "60 epochs"  # equal work per model: the demo's ranking is load-independent
 DEFAULT_BACKENDS = ["eager", "channels_last", "compile", "ort", "ort-int8"]
 
 
@@ -83,7 +85,8 @@ class CompareConfig:
 
     models: list[str] = field(default_factory=list)  # zoo names, torchvision:NAME, NAME=CKPT
     out: str = "compare"  # output folder: results.json, report.md/html, runs/, figures
-    budget: str = "10m"  # training wall time per model: 90s, 20m, 1.5h
+    budget: str = "10m"  # training budget per model: 90s, 20m, 1.5h | 30 epochs | 20000 images
+    budgets: dict[str, str] = field(default_factory=dict)  # per-model budgets (same forms)
     size: tuple[int, int] | None = None  # profile/bench input HxW; null: first val image's
     threads: int = 2  # intra-op threads for training, profiling and benchmarks
     backends: list[str] = field(default_factory=lambda: list(DEFAULT_BACKENDS))  # to bench
@@ -94,23 +97,53 @@ class CompareConfig:
     recipe: Config = field(default_factory=Config)  # shared training recipe (edgeseg train's)
 
 
-def parse_budget(text: str | float | int) -> float:
-    """Seconds in a budget written ``90s``, ``20m``, ``1.5h`` (a bare number is minutes).
+@dataclass(frozen=True)
+class Budget:
+    """A training budget per model: wall time, epochs, or training images.
+
+    A time budget is fair on an idle machine and uses what the machine gives; epochs and
+    images are fair whatever else runs (the same work for every model, however long it
+    takes), so a verdict under load is the verdict when idle.
+    """
+
+    kind: str  # "time" (value in seconds), "epochs" or "images"
+    value: float
+
+    def __str__(self) -> str:
+        if self.kind == "time":
+            return f"{self.value:g} s"
+        return f"{int(self.value)} {self.kind}"
+
+
+_UNITS = {"s": "time", "sec": "time", "m": "time", "min": "time", "h": "time", "hr": "time",
+          "e": "epochs", "ep": "epochs", "epoch": "epochs", "epochs": "epochs",
+          "img": "images", "image": "images", "images": "images"}  # fmt: skip
+
+
+def parse_budget(text: str | float | int) -> Budget:
+    """A :class:`Budget` from ``90s``, ``20m``, ``1.5h`` (a bare number is minutes),
+    ``30 epochs`` (``30e``) or ``20000 images`` (``20k images``).
 
     Raises:
         EdgesegError: naming ``--budget`` when it cannot be parsed or is not positive.
     """
     if isinstance(text, (int, float)) and not isinstance(text, bool):
-        seconds = float(text) * 60
-    else:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h|hr)?\s*", str(text))
-        if not m:
-            raise EdgesegError(f"--budget {text!r}: expected a duration such as 90s, 20m or 1.5h")
-        unit = (m.group(2) or "m")[0]
-        seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[unit]
-    if seconds <= 0:
+        text = f"{text}m"
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(k?)\s*([a-z]*)\s*", str(text).lower())
+    kind = _UNITS.get(m.group(3) or "m") if m else None
+    if kind is None or (m.group(2) and kind == "time"):
+        raise EdgesegError(
+            f"--budget {text!r}: expected a duration (90s, 20m, 1.5h), epochs (30 epochs) "
+            "or training images (20000 images)"
+        )
+    value = float(m.group(1)) * (1000 if m.group(2) else 1)
+    if kind == "time":
+        value *= {"s": 1, "m": 60, "h": 3600}[(m.group(3) or "m")[0]]
+    elif value != int(value):
+        raise EdgesegError(f"--budget {text!r}: {kind} must be a whole number")
+    if value <= 0:
         raise EdgesegError(f"--budget {text!r}: must be more than zero")
-    return seconds
+    return Budget(kind, value)
 
 
 def _from_dict(data: dict[str, Any], overrides: Sequence[str], where: Any) -> CompareConfig:
@@ -145,9 +178,10 @@ def with_overrides(cfg: CompareConfig, overrides: Sequence[str]) -> CompareConfi
 def demo_config(out: str | Path) -> CompareConfig:
     """The README's main-job comparison: three light models on generated street scenes.
 
-    Runs in well under ten minutes on two cores: data are written to ``OUT/data`` (small
-    scenes, 120x160), each model trains for 100 seconds, and the benchmark keeps the three
-    backends that matter most on a CPU.
+    Runs in about five minutes on two cores: data are written to ``OUT/data`` (small
+    scenes, 120x160), each model trains for the same 60 epochs (a budget of work, not of
+    time, so the verdict does not depend on what else the machine runs), and the
+    benchmark keeps the three backends that matter most on a CPU.
     """
 
     recipe = Config()
@@ -166,7 +200,7 @@ def demo_config(out: str | Path) -> CompareConfig:
     return CompareConfig(
         models=["segfast", "essnet", "l3unet"],
         out=str(out),
-        budget="100s",
+        budget=DEMO_BUDGET,
         backends=["eager", "channels_last", "ort"],
         bench_iterations=5,
         bench_repeats=2,
@@ -222,8 +256,10 @@ def _probe_seconds(
 ) -> tuple[float, float]:
     """``(seconds per training step, seconds per validation image)`` of this model here.
 
-    One untimed step (allocations, kernel choice), then the median of three timed ones;
-    the same for inference. Both run with the recipe's threads and memory format.
+    Two untimed steps (allocations, kernel choice, caches), then the median of five timed
+    ones, so one step slowed by another process does not set the plan (the training loop
+    re-plans from its measured epochs anyway); the same for inference. Both run with the
+    recipe's threads and memory format.
     """
 
     torch.manual_seed(0)
@@ -235,22 +271,22 @@ def _probe_seconds(
     x = torch.randn(bs, 3, *train_hw).contiguous(memory_format=mf)
     y = torch.randint(0, info.num_classes, (bs, *train_hw))
     steps = []
-    for i in range(4):
+    for i in range(7):
         t = time.perf_counter()
         loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if i:
+        if i >= 2:
             steps.append(time.perf_counter() - t)
     model.eval()
     xe = torch.randn(1, 3, *eval_hw).contiguous(memory_format=mf)
     fwd = []
     with torch.inference_mode():
-        for i in range(3):
+        for i in range(6):
             t = time.perf_counter()
             model(xe)
-            if i:
+            if i >= 2:
                 fwd.append(time.perf_counter() - t)
     return float(np.median(steps)), float(np.median(fwd))
 
@@ -283,18 +319,21 @@ def plan_epochs(
 
 
 def fit_to_budget(
-    recipe: Config, budget_s: float, *, info: Any = None, val: Any = None
+    recipe: Config, budget_s: float, *, info: Any = None, val: Any = None, name: str = ""
 ) -> dict[str, Any]:
     """Fit ``recipe`` (in place) to a training budget of ``budget_s`` seconds here.
 
     Probes this model's training step and inference on this machine, then sets
-    ``train.epochs`` (so the learning-rate and compression schedules complete instead of
-    being cut off), ``train.eval_every`` (about 8 validations) and ``train.max_minutes``
-    (the hard stop). The probe counts against the budget but never leaves less than a
-    quarter of it. ``recipe.train.epochs`` on entry is the cap.
+    ``train.epochs`` (so the learning-rate schedule completes instead of being cut off),
+    ``train.eval_every`` (about 8 validations), ``train.max_minutes`` (the hard stop) and
+    ``train.replan`` (the loop corrects the plan from its measured epochs, up to the
+    recipe's ``train.epochs``, which is the cap). The probe counts against the budget.
 
     Returns:
         ``{"epochs", "eval_every", "step_s", "steps_per_epoch", "probe_seconds"}``.
+
+    Raises:
+        EdgesegError: naming ``--budget`` when not even one epoch fits in it.
     """
 
     t0 = time.perf_counter()
@@ -308,10 +347,19 @@ def fit_to_budget(
     step_s, fwd_s = _probe_seconds(recipe, info, crop or eval_hw, eval_hw)
     spe = max(1, train_len // recipe.train.batch_size)
     probe_s = time.perf_counter() - t0
-    left = max(budget_s - probe_s, budget_s / 4)
-    epochs, every = plan_epochs(left, step_s, spe, fwd_s, len(val), recipe.train.epochs)
+    left = budget_s - probe_s
+    one = step_s * spe * 1.1 + fwd_s * len(val) * 1.2  # one epoch and its validation
+    if left < one:
+        raise BudgetError(
+            f"--budget {budget_s:g}s: too small to train {name or recipe.model.name} one "
+            f"epoch here (about {one + probe_s:.0f} s with its validation); give more time "
+            "or a budget in epochs"
+        )
+    cap = recipe.train.epochs
+    epochs, every = plan_epochs(left, step_s, spe, fwd_s, len(val), cap)
     recipe.train.epochs, recipe.train.eval_every = epochs, every
     recipe.train.max_minutes = left / 60
+    recipe.train.replan, recipe.train.max_epochs = True, cap
     return {
         "epochs": epochs,
         "eval_every": every,
@@ -319,6 +367,20 @@ def fit_to_budget(
         "steps_per_epoch": spe,
         "probe_seconds": probe_s,
     }
+
+
+def fit_to_work(recipe: Config, budget: Budget, train_len: int) -> int:
+    """Fit ``recipe`` (in place) to a budget of epochs or training images: the same work
+    for every model whatever the machine's load. Returns the epochs (at least one)."""
+    if budget.kind == "epochs":
+        epochs = int(budget.value)
+    else:  # images seen: whole epochs of full batches
+        per_epoch = max(1, train_len // recipe.train.batch_size) * recipe.train.batch_size
+        epochs = max(1, round(budget.value / per_epoch))
+    recipe.train.epochs = epochs
+    recipe.train.eval_every = max(1, round(epochs / 8))
+    recipe.train.max_minutes, recipe.train.replan, recipe.train.max_epochs = None, False, None
+    return epochs
 
 
 def _first_size(ds: Any) -> tuple[int, int]:
@@ -395,26 +457,32 @@ def _plain(v: Any) -> Any:
 # --------------------------------------------------------------------------- stages
 
 
+def _budget_of(cfg: CompareConfig, name: str) -> Budget:
+    return parse_budget(cfg.budgets.get(name, cfg.budget))
+
+
 def _stage_train(
     cfg: CompareConfig, name: str, entry: dict[str, Any], out: Path, info: Any, val: Any
 ) -> Path:
 
     run_dir = out / "runs" / _label(name)
-    budget_s = parse_budget(cfg.budget)
+    budget = _budget_of(cfg, name)
     recipe = copy.deepcopy(cfg.recipe)
     recipe.model.name = name
     recipe.train.out = str(run_dir)
     recipe.train.threads = cfg.threads
+    train_len = sum(len(build_dataset(recipe.data.root, s, info))
+                    for s in recipe.data.train_split.split("+"))  # fmt: skip
     resume = (run_dir / "last.pt").is_file()
     if resume:
-        spent = sum(float(r.get("epoch_seconds", 0)) for r in _history(run_dir))
-        left = max(budget_s - spent - float(entry.get("probe_seconds", 0)), 30.0)
         saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
         recipe = _build(Config, saved, "")
-        recipe.train.max_minutes = left / 60
-        log.info("%s: resuming its training (%.0f s of budget left)", name, left)
-    else:
-        probe = fit_to_budget(recipe, budget_s, info=info, val=val)
+        if budget.kind == "time":
+            spent = _spent_seconds(_history(run_dir)) + float(entry.get("probe_seconds", 0))
+            recipe.train.max_minutes = max(budget.value - spent, 30.0) / 60
+        log.info("%s: resuming its training", name)
+    elif budget.kind == "time":
+        probe = fit_to_budget(recipe, budget.value, info=info, val=val, name=name)
         entry.update(
             probe_seconds=probe["probe_seconds"],
             probe_step_s=probe["step_s"],
@@ -422,23 +490,33 @@ def _stage_train(
         )
         log.info(
             "%s: %.2f s per step here -> %d epochs of %d steps in the %s budget",
-            name,
-            probe["step_s"],
-            probe["epochs"],
-            probe["steps_per_epoch"],
-            cfg.budget,
-        )
+            name, probe["step_s"], probe["epochs"], probe["steps_per_epoch"], cfg.budget,
+        )  # fmt: skip
+    else:
+        entry["planned_epochs"] = fit_to_work(recipe, budget, train_len)
     result = train(recipe, resume=resume)
+    history = _history(run_dir)
+    per_epoch = max(1, train_len // recipe.train.batch_size) * recipe.train.batch_size
     entry["train"] = {
+        "budget": str(budget),
         "epochs_done": result.epochs_done,
         "epochs": recipe.train.epochs,
+        "images": result.epochs_done * per_epoch,
+        "seconds": _spent_seconds(history),
         "best_epoch": result.best_epoch,
         "stopped_by_budget": result.stopped_by_budget,
+        "schedule_finished": (not result.stopped_by_budget
+                              and result.epochs_done >= recipe.train.epochs),
         "run_dir": str(run_dir),
-    }
-    entry["history"] = _history(run_dir)
+    }  # fmt: skip
+    entry["history"] = history
     best = run_dir / "best.pt"
     return best if best.is_file() else run_dir / "last.pt"
+
+
+def _spent_seconds(history: list[dict[str, Any]]) -> float:
+    """Training plus validation seconds of the epochs in a run's log."""
+    return sum(float(r.get("epoch_seconds", 0)) + float(r.get("eval_seconds", 0)) for r in history)
 
 
 def _stage_evaluate(cfg: CompareConfig, ckpt: Path, info: Any) -> dict[str, Any]:
@@ -565,6 +643,10 @@ def compare(
     if not cfg.models:
         raise EdgesegError("--models: name at least one model")
     parse_budget(cfg.budget)
+    for name, spec in cfg.budgets.items():
+        parse_budget(spec)
+        if name not in [_split_spec(m)[0] for m in cfg.models]:
+            raise EdgesegError(f"budgets: {name!r} is not one of the models {cfg.models}")
     check_backends(cfg.backends)
     thread_count(cfg.threads, "--threads")
     external, not_importable = _register_extra(extra_models or {})
@@ -588,6 +670,10 @@ def compare(
         try:
             run.model(name, Path(given) if given else None, entry, results, where)
             entry["status"] = "done"
+        except BudgetError:
+            entry["status"] = "pending"
+            results.save()
+            raise
         except EdgesegError as e:
             entry["status"], entry["error"] = "failed", str(e)
             log.error("%s: %s", name, e)

@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
-from edgeseg.defaults import INPUT_SIZE
+from edgeseg.defaults import ACCURACY_BUDGET, CALIB_IMAGES, INPUT_SIZE, THREADS
 from edgeseg.deploy.export import DEFAULT_OPSET, ExportResult, export_onnx, onnx_session, parity
+from edgeseg.errors import EdgesegError
 from edgeseg.utils import parse_size
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ def export_checkpoint(
         "mean": list(ds["mean"]),
         "std": list(ds["std"]),
         "dataset": ds["name"],
+        "layout": "NCHW",
         "input": "NCHW float32 RGB, (x / 255 - mean) / std; any H, W",
         "output": "logits (N, K, H, W)",
     }
@@ -114,3 +116,89 @@ def export_checkpoint(
         fp32_size_bytes=fp32_size or Path(out).stat().st_size,
         quantization=quant,
     )
+
+
+def export_bundle(
+    checkpoint: str | os.PathLike[str],
+    folder: str | os.PathLike[str],
+    *,
+    data: str | None = None,
+    split: str = "val",
+    eval_images: int | None = None,
+    input_size: tuple[int, int] | str | None = None,
+    threads: int = THREADS,
+    budget_miou: float = ACCURACY_BUDGET,
+    calib_images: int = CALIB_IMAGES,
+) -> dict[str, Any]:
+    """A deployment bundle (:mod:`edgeseg_runtime.bundle`) for the torch-free runtime.
+
+    The ONNX backends that can run here (ONNX Runtime, and OpenVINO when installed) are
+    benchmarked side by side in fresh processes, fp32 and int8; the artefact is the one
+    of the fastest backend within ``budget_miou`` of PyTorch fp32 on ``data``'s
+    ``split`` (without ``data`` no accuracy can be checked, so int8 is not considered).
+    It is exported with its metadata and parity check, and ``model.json`` records the
+    classes, palette, normalisation, input size, each backend's latency and mIoU here.
+
+    Returns:
+        The bundle's card (``model.json``'s content).
+    """
+    from edgeseg_runtime.bundle import write_bundle
+
+    from edgeseg.deploy.backends import onnx_backend_unavailable
+    from edgeseg.engine.checkpoint import load_model
+    from edgeseg.measure.bench import bench
+
+    dest = Path(folder)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise EdgesegError(f"--bundle {dest}: exists and is not an empty folder; nothing is "
+                           "overwritten, choose a new folder")  # fmt: skip
+    _, ckpt = load_model(checkpoint)
+    size = parse_size(input_size or ckpt.get("input_size") or INPUT_SIZE)
+    onnx = [b for b in ("ort", "ort-int8", "openvino", "openvino-int8")
+            if not onnx_backend_unavailable(b) and (data or not b.endswith("int8"))]  # fmt: skip
+    res = bench(str(checkpoint), size=size, threads=threads, backends=["eager", *onnx],
+                data=data, split=split, eval_images=eval_images, calib_data=data,
+                calib_images=calib_images, budget_miou=budget_miou)  # fmt: skip
+    rows = {b: r for b, r in res["backends"].items() if b in onnx}
+    if not rows:
+        raise EdgesegError(f"no ONNX backend ran for {checkpoint}: {res.get('errors')}")
+    ref = res["backends"].get("eager", {}).get("miou")
+    # The bench rule among the ONNX backends, PyTorch fp32 (eager) the accuracy reference.
+    ok = [b for b, r in rows.items() if ref is None or r.get("miou", ref) >= ref - budget_miou]
+    chosen = min(ok or rows, key=lambda b: rows[b]["latency_ms"]["median"])
+    int8 = chosen.endswith("int8")
+    with tempfile.TemporaryDirectory(prefix="edgeseg-bundle-") as tmp:
+        model_file = Path(tmp) / "model.onnx"
+        exp = export_checkpoint(checkpoint, model_file, input_size=size, data=data,
+                                split=split, int8=int8, calib_images=calib_images)  # fmt: skip
+        blob = model_file.read_bytes()
+    ds = ckpt["dataset"]
+    card = {
+        "name": ckpt["model"]["name"],
+        "classes": list(ds["classes"]),
+        "palette": [list(c) for c in ds["palette"]],
+        "mean": list(ds["mean"]),
+        "std": list(ds["std"]),
+        "layout": "NCHW",
+        "input_size": list(size),
+        "precision": exp.precision,
+        "backend": chosen.removesuffix("-int8"),
+        "measured": {
+            "backend": chosen,
+            "latency_ms": round(rows[chosen]["latency_ms"]["median"], 2),
+            "miou": rows[chosen].get("miou"),
+            "cpu": res.get("cpu"),
+            "threads": threads,
+            "size": list(size),
+        },
+        "backends": {
+            b: {"latency_ms": round(r["latency_ms"]["median"], 2), "miou": r.get("miou")}
+            for b, r in rows.items()
+        },
+        "reference_miou": ref,
+        "parity": {"max_abs_diff": exp.max_abs_diff, "pixel_agreement": exp.pixel_agreement},
+    }
+    write_bundle(folder, blob, card)
+    log.info("bundle %s: %s (%s), %.1f ms here", folder, chosen, exp.precision,
+             rows[chosen]["latency_ms"]["median"])  # fmt: skip
+    return card

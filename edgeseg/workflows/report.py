@@ -26,6 +26,7 @@ from typing import Any
 
 import matplotlib
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 matplotlib.use("Agg")  # files only, never a window
 import numpy as np
@@ -33,11 +34,13 @@ from PIL import Image
 
 from edgeseg.utils import atomic_write_bytes, atomic_write_text
 
-__all__ = ["pareto_front", "report_tables", "write_report"]
+__all__ = ["pareto_front", "report_tables", "training_flags", "verdict", "write_report"]
 
 log = logging.getLogger(__name__)
 
 FIGURES = ("pareto", "curves", "timing", "predictions")
+MIN_EPOCHS = 10  # fewer epochs than this: the score says little about the network
+RISING = 0.02  # val mIoU gained over the last quarter of training: still learning
 # Figures are built with matplotlib's object API (no pyplot): no global backend or state
 # is touched in the caller's process.
 _COLOURS = matplotlib.colormaps["tab10"]
@@ -62,6 +65,65 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
         if not dominated:
             front.append(i)
     return sorted(front, key=lambda i: points[i][0])
+
+
+def training_flags(entry: dict[str, Any]) -> list[str]:
+    """Why a model's score may understate it: its training was cut by the budget, was
+    short, or had not converged (val mIoU still rising at the end). Empty: none."""
+    tr = entry.get("train")
+    if not tr:
+        return []
+    flags = []
+    done, planned = tr.get("epochs_done", 0), tr.get("epochs", 0)
+    if tr.get("stopped_by_budget") or (planned and done < planned):
+        flags.append(f"schedule cut: {done} of {planned} epochs")
+    elif done < MIN_EPOCHS:
+        flags.append(f"only {done} epochs")
+    ev = [r["val_miou"] for r in entry.get("history", []) if r.get("val_miou") is not None]
+    if len(ev) >= 3:
+        head = ev[: max(1, (3 * len(ev)) // 4)]
+        gain = ev[-1] - max(head)
+        if gain > RISING:
+            flags.append(f"still improving (+{gain:.3f} mIoU in the last quarter)")
+    return flags
+
+
+def verdict(results: dict[str, Any]) -> list[str]:
+    """The report's opening paragraph, as sentences: which model to pick for accuracy,
+    for speed and in between (the Pareto front in words), and which scores not to trust."""
+    done = [e for e in _done(results) if e.get("metrics", {}).get("miou") is not None]
+    pts = [(e, *_best_latency(e)) for e in done]
+    pts = [(e, b, ms) for e, b, ms in pts if ms is not None]
+    if not pts:
+        return ["No model finished: nothing to recommend yet."]
+    front = [pts[i] for i in pareto_front([(ms, e["metrics"]["miou"]) for e, _, ms in pts])]
+    fastest, best = front[0], front[-1]
+
+    def say(p: tuple[dict[str, Any], str | None, float]) -> str:
+        e, backend, ms = p
+        return f"{e['name']} ({e['metrics']['miou']:.3f} mIoU, {ms:.1f} ms with {backend})"
+
+    out = [f"Pick {say(best)} for the best accuracy."]
+    if fastest is not best:
+        out.append(f"Pick {say(fastest)} when latency comes first.")
+        middle = front[1:-1]
+        if middle:
+            between = "; ".join(say(p) for p in middle)
+            out.append("In between, on the Pareto front (no other model is both faster "
+                       f"and more accurate): {between}.")  # fmt: skip
+    else:
+        out.append("It is also the fastest: it dominates every other model here.")
+    off = [e["name"] for e, _, _ in pts if all(e is not f[0] for f in front)]
+    if off:
+        out.append(f"Dominated (another model is both faster and more accurate): "
+                   f"{', '.join(off)}.")  # fmt: skip
+    flagged = [(e["name"], training_flags(e)) for e in done]
+    flagged = [(n, f) for n, f in flagged if f]
+    if flagged:
+        out.append("Do not read these scores as the networks' worth, their training was not "
+                   "complete: " + "; ".join(f"{n} ({', '.join(f)})" for n, f in flagged)
+                   + ". Give them a larger budget before choosing.")  # fmt: skip
+    return out
 
 
 def _done(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -90,9 +152,12 @@ def report_tables(results: dict[str, Any]) -> dict[str, tuple[list[str], list[li
     done = _done(results)
     classes = results.get("classes", [])
     tables: dict[str, tuple[list[str], list[list[str]]]] = {}
+    # One latency per model here (its best backend's); every backend's is in the next
+    # table, from the same benchmark processes.
     header = [
         "model", "mIoU", "pixel acc", "mean acc", "params (M)", "GFLOPs", "size (MB)",
-        "eager ms", "best backend", "best ms", "img/s", "peak MB", "epochs", "train s",
+        "best backend", "best ms", "img/s", "peak MB", "epochs", "images", "train s",
+        "training",
     ]  # fmt: skip
     rows = []
     for e in done:
@@ -108,13 +173,14 @@ def report_tables(results: dict[str, Any]) -> dict[str, tuple[list[str], list[li
                 _fmt(p.get("params", 0) / 1e6, ".3f"),
                 _fmt(p.get("flops", 0) / 1e9, ".2f"),
                 _fmt(p.get("size_bytes", 0) / 2**20, ".2f"),
-                _fmt(p.get("latency_ms", {}).get("median"), ".1f"),
                 best or "-",
                 _fmt(best_ms, ".1f"),
                 _fmt(1000 / best_ms if best_ms else None, ".1f"),
                 _fmt(p.get("peak_memory_bytes", 0) / 2**20, ".0f"),
-                f"{tr.get('epochs_done', '-')}" if tr else "(given)",
-                _fmt(e.get("stages", {}).get("train", {}).get("seconds"), ".0f"),
+                f"{tr.get('epochs_done', '-')}/{tr.get('epochs', '-')}" if tr else "(given)",
+                _fmt(tr.get("images"), ",d") if tr else "-",
+                _fmt(tr.get("seconds"), ".0f") if tr else "-",
+                "; ".join(training_flags(e)) or ("complete" if tr else "not trained here"),
             ]
         )
     tables["Accuracy and cost"] = (header, rows)
@@ -193,10 +259,13 @@ def _pareto_figure(results: dict[str, Any], done: list[dict[str, Any]]) -> Any:
         ax.scatter(ms, miou, s=70 if on else 40, color=_COLOURS(i % 10), zorder=3,
                    edgecolors="black" if on else "none")  # fmt: skip
         ax.annotate(name, (ms, miou), textcoords="offset points", xytext=(6, 4), fontsize=9)
-    if len(front) > 1:
-        ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1,
-                label="Pareto front", zorder=2)  # fmt: skip
-        ax.legend(loc="lower right")
+    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1,
+            marker="o", mfc="none", mec="black", ms=9,
+            label="Pareto front: no other model is both faster and more accurate",
+            zorder=2)  # fmt: skip
+    if len(front) < len(pts):
+        ax.scatter([], [], s=40, color="grey", label="dominated: another model beats it on both")
+    ax.legend(loc="lower right", fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("latency, best backend (ms, log scale)")
     ax.set_ylabel("mIoU (val)")
@@ -207,19 +276,24 @@ def _pareto_figure(results: dict[str, Any], done: list[dict[str, Any]]) -> Any:
 
 
 def _curves_figure(done: list[dict[str, Any]]) -> Any:
-    """Training loss and validation mIoU per epoch (None: nothing was trained)."""
-    trained = [e for e in done if e.get("history")]
-    if not trained:
+    """Training loss and validation mIoU per epoch of every model (None: nothing was
+    trained). Markers on every point, so a one-epoch run is a dot, not nothing; a model
+    with no history is named in the legend with the reason."""
+    if not any(e.get("history") for e in done):
         return None
     fig = Figure(figsize=(11, 4))
     a1, a2 = fig.subplots(1, 2)
-    for i, e in enumerate(trained):
-        h = e["history"]
-        a1.plot([r["epoch"] for r in h], [r["train_loss"] for r in h], color=_COLOURS(i % 10),
+    for i, e in enumerate(done):
+        h, c = e.get("history") or [], _COLOURS(i % 10)
+        if not h:
+            why = "given checkpoint, not trained here" if not e.get("train") else "no epoch"
+            a1.plot([], [], color=c, label=f"{e['name']} ({why})")
+            continue
+        a1.plot([r["epoch"] for r in h], [r["train_loss"] for r in h], ".-", color=c,
                 label=e["name"])  # fmt: skip
         ev = [r for r in h if r.get("val_miou") is not None]
-        a2.plot([r["epoch"] for r in ev], [r["val_miou"] for r in ev], "o-",
-                color=_COLOURS(i % 10), label=e["name"])  # fmt: skip
+        a2.plot([r["epoch"] for r in ev], [r["val_miou"] for r in ev], "o-", ms=4,
+                color=c, label=e["name"])  # fmt: skip
     a1.set(xlabel="epoch", ylabel="training loss", title="Loss per epoch")
     a2.set(xlabel="epoch", ylabel="val mIoU", title="Validation mIoU per epoch")
     for a in (a1, a2):
@@ -251,12 +325,18 @@ def _timing_figure(done: list[dict[str, Any]]) -> Any:
             start += st["ms"]
     a2.set_yticks(range(len(done)), names)
     a2.invert_yaxis()
-    a2.set(xlabel="ms (eager, per network stage)", title="Inference time per network stage")
+    a2.set(
+        xlabel="ms (eager, profiler, per network stage)",
+        title="Inference time per network stage (profiler)",
+    )
     return fig
 
 
-def _predictions_figure(done: list[dict[str, Any]], folder: Path) -> Any:
-    """Image, ground truth and every model's prediction per preview row (None: none)."""
+def _predictions_figure(
+    done: list[dict[str, Any]], folder: Path, classes: list[str], palette: list[list[int]]
+) -> Any:
+    """Image, ground truth and every model's prediction per preview row, with a colour
+    legend of the class names below the grid (None: no preview)."""
     n = max((len((e.get("preview") or {}).get("files", [])) for e in done), default=0)
     if not n or not folder.is_dir():
         return None
@@ -276,6 +356,12 @@ def _predictions_figure(done: list[dict[str, Any]], folder: Path) -> Any:
             if i == 0:
                 ax.set_title(cols[j], fontsize=9)
     fig.tight_layout()
+    if classes and palette:
+        handles = [Patch(facecolor=np.asarray(c) / 255, edgecolor="black", label=name)
+                   for name, c in zip(classes, palette, strict=False)]  # fmt: skip
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6),
+                   fontsize=8, bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(handles) // 7)),
+                   title="classes")  # fmt: skip
     return fig
 
 
@@ -288,7 +374,9 @@ def _figures(results: dict[str, Any], out: Path) -> dict[str, Path]:
         "pareto": _pareto_figure(results, done),
         "curves": _curves_figure(done),
         "timing": _timing_figure(done),
-        "predictions": _predictions_figure(done, out / "preview"),
+        "predictions": _predictions_figure(
+            done, out / "preview", results.get("classes", []), results.get("palette", [])
+        ),
     }
     return {k: _save(fig, out / f"{k}.png") for k, fig in figures.items() if fig is not None}
 
@@ -311,10 +399,12 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 _CAPTIONS = {
-    "pareto": "mIoU against latency with each model's fastest backend (within 1 mIoU point)",
+    "pareto": "mIoU against latency with each model's fastest backend (within 1 mIoU point); "
+    "circled and joined: the Pareto front (no other model is both faster and more accurate)",
     "curves": "Training loss and validation mIoU per epoch",
     "timing": "Where the time goes: the comparison's stages, and inference per network stage",
-    "predictions": "Validation images, ground truth and each model's prediction",
+    "predictions": "Validation images, ground truth and each model's prediction (colours: "
+    "the legend under the grid)",
 }
 
 _CSS = """
@@ -324,6 +414,10 @@ th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th:first-child,td:first-child{text-align:left}
 th{background:#f0f0f0} img{max-width:100%;border:1px solid #ddd}
 figure{margin:1em 0 2em} figcaption{color:#555;font-size:13px}
+ul.legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:4px 14px;font-size:13px}
+ul.legend span{display:inline-block;width:12px;height:12px;margin-right:5px;
+  border:1px solid #333;vertical-align:-1px}
+#verdict{background:#f5f8ff;border-left:4px solid #3b6fd6;padding:0.6em 1em}
 """
 
 # Marks the page once every figure has decoded, so a headless check can tell a page with
@@ -347,9 +441,44 @@ def _intro(results: dict[str, Any]) -> list[str]:
         f"classes; input {size[0]}x{size[1]}.",
         f"Machine: {m.get('cpu', '?')}, {m.get('threads')} threads, torch {m.get('torch')}; "
         f"edgeseg {results.get('edgeseg_version')}.",
-        f"Training budget per model: {cfg.get('budget')}; backends: "
-        f"{', '.join(cfg.get('backends', []))}.",
-    ]
+        f"Training budget per model: {cfg.get('budget')}"
+        + (f" ({', '.join(f'{k}: {v}' for k, v in cfg['budgets'].items())})"
+           if cfg.get("budgets") else "")
+        + f"; backends: {', '.join(cfg.get('backends', []))}.",
+        "Scores are fractions (mIoU 0.750 = 75 %); latencies are medians in ms of fresh "
+        "benchmark processes, one input image per run.",
+    ]  # fmt: skip
+
+
+def _code_html(text: str) -> str:
+    """Escape ``text`` for HTML, rendering Markdown's `code` spans as <code>."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def _figure_attrs(name: str, results: dict[str, Any]) -> str:
+    """``data-curves``: the models the curves figure draws (a check can read them)."""
+    if name != "curves":
+        return ""
+    drawn = [e["name"] for e in _done(results) if e.get("history")]
+    return f" data-curves='{html.escape(' '.join(drawn))}'"
+
+
+def _figure_key(name: str, results: dict[str, Any]) -> str:
+    """The class colour key under the prediction grid, as HTML (also drawn in the figure),
+    and the models the curves figure has no curve for, with the reason."""
+    if name == "predictions":
+        items = "".join(
+            f"<li><span style='background:rgb({c[0]},{c[1]},{c[2]})'></span>{html.escape(k)}</li>"
+            for k, c in zip(results.get("classes", []), results.get("palette", []), strict=False)
+        )
+        return f"<ul class='legend'>{items}</ul>"
+    if name == "curves":
+        missing = [e["name"] for e in _done(results) if not e.get("history")]
+        if missing:
+            return (f"<p class='note'>No curve for {html.escape(', '.join(missing))}: given as "
+                    "trained checkpoints, not trained here.</p>")  # fmt: skip
+    return ""
 
 
 def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
@@ -368,7 +497,9 @@ def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
     tables = report_tables(results)
     intro = _intro(results)
 
-    md = ["# edgeseg comparison", "", *(f"- {line}" for line in intro), ""]
+    words = verdict(results)
+    md = ["# edgeseg comparison", "", "**Verdict.** " + " ".join(words), "",
+          *(f"- {line}" for line in intro), ""]  # fmt: skip
     for title, (header, rows) in tables.items():
         md += [f"## {title}", "", _md_table(header, rows), ""]
     for name in FIGURES:
@@ -380,8 +511,9 @@ def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
         "<!doctype html><html><head><meta charset='utf-8'>",
         "<title>edgeseg comparison</title>",
         f"<style>{_CSS}</style><script>{_SCRIPT}</script></head><body>",
-        "<h1>edgeseg comparison</h1><ul>",
-        *(f"<li>{html.escape(line)}</li>" for line in intro),
+        "<h1>edgeseg comparison</h1>",
+        f"<p id='verdict'><strong>Verdict.</strong> {html.escape(' '.join(words))}</p><ul>",
+        *(f"<li>{_code_html(line)}</li>" for line in intro),
         "</ul>",
     ]
     for title, (header, rows) in tables.items():
@@ -390,9 +522,11 @@ def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
         if name in figures:
             data = base64.b64encode(figures[name].read_bytes()).decode("ascii")
             parts.append(
-                f"<figure id='{name}'><img alt='{html.escape(_CAPTIONS[name])}' "
+                f"<figure id='{name}'{_figure_attrs(name, results)}>"
+                f"<img alt='{html.escape(_CAPTIONS[name])}' "
                 f"src='data:image/png;base64,{data}'><figcaption>"
-                f"{html.escape(_CAPTIONS[name])}</figcaption></figure>"
+                f"{html.escape(_CAPTIONS[name])}</figcaption>{_figure_key(name, results)}"
+                "</figure>"
             )
     parts.append("</body></html>")
     atomic_write_text(out / "report.html", "\n".join(parts))

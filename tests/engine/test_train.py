@@ -16,7 +16,7 @@ import torch
 
 from edgeseg.config import Config, load_config
 from edgeseg.engine.checkpoint import load_checkpoint
-from edgeseg.engine.train import build_scheduler, train
+from edgeseg.engine.train import Trainer, build_scheduler, train
 from edgeseg.errors import CheckpointError, ConfigError, EdgesegError
 from tests.synthetic import make_list_dataset
 
@@ -231,3 +231,52 @@ def test_bad_batch_size_and_preset(data: Path, tmp_path: Path) -> None:
         train(_cfg(data, tmp_path / "x", train__batch_size=64))
     with pytest.raises(ConfigError, match=r"data\.preset=custom needs data\.classes"):
         train(load_config(None, [f"data.root={data}", "data.preset=custom"]))
+
+
+def _planning_trainer(data: Path, out: Path, **extra: object) -> Trainer:
+    t = Trainer(_cfg(data, out, train__max_minutes=10, train__replan="true", **extra))
+    t.setup()
+    t._prepare_run()
+    return t
+
+
+def test_replan_fits_the_time_left_within_the_cap(data: Path, tmp_path: Path) -> None:
+    t = _planning_trainer(data, tmp_path / "run", train__epochs=3, train__max_epochs=40)
+    t.budget_s, t.t_start = 600.0, time.perf_counter()  # 600 s left, by construction
+    t.replan(1, {"epoch_seconds": 20.0})  # ~29 more epochs fit: the plan grows
+    assert 25 <= t.cfg.train.epochs <= 30
+    assert t.scheduler.lr_lambdas[0].total == t.cfg.train.epochs * t.steps_per_epoch
+    t.replan(1, {"epoch_seconds": 1.0})  # 599 more would fit: the cap holds
+    assert t.cfg.train.epochs == 40
+    t.log.rows.clear()
+    t.replan(2, {"epoch_seconds": 1e4})  # nothing more fits: the schedule ends here
+    assert t.cfg.train.epochs == 2
+    assert t.scheduler.lr_lambdas[0].total == 2 * t.steps_per_epoch
+
+
+def test_replan_uses_the_median_so_one_slow_epoch_does_not_set_the_plan(
+    data: Path, tmp_path: Path
+) -> None:
+    t = _planning_trainer(data, tmp_path / "run", train__epochs=3, train__max_epochs=100)
+    t.budget_s, t.t_start = 100.0, time.perf_counter()
+    t.log.rows[:] = [{"epoch_seconds": 1.0}, {"epoch_seconds": 1.0}]
+    t.replan(3, {"epoch_seconds": 50.0})  # another process slowed one epoch 50x
+    assert t.cfg.train.epochs > 50
+
+
+def test_replanned_length_survives_a_resume(data: Path, tmp_path: Path) -> None:
+    res = train(_cfg(data, tmp_path / "run", train__epochs=2, train__max_epochs=6,
+                     train__max_minutes=30, train__replan="true"))  # fmt: skip
+    assert res.epochs_done == 6  # the plan grew to the cap: 30 minutes fit far more
+    ts = load_checkpoint(tmp_path / "run" / "last.pt")["train_state"]
+    assert ts["epochs"] == 6
+    assert ts["scheduler"]["lr_lambdas"][0]["total"] == 6 * 2  # 8 images / batch 4
+
+
+def test_replan_needs_a_budget_and_a_replannable_schedule(data: Path, tmp_path: Path) -> None:
+    for extra, msg in [({"train__replan": "true"}, "needs train.max_minutes"),
+                       ({"train__replan": "true", "train__max_minutes": 1,
+                         "sched__name": "onecycle"}, "onecycle"),
+                       ({"train__max_epochs": 2}, "max_epochs")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=msg):
+            train(_cfg(data, tmp_path / "x", **extra))

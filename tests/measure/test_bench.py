@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from edgeseg.measure.bench import bench
 from tests.cli_checks import assert_one_line_exit_2
 
 pytestmark = pytest.mark.filterwarnings("ignore")
+HAVE_OPENVINO = importlib.util.find_spec("openvino") is not None
 
 
 @pytest.mark.slow
@@ -66,10 +68,12 @@ def test_calibration_data_missing(tiny_run) -> None:
         calibration_images(ckpt, None, "train", 4, (40, 56))
 
 
-@pytest.mark.parametrize("backend", ["eager", "channels_last", "ort"])
+@pytest.mark.parametrize("backend", ["eager", "channels_last", "ort", "openvino"])
 def test_runners_agree_with_eager(backend: str) -> None:
     from edgeseg.models import create_model
 
+    if backend == "openvino" and not HAVE_OPENVINO:
+        pytest.skip("needs the openvino package (extra)")
     model = create_model("l3unet", num_classes=3).eval()
     x = torch.randn(1, 3, 64, 96)
     run = make_runner(backend, model=model, example=x)
@@ -261,6 +265,38 @@ def test_bench_onnx_file_with_its_defaults_scores_each_backend(
             "--json"]  # fmt: skip
     assert main(argv) == 0
     res = json.loads(capsys.readouterr().out)
-    assert set(res["backends"]) == {"ort", "ort-int8"}
+    ov = {"openvino", "openvino-int8"} if HAVE_OPENVINO else set()
+    assert set(res["backends"]) == {"ort", "ort-int8"} | ov
     assert all(0 <= row["miou"] <= 1 for row in res["backends"].values())
     assert "against ort" in res["best_reason"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_OPENVINO, reason="needs the openvino package (extra)")
+def test_openvino_backends_side_by_side_with_accuracy(tiny_run, tmp_path: Path) -> None:
+    data, run = tiny_run
+    res = bench(str(run), size=(40, 56), backends=["eager", "ort", "ort-int8", "openvino",
+                "openvino-int8"], iterations=1, warmup=1, repeats=1, data=str(data),
+                calib_images=4)  # fmt: skip
+    assert set(res["backends"]) == {"eager", "ort", "ort-int8", "openvino", "openvino-int8"}
+    for b in ("openvino", "openvino-int8"):
+        row = res["backends"][b]
+        assert row["latency_ms"]["median"] > 0 and 0 <= row["miou"] <= 1
+    # fp32 OpenVINO runs the same file as ORT: the same predictions, nearly every pixel
+    assert res["backends"]["openvino"]["pixel_agreement"] > 0.99
+
+
+@pytest.mark.slow
+def test_missing_engine_is_reported_and_the_rest_run(
+    tiny_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgeseg.measure.bench as bench_mod
+
+    monkeypatch.setattr(bench_mod, "onnx_backend_unavailable",
+                        lambda b: "backend openvino needs the openvino package"
+                        if b.startswith("openvino") else None)  # fmt: skip
+    _, run = tiny_run
+    res = bench(str(run), size=(40, 56), backends=["ort", "openvino"], iterations=1,
+                warmup=1, repeats=1)  # fmt: skip
+    assert set(res["backends"]) == {"ort"}
+    assert "needs the openvino package" in res["errors"]["openvino"]

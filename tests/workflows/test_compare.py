@@ -13,11 +13,14 @@ from torch import nn
 
 from edgeseg.cli import main
 from edgeseg.config import Config
-from edgeseg.errors import ConfigError, EdgesegError
+from edgeseg.errors import BudgetError, ConfigError, EdgesegError
 from edgeseg.models._registry import _REGISTRY
 from edgeseg.workflows.compare import (
+    Budget,
     CompareConfig,
     compare,
+    fit_to_budget,
+    fit_to_work,
     load_compare_config,
     parse_budget,
     plan_epochs,
@@ -26,11 +29,13 @@ from tests.synthetic import make_list_dataset
 
 
 def test_parse_budget() -> None:
-    assert parse_budget("90s") == 90
-    assert parse_budget("20m") == 1200
-    assert parse_budget("1.5h") == 5400
-    assert parse_budget("2") == 120  # a bare number is minutes
-    for bad in ("", "2x", "m", "-3m", "0s"):
+    assert parse_budget("90s") == Budget("time", 90)
+    assert parse_budget("20m") == Budget("time", 1200)
+    assert parse_budget("1.5h") == Budget("time", 5400)
+    assert parse_budget("2") == Budget("time", 120)  # a bare number is minutes
+    assert parse_budget("30 epochs") == parse_budget("30e") == Budget("epochs", 30)
+    assert parse_budget("20k images") == Budget("images", 20000)
+    for bad in ("", "2x", "m", "-3m", "0s", "2.5 epochs", "3k min", "0 images"):
         with pytest.raises(EdgesegError, match="--budget"):
             parse_budget(bad)
 
@@ -118,6 +123,9 @@ def test_compare_end_to_end(compared: tuple[Path, Path, dict]) -> None:
         assert set(e["stages"]) == {"train", "evaluate", "profile", "bench", "preview"}
         assert 0 <= e["metrics"]["miou"] <= 1 and set(e["metrics"]["iou"]) == {"a", "b", "c"}
         assert e["train"]["epochs_done"] >= 1 and e["history"][0]["epoch"] == 1
+        tr = e["train"]  # what it got, stated
+        assert tr["images"] == tr["epochs_done"] * 8 and tr["seconds"] > 0
+        assert tr["budget"] == "15 s" and isinstance(tr["schedule_finished"], bool)
         assert e["profile"]["params"] > 0 and e["profile"]["stages"]
         assert set(e["bench"]["backends"]) == {"eager", "ort"}
         assert e["bench"]["best"] in ("eager", "ort")
@@ -224,6 +232,11 @@ def test_report_renders_in_headless_chromium(
     ).stdout
     assert 'data-images="ok 4"' in dom, dom[:300]
     assert dom.count("<table>") >= 4 and "l3unet" in dom
+    verdict = dom.split('id="verdict"')[1].split("</p>")[0]
+    assert "Pick " in verdict and ("l3unet" in verdict or "tinynet" in verdict)
+    assert 'data-curves="l3unet tinynet"' in dom  # every model's curve is drawn
+    legend = dom.split('class="legend"')[1].split("</ul>")[0]
+    assert all(f"</span>{c}</li>" in legend for c in ("a", "b", "c"))
     shot = tmp_path / "report.png"
     subprocess.run(
         [*flags, f"--screenshot={shot}", "--window-size=1280,2400", url],
@@ -235,3 +248,37 @@ def test_report_renders_in_headless_chromium(
     assert img.size == (1280, 2400)
     colours = img.resize((64, 120)).getcolors(64 * 120)
     assert colours is not None and len(colours) > 20  # plots, not a blank page
+
+
+def test_work_budgets_set_equal_epochs_whatever_the_machine(tmp_path: Path) -> None:
+    recipe = Config()
+    assert fit_to_work(recipe, parse_budget("12 epochs"), 100) == 12
+    assert recipe.train.epochs == 12 and recipe.train.max_minutes is None
+    assert not recipe.train.replan and recipe.train.eval_every == 2
+    recipe.train.batch_size = 8
+    assert fit_to_work(recipe, parse_budget("2k images"), 100) == 21  # 96 images an epoch
+
+
+def test_time_budget_replans_and_refuses_less_than_one_epoch(tmp_path: Path) -> None:
+    data = make_list_dataset(tmp_path / "d", {"train": 8, "val": 3}, size=(40, 56))
+    cfg = _cfg(data, tmp_path / "o", ["l3unet"])
+    recipe = cfg.recipe
+    recipe.model.name = "l3unet"
+    fit_to_budget(recipe, 600.0)
+    assert recipe.train.replan and recipe.train.max_epochs == 3 and recipe.train.max_minutes
+    with pytest.raises(BudgetError, match="too small to train l3unet one epoch"):
+        fit_to_budget(cfg.recipe, 1e-3)
+
+
+def test_compare_budget_too_small_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = make_list_dataset(tmp_path / "d", {"train": 8, "val": 3}, size=(40, 56))
+    code = main(["compare", "--models", "l3unet", "--data", str(data), "--budget", "0.01s",
+                 "--out", str(tmp_path / "o"), "recipe.data.preset=custom",
+                 "recipe.data.classes=[a, b, c]", "recipe.data.crop_size=32x48"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "too small to train l3unet one epoch" in err, err
+    assert len(err.splitlines()) == 1
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert res["models"]["l3unet"]["status"] == "pending"  # nothing recorded as its worth

@@ -1,0 +1,131 @@
+"""Inference engines for an ONNX file: ONNX Runtime (always) and OpenVINO (optional).
+
+Each runner takes the network's input array and returns its logits as float32; the
+int8 variant of a backend is the same runner on edgeseg's QDQ int8 file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg_runtime.errors import EdgesegError
+
+__all__ = ["RUNTIME_BACKENDS", "make_runner", "onnx_props", "ort_session", "unavailable"]
+
+log = logging.getLogger(__name__)
+
+RUNTIME_BACKENDS = ("ort", "openvino")
+
+
+def unavailable(backend: str) -> str | None:
+    """Why ``backend`` cannot run here (a missing package), or ``None`` when it can."""
+    if backend not in RUNTIME_BACKENDS:
+        return f"unknown backend {backend!r} (one of {', '.join(RUNTIME_BACKENDS)})"
+    module = {"ort": "onnxruntime", "openvino": "openvino"}[backend]
+    if importlib.util.find_spec(module) is None:
+        extra = ' (pip install "edgeseg-runtime[openvino]")' if backend == "openvino" else ""
+        return f"backend {backend} needs the {module} package{extra}"
+    return None
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise EdgesegError(f"ONNX file not found: {path}")
+
+
+def onnx_props(path: str | Path) -> dict[str, str]:
+    """An ONNX file's ``metadata_props``, read by ONNX Runtime (no ``onnx`` package).
+
+    Raises:
+        EdgesegError: missing or not a readable ONNX model.
+    """
+    sess = ort_session(path, optimize=False)
+    return dict(sess.get_modelmeta().custom_metadata_map)
+
+
+def ort_session(path: str | Path, threads: int | None = None, optimize: bool = True) -> Any:
+    """An ONNX Runtime CPU session for ``path`` (every graph optimisation on unless
+    ``optimize`` is false; ``threads`` intra-op threads, one inter-op).
+
+    Raises:
+        EdgesegError: missing or corrupt file (one line, naming it).
+    """
+    import onnxruntime as ort
+
+    p = Path(path)
+    _check_file(p)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                     else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)  # fmt: skip
+    opts.log_severity_level = 3  # errors only: ORT warns about every unused initializer
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own Fail/InvalidGraph/... types
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise EdgesegError(f"cannot load ONNX model {p}: {first}") from None
+
+
+class OrtRunner:
+    """ONNX Runtime on the CPU, every graph optimisation on."""
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        self.session = ort_session(path, threads)
+        inp = self.session.get_inputs()[0]
+        self.input_name, self.input_shape = inp.name, list(inp.shape)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.session.run(None, {self.input_name: x})[0], dtype=np.float32)
+
+
+class OpenVinoRunner:
+    """OpenVINO on the CPU (latency hint), compiled once per input shape."""
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        import openvino as ov
+
+        self.core = ov.Core()
+        try:
+            self.model = self.core.read_model(str(path))
+        except Exception as e:
+            raise EdgesegError(f"{path}: OpenVINO cannot read it ({type(e).__name__})") from None
+        # fp32 math for fp32 layers (the file's own precision; no bf16/fp16 down-casting)
+        self.config: dict[str, Any] = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",
+        }
+        if threads:
+            self.config["INFERENCE_NUM_THREADS"] = threads
+        inp = self.model.inputs[0]
+        self.input_shape = [d.get_length() if d.is_static else None for d in inp.partial_shape]
+        self.shape: tuple[int, ...] | None = None
+        self.compiled: Any = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if x.shape != self.shape:  # a static shape compiles to the fastest kernels
+            self.model.reshape({self.model.inputs[0]: list(x.shape)})
+            self.compiled = self.core.compile_model(self.model, "CPU", self.config)
+            self.shape = x.shape
+        out = self.compiled({0: x})
+        return np.asarray(out[self.compiled.outputs[0]], dtype=np.float32)
+
+
+def make_runner(backend: str, path: str | Path, threads: int | None = None) -> Any:
+    """A callable ``(input array) -> logits`` of ``backend`` on the ONNX file ``path``.
+
+    Raises:
+        EdgesegError: an unknown or unavailable backend, an unreadable file.
+    """
+    why = unavailable(backend)
+    if why:
+        raise EdgesegError(why)
+    p = Path(path)
+    _check_file(p)
+    return OrtRunner(p, threads) if backend == "ort" else OpenVinoRunner(p, threads)

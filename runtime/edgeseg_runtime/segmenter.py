@@ -1,0 +1,120 @@
+"""The torch-free segmenter: an ONNX file or bundle in, label maps out.
+
+>>> seg = Segmenter("bundle/")                     # doctest: +SKIP
+>>> labels = seg("road.png")                       # (H, W) uint8 class ids
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg_runtime.backends import make_runner, onnx_props
+from edgeseg_runtime.bundle import read_bundle
+from edgeseg_runtime.card import ModelCard
+from edgeseg_runtime.errors import EdgesegError
+from edgeseg_runtime.processing import (
+    as_rgb,
+    colorize,
+    overlay,
+    resize_bilinear,
+    to_input,
+    to_labels,
+)
+
+__all__ = ["Segmenter", "load_card"]
+
+
+def load_card(model: str | Path, card: ModelCard | None = None) -> tuple[Path, ModelCard]:
+    """``(ONNX file, card)`` of a bundle folder or an ONNX file; ``card`` is used for a
+    file that carries no edgeseg metadata (and overrides nothing else).
+
+    Raises:
+        EdgesegError: a corrupt bundle, an unreadable file, or a file without metadata
+            and no ``card``.
+    """
+    p = Path(model)
+    if p.is_dir():
+        return read_bundle(p)
+    found = ModelCard.from_onnx_metadata(onnx_props(p), str(p))
+    if found is None and card is None:
+        raise EdgesegError(
+            f"{p} carries no edgeseg metadata: give its classes (--classes a,b,c, and "
+            "--mean/--std if it was not trained on ImageNet-normalised input)"
+        )
+    return p, (found or card)  # type: ignore[return-value]
+
+
+class Segmenter:
+    """A network loaded once, ready to segment images, with PyTorch nowhere.
+
+    Args:
+        model: a bundle folder or an ONNX file (edgeseg's carry their classes,
+            palette and normalisation).
+        backend: ``ort`` (ONNX Runtime) or ``openvino``.
+        threads: intra-op threads (default: the engine's).
+        input_size: run the network at ``(H, W)``, logits resized back to each image's
+            size; default: the card's size if the network needs one, else each image's.
+        card: classes and normalisation for an ONNX file without edgeseg metadata.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        backend: str = "ort",
+        threads: int | None = None,
+        input_size: tuple[int, int] | None = None,
+        card: ModelCard | None = None,
+    ) -> None:
+        self.path, self.card = load_card(model, card)
+        self.backend = backend
+        self._run = make_runner(backend, self.path, threads)
+        shape = list(getattr(self._run, "input_shape", []))
+        channels = shape[3 if self.card.layout == "NHWC" else 1] if len(shape) == 4 else None
+        if isinstance(channels, int) and channels != 3:
+            raise EdgesegError(f"{self.path}: the network takes {channels} input channels; "
+                               "edgeseg segmenters feed RGB (3)")  # fmt: skip
+        fixed = shape[1:3] if self.card.layout == "NHWC" else shape[2:4]
+        static = (
+            tuple(fixed) if len(fixed) == 2 and all(isinstance(v, int) for v in fixed) else None
+        )
+        self.input_size = input_size or static  # None: each image at its own size
+        self.last_ms = 0.0  # the network's time on the last image (pre/post excluded)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names, index = id."""
+        return self.card.classes
+
+    def _forward(self, rgb: np.ndarray) -> np.ndarray:
+        x = to_input(rgb, self.card.mean, self.card.std, self.input_size, self.card.layout)
+        t = time.perf_counter()
+        out = self._run(x)  # (1, K, h, w) logits
+        self.last_ms = (time.perf_counter() - t) * 1000
+        return out
+
+    def logits(self, image: Any) -> np.ndarray:
+        """Logits ``(K, H, W)`` float32 at the image's size."""
+        rgb = as_rgb(image)
+        return resize_bilinear(self._forward(rgb)[0], rgb.shape[:2])
+
+    def __call__(self, image: Any) -> np.ndarray:
+        """Class ids ``(H, W)`` uint8 of an RGB image (array, PIL image or path)."""
+        rgb = as_rgb(image)
+        return to_labels(self._forward(rgb), rgb.shape[:2])
+
+    def colorize(self, labels: np.ndarray) -> np.ndarray:
+        """Class ids -> RGB colours of the card's palette."""
+        return colorize(labels, self.card.palette)
+
+    def overlay(
+        self, image: Any, labels: np.ndarray | None = None, alpha: float = 0.5
+    ) -> np.ndarray:
+        """The image with its segmentation blended over it (computed if not given)."""
+        rgb = as_rgb(image)
+        labels = self(rgb) if labels is None else labels
+        return overlay(rgb, self.colorize(labels), alpha)

@@ -1,0 +1,70 @@
+"""The comparison report: a verdict in words, flags on under-trained models, legends."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from edgeseg.workflows.report import training_flags, verdict, write_report
+
+
+def _entry(name: str, miou: float, ms: float, *, epochs: int = 40, planned: int = 40,
+           cut: bool = False, rising: bool = False) -> dict[str, Any]:  # fmt: skip
+    curve = [0.2 + 0.5 * min(1.0, e / 10) for e in range(1, epochs + 1)]
+    if rising:
+        curve = [0.2 + 0.01 * e for e in range(1, epochs + 1)]
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_miou": v, "epoch_seconds": 1.0}
+               for e, v in enumerate(curve, start=1)]  # fmt: skip
+    return {
+        "name": name, "status": "done", "stages": {},
+        "metrics": {"miou": miou, "pixel_acc": 0.9, "mean_acc": 0.8, "iou": {}},
+        "profile": {"params": 1e6, "flops": 1e9, "size_bytes": 4e6, "latency_ms": {"median": ms}},
+        "bench": {"best": "ort", "backends": {"ort": {"latency_ms": {"median": ms}}}},
+        "train": {"epochs_done": epochs, "epochs": planned, "images": epochs * 100,
+                  "seconds": epochs * 1.0, "stopped_by_budget": cut},
+        "history": history,
+    }  # fmt: skip
+
+
+def _results(*entries: dict[str, Any]) -> dict[str, Any]:
+    return {"order": [e["name"] for e in entries], "models": {e["name"]: e for e in entries},
+            "classes": ["sky", "road"], "palette": [[128, 128, 128], [128, 64, 128]],
+            "size": [96, 128], "config": {"budget": "60 epochs", "backends": ["ort"]},
+            "machine": {"cpu": "x", "threads": 2}}  # fmt: skip
+
+
+def test_verdict_names_the_front_and_the_dominated() -> None:
+    res = _results(_entry("fast", 0.70, 5.0), _entry("mid", 0.75, 9.0),
+                   _entry("best", 0.80, 20.0), _entry("worse", 0.60, 30.0))  # fmt: skip
+    text = " ".join(verdict(res))
+    assert text.startswith("Pick best (0.800 mIoU, 20.0 ms with ort) for the best accuracy")
+    assert "Pick fast (0.700 mIoU, 5.0 ms with ort) when latency comes first" in text
+    assert "In between" in text and "mid (0.750" in text
+    assert "Dominated (another model is both faster and more accurate): worse." in text
+    assert "Do not read" not in text  # every model trained to the end
+
+
+def test_cut_short_and_rising_models_are_flagged() -> None:
+    assert training_flags(_entry("a", 0.5, 1, epochs=3, planned=8, cut=True))[0] == (
+        "schedule cut: 3 of 8 epochs"
+    )
+    assert training_flags(_entry("b", 0.5, 1, epochs=4, planned=4))[0] == "only 4 epochs"
+    flags = training_flags(_entry("c", 0.5, 1, epochs=40, planned=40, rising=True))
+    assert len(flags) == 1 and flags[0].startswith("still improving (+0.1")
+    assert training_flags(_entry("d", 0.5, 1)) == []
+    res = _results(_entry("a", 0.5, 1.0, epochs=3, planned=8, cut=True), _entry("d", 0.6, 2.0))
+    text = " ".join(verdict(res))
+    assert "Do not read these scores" in text and "a (schedule cut: 3 of 8 epochs" in text
+
+
+def test_report_opens_with_the_verdict_and_flags_the_cut_model(tmp_path: Path) -> None:
+    res = _results(_entry("cut", 0.5, 1.0, epochs=3, planned=8, cut=True), _entry("ok", 0.6, 2.0))
+    write_report(res, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert md.splitlines()[2].startswith("**Verdict.** Pick ok")
+    assert "| cut |" in md and "schedule cut: 3 of 8 epochs" in md and "| complete |" in md
+    page = (tmp_path / "report.html").read_text()
+    assert "<p id='verdict'>" in page and "data-curves='cut ok'" in page
+    assert "`" not in page.split("<body>")[1].split("<figure")[0]  # no raw Markdown
+    assert json.dumps(res)  # the results stay plain data

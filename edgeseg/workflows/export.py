@@ -172,8 +172,25 @@ def export_bundle(
         exp = export_checkpoint(checkpoint, model_file, input_size=size, data=data,
                                 split=split, int8=int8, calib_images=calib_images)  # fmt: skip
         blob = model_file.read_bytes()
+    card = _bundle_card(ckpt, size, exp, chosen, rows, res, threads)
+    write_bundle(folder, blob, card)
+    log.info("bundle %s: %s (%s), %.1f ms here", folder, chosen, exp.precision,
+             rows[chosen]["latency_ms"]["median"])  # fmt: skip
+    return card
+
+
+def _bundle_card(
+    ckpt: dict[str, Any],
+    size: tuple[int, int],
+    exp: ExportResult,
+    chosen: str,
+    rows: dict[str, Any],
+    res: dict[str, Any],
+    threads: int,
+) -> dict[str, Any]:
+    """``model.json``'s content: what the runtime needs, and what was measured here."""
     ds = ckpt["dataset"]
-    card = {
+    return {
         "name": ckpt["model"]["name"],
         "classes": list(ds["classes"]),
         "palette": [list(c) for c in ds["palette"]],
@@ -191,14 +208,8 @@ def export_bundle(
             "threads": threads,
             "size": list(size),
         },
-        "backends": {
-            b: {"latency_ms": round(r["latency_ms"]["median"], 2), "miou": r.get("miou")}
-            for b, r in rows.items()
-        },
-        "reference_miou": ref,
+        "backends": {b: {"latency_ms": round(r["latency_ms"]["median"], 2),
+                         "miou": r.get("miou")} for b, r in rows.items()},  # fmt: skip
+        "reference_miou": res["backends"].get("eager", {}).get("miou"),
         "parity": {"max_abs_diff": exp.max_abs_diff, "pixel_agreement": exp.pixel_agreement},
     }
-    write_bundle(folder, blob, card)
-    log.info("bundle %s: %s (%s), %.1f ms here", folder, chosen, exp.precision,
-             rows[chosen]["latency_ms"]["median"])  # fmt: skip
-    return card

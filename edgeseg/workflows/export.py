@@ -208,8 +208,10 @@ def _bundle_card(
             "threads": threads,
             "size": list(size),
         },
-        "backends": {b: {"latency_ms": round(r["latency_ms"]["median"], 2),
-                         "miou": r.get("miou")} for b, r in rows.items()},  # fmt: skip
+        "backends": {
+            b: {"latency_ms": round(r["latency_ms"]["median"], 2), "miou": r.get("miou")}
+            for b, r in rows.items()
+        },
         "reference_miou": res["backends"].get("eager", {}).get("miou"),
         "parity": {"max_abs_diff": exp.max_abs_diff, "pixel_agreement": exp.pixel_agreement},
     }

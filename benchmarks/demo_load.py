@@ -50,7 +50,7 @@ def _summary(folder: Path, wall: float | None) -> dict:
         rows[name] = {"miou": e["metrics"]["miou"], "epochs": e["train"]["epochs_done"],
                       "train_s": e["train"]["seconds"]}  # fmt: skip
     ranking = sorted(rows, key=lambda n: -rows[n]["miou"])
-    return {"folder": str(folder), "wall_s": wall, "budget": res["config"]["budget"],
+    return {"folder": folder.name, "wall_s": wall, "budget": res["config"]["budget"],
             "models": rows, "ranking": ranking}  # fmt: skip
 
 

@@ -57,6 +57,22 @@ def test_predict_paths_writes_labels_and_overlays(
     assert Path(single[0]["labels"]).name == "001.png"
 
 
+def test_predict_legend_puts_the_class_key_under_each_overlay(
+    tiny_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from edgeseg.cli import main
+
+    data, run = tiny_run
+    image = data / "test" / "001.png"
+    assert main(["predict", str(run), str(image), "--out", str(tmp_path / "p"), "--legend"]) == 0
+    plain = predict_paths(run, image, tmp_path / "q")[0]
+    keyed = Image.open(tmp_path / "p" / "overlays" / "001.png")
+    w, h = Image.open(plain["overlay"]).size
+    assert keyed.size[0] == w and keyed.size[1] > h  # the key is below, same width
+    top = np.asarray(keyed)[:h]
+    assert np.array_equal(top, np.asarray(Image.open(plain["overlay"])))  # overlay unchanged
+
+
 def test_predict_paths_builds_one_segmenter_for_many_inputs(
     tiny_run: tuple[Path, Path],
     tmp_path: Path,

@@ -170,6 +170,8 @@ def _spawn(job: dict[str, Any], work: Path, timeout: float) -> dict[str, Any]:
         )
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            if proc.returncode < 0:  # killed by a signal: the engine itself crashed
+                tail = f"the worker crashed ({signal.Signals(-proc.returncode).name})"
             raise EdgesegError(f"backend {job['backend']} failed: {tail}")
         return json.loads(out_file.read_text())
     finally:  # the worker's files go: a kept artefact folder holds only artefacts

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from edgeseg_runtime.card import default_palette as _runtime_palette
 
 from edgeseg.errors import EdgesegError
 
@@ -93,18 +94,9 @@ class DatasetInfo:
 
 
 def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
-    """Distinct colours for ``n`` classes: the PASCAL VOC bit-interleaving palette."""
-    out = []
-    for i in range(n):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        out.append((r, g, b))
-    return tuple(out)
+    """Distinct colours for ``n`` classes: the PASCAL VOC bit-interleaving palette (the
+    runtime's, so a class has one colour on the device and here)."""
+    return tuple(_runtime_palette(n))
 
 
 # fmt: off

@@ -22,10 +22,9 @@ from edgeseg_runtime.processing import (
     colorize,
     overlay,
     read_image,
-    resize_bilinear,
     to_input,
-    to_labels,
 )
+from edgeseg_runtime.segmenter import SegmenterBase
 
 from edgeseg.data import DatasetInfo
 from edgeseg.defaults import CALIB_IMAGES, INPUT_SIZE
@@ -52,7 +51,7 @@ def _threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-class Segmenter:
+class Segmenter(SegmenterBase):
     """A model loaded once, ready to segment numpy arrays, PIL images or files.
 
     Args:
@@ -142,27 +141,14 @@ class Segmenter:
         with _threads(self.threads):
             return self._run(x).float().numpy()
 
-    def logits(self, image: Any) -> torch.Tensor:
+    @property
+    def palette(self) -> tuple[tuple[int, int, int], ...]:  # type: ignore[override]
+        """An RGB colour per class."""
+        return self.info.palette  # type: ignore[return-value]
+
+    def logits(self, image: Any) -> torch.Tensor:  # type: ignore[override]
         """Logits ``(K, H, W)`` at the image's size."""
-        rgb = as_rgb(image)
-        return torch.from_numpy(resize_bilinear(self._forward(rgb)[0], rgb.shape[:2]))
-
-    def __call__(self, image: Any) -> np.ndarray:
-        """Class ids ``(H, W)`` uint8 for an RGB image (array, PIL image or path)."""
-        rgb = as_rgb(image)
-        return to_labels(self._forward(rgb), rgb.shape[:2])
-
-    def colorize(self, labels: np.ndarray) -> np.ndarray:
-        """Class ids -> RGB colours of the checkpoint's palette."""
-        return colorize(labels, self.info.palette)
-
-    def overlay(
-        self, image: Any, labels: np.ndarray | None = None, alpha: float = 0.5
-    ) -> np.ndarray:
-        """The image with its segmentation blended over it (computed if not given)."""
-        rgb = as_rgb(image)
-        labels = self(rgb) if labels is None else labels
-        return overlay(rgb, self.colorize(labels), alpha)
+        return torch.from_numpy(super().logits(image))
 
 
 def predict_paths(

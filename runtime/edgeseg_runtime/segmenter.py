@@ -25,7 +25,7 @@ from edgeseg_runtime.processing import (
     to_labels,
 )
 
-__all__ = ["Segmenter", "load_card"]
+__all__ = ["Segmenter", "SegmenterBase", "load_card"]
 
 
 def load_card(model: str | Path, card: ModelCard | None = None) -> tuple[Path, ModelCard]:
@@ -48,7 +48,40 @@ def load_card(model: str | Path, card: ModelCard | None = None) -> tuple[Path, M
     return p, (found or card)  # type: ignore[return-value]
 
 
-class Segmenter:
+class SegmenterBase:
+    """What every segmenter does with its network's logits; a subclass gives
+    :meth:`_forward` (RGB ``(H, W, 3)`` uint8 -> logits ``(1, K, h, w)`` float32) and
+    :attr:`palette`. ``edgeseg.Segmenter`` (PyTorch) and :class:`Segmenter` share it."""
+
+    palette: tuple[tuple[int, int, int], ...]
+
+    def _forward(self, rgb: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def logits(self, image: Any) -> np.ndarray:
+        """Logits ``(K, H, W)`` float32 at the image's size."""
+        rgb = as_rgb(image)
+        return resize_bilinear(self._forward(rgb)[0], rgb.shape[:2])
+
+    def __call__(self, image: Any) -> np.ndarray:
+        """Class ids ``(H, W)`` uint8 of an RGB image (array, PIL image or path)."""
+        rgb = as_rgb(image)
+        return to_labels(self._forward(rgb), rgb.shape[:2])
+
+    def colorize(self, labels: np.ndarray) -> np.ndarray:
+        """Class ids -> RGB colours of the network's palette."""
+        return colorize(labels, self.palette)
+
+    def overlay(
+        self, image: Any, labels: np.ndarray | None = None, alpha: float = 0.5
+    ) -> np.ndarray:
+        """The image with its segmentation blended over it (computed if not given)."""
+        rgb = as_rgb(image)
+        labels = self(rgb) if labels is None else labels
+        return overlay(rgb, self.colorize(labels), alpha)
+
+
+class Segmenter(SegmenterBase):
     """A network loaded once, ready to segment images, with PyTorch nowhere.
 
     Args:
@@ -90,31 +123,14 @@ class Segmenter:
         """Class names, index = id."""
         return self.card.classes
 
+    @property
+    def palette(self) -> tuple[tuple[int, int, int], ...]:  # type: ignore[override]
+        """An RGB colour per class."""
+        return self.card.palette
+
     def _forward(self, rgb: np.ndarray) -> np.ndarray:
         x = to_input(rgb, self.card.mean, self.card.std, self.input_size, self.card.layout)
         t = time.perf_counter()
         out = self._run(x)  # (1, K, h, w) logits
         self.last_ms = (time.perf_counter() - t) * 1000
         return out
-
-    def logits(self, image: Any) -> np.ndarray:
-        """Logits ``(K, H, W)`` float32 at the image's size."""
-        rgb = as_rgb(image)
-        return resize_bilinear(self._forward(rgb)[0], rgb.shape[:2])
-
-    def __call__(self, image: Any) -> np.ndarray:
-        """Class ids ``(H, W)`` uint8 of an RGB image (array, PIL image or path)."""
-        rgb = as_rgb(image)
-        return to_labels(self._forward(rgb), rgb.shape[:2])
-
-    def colorize(self, labels: np.ndarray) -> np.ndarray:
-        """Class ids -> RGB colours of the card's palette."""
-        return colorize(labels, self.card.palette)
-
-    def overlay(
-        self, image: Any, labels: np.ndarray | None = None, alpha: float = 0.5
-    ) -> np.ndarray:
-        """The image with its segmentation blended over it (computed if not given)."""
-        rgb = as_rgb(image)
-        labels = self(rgb) if labels is None else labels
-        return overlay(rgb, self.colorize(labels), alpha)

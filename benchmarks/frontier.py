@@ -70,15 +70,15 @@ def _plan(cfg) -> dict:
     """Each model's time budget as epochs, probed on this machine before any training
     (kept in OUT/plan.json, so a resumed benchmark trains to the same plan)."""
     path = Path(cfg.out) / "plan.json"
-    if path.is_file():
-        plan = json.loads(path.read_text())
-        if set(plan["budgets"]) >= set(cfg.models):
-            return plan
     budget = parse_budget(cfg.budget)
     if budget.kind != "time":
         return {"budget": str(budget), "budgets": {m: cfg.budget for m in cfg.models}}
     plan = {"budget": str(budget), "budgets": {}, "probe": {}}
-    for name in cfg.models:
+    if path.is_file():  # a model added later is probed alone; the others keep their plan
+        plan = json.loads(path.read_text())
+        if plan["budget"] != str(budget):
+            raise SystemExit(f"{path}: planned for {plan['budget']}, not {budget}")
+    for name in [m for m in cfg.models if m not in plan["budgets"]]:
         recipe = copy.deepcopy(cfg.recipe)
         recipe.model.name, recipe.train.threads = name, cfg.threads
         p = fit_to_budget(recipe, budget.value, name=name)

@@ -365,8 +365,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
         data=args.data,
         split=args.split,
         check_images=args.check_images,
-        int8=args.format == "onnx-int8",
+        int8=args.format != "onnx",
         calib_images=args.calib_images,
+        quantizer="nncf" if args.format == "onnx-int8-nncf" else "ort",
     )
     if _emit_json(args, res.to_dict()):
         return 0
@@ -683,9 +684,10 @@ def _add_export(sub: Any) -> None:
     ex.add_argument("checkpoint", help="checkpoint file, run directory or shipped name")
     ex.add_argument(
         "--format",
-        choices=["onnx", "onnx-int8"],
+        choices=["onnx", "onnx-int8", "onnx-int8-nncf"],
         default="onnx",
-        help="onnx (fp32) or onnx-int8 (ORT static int8, calibrated on --data's train split)",
+        help="onnx (fp32), onnx-int8 (ORT static int8) or onnx-int8-nncf (NNCF's int8, "
+        "for OpenVINO); int8 is calibrated on --data's train split",
     )
     dest = ex.add_mutually_exclusive_group(required=True)
     dest.add_argument("--out", help="output file, e.g. model.onnx")

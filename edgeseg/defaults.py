@@ -33,7 +33,8 @@ BACKENDS = (
     "pt2e-int8",
     "openvino",
     "openvino-int8",
-)  # openvino*: with the optional openvino package
+    "nncf-int8",
+)  # openvino*: with the optional openvino package; nncf-int8: NNCF's int8 file in OpenVINO
 #: mIoU (a fraction, like every metric edgeseg reports) a faster backend may lose against
 #: eager PyTorch and still be picked as the best one.
 ACCURACY_BUDGET = 0.01

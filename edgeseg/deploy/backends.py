@@ -51,16 +51,25 @@ def check_backends(names: Sequence[str]) -> list[str]:
     return out
 
 
-#: The ONNX backends: engine of edgeseg_runtime, and whether it runs the int8 file.
+#: The ONNX backends: engine of edgeseg_runtime, and whether it runs an int8 file
+#: (``nncf-int8``: NNCF's, the others edgeseg's own QDQ file).
 ONNX_ENGINES = {"ort": ("ort", False), "ort-int8": ("ort", True),
-                "openvino": ("openvino", False), "openvino-int8": ("openvino", True)}  # fmt: skip
+                "openvino": ("openvino", False), "openvino-int8": ("openvino", True),
+                "nncf-int8": ("openvino", True)}  # fmt: skip
 
 
 def onnx_backend_unavailable(backend: str) -> str | None:
     """Why an ONNX backend cannot run here (its engine's package is missing), or None."""
     from edgeseg_runtime.backends import unavailable
 
-    return unavailable(ONNX_ENGINES[backend][0]) if backend in ONNX_ENGINES else None
+    if backend not in ONNX_ENGINES:
+        return None
+    if backend == "nncf-int8":
+        from edgeseg.deploy.quantize import nncf_unavailable
+
+        if why := nncf_unavailable():
+            return f"backend nncf-int8: {why}"
+    return unavailable(ONNX_ENGINES[backend][0])
 
 
 def _engine_runner(backend: str, path: Path, threads: int | None, example: Any) -> Runner:
@@ -94,7 +103,8 @@ def make_runner(
         backend: one of :data:`BACKENDS`.
         model: the eval-mode PyTorch model (torch backends, and to export for ``ort``).
         onnx_path: fp32 ONNX file (``ort``; exported from ``model`` if missing).
-        int8_path: int8 ONNX file (``ort-int8``; quantized from ``onnx_path`` if missing).
+        int8_path: int8 ONNX file (the ``*int8`` ONNX backends; quantized from
+            ``onnx_path`` if missing, by NNCF for ``nncf-int8``).
         example: an input of the size the compiled backends will run at.
         calibration: normalised ``(C, H, W)`` images for the int8 backends.
         threads: intra-op threads (ONNX Runtime; torch uses the process setting).
@@ -147,7 +157,12 @@ def make_runner(
             return _engine_runner(backend, Path(onnx_path), threads, example)
         if int8_path is None or not Path(int8_path).is_file():
             int8_path = Path(tmp) / "model.int8.onnx"
-            _quantize(model, Path(onnx_path), int8_path, calibration, example)
+            if backend == "nncf-int8":
+                from edgeseg.deploy.quantize import quantize_onnx_nncf
+
+                quantize_onnx_nncf(Path(onnx_path), int8_path, calibration or [])
+            else:
+                _quantize(model, Path(onnx_path), int8_path, calibration, example)
         return _engine_runner(backend, Path(int8_path), threads, example)
 
 

@@ -21,6 +21,8 @@ at all is an error, not a silently fp32 "int8" model.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import tempfile
@@ -64,7 +66,7 @@ _ONNX_COMPUTE = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 class QuantReport:
     """What a quantization did."""
 
-    method: str  # "ort-int8" or "pt2e-int8"
+    method: str  # "ort-int8", "nncf-int8" or "pt2e-int8"
     quantized_layers: int  # weight layers running in int8
     fp32_layers: list[str] = field(default_factory=list)  # weight layers left in fp32 (op: name)
     qdq_nodes: int = 0  # quantize + dequantize nodes in the result
@@ -279,6 +281,73 @@ def quantize_onnx(
         report.quantized_layers,
         len(report.fp32_layers),
     )
+    return report
+
+
+def nncf_unavailable() -> str | None:
+    """Why NNCF's quantizer cannot run here (a package is missing), or None."""
+    import importlib.util
+
+    for pkg, extra in (("nncf", "nncf"), ("openvino", "openvino")):
+        if importlib.util.find_spec(pkg) is None:
+            return f"{pkg} is not installed (pip install 'edgeseg[{extra}]')"
+    return None
+
+
+def quantize_onnx_nncf(
+    fp32_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    images: list[torch.Tensor],
+) -> QuantReport:
+    """NNCF's post-training int8 quantization of an fp32 ONNX file (its ONNX backend, the
+    default "performance" preset: symmetric weights and activations), written atomically.
+
+    The result is a QDQ file like :func:`quantize_onnx`'s, placed where OpenVINO's int8
+    kernels want the quantize/dequantize pairs; it is what the ``nncf-int8`` backend runs
+    in OpenVINO (``benchmarks/results/nncf_int8.md`` has it against edgeseg's own QDQ
+    file there). edgeseg's metadata is carried over.
+
+    Args:
+        fp32_path: an fp32 ONNX model.
+        out_path: the int8 model to write.
+        images: calibration inputs, normalised ``(C, H, W)``; all of them are used.
+
+    Raises:
+        EdgesegError: NNCF or OpenVINO missing, no calibration images, or nothing quantized.
+    """
+    import onnx
+
+    why = nncf_unavailable()
+    if why:
+        raise EdgesegError(why)
+    if not images:
+        raise DataError("calibration data missing: no calibration images")
+    import nncf
+
+    src, out = Path(fp32_path), Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = onnx.load(str(src))
+    name = model.graph.input[0].name
+    data = nncf.Dataset([im[None].numpy() for im in images], lambda x: {name: x})
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        q = Path(tmp) / "int8.onnx"
+        # NNCF draws progress bars on stdout and logs at INFO: both would corrupt a
+        # command's --json output, so they are silenced (errors still raise).
+        nncf_log = logging.getLogger("nncf")
+        level = nncf_log.level
+        nncf_log.setLevel(logging.WARNING)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                quantized = nncf.quantize(model, data, subset_size=len(images))
+        finally:
+            nncf_log.setLevel(level)
+        onnx.save(quantized, str(q))
+        report = _onnx_report(q, len(images))
+        if report.qdq_nodes == 0 or report.quantized_layers == 0:
+            raise EdgesegError(f"NNCF int8 quantization of {src} produced no quantized layers")
+        _copy_metadata(src, q, {"edgeseg.precision": "int8 (NNCF post-training, QDQ)"})
+        os.replace(q, out)
+    report.method = "nncf-int8"
     return report
 
 

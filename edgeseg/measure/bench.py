@@ -54,7 +54,12 @@ from edgeseg.deploy.backends import (
 from edgeseg.deploy.cpu import cpu_name
 from edgeseg.deploy.export import export_onnx, onnx_metadata
 from edgeseg.deploy.pt2e import pt2e_convert
-from edgeseg.deploy.quantize import calibration_images, quantize_model_onnx, quantize_onnx
+from edgeseg.deploy.quantize import (
+    calibration_images,
+    quantize_model_onnx,
+    quantize_onnx,
+    quantize_onnx_nncf,
+)
 from edgeseg.deploy.tuning import tune_malloc
 from edgeseg.engine.checkpoint import load_model
 from edgeseg.errors import EdgesegError
@@ -63,6 +68,9 @@ from edgeseg.metrics import confusion_matrix, mean_iou
 from edgeseg.models import create_model, model_info, register_external
 from edgeseg.pretrained import PRETRAINED, pretrained_path
 from edgeseg.utils import atomic_write_json, parse_size, positive_int, thread_count
+
+#: The int8 file each int8 ONNX backend runs, in the bench's work folder.
+INT8_FILES = {"ort-int8": "int8.onnx", "openvino-int8": "int8.onnx", "nncf-int8": "int8-nncf.onnx"}
 
 __all__ = ["BACKENDS", "bench", "fastest_within_budget", "make_runner", "zip_size"]
 
@@ -125,7 +133,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         job["backend"],
         model=model,
         onnx_path=work / "fp32.onnx",
-        int8_path=work / "int8.onnx",
+        int8_path=work / INT8_FILES.get(job["backend"], "int8.onnx"),
         example=x,
         calibration=list(calib) if calib is not None else None,
         threads=job["threads"],
@@ -355,6 +363,10 @@ def _artefacts(
         return quant, errors
     images = _calibration(src.ckpt, src.kind, *calib, size)
     torch.save(torch.stack(images), work / "calib.pt")
+    if "nncf-int8" in names and "nncf-int8" not in errors:  # NNCF's own file, from fp32
+        quant["nncf-int8"] = quantize_onnx_nncf(
+            work / "fp32.onnx", work / INT8_FILES["nncf-int8"], images
+        ).to_dict()
     int8_onnx = [b for b in names if b in ("ort-int8", "openvino-int8")]
     if int8_onnx:  # one QDQ file, run by both engines
         if src.kind == "onnx":  # a given ONNX file is quantized as it is
@@ -500,7 +512,8 @@ def _summarise(
             "build_s": results[b]["build_s"],
             "runs": len(t),
         }
-        art = {"ort": work / "fp32.onnx", "ort-int8": work / "int8.onnx"}.get(b)
+        art = {"ort": "fp32.onnx", "openvino": "fp32.onnx", **INT8_FILES}.get(b)
+        art = work / art if art else None
         if art is not None and art.is_file():
             row["size_bytes"] = art.stat().st_size
             row["zip_bytes"] = zip_size(art)

@@ -8,6 +8,7 @@ from edgeseg.models import (  # noqa: F401
     erfnet,
     essnet,
     external,
+    fastscnn,
     fcn,
     l3unet,
     lraspp,

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from edgeseg.defaults import ACCURACY_BUDGET, CALIB_IMAGES, INPUT_SIZE, THREADS
+from edgeseg.deploy.backends import ONNX_ENGINES, onnx_backend_unavailable
 from edgeseg.deploy.export import DEFAULT_OPSET, ExportResult, export_onnx, onnx_session, parity
 from edgeseg.errors import EdgesegError
 from edgeseg.utils import parse_size
@@ -37,6 +38,45 @@ def _check_images(
     return [torch.randn(in_ch, *size, generator=g) for _ in range(n)], "random"
 
 
+def _export_metadata(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """What an exported file carries for the runtime: classes, palette, normalisation."""
+    ds = ckpt["dataset"]
+    return {
+        "model": ckpt["model"],
+        "classes": list(ds["classes"]),
+        "palette": [list(c) for c in ds["palette"]],
+        "ignore_index": ds["ignore_index"],
+        "mean": list(ds["mean"]),
+        "std": list(ds["std"]),
+        "dataset": ds["name"],
+        "layout": "NCHW",
+        "input": "NCHW float32 RGB, (x / 255 - mean) / std; any H, W",
+        "output": "logits (N, K, H, W)",
+    }
+
+
+def _export_int8(
+    model: torch.nn.Module,
+    out: str | os.PathLike[str],
+    meta: dict[str, Any],
+    size: tuple[int, int],
+    opset: int,
+    calib: list[torch.Tensor],
+    quantizer: str,
+) -> tuple[str, int, dict[str, Any]]:
+    """The int8 file (``quantizer``: ort | nncf). Returns (exporter, fp32 size, report)."""
+    from edgeseg.deploy.quantize import quantize_model_onnx, quantize_onnx_nncf
+
+    with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"  # the plain fp32 file: NNCF's input, and the size
+        exporter = export_onnx(model, fp32, input_size=size, opset=opset, metadata=meta)
+        fp32_size = fp32.stat().st_size
+        if quantizer == "nncf":
+            return exporter, fp32_size, quantize_onnx_nncf(fp32, out, calib).to_dict()
+    report = quantize_model_onnx(model, out, calib, size, opset=opset, metadata=meta)
+    return exporter, fp32_size, report.to_dict()
+
+
 def export_checkpoint(
     checkpoint: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -49,6 +89,7 @@ def export_checkpoint(
     int8: bool = False,
     calib_split: str = "train",
     calib_images: int = 32,
+    quantizer: str = "ort",
 ) -> ExportResult:
     """Export a checkpoint to ONNX (fp32, or int8 with ORT static quantization) and check it.
 
@@ -66,6 +107,9 @@ def export_checkpoint(
             measures the int8 model against fp32 PyTorch.
         calib_split: calibration split.
         calib_images: calibration images.
+        quantizer: with ``int8``: ``"ort"`` (edgeseg's QDQ file, ONNX Runtime's static
+            quantizer on the int8 graph) or ``"nncf"`` (NNCF's, from the fp32 export: the
+            ``nncf-int8`` backend's file, for OpenVINO).
 
     Raises:
         CheckpointError, DataError, EdgesegError: one line each, naming the file.
@@ -74,30 +118,16 @@ def export_checkpoint(
 
     model, ckpt = load_model(checkpoint)
     size = parse_size(input_size or ckpt.get("input_size") or INPUT_SIZE)
-    ds = ckpt["dataset"]
-    meta = {
-        "model": ckpt["model"],
-        "classes": list(ds["classes"]),
-        "palette": [list(c) for c in ds["palette"]],
-        "ignore_index": ds["ignore_index"],
-        "mean": list(ds["mean"]),
-        "std": list(ds["std"]),
-        "dataset": ds["name"],
-        "layout": "NCHW",
-        "input": "NCHW float32 RGB, (x / 255 - mean) / std; any H, W",
-        "output": "logits (N, K, H, W)",
-    }
+    meta = _export_metadata(ckpt)
     quant = None
     fp32_size = 0
+    if quantizer not in ("ort", "nncf"):
+        raise EdgesegError(f"--quantizer {quantizer!r}: choose ort or nncf")
     if int8:
-        from edgeseg.deploy.quantize import calibration_images, quantize_model_onnx
+        from edgeseg.deploy.quantize import calibration_images
 
         calib = calibration_images(ckpt, data, calib_split, calib_images, size)
-        with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
-            fp32 = Path(tmp) / "fp32.onnx"  # the plain fp32 file, for the size comparison
-            exporter = export_onnx(model, fp32, input_size=size, opset=opset, metadata=meta)
-            fp32_size = fp32.stat().st_size
-        quant = quantize_model_onnx(model, out, calib, size, opset=opset, metadata=meta).to_dict()
+        exporter, fp32_size, quant = _export_int8(model, out, meta, size, opset, calib, quantizer)
     else:
         exporter = export_onnx(model, out, input_size=size, opset=opset, metadata=meta)
     images, source = _check_images(ckpt, data, split, check_images, size)
@@ -144,7 +174,6 @@ def export_bundle(
     """
     from edgeseg_runtime.bundle import write_bundle
 
-    from edgeseg.deploy.backends import onnx_backend_unavailable
     from edgeseg.engine.checkpoint import load_model
     from edgeseg.measure.bench import bench
 
@@ -154,7 +183,7 @@ def export_bundle(
                            "overwritten, choose a new folder")  # fmt: skip
     _, ckpt = load_model(checkpoint)
     size = parse_size(input_size or ckpt.get("input_size") or INPUT_SIZE)
-    onnx = [b for b in ("ort", "ort-int8", "openvino", "openvino-int8")
+    onnx = [b for b in ONNX_ENGINES
             if not onnx_backend_unavailable(b) and (data or not b.endswith("int8"))]  # fmt: skip
     res = bench(str(checkpoint), size=size, threads=threads, backends=["eager", *onnx],
                 data=data, split=split, eval_images=eval_images, calib_data=data,
@@ -170,7 +199,8 @@ def export_bundle(
     with tempfile.TemporaryDirectory(prefix="edgeseg-bundle-") as tmp:
         model_file = Path(tmp) / "model.onnx"
         exp = export_checkpoint(checkpoint, model_file, input_size=size, data=data,
-                                split=split, int8=int8, calib_images=calib_images)  # fmt: skip
+                                split=split, int8=int8, calib_images=calib_images,
+                                quantizer="nncf" if chosen == "nncf-int8" else "ort")  # fmt: skip
         blob = model_file.read_bytes()
     card = _bundle_card(ckpt, size, exp, chosen, rows, res, threads)
     write_bundle(folder, blob, card)
@@ -199,7 +229,7 @@ def _bundle_card(
         "layout": "NCHW",
         "input_size": list(size),
         "precision": exp.precision,
-        "backend": chosen.removesuffix("-int8"),
+        "backend": ONNX_ENGINES[chosen][0],  # the runtime's engine: ort | openvino
         "measured": {
             "backend": chosen,
             "latency_ms": round(rows[chosen]["latency_ms"]["median"], 2),

@@ -24,6 +24,7 @@ from tests.cli_checks import assert_one_line_exit_2
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 HAVE_OPENVINO = importlib.util.find_spec("openvino") is not None
+HAVE_NNCF = HAVE_OPENVINO and importlib.util.find_spec("nncf") is not None
 
 
 @pytest.mark.slow
@@ -266,6 +267,7 @@ def test_bench_onnx_file_with_its_defaults_scores_each_backend(
     assert main(argv) == 0
     res = json.loads(capsys.readouterr().out)
     ov = {"openvino", "openvino-int8"} if HAVE_OPENVINO else set()
+    ov |= {"nncf-int8"} if HAVE_NNCF else set()
     assert set(res["backends"]) == {"ort", "ort-int8"} | ov
     assert all(0 <= row["miou"] <= 1 for row in res["backends"].values())
     assert "against ort" in res["best_reason"]
@@ -284,6 +286,37 @@ def test_openvino_backends_side_by_side_with_accuracy(tiny_run, tmp_path: Path) 
         assert isinstance(row["latency_ms"]["median"], float) and 0 <= row["miou"] <= 1
     # fp32 OpenVINO runs the same file as ORT: the same predictions, nearly every pixel
     assert res["backends"]["openvino"]["pixel_agreement"] > 0.99
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_NNCF, reason="needs the nncf and openvino packages (extras)")
+def test_nncf_int8_runs_nncfs_own_file_with_accuracy(tiny_run, tmp_path: Path) -> None:
+    data, run = tiny_run
+    res = bench(str(run), size=(40, 56), backends=["eager", "openvino-int8", "nncf-int8"],
+                iterations=1, warmup=1, repeats=1, data=str(data), calib_images=4,
+                workdir=tmp_path / "work")  # fmt: skip
+    assert set(res["backends"]) == {"eager", "openvino-int8", "nncf-int8"}
+    row = res["backends"]["nncf-int8"]
+    assert isinstance(row["latency_ms"]["median"], float) and 0 <= row["miou"] <= 1
+    assert res["quantization"]["nncf-int8"]["method"] == "nncf-int8"
+    assert res["quantization"]["openvino-int8"]["method"] == "ort-int8"
+    # two different int8 files: NNCF's and edgeseg's own QDQ file
+    assert (tmp_path / "work" / "int8-nncf.onnx").is_file()
+    assert (tmp_path / "work" / "int8.onnx").is_file()
+    assert row["size_bytes"] == (tmp_path / "work" / "int8-nncf.onnx").stat().st_size
+
+
+def test_nncf_int8_without_nncf_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgeseg.deploy.quantize as q
+    from edgeseg.deploy.backends import onnx_backend_unavailable
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "nncf" else real(name, *a))  # fmt: skip
+    assert "nncf is not installed" in q.nncf_unavailable()
+    assert "edgeseg[nncf]" in onnx_backend_unavailable("nncf-int8")
+    with pytest.raises(EdgesegError, match="nncf is not installed"):
+        make_runner("nncf-int8", onnx_path="x.onnx")
 
 
 @pytest.mark.slow

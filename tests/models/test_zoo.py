@@ -22,6 +22,7 @@ PARAMS = {
     "essnet_a": 1_267_328 - 65 * 9,
     "essnet_b": 578_304 - 65 * 9,
     "essnet_ppm": 446_016 - 65 * 9,
+    "fastscnn": 1_138_051 - 129 * 8,  # the reference code's 1,138,051 at K=19
     "fcn_resnet50": 23_534_733 - 2049 * 2,  # 23,534,733 at K=13: see test_fcn.py
     "l3unet": 279_084 + (64 * 16 + 16) * (11 - 4),  # 279,084 at K=4; the head is 1040K
     "lraspp_mobilenetv3_large": 3_221_538 - 170 * 10,  # torchvision's count at K=21

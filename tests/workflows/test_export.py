@@ -3,6 +3,7 @@ and the torch-free runtime running it."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from edgeseg.cli import main
 from edgeseg.deploy.segmenter import Segmenter
 from tests.cli_checks import assert_one_line_exit_2
 from tests.runtime.test_torch_free import run_blocked
+
+HAVE_NNCF = all(importlib.util.find_spec(p) for p in ("nncf", "openvino"))
 
 
 @pytest.mark.slow
@@ -52,3 +55,35 @@ def test_bundle_bad_input(tmp_path: Path, capsys) -> None:
     (tmp_path / "f").write_text("x")
     assert_one_line_exit_2(["export", "segfast_camvid", "--bundle", str(tmp_path / "f")],
                            "--bundle", capsys)  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_NNCF, reason="needs the nncf and openvino packages (extras)")
+def test_export_nncf_int8_keeps_metadata_and_parity(tiny_run, tmp_path: Path, capsys) -> None:
+    from edgeseg.deploy.export import onnx_metadata
+
+    data, run = tiny_run
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(run), "--out", str(out), "--format", "onnx-int8-nncf",
+                 "--data", str(data), "--size", "40x56", "--calib-images", "4",
+                 "--json"]) == 0  # fmt: skip
+    res = json.loads(capsys.readouterr().out)
+    assert res["precision"] == "int8" and res["quantization"]["method"] == "nncf-int8"
+    assert res["pixel_agreement"] > 0.9
+    meta = onnx_metadata(out)
+    assert meta["classes"] == ["a", "b", "c"]
+
+
+def test_bundle_card_names_the_engine_of_the_chosen_backend() -> None:
+    from edgeseg.deploy.export import ExportResult
+    from edgeseg.workflows.export import _bundle_card
+
+    ckpt = {"model": {"name": "m"}, "dataset": {"classes": ["a"], "palette": [[0, 0, 0]],
+            "mean": [0.5] * 3, "std": [0.2] * 3}}  # fmt: skip
+    exp = ExportResult(path="m.onnx", size_bytes=1, opset=18, exporter="dynamo",
+                       max_abs_diff=0.0, pixel_agreement=1.0, check_images=1,
+                       check_source="random", precision="int8", fp32_size_bytes=4)  # fmt: skip
+    rows = {"nncf-int8": {"latency_ms": {"median": 3.0}, "miou": 0.5}}
+    card = _bundle_card(ckpt, (40, 56), exp, "nncf-int8", rows, {"backends": {}}, 2)
+    assert card["backend"] == "openvino"  # NNCF's file runs in OpenVINO on the device
+    assert card["measured"]["backend"] == "nncf-int8"

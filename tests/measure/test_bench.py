@@ -147,6 +147,19 @@ def test_segmenter_backends_and_onnx_file(tiny_run, tmp_path: Path) -> None:
     assert (seg(img) == ref).mean() > 0.999
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_NNCF, reason="needs the nncf and openvino packages (extras)")
+@pytest.mark.parametrize("backend", ["openvino", "openvino-int8", "nncf-int8"])
+def test_segmenter_on_openvino_backends(tiny_run, backend: str) -> None:
+    data, run = tiny_run
+    img = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    ref = Segmenter(run, backend="eager")(img)
+    labels = Segmenter(run, backend=backend, calibration=str(data))(img)
+    assert labels.shape == ref.shape and labels.dtype == np.uint8
+    if backend == "openvino":  # fp32: the same predictions as PyTorch
+        assert (labels == ref).mean() > 0.99
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [

@@ -1,17 +1,19 @@
 """Which training features pay on a CPU: each one against the plain recipe, same model,
 same wall-clock budget, scored on CamVid val.
 
-    python benchmarks/ablation.py --data $EDGESEG_DATA [--model bisenetv2] [--minutes 20]
-        [--variants plain,aux,ohem,ema,kd] [--teacher erfnet_camvid] [--work runs/ablation]
+    python benchmarks/ablation.py --data $EDGESEG_DATA [--model fastscnn] [--minutes 20]
+        [--variants plain,aux,ohem,ema,kd,ls,small] [--teacher erfnet_camvid]
+        [--work runs/ablation]
 
 Variants (overrides of ``configs/compare_frontier.yaml``'s recipe):
 
 ==========  =======================================================================
 ``plain``   the recipe as it is
-``aux``     ``train.aux_weight=0.4`` (models with auxiliary heads: bisenetv2)
+``aux``     ``train.aux_weight=0.4`` (models with auxiliary heads: fastscnn, bisenetv2)
 ``ohem``    ``train.loss=ohem``
 ``ema``     ``train.ema=0.999``
 ``kd``      ``train.teacher=TEACHER`` (pixel-wise distillation, T = 4)
+``ls``      ``train.label_smoothing=0.1``
 ``small``   ``data.crop_size=[288,384]``: more steps for the same time
 ==========  =======================================================================
 
@@ -41,6 +43,7 @@ VARIANTS = {
     "ohem": ["train.loss=ohem"],
     "ema": ["train.ema=0.999"],
     "kd": ["train.teacher={teacher}"],
+    "ls": ["train.label_smoothing=0.1"],
     "small": ["data.crop_size=[288, 384]"],
 }
 
@@ -74,9 +77,9 @@ def run_variant(base: dict, name: str, args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=None, help="CamVid root (default: $EDGESEG_DATA)")
-    p.add_argument("--model", default="bisenetv2")
+    p.add_argument("--model", default="fastscnn")
     p.add_argument("--minutes", type=float, default=20.0, help="training budget per variant")
-    p.add_argument("--variants", default="plain,aux,ohem,ema,kd")
+    p.add_argument("--variants", default="plain,aux,ohem,ema,kd,ls,small")
     p.add_argument("--teacher", default="erfnet_camvid", help="kd: the teacher checkpoint")
     p.add_argument("--work", default="runs/ablation")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ablation"))

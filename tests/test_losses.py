@@ -44,3 +44,16 @@ def test_ce_and_nll_agree_and_ignore_void() -> None:
 def test_unknown_loss() -> None:
     with pytest.raises(ValueError, match="loss must be one of"):
         SegmentationLoss("focal")
+
+
+def test_label_smoothing_mixes_in_the_uniform_target() -> None:
+    # (1 - e) * CE(target) + e * mean over classes of -log p: what the recipe option trains
+    logits = torch.randn(2, 4, 3, 5)
+    target = torch.randint(0, 4, (2, 3, 5))
+    e = 0.1
+    logp = logits.log_softmax(1)
+    nll = -logp.gather(1, target[:, None]).squeeze(1)
+    expected = ((1 - e) * nll - e * logp.mean(1)).mean()
+    smoothed = SegmentationLoss("ce", label_smoothing=e)(logits, target)
+    torch.testing.assert_close(smoothed, expected)
+    assert not torch.allclose(smoothed, SegmentationLoss("ce")(logits, target))

@@ -74,3 +74,27 @@ class SegmentationModel(nn.Module):
     def stages(self) -> list[tuple[str, nn.Module]]:
         """``(name, module)`` of each stage, in execution order, for per-stage timing."""
         return list(self.named_children())
+
+
+class TappedSegmentationModel(SegmentationModel):
+    """A model with training-only auxiliary (deep-supervision, booster) heads.
+
+    Subclasses implement :meth:`forward_taps` (the logits and the features each head reads)
+    and :meth:`aux_heads`; ``forward`` stays the plain logits. The trainer builds the heads
+    once and owns them (:meth:`SegmentationModel.forward_aux`), so they are never part of
+    the model's state dict, its ``forward`` or an export.
+    """
+
+    def forward_taps(  # pragma: no cover - abstract
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(logits (B, K, H, W), {tap: features})`` for a padded input ``x``."""
+        raise NotImplementedError
+
+    def aux_heads(self) -> nn.ModuleDict:  # pragma: no cover - abstract
+        """New auxiliary heads, keyed by the tap each reads; each maps its features to K
+        channels (upsampled to the input's size by :meth:`forward_aux`)."""
+        raise NotImplementedError
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_taps(x)[0]

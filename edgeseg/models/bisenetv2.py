@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeseg.models._base import SegmentationModel
+from edgeseg.models._base import TappedSegmentationModel
 from edgeseg.models._registry import register_model
 
 
@@ -139,7 +139,7 @@ class SegmentHead(nn.Module):
 TAPS: dict[str, tuple[int, int]] = {"s2": (16, 4), "s3": (32, 8), "s4": (64, 16), "s5": (128, 32)}
 
 
-class BiSeNetV2(SegmentationModel):
+class BiSeNetV2(TappedSegmentationModel):
     """BiSeNet V2. Stages: ``detail, stem, s3, s4, s5, context, aggregate, head``.
 
     Args:
@@ -181,9 +181,6 @@ class BiSeNetV2(SegmentationModel):
         y = self.aggregate(self.detail(x), self.context(taps["s5"]))  # (B, 128, H/8, W/8)
         y = self.head(y)  # (B, K, H/8, W/8)
         return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False), taps
-
-    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_taps(x)[0]
 
     def aux_heads(self) -> nn.ModuleDict:
         """The four booster heads (training only), keyed by the tap they read."""

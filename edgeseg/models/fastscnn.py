@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeseg.layers.mobilenet import BlockRow, InvertedResidual
-from edgeseg.models._base import SegmentationModel
+from edgeseg.models._base import TappedSegmentationModel
 from edgeseg.models._registry import register_model
 
 R = BlockRow
@@ -111,7 +111,7 @@ class FeatureFusion(nn.Module):
         return F.relu(self.high(high) + self.low(low))  # (B, out, H/8, W/8)
 
 
-class FastSCNN(SegmentationModel):
+class FastSCNN(TappedSegmentationModel):
     """Fast-SCNN: a shared learning-to-downsample stem feeding a 1/8 and a 1/32 branch.
 
     Stages: ``downsample`` (1/8), ``features`` (bottlenecks + pyramid pooling, 1/32),
@@ -143,9 +143,6 @@ class FastSCNN(SegmentationModel):
         taps["gfe"] = self.features(taps["ltd"])  # (B, 128, H/32, W/32)
         y = self.classifier(self.fusion(taps["ltd"], taps["gfe"]))  # (B, K, H/8, W/8)
         return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False), taps
-
-    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_taps(x)[0]
 
     def aux_heads(self) -> nn.ModuleDict:
         """The two auxiliary heads (training only), keyed by the tap they read."""

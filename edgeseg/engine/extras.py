@@ -43,7 +43,8 @@ def aux_heads_of(model: nn.Module, weight: float) -> nn.ModuleDict | None:
     if not hasattr(model, "aux_heads") or not hasattr(model, "forward_taps"):
         name = getattr(model, "edgeseg_config", {}).get("name", type(model).__name__)
         raise ConfigError(
-            f"train.aux_weight={weight}: model '{name}' has no auxiliary heads (bisenetv2 has)"
+            f"train.aux_weight={weight}: model '{name}' has no auxiliary heads "
+            "(bisenetv2 and fastscnn have)"
         )
     return model.aux_heads()
 

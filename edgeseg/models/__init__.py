@@ -17,7 +17,7 @@ from edgeseg.models import (  # noqa: F401
     unet,
     wspdnet,
 )
-from edgeseg.models._base import SegmentationModel
+from edgeseg.models._base import SegmentationModel, TappedSegmentationModel
 from edgeseg.models._registry import (
     ModelInfo,
     create_model,
@@ -32,6 +32,7 @@ __all__ = [
     "ContractAdapter",
     "ModelInfo",
     "SegmentationModel",
+    "TappedSegmentationModel",
     "create_model",
     "list_models",
     "model_info",

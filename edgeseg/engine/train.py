@@ -330,6 +330,9 @@ class Trainer:
         self.global_step = int(ckpt["step"])
         if self.cfg.train.replan and "epochs" in ts:  # the re-planned length, not the recipe's
             self.cfg.train.epochs = int(ts["epochs"])
+        # The schedule's length is the config's: a resume with train.epochs=N re-plans the
+        # rest of the schedule for N epochs (the saved factor would keep the old length).
+        self._set_schedule_length(self.cfg.train.epochs)
         self.best, self.best_epoch = float(ts["best_score"]), ts["best_epoch"]
         self.epoch_loss_sum = float(ts["epoch_loss_sum"])
         self.epoch_images = int(ts["epoch_images"])
@@ -603,9 +606,13 @@ class Trainer:
         log.info("re-planned: %d -> %d epochs (%.1f s per epoch, %.0f s left)",
                  t.epochs, planned, cost, left)  # fmt: skip
         t.epochs = planned
+        self._set_schedule_length(planned)
+
+    def _set_schedule_length(self, epochs: int) -> None:
+        """Make a per-iteration schedule (poly, cosine, constant) end after ``epochs``."""
         if isinstance(getattr(self.scheduler, "lr_lambdas", [None])[0], ScheduleFactor):
             for f in self.scheduler.lr_lambdas:
-                f.total = planned * self.steps_per_epoch
+                f.total = epochs * self.steps_per_epoch
 
     def _log_epoch(self, row: dict[str, Any]) -> None:
         if not self.ctx.is_main:

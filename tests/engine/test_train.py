@@ -273,6 +273,16 @@ def test_replanned_length_survives_a_resume(data: Path, tmp_path: Path) -> None:
     assert ts["scheduler"]["lr_lambdas"][0]["total"] == 6 * 2  # 8 images / batch 4
 
 
+def test_resume_with_more_epochs_re_plans_the_schedule(data: Path, tmp_path: Path) -> None:
+    # A run resumed with train.epochs=N anneals over N epochs, not the saved length.
+    train(_cfg(data, tmp_path / "run", train__epochs=1))
+    res = train(_cfg(data, tmp_path / "run", train__epochs=3), resume=True)
+    assert res.epochs_done == 3
+    ts = load_checkpoint(tmp_path / "run" / "last.pt")["train_state"]
+    assert ts["scheduler"]["lr_lambdas"][0]["total"] == 3 * 2  # 8 images / batch 4
+    assert ts["optimizer"]["param_groups"][0]["lr"] == 0.0  # poly ended at its new end
+
+
 def test_replan_needs_a_budget_and_a_replannable_schedule(data: Path, tmp_path: Path) -> None:
     for extra, msg in [({"train__replan": "true"}, "needs train.max_minutes"),
                        ({"train__replan": "true", "train__max_minutes": 1,

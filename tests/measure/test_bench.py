@@ -296,7 +296,8 @@ def test_openvino_backends_side_by_side_with_accuracy(tiny_run, tmp_path: Path) 
     assert set(res["backends"]) == {"eager", "ort", "ort-int8", "openvino", "openvino-int8"}
     for b in ("openvino", "openvino-int8"):
         row = res["backends"][b]
-        assert isinstance(row["latency_ms"]["median"], float) and 0 <= row["miou"] <= 1
+        assert isinstance(row["latency_ms"]["median"], float)
+        assert 0 <= row["miou"] <= 1
     # fp32 OpenVINO runs the same file as ORT: the same predictions, nearly every pixel
     assert res["backends"]["openvino"]["pixel_agreement"] > 0.99
 
@@ -310,7 +311,8 @@ def test_nncf_int8_runs_nncfs_own_file_with_accuracy(tiny_run, tmp_path: Path) -
                 workdir=tmp_path / "work")  # fmt: skip
     assert set(res["backends"]) == {"eager", "openvino-int8", "nncf-int8"}
     row = res["backends"]["nncf-int8"]
-    assert isinstance(row["latency_ms"]["median"], float) and 0 <= row["miou"] <= 1
+    assert isinstance(row["latency_ms"]["median"], float)
+    assert 0 <= row["miou"] <= 1
     assert res["quantization"]["nncf-int8"]["method"] == "nncf-int8"
     assert res["quantization"]["openvino-int8"]["method"] == "ort-int8"
     # two different int8 files: NNCF's and edgeseg's own QDQ file

@@ -364,9 +364,12 @@ def _artefacts(
     images = _calibration(src.ckpt, src.kind, *calib, size)
     torch.save(torch.stack(images), work / "calib.pt")
     if "nncf-int8" in names and "nncf-int8" not in errors:  # NNCF's own file, from fp32
-        quant["nncf-int8"] = quantize_onnx_nncf(
-            work / "fp32.onnx", work / INT8_FILES["nncf-int8"], images
-        ).to_dict()
+        try:
+            quant["nncf-int8"] = quantize_onnx_nncf(
+                work / "fp32.onnx", work / INT8_FILES["nncf-int8"], images
+            ).to_dict()
+        except Exception as e:  # a third-party quantizer's failure costs its backend only
+            errors["nncf-int8"] = f"NNCF could not quantize this network: {e}".splitlines()[0]
     int8_onnx = [b for b in names if b in ("ort-int8", "openvino-int8")]
     if int8_onnx:  # one QDQ file, run by both engines
         if src.kind == "onnx":  # a given ONNX file is quantized as it is

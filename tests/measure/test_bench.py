@@ -321,6 +321,22 @@ def test_nncf_int8_runs_nncfs_own_file_with_accuracy(tiny_run, tmp_path: Path) -
     assert row["size_bytes"] == (tmp_path / "work" / "int8-nncf.onnx").stat().st_size
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_NNCF, reason="needs the nncf and openvino packages (extras)")
+def test_nncf_failure_costs_its_backend_only(tiny_run, monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgeseg.measure.bench as bench_mod
+
+    def fail(*_: object) -> None:
+        raise RuntimeError("unsupported pattern\nlong traceback")
+
+    monkeypatch.setattr(bench_mod, "quantize_onnx_nncf", fail)
+    data, run = tiny_run
+    res = bench(str(run), size=(40, 56), backends=["ort", "nncf-int8"], iterations=1,
+                warmup=1, repeats=1, data=str(data), calib_images=4)  # fmt: skip
+    assert set(res["backends"]) == {"ort"}
+    assert res["errors"]["nncf-int8"] == "NNCF could not quantize this network: unsupported pattern"
+
+
 def test_nncf_int8_without_nncf_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
     import edgeseg.deploy.quantize as q
     from edgeseg.deploy.backends import onnx_backend_unavailable

@@ -48,25 +48,28 @@ def _finished(run: Path) -> dict:
     return last
 
 
-def _val(run: Path, data: str) -> dict:
-    """Final weights of ``run`` on CamVid val at 360x480."""
+def _final_model(run: Path) -> tuple[torch.nn.Module, dict]:
+    """The finished run's final weights and checkpoint."""
     last = _finished(run)
-    model, _ = load_model(run / "last.pt")
+    return load_model(run / "last.pt")[0], last
+
+
+def _val(model: torch.nn.Module, last: dict, data: str) -> dict:
+    """``model`` (of checkpoint ``last``) on CamVid val at 360x480."""
     info = DatasetInfo.from_dict(last["dataset"])
     metrics = evaluate(model, data, "val", info=info, input_size=(360, 480), threads=2)
     return {k: metrics[k] for k in KEEP}
 
 
 def _package(name: str, run: Path, data: str, heldout: Path | None = None) -> dict:
-    last = _finished(run)
+    model, last = _final_model(run)
     cfg = last["config"]
     epochs = int(cfg["train"]["epochs"])
     if "val" in cfg["data"]["train_split"].split("+") and heldout is None:
         sys.exit(f"{run} trained on val: name its train-only twin with --heldout {name}=RUN")
-    model, _ = load_model(run / "last.pt")
     info = DatasetInfo.from_dict(last["dataset"])
     out = WEIGHTS_DIR / PRETRAINED[name].file
-    card_metrics = _val(run, data)
+    card_metrics = _val(model, last, data)
     ckpt = make_checkpoint(
         model,
         info,
@@ -97,7 +100,11 @@ def _package(name: str, run: Path, data: str, heldout: Path | None = None) -> di
         "latency_ms_eager": prof.latency_ms["median"],
         "cpu": cpu_name(),
         "val": card_metrics,
-        **({"heldout_val": _val(heldout, data), "heldout_run_split": "train"} if heldout else {}),
+        **(
+            {"heldout_val": _val(*_final_model(heldout), data), "heldout_run_split": "train"}
+            if heldout
+            else {}
+        ),
         "curve": [
             {"epoch": r["epoch"], "loss": r["train_loss"], "val_miou": r.get("val_miou")}
             for r in rows

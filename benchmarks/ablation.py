@@ -17,10 +17,13 @@ Variants (overrides of ``configs/compare_frontier.yaml``'s recipe):
 ``small``   ``data.crop_size=[288,384]``: more steps for the same time
 ==========  =======================================================================
 
-Each variant's epochs are planned from a probe of its step on this machine and
-``train.max_minutes`` stops it at the budget (a cut schedule is reported). Resumable: an
-interrupted variant resumes from its ``last.pt``. Writes ``benchmarks/results/
-ablation.{json,md}``.
+The budget is wall time on an idle machine, turned into work before anything trains
+(as in ``benchmarks/frontier.py``): each variant's training step and validation are
+probed here, back to back, and its budget becomes the epochs that fit the time (kept in
+``WORK/plan.json``; ``--plan-only`` stops there). Training then runs exactly that work
+whatever else the machine does: a busy machine slows the ablation, it does not change its
+verdict. Resumable: run it again and an interrupted variant resumes from its ``last.pt``.
+Writes ``benchmarks/results/ablation.{json,md}``.
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ import json
 import sys
 from pathlib import Path
 
-from edgeseg.config import apply_overrides, config_from_dict, config_to_dict
+from edgeseg.config import Config, apply_overrides, config_from_dict, config_to_dict
+from edgeseg.deploy.cpu import cpu_name
 from edgeseg.engine.evaluate import evaluate
 from edgeseg.engine.train import train
+from edgeseg.utils import atomic_write_json
 from edgeseg.workflows.compare import fit_to_budget, load_compare_config
 
 ROOT = Path(__file__).parents[1]
@@ -48,29 +53,53 @@ VARIANTS = {
 }
 
 
-def run_variant(base: dict, name: str, args: argparse.Namespace) -> dict:
-    """Train and score one variant (resuming it if it was interrupted)."""
+def _recipe(base: dict, name: str, args: argparse.Namespace) -> tuple[Config, list[str]]:
+    """The variant's recipe (its overrides on the base recipe) and those overrides."""
     items = [o.format(teacher=args.teacher) for o in VARIANTS[name]]
     run = Path(args.work) / name
-    items += [f"model.name={args.model}", f"train.out={run}", "train.threads=2"]
-    recipe = config_from_dict(apply_overrides(copy.deepcopy(base), items))
-    resume = (run / "last.pt").is_file()
-    plan = {} if resume else fit_to_budget(recipe, args.minutes * 60)
-    if resume:
-        recipe = config_from_dict(
-            apply_overrides(json.loads((run / "recipe.json").read_text()), [])
-        )
-    else:
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "recipe.json").write_text(json.dumps(config_to_dict(recipe)))
-    res = train(recipe, resume=resume)
+    fixed = [f"model.name={args.model}", f"train.out={run}", "train.threads=2"]
+    return config_from_dict(apply_overrides(copy.deepcopy(base), items + fixed)), items
+
+
+def plan(base: dict, names: list[str], args: argparse.Namespace) -> dict:
+    """Epochs per variant that fit ``args.minutes`` here, probed once and kept in
+    ``WORK/plan.json`` (a variant added later is probed alone; the others keep theirs)."""
+    path = Path(args.work) / "plan.json"
+    kept = {"minutes": args.minutes, "model": args.model, "cpu": cpu_name(), "variants": {}}
+    if path.is_file():
+        kept = json.loads(path.read_text())
+        if (kept["minutes"], kept["model"]) != (args.minutes, args.model):
+            raise SystemExit(
+                f"{path}: planned for {kept['model']} at {kept['minutes']:g} "
+                f"min, not {args.model} at {args.minutes:g}; use another --work"
+            )
+    for name in [n for n in names if n not in kept["variants"]]:
+        recipe, _ = _recipe(base, name, args)
+        probe = fit_to_budget(recipe, args.minutes * 60, name=f"{args.model} ({name})")
+        kept["variants"][name] = {
+            "epochs": recipe.train.epochs, "eval_every": recipe.train.eval_every,
+            "step_s": probe["step_s"], "steps_per_epoch": probe["steps_per_epoch"],
+        }  # fmt: skip
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, kept)  # after each probe: an interrupted plan resumes
+    return kept
+
+
+def run_variant(base: dict, name: str, planned: dict, args: argparse.Namespace) -> dict:
+    """Train one variant for its planned epochs (resuming it if interrupted) and score it."""
+    recipe, items = _recipe(base, name, args)
+    recipe.train.epochs = planned["epochs"]
+    recipe.train.eval_every = planned["eval_every"]
+    recipe.train.max_minutes, recipe.train.replan = None, False  # the work is fixed
+    run = Path(recipe.train.out)
+    res = train(recipe, resume=(run / "last.pt").is_file())
     best = run / "best.pt"
     metrics = evaluate(best if best.is_file() else run, recipe.data.root, "val")
     return {
-        "variant": name, "overrides": items[:-3], "epochs": res.epochs_done,
-        "planned_epochs": recipe.train.epochs, "stopped_by_budget": res.stopped_by_budget,
+        "variant": name, "overrides": items, "epochs": res.epochs_done,
+        "planned_epochs": planned["epochs"], "step_s": planned["step_s"],
         "train_seconds": sum(r.get("epoch_seconds", 0) for r in res.history),
-        "miou": metrics["miou"], "plan": plan,
+        "miou": metrics["miou"],
     }  # fmt: skip
 
 
@@ -82,23 +111,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default="plain,aux,ohem,ema,kd,ls,small")
     p.add_argument("--teacher", default="erfnet_camvid", help="kd: the teacher checkpoint")
     p.add_argument("--work", default="runs/ablation")
+    p.add_argument("--plan-only", action="store_true", help="probe and plan, do not train")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ablation"))
     args = p.parse_args(argv)
     items = [f"recipe.data.root={args.data}"] if args.data else []
     cfg = load_compare_config(ROOT / "configs" / "compare_frontier.yaml", items)
     base = config_to_dict(cfg.recipe)
-    rows = [run_variant(base, v, args) for v in args.variants.split(",")]
+    names = args.variants.split(",")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        p.error(f"--variants: unknown {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
+    kept = plan(base, names, args)
+    if args.plan_only:
+        print(json.dumps(kept, indent=2))
+        return 0
+    rows = [run_variant(base, v, kept["variants"][v], args) for v in names]
     out = Path(args.out)
     out.with_suffix(".json").write_text(
         json.dumps({"model": args.model, "minutes": args.minutes, "rows": rows}, indent=2)
     )
     lines = [f"{args.model} on CamVid val, {args.minutes:g} min of training per variant\n",
-             "| variant | val mIoU | epochs | schedule finished | train s |",
-             "| --- | ---: | ---: | :---: | ---: |"]  # fmt: skip
+             "(epochs: what fits that time on an idle machine, from a probe of each "
+             "variant's step)\n",
+             "| variant | overrides | val mIoU | epochs | step s | train s |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
     for r in rows:
-        done = "no" if r["stopped_by_budget"] else "yes"
-        lines.append(f"| {r['variant']} | {r['miou']:.4f} | {r['epochs']}/{r['planned_epochs']} "
-                     f"| {done} | {r['train_seconds']:.0f} |")  # fmt: skip
+        lines.append(f"| {r['variant']} | {' '.join(r['overrides']) or '-'} | {r['miou']:.4f} "
+                     f"| {r['epochs']}/{r['planned_epochs']} | {r['step_s']:.2f} "
+                     f"| {r['train_seconds']:.0f} |")  # fmt: skip
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -25,6 +25,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from edgeseg.deploy.cpu import cpu_name
+from edgeseg.utils import atomic_write_json
 from edgeseg.workflows.compare import (
     compare,
     fit_to_budget,
@@ -73,7 +75,7 @@ def _plan(cfg) -> dict:
     budget = parse_budget(cfg.budget)
     if budget.kind != "time":
         return {"budget": str(budget), "budgets": {m: cfg.budget for m in cfg.models}}
-    plan = {"budget": str(budget), "budgets": {}, "probe": {}}
+    plan = {"budget": str(budget), "cpu": cpu_name(), "budgets": {}, "probe": {}}
     if path.is_file():  # a model added later is probed alone; the others keep their plan
         plan = json.loads(path.read_text())
         if plan["budget"] != str(budget):
@@ -85,8 +87,8 @@ def _plan(cfg) -> dict:
         plan["budgets"][name] = f"{recipe.train.epochs} epochs"
         plan["probe"][name] = {"step_s": p["step_s"], "steps_per_epoch": p["steps_per_epoch"]}
         print(f"{name}: {p['step_s']:.2f} s per step -> {recipe.train.epochs} epochs", flush=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(plan, indent=2))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, plan)  # after each probe: an interrupted plan resumes
     return plan
 
 
@@ -130,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default=None, help="comma-separated subset")
     p.add_argument("--work", default=None, help="comparison folder (runs/frontier)")
     p.add_argument("--out", default=str(RESULTS / "frontier"), help="results stem")
+    p.add_argument("--plan-only", action="store_true", help="probe and plan, do not train")
     p.add_argument("--rebench", action="store_true",
                    help="re-measure every trained model's backends back to back")  # fmt: skip
     args = p.parse_args(argv)
@@ -139,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     items += [f"out={args.work}"] if args.work else []
     cfg = load_compare_config(args.config, items)
     plan = _plan(cfg)
+    if args.plan_only:
+        print(json.dumps(plan, indent=2))
+        return 0
     cfg = with_overrides(cfg, [f"budgets={json.dumps(plan['budgets'])}"])
     if args.rebench:
         _drop_bench(Path(cfg.out))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from edgeseg.cli import main
 from edgeseg.config import Config, load_config
 from edgeseg.engine.checkpoint import load_checkpoint, load_model
 from edgeseg.engine.train import Trainer, train
@@ -132,3 +133,25 @@ def test_resume_restores_the_average_and_the_boosters(data: Path, tmp_path: Path
     for x, y in pairs:
         for k, v in x.items():
             assert torch.allclose(v.float(), y[k].float(), atol=1e-6), k
+
+
+def test_misused_features_are_one_line_exit_2_from_the_cli(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run(root: Path, model: str, classes: str, *extra: str) -> str:
+        argv = ["train", "--model", model, "--data", str(root), "--epochs", "1",
+                "--out", str(tmp_path / "run"), "data.preset=custom",
+                f"data.classes={classes}", "data.crop_size=64x64", "train.progress=false",
+                *extra]  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert not (tmp_path / "run").exists()  # refused before any work
+        return err
+
+    assert "has no auxiliary heads" in run(data, "l3unet", "[a, b, c]", "train.aux_weight=0.4")
+    teacher = train(_cfg(data, tmp_path / "teacher")).run_dir / "best.pt"
+    other = make_list_dataset(tmp_path / "d5", {"train": 8, "val": 4}, size=(64, 64),
+                              num_classes=5)  # fmt: skip
+    err = run(other, "segfast", "[a, b, c, d, e]", f"train.teacher={teacher}")
+    assert "predicts 3 classes, the data has 5" in err and str(teacher) in err

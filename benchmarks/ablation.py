@@ -9,7 +9,7 @@ Variants (overrides of ``configs/compare_frontier.yaml``'s recipe):
 
 ==========  =======================================================================
 ``plain``   the recipe as it is
-``aux``     ``train.aux_weight=0.4`` (models with auxiliary heads: fastscnn, bisenetv2)
+``aux``     ``train.aux_weight=0.4`` (models with auxiliary heads: fastscnn, ddrnet23_slim, ...)
 ``ohem``    ``train.loss=ohem``
 ``ema``     ``train.ema=0.999``
 ``kd``      ``train.teacher=TEACHER`` (pixel-wise distillation, T = 4)

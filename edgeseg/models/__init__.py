@@ -4,6 +4,7 @@ from edgeseg.models import (  # noqa: F401
     bisenetv2,
     cgnet,
     dabnet,
+    ddrnet,
     edgesegnet,
     erfnet,
     essnet,

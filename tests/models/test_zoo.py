@@ -16,6 +16,7 @@ PARAMS = {
     "bisenetv2": 3_358_627 - 1025 * 8,  # the reference code's 3,358,627 at K=19
     "cgnet": 496_306 - 256 * 8,  # the reference code's 496,306 at K=19: see test_context.py
     "dabnet": 756_643 - 259 * 8,  # the reference code's 756,643 at K=19
+    "ddrnet23_slim": 5_695_987 - 65 * 8,  # the authors' code's 5,695,987 at K=19
     "edgesegnet": 1_417_419,  # a documented reading: see test_light_variants.py
     "erfnet": 2_064_256 - 65 * 20 + 65 * 11,  # 2,064,256 at K=20: see test_erfnet.py
     "essnet": 421_056 - 65 * 9,  # K=20 figures in test_essnet.py; the head is 65K
@@ -79,7 +80,12 @@ def test_odd_sizes_train_and_eval(name: str, size: tuple[int, int]) -> None:
 #: Parameters whose gradient is exactly zero by construction, as in the reference code:
 #: BiSeNet V2's context embedding normalises the pooled (B, C, 1, 1) vector and feeds it
 #: to a conv followed by BatchNorm, which cancels any constant shift (that BN's bias).
-NO_GRADIENT = {"bisenetv2": {"context.bn.bias"}}
+#: DDRNet's last context bottleneck feeds only DAPPM, whose every path starts with a
+#: BatchNorm: the biases of the bottleneck's two final BNs cancel the same way.
+NO_GRADIENT = {
+    "bisenetv2": {"context.bn.bias"},
+    "ddrnet23_slim": {"low_last.body.4.1.bias", "low_last.shortcut.1.bias"},
+}
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -172,8 +172,8 @@ class DDRNet(TappedSegmentationModel):
     """DDRNet: a ResNet stem to 1/8, then a 1/8 detail branch beside a deepening context
     branch, fused both ways after each stage; DAPPM on the 1/64 context; a head at 1/8.
 
-    Stages: ``stem`` (1/8), ``low``, ``high``, ``fusions``, ``low_last``, ``high_last``,
-    ``dappm``, ``head``.
+    Stages (:meth:`stages`): ``stem`` (1/8); per dual stage ``low.i``, ``high.i``,
+    ``fusions.i``; ``high_last``, ``low_last``, ``dappm``, ``head``.
 
     Args:
         num_classes: K.
@@ -214,6 +214,16 @@ class DDRNet(TappedSegmentationModel):
         for mod in self.modules():  # the authors' initialisation (BN: weight 1, bias 0)
             if isinstance(mod, nn.Conv2d):
                 nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
+
+    def stages(self) -> list[tuple[str, nn.Module]]:
+        """The stages in execution order, each dual stage's branches and fusion apart."""
+        dual = [
+            (f"{kind}.{i}", getattr(self, kind)[i])
+            for i in range(len(self.low))
+            for kind in ("low", "high", "fusions")
+        ]
+        tail = ("high_last", "low_last", "dappm", "head")
+        return [("stem", self.stem), *dual, *((n, getattr(self, n)) for n in tail)]
 
     def _head(self, channels: int) -> nn.Sequential:
         return nn.Sequential(

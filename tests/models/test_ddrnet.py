@@ -45,3 +45,12 @@ def test_branch_resolutions_and_plain_forward() -> None:
     assert tuple(taps["high"].shape[1:]) == (64, 9, 13)
     assert [a.shape for a in aux] == [(1, 5, 72, 100)]
     assert not any(k.startswith("aux") for k in model.state_dict())
+
+
+def test_stages_cover_every_parameter_once() -> None:
+    # the profiler times stages; ModuleLists are split so each timed module really runs
+    with torch.device("meta"):
+        model = create_model("ddrnet23_slim", num_classes=11)
+    stages = model.stages()
+    assert [n for n, _ in stages][:4] == ["stem", "low.0", "high.0", "fusions.0"]
+    assert sum(param_count(m) for _, m in stages) == param_count(model)

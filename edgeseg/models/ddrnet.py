@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgeseg.layers.conv import ConvNormAct
 from edgeseg.models._base import TappedSegmentationModel
 from edgeseg.models._registry import register_model
 
@@ -64,9 +65,9 @@ def _bn(c: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(c)
 
 
-def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
-    """``Conv2d (no bias) -> BN`` with "same" padding."""
-    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, bias=False), _bn(cout))
+def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> ConvNormAct:
+    """``Conv2d (no bias) -> BN`` with "same" padding, no activation."""
+    return ConvNormAct(cin, cout, k, stride, act=False)
 
 
 def bn_relu_conv(cin: int, cout: int, k: int = 1) -> nn.Sequential:
@@ -84,7 +85,7 @@ class BasicBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, stride: int = 1, relu_out: bool = True) -> None:
         super().__init__()
-        self.conv1 = nn.Sequential(conv_bn(cin, cout, 3, stride), nn.ReLU(inplace=True))
+        self.conv1 = ConvNormAct(cin, cout, 3, stride)
         self.conv2 = conv_bn(cout, cout)
         self.shortcut = (
             conv_bn(cin, cout, 1, stride) if stride != 1 or cin != cout else nn.Identity()
@@ -105,10 +106,8 @@ class Bottleneck(nn.Module):
     def __init__(self, cin: int, mid: int, stride: int = 1) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            conv_bn(cin, mid, 1), nn.ReLU(inplace=True),
-            conv_bn(mid, mid, 3, stride), nn.ReLU(inplace=True),
-            conv_bn(mid, 2 * mid, 1),
-        )  # fmt: skip
+            ConvNormAct(cin, mid, 1), ConvNormAct(mid, mid, 3, stride), conv_bn(mid, 2 * mid, 1)
+        )
         self.shortcut = conv_bn(cin, 2 * mid, 1, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,7 +154,7 @@ class BilateralFusion(nn.Module):
         steps: list[nn.Module] = []
         c = high
         while factor > 2:  # one 3x3 s2 conv per factor of 2, ReLU between
-            steps += [conv_bn(c, low // 2, 3, 2), nn.ReLU(inplace=True)]
+            steps.append(ConvNormAct(c, low // 2, 3, 2))
             c, factor = low // 2, factor // 2
         self.down = nn.Sequential(*steps, conv_bn(c, low, 3, 2))
         self.compress = conv_bn(low, high, 1)

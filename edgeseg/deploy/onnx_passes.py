@@ -5,8 +5,9 @@
 - :data:`PRE_INT8_PASSES` run on ORT's pre-processed fp32 model, before ``quantize_static``:
   they give ORT's int8 kernels the form they run fast.
 - :data:`POST_INT8_PASSES` run on the QDQ model ``quantize_static`` wrote. Order matters:
-  shapes stop counting as readers, then scales are shared along copy chains that may hold
-  pads, then pads move to uint8 with the final zero points.
+  unfolded BatchNorms read fp32 and shapes stop counting as readers, then scales are
+  shared along copy chains that may hold pads, then pads move to uint8 with the final zero
+  points.
 
 :func:`run_passes` applies a list and returns what each pass changed.
 """
@@ -284,6 +285,33 @@ class _QChains:
         return [q, dq], [self.qparams(q)[1]]  # type: ignore[index]
 
 
+def norms_read_float(proto: Any) -> int:
+    """Let a BatchNorm the export could not fold read its input in fp32, not a
+    quantize-dequantize copy of it.
+
+    Such a BatchNorm follows a concat, a pool or an add (DDRNet's DAPPM and head) and stays
+    an fp32 op, so rounding its input to uint8 first only loses precision; and OpenVINO's
+    CPU plugin crashes compiling ``Concat -> Q -> DQ -> BatchNorm -> ReLU -> Q -> DQ ->
+    Conv`` at a static input size. The quantize and dequantize go when nothing else reads
+    them. Edits ``proto`` in place; returns how many BatchNorms were rewired.
+    """
+    g = proto.graph
+    prod = {o: n for n in g.node for o in n.output}
+    done = 0
+    for n in g.node:
+        dq = prod.get(n.input[0]) if n.op_type == "BatchNormalization" else None
+        q = prod.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is not None and q.op_type == "QuantizeLinear":
+            n.input[0] = q.input[0]
+            done += 1
+    for _ in range(2):  # dead dequantizes first, then the quantizes they read
+        read = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+        for n in [n for n in g.node if n.op_type in ("DequantizeLinear", "QuantizeLinear")]:
+            if n.output[0] not in read and n.input[0] in prod:  # not a weight's dequantize
+                g.node.remove(n)
+    return done
+
+
 def shapes_of_quantized(proto: Any) -> int:
     """Let ``Shape`` read the uint8 tensor instead of a dequantized copy made only for it.
 
@@ -375,6 +403,7 @@ EXPORT_PASSES: tuple[Pass, ...] = (merge_slices,)
 PRE_INT8_PASSES: tuple[Pass, ...] = (drop_zero_pad_values, pools_as_depthwise_convs)
 #: Run on the quantized QDQ model, in this order (see the module docstring).
 POST_INT8_PASSES: tuple[Pass, ...] = (
+    norms_read_float,
     shapes_of_quantized,
     concat_inputs_share_scale,
     pads_in_uint8,

@@ -83,20 +83,48 @@ def test_shapes_read_the_quantized_tensor() -> None:
     assert _run(m, x=x)[0].tolist() == [1, 2, 5, 7]
 
 
+def test_unfolded_batchnorms_read_the_float_tensor() -> None:
+    c = 2
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+             numpy_helper.from_array(np.array(0, np.uint8), "zp"),
+             *(numpy_helper.from_array(np.full(c, v, np.float32), k)
+               for k, v in (("g", 1.5), ("b", 0.2), ("mu", 0.1), ("var", 2.0)))]  # fmt: skip
+    nodes = [helper.make_node("Concat", ["x", "x"], ["cat"], axis=1),
+             helper.make_node("QuantizeLinear", ["cat", "s", "zp"], ["cq"]),
+             helper.make_node("DequantizeLinear", ["cq", "s", "zp"], ["cd"]),
+             helper.make_node("BatchNormalization", ["cd", "g", "b", "mu", "var"], ["y"]),
+             ]  # fmt: skip
+    m = _model(nodes, [_f("x", [1, 1, 3, 3])], [_f("y")], inits)
+    x = np.random.default_rng(2).normal(size=(1, 1, 3, 3)).astype(np.float32)
+    quantized = _run(m, x=x)[0]
+    assert P.norms_read_float(m) == 1
+    assert [n.op_type for n in m.graph.node] == ["Concat", "BatchNormalization"]
+    exact = (np.concatenate([x, x], 1) - 0.1) / np.sqrt(2.0 + 1e-5) * 1.5 + 0.2
+    np.testing.assert_allclose(_run(m, x=x)[0], exact, rtol=1e-5, atol=1e-6)
+    assert np.abs(quantized - exact).max() > 1e-3  # the uint8 copy had rounded the input
+    assert P.norms_read_float(m) == 0
+
+
 def test_passes_run_in_their_documented_order_and_report_edits() -> None:
     assert [f.__name__ for f in P.EXPORT_PASSES] == ["merge_slices"]
     assert [f.__name__ for f in P.PRE_INT8_PASSES] == [
         "drop_zero_pad_values",
         "pools_as_depthwise_convs",
     ]
-    # Shapes stop counting as readers before scales are shared; pads move to uint8 last,
-    # with the final zero points.
+    # Unfolded BatchNorms read fp32 and shapes stop counting as readers before scales are
+    # shared; pads move to uint8 last, with the final zero points.
     assert [f.__name__ for f in P.POST_INT8_PASSES] == [
+        "norms_read_float",
         "shapes_of_quantized",
         "concat_inputs_share_scale",
         "pads_in_uint8",
     ]
     m = _qdq_pad_graph()
     done = P.run_passes(m, P.POST_INT8_PASSES)
-    assert done == {"shapes_of_quantized": 0, "concat_inputs_share_scale": 0, "pads_in_uint8": 1}
+    assert done == {
+        "norms_read_float": 0,
+        "shapes_of_quantized": 0,
+        "concat_inputs_share_scale": 0,
+        "pads_in_uint8": 1,
+    }
     assert not any(P.run_passes(m, P.POST_INT8_PASSES).values())  # idempotent

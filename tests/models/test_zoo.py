@@ -158,3 +158,36 @@ def test_onnx_export_matches_pytorch(name: str, tmp_path) -> None:
         max_diff, agreement = parity(model, session, torch.randn(2, 3, *size))
         assert max_diff < 1e-3
         assert agreement > 0.999
+
+
+_OPENVINO_STATIC = """
+import sys, numpy as np, openvino as ov
+core = ov.Core()
+m = core.read_model(sys.argv[1])
+m.reshape({m.inputs[0]: [1, 3, 192, 256]})
+out = core.compile_model(m, "CPU")({0: np.zeros((1, 3, 192, 256), np.float32)})
+assert next(iter(out.values())).shape == (1, 11, 192, 256)
+"""
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.slow
+def test_int8_file_compiles_under_openvino_at_a_static_size(name: str, tmp_path) -> None:
+    # openvino-int8 compiles the int8 file for the input's static shape (here large enough
+    # for Fast-SCNN's 6-pixel pooling window at 1/32). A graph OpenVINO's CPU plugin cannot
+    # take crashes the process (DDRNet's did), so the compile runs in a child process.
+    import subprocess
+    import sys
+
+    pytest.importorskip("openvino")
+    from edgeseg.deploy.export import export_onnx
+    from edgeseg.deploy.quantize import int8_graph, quantize_onnx
+
+    model, _ = int8_graph(create_model(name, num_classes=K))
+    export_onnx(model, tmp_path / "fp32.onnx", input_size=(192, 256))
+    images = [torch.randn(3, 192, 256) for _ in range(2)]
+    quantize_onnx(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", images)
+    args = [sys.executable, "-c", _OPENVINO_STATIC, str(tmp_path / "int8.onnx")]
+    done = subprocess.run(args, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

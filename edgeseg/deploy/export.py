@@ -85,18 +85,26 @@ def _export(model: nn.Module, x: torch.Tensor, path: Path, opset: int, dynamic: 
             dyn = {"x": {0: b, 2: h, 3: w}}
             if x.shape[0] < 2:
                 x = x.expand(2, -1, -1, -1).contiguous()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                model,
-                (x,),
-                dynamo=True,
-                opset_version=opset,
-                dynamic_shapes=dyn,
-                external_data=False,
-                verbose=False,
-                **kwargs,
-            )
+        # The exporter logs a warning per torchvision op it cannot register when
+        # torchvision is absent; edgeseg models use none of them.
+        registry = logging.getLogger("torch.onnx._internal.exporter._registration")
+        level = registry.level
+        registry.setLevel(logging.ERROR)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                program = torch.onnx.export(
+                    model,
+                    (x,),
+                    dynamo=True,
+                    opset_version=opset,
+                    dynamic_shapes=dyn,
+                    external_data=False,
+                    verbose=False,
+                    **kwargs,
+                )
+        finally:
+            registry.setLevel(level)
         program.save(str(path), external_data=False)
         return "dynamo"
     except Exception as e:  # the dynamo exporter raises many kinds; fall back, say why

@@ -241,8 +241,23 @@ def load_weights(model: nn.Module, ckpt: dict[str, Any]) -> None:
         raise CheckpointError(f"{where} does not fit {type(m).__name__}: {detail}") from None
 
 
+def _ema_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """The EMA weights a training checkpoint (``last.pt`` of a ``train.ema`` run) holds
+    besides the raw ones, keyed like the model's state dict; None without an EMA."""
+    hooks = (ckpt.get("train_state") or {}).get("hooks") or {}
+    ema = (hooks.get("EMAHook") or {}).get("ema")
+    if not ema:
+        return None
+    # torch's AveragedModel: the averaged network under "module.", plus its step count.
+    return {k[len("module.") :]: v for k, v in ema.items() if k.startswith("module.")}
+
+
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a model from a checkpoint and load its weights, in eval mode.
+
+    The training checkpoint of a run with ``train.ema`` loads the average (the weights
+    that run validated and saved in ``best.pt``); ``--resume`` still continues from the
+    raw weights.
 
     Returns:
         ``(model, checkpoint)``; ``DatasetInfo.from_dict(checkpoint["dataset"])`` gives
@@ -250,6 +265,9 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """
     ckpt = load_checkpoint(path)
     model = build_model(ckpt)
+    averaged = _ema_state(ckpt)
+    if averaged is not None:  # validated and deployed: the average, not the raw weights
+        ckpt = {**ckpt, "state_dict": averaged}
     if is_compressed_state(ckpt["state_dict"]):
         # A training checkpoint (last.pt) of a run under compression: the adapter attaches
         # the same masks so the state fits, then returns the plain model a deployment runs.

@@ -94,6 +94,9 @@ def test_ema_is_validated_and_saved_as_best(data: Path, tmp_path: Path) -> None:
         assert torch.equal(v, avg[f"module.{k}"]), k
     assert any(not torch.equal(v, last["state_dict"][k])
                for k, v in best["state_dict"].items() if v.is_floating_point())  # fmt: skip
+    # last.pt as a model (eval, export, shipping) is the average too, as validated.
+    final = load_model(tmp_path / "run" / "last.pt")[0].state_dict()
+    assert all(torch.equal(v, final[k]) for k, v in best["state_dict"].items())
 
 
 def test_distillation_adds_a_pixelwise_kl_and_checks_the_teacher(

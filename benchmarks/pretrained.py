@@ -29,7 +29,14 @@ import torch
 
 from edgeseg.data import DatasetInfo
 from edgeseg.deploy.cpu import cpu_name
-from edgeseg.engine.checkpoint import load_checkpoint, load_model, make_checkpoint, save_checkpoint
+from edgeseg.engine.checkpoint import (
+    compact_state,
+    expand_state,
+    load_checkpoint,
+    load_model,
+    make_checkpoint,
+    save_checkpoint,
+)
 from edgeseg.engine.evaluate import evaluate
 from edgeseg.measure.counts import param_count
 from edgeseg.measure.profiling import profile
@@ -54,11 +61,24 @@ def _final_model(run: Path) -> tuple[torch.nn.Module, dict]:
     return load_model(run / "last.pt")[0], last
 
 
+def _as_stored(model: torch.nn.Module, storage: str) -> torch.nn.Module:
+    """``model`` with the weights its shipped file holds (int8 storage rounds them)."""
+    if storage == "int8":
+        model.load_state_dict(expand_state(compact_state(model.state_dict())))
+    return model
+
+
 def _val(model: torch.nn.Module, last: dict, data: str) -> dict:
     """``model`` (of checkpoint ``last``) on CamVid val at 360x480."""
     info = DatasetInfo.from_dict(last["dataset"])
     metrics = evaluate(model, data, "val", info=info, input_size=(360, 480), threads=2)
     return {k: metrics[k] for k in KEEP}
+
+
+def _heldout(run: Path, storage: str, data: str) -> dict:
+    """The train-only twin's final weights on val, stored as the release is."""
+    model, last = _final_model(run)
+    return _val(_as_stored(model, storage), last, data)
 
 
 def _package(name: str, run: Path, data: str, heldout: Path | None = None) -> dict:
@@ -69,7 +89,10 @@ def _package(name: str, run: Path, data: str, heldout: Path | None = None) -> di
         sys.exit(f"{run} trained on val: name its train-only twin with --heldout {name}=RUN")
     info = DatasetInfo.from_dict(last["dataset"])
     out = WEIGHTS_DIR / PRETRAINED[name].file
-    card_metrics = _val(model, last, data)
+    storage = PRETRAINED[name].storage
+    fp32_metrics = _val(model, last, data)
+    model = _as_stored(model, storage)
+    card_metrics = _val(model, last, data) if storage != "float" else fp32_metrics
     ckpt = make_checkpoint(
         model,
         info,
@@ -79,6 +102,8 @@ def _package(name: str, run: Path, data: str, heldout: Path | None = None) -> di
         metrics=card_metrics,
         config=cfg,
     )
+    if storage == "int8":
+        ckpt["state_dict"] = compact_state(ckpt["state_dict"])
     save_checkpoint(ckpt, out)
     rows = [
         json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()
@@ -100,8 +125,10 @@ def _package(name: str, run: Path, data: str, heldout: Path | None = None) -> di
         "latency_ms_eager": prof.latency_ms["median"],
         "cpu": cpu_name(),
         "val": card_metrics,
+        "storage": storage,
+        "val_miou_fp32": fp32_metrics["miou"],
         **(
-            {"heldout_val": _val(*_final_model(heldout), data), "heldout_run_split": "train"}
+            {"heldout_val": _heldout(heldout, storage, data), "heldout_run_split": "train"}
             if heldout
             else {}
         ),
@@ -156,6 +183,15 @@ def _card(entries: list[dict]) -> str:
             f"{e['epoch_seconds_quiet']:.0f} s per epoch when the",
             f"  machine was otherwise idle (about {hours:.1f} h for the run); the wall time was",
             f"  {e['train_seconds_wall'] / 3600:.1f} h (interrupted and resumed, sharing the CPU).",
+            *(
+                [
+                    "- conv weights stored as int8 per output channel (dequantized on load): "
+                    f"the released weights' val mIoU {e['val']['miou']:.4f}, "
+                    f"{e['val_miou_fp32']:.4f} in fp32;"
+                ]
+                if e.get("storage") == "int8"
+                else []
+            ),
             *([f"- {e['note']}"] if e.get("note") else []),
             "",
             "| class | IoU |",

@@ -28,6 +28,9 @@ class Pretrained:
     dataset: str  # preset it was trained on
     file: str  # file name inside edgeseg/weights/
     recipe: str  # the training recipe in configs/
+    # "float": the weights as trained; "int8": conv weights stored as int8 per output
+    # channel (edgeseg.engine.checkpoint.compact_state), for a file that would pass 10 MB
+    storage: str = "float"
 
 
 PRETRAINED: dict[str, Pretrained] = {

@@ -58,6 +58,7 @@ def test_shipped_weights_are_small_and_carry_their_card_figures(name: str) -> No
     assert path.stat().st_size <= 10 * 2**20
     ckpt = load_checkpoint(name)
     assert ckpt["model"]["name"] == pretrained.PRETRAINED[name].model
+    assert pretrained.PRETRAINED[name].storage in ("float", "int8")
     assert ckpt["dataset"]["name"] == "camvid" and "train_state" not in ckpt
     assert 0 < ckpt["metrics"]["miou"] <= 1 and len(ckpt["metrics"]["iou"]) == 11
 

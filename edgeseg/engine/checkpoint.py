@@ -7,7 +7,8 @@ A checkpoint is a ``torch.save`` dict (loadable with ``weights_only=True``)::
     model           {"name", "num_classes", "in_channels", "kwargs"}: create_model's inputs
     dataset         DatasetInfo.to_dict(): classes, palette, ignore_index, mean, std
     input_size      [H, W] the model was trained (cropped) at, or null
-    state_dict      the weights
+    state_dict      the weights (shipped weights may store each conv weight as int8:
+                    ``compact_state``; loading restores floats)
     epoch, step     completed epochs / optimiser steps
     metrics         last validation metrics (miou, pixel_acc, mean_acc, iou{} ...)
     config          the training recipe as a dict (see edgeseg.config)
@@ -128,6 +129,42 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return p
 
 
+#: Key suffixes of a weight stored as int8 (``compact_state``) and of its fp32 scales.
+INT8_KEY, SCALE_KEY = "::int8", "::scale"
+
+
+def compact_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights for shipping at a quarter of their size: every floating tensor of two or
+    more dimensions (conv and linear weights) as symmetric int8 per output channel with an
+    fp32 scale; norms and biases stay as they are. :func:`load_checkpoint` restores floats
+    (each weight within half a quantization step, ``max |w| / 254`` of its channel)."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        if not (v.is_floating_point() and v.dim() >= 2):
+            out[k] = v
+            continue
+        scale = v.float().abs().flatten(1).amax(1).clamp_min(1e-12) / 127  # (C_out,)
+        shaped = scale.view(-1, *([1] * (v.dim() - 1)))
+        out[k + INT8_KEY] = torch.round(v.float() / shaped).clamp(-127, 127).to(torch.int8)
+        out[k + SCALE_KEY] = scale
+    return out
+
+
+def expand_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The float weights of a :func:`compact_state` dict (any other dict is returned as is)."""
+    if not any(k.endswith(INT8_KEY) for k in state):
+        return state
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        if k.endswith(INT8_KEY):
+            name = k[: -len(INT8_KEY)]
+            scale = state[name + SCALE_KEY]
+            out[name] = v.float() * scale.view(-1, *([1] * (v.dim() - 1)))
+        elif not k.endswith(SCALE_KEY):
+            out[k] = v
+    return out
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and check an edgeseg checkpoint (file or run directory).
 
@@ -148,6 +185,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{p} has checkpoint format {ckpt['format_version']}; this edgeseg reads up to "
             f"{FORMAT_VERSION}: upgrade edgeseg"
         )
+    ckpt["state_dict"] = expand_state(ckpt["state_dict"])
     ckpt["path"] = str(p)
     return ckpt
 

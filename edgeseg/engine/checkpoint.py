@@ -185,7 +185,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{p} has checkpoint format {ckpt['format_version']}; this edgeseg reads up to "
             f"{FORMAT_VERSION}: upgrade edgeseg"
         )
-    ckpt["state_dict"] = expand_state(ckpt["state_dict"])
+    try:
+        ckpt["state_dict"] = expand_state(ckpt["state_dict"])
+    except KeyError as e:
+        raise CheckpointError(f"{p} is not a valid edgeseg checkpoint: no scale {e}") from None
     ckpt["path"] = str(p)
     return ckpt
 

@@ -352,10 +352,10 @@ def quantize_onnx_nncf(
 
 
 #: Ops kept in fp32 although ORT's registry lists them. A BatchNorm that could not be
-#: folded (one after a pool or a concat, as in DDRNet's DAPPM and head) would get its
-#: rank-1 scale quantized per channel along a missing axis 1, and OpenVINO's CPU plugin
-#: crashes compiling that graph at a static input size; in fp32 it costs one pass over
-#: a small map.
+#: folded (one after a pool, a concat or an add, as in DDRNet's DAPPM and head) would get
+#: its rank-1 scale quantized per channel along a missing axis 1 (ORT warns "Axis 1 is
+#: out-of-range"); in fp32 it costs one pass over a small map, and the post-int8 pass
+#: ``norms_read_float`` gives it its fp32 input as well.
 FP32_OPS = frozenset({"BatchNormalization"})
 
 

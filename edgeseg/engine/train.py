@@ -9,9 +9,11 @@ never stopped.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import random
+import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -53,6 +55,7 @@ __all__ = [
     "build_optimizer",
     "build_scheduler",
     "dataset_info",
+    "step_seconds",
     "train",
 ]
 
@@ -350,8 +353,8 @@ class Trainer:
             "resumed %s at epoch %d step %d", self.last_path, self.start_epoch, self.start_step
         )
 
-    def _prepare_run(self) -> None:
-        """The network that steps (DDP, compile), the log, the run directory, the loader."""
+    def _build_net(self) -> None:
+        """The network that steps (DDP, compile) and the autocast context of its forward."""
         cfg = self.cfg
         self.net: nn.Module = self.train_net
         if self.ctx.enabled:
@@ -360,6 +363,12 @@ class Trainer:
             # Crops have one size and the last partial batch is dropped, so the graph
             # compiles once (about a minute); evaluation runs the eager model.
             self.net = torch.compile(self.net)
+        self.amp = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.train.bf16 else nullcontext()
+
+    def _prepare_run(self) -> None:
+        """The network that steps, the log, the run directory, the loader."""
+        cfg = self.cfg
+        self._build_net()
         self.log = RunLog(
             self.run_dir, self.ctx.is_main, cfg.train.tensorboard, keep_epochs=self.start_epoch
         )
@@ -376,7 +385,6 @@ class Trainer:
             generator=torch.Generator().manual_seed(cfg.train.seed),
             persistent_workers=False,
         )
-        self.amp = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.train.bf16 else nullcontext()
         self.budget_s = cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
 
     # ------------------------------------------------------------------ the loop
@@ -683,3 +691,39 @@ def train(
             as it was.
     """
     return Trainer(config, resume=resume, hooks=hooks).fit()
+
+
+def step_seconds(
+    config: Config, size: tuple[int, int] | None = None, *, warmup: int = 2, timed: int = 5
+) -> float:
+    """Median seconds of one optimizer step of ``config`` on this machine.
+
+    The recipe's own step on a random batch (its loss, auxiliary heads, EMA update,
+    teacher forward, gradient clipping, memory format, bf16), so that a budget in time
+    buys a recipe with a costly extra fewer epochs, as it would in a real run. Untimed
+    ``warmup`` steps first (allocations, kernel choice), then the median of ``timed``
+    ones, so one step slowed by another process does not set the figure. Nothing is
+    written; ``config`` is not changed.
+
+    Args:
+        config: the recipe; its data are read (class weights, the teacher's check).
+        size: ``(H, W)`` of the batch; default ``data.crop_size``.
+    """
+    cfg = copy.deepcopy(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg.train.out = tmp  # an empty run directory: setup refuses to train over a run
+        trainer = Trainer(cfg)
+        trainer.setup()
+        trainer._build_net()
+        h, w = size or cfg.data.crop_size or (cfg.data.eval_size or (256, 256))
+        bs, k = cfg.train.batch_size, trainer.info.num_classes
+        x = torch.randn(bs, 3, h, w).contiguous(memory_format=trainer.memory_format)
+        y = torch.randint(0, k, (bs, h, w))  # (B, H, W) labels
+        trainer.train_net.train()
+        times = []
+        for i in range(warmup + timed):
+            t = time.perf_counter()
+            trainer._step(x, y, 0, i)
+            if i >= warmup:
+                times.append(time.perf_counter() - t)
+    return float(np.median(times))

@@ -51,7 +51,7 @@ from edgeseg.deploy.cpu import cpu_name
 from edgeseg.deploy.segmenter import Segmenter, colorize
 from edgeseg.engine.checkpoint import load_model
 from edgeseg.engine.evaluate import evaluate
-from edgeseg.engine.train import dataset_info, train
+from edgeseg.engine.train import dataset_info, step_seconds, train
 from edgeseg.errors import BudgetError, ConfigError, EdgesegError
 from edgeseg.measure.bench import bench
 from edgeseg.measure.profiling import profile
@@ -254,33 +254,20 @@ def _check_data(recipe: Config) -> tuple[Any, Any]:
 def _probe_seconds(
     recipe: Config, info: Any, train_hw: tuple[int, int], eval_hw: tuple[int, int]
 ) -> tuple[float, float]:
-    """``(seconds per training step, seconds per validation image)`` of this model here.
+    """``(seconds per training step, seconds per validation image)`` of this recipe here.
 
-    Two untimed steps (allocations, kernel choice, caches), then the median of five timed
-    ones, so one step slowed by another process does not set the plan (the training loop
-    re-plans from its measured epochs anyway); the same for inference. Both run with the
-    recipe's threads and memory format.
+    The step is the recipe's own (:func:`~edgeseg.engine.train.step_seconds`: auxiliary
+    heads, EMA, a teacher's forward all cost their time); inference is the median of four
+    forwards after two untimed ones, so one call slowed by another process does not set
+    the plan. Both run with the recipe's threads and memory format.
     """
 
+    step_s = step_seconds(recipe, train_hw)
     torch.manual_seed(0)
     model = create_model(recipe.model.name, num_classes=info.num_classes, **recipe.model.kwargs)
     mf = torch.channels_last if recipe.train.channels_last else torch.contiguous_format
-    model = model.to(memory_format=mf).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
-    bs = recipe.train.batch_size
-    x = torch.randn(bs, 3, *train_hw).contiguous(memory_format=mf)
-    y = torch.randint(0, info.num_classes, (bs, *train_hw))
-    steps = []
-    for i in range(7):
-        t = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i >= 2:
-            steps.append(time.perf_counter() - t)
-    model.eval()
-    xe = torch.randn(1, 3, *eval_hw).contiguous(memory_format=mf)
+    model = model.to(memory_format=mf).eval()
+    xe = torch.randn(1, 3, *eval_hw).contiguous(memory_format=mf)  # (1, 3, H, W)
     fwd = []
     with torch.inference_mode():
         for i in range(6):
@@ -288,7 +275,7 @@ def _probe_seconds(
             model(xe)
             if i >= 2:
                 fwd.append(time.perf_counter() - t)
-    return float(np.median(steps)), float(np.median(fwd))
+    return step_s, float(np.median(fwd))
 
 
 def plan_epochs(

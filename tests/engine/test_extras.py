@@ -6,7 +6,9 @@ teacher must add its term to the loss (and be refused when it does not fit)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -14,7 +16,7 @@ import torch
 from edgeseg.cli import main
 from edgeseg.config import Config, load_config
 from edgeseg.engine.checkpoint import load_checkpoint, load_model
-from edgeseg.engine.train import Trainer, train
+from edgeseg.engine.train import Trainer, step_seconds, train
 from edgeseg.errors import ConfigError
 from edgeseg.losses import SegmentationLoss, distillation_loss
 from tests.synthetic import make_list_dataset
@@ -158,3 +160,31 @@ def test_misused_features_are_one_line_exit_2_from_the_cli(
                               num_classes=5)  # fmt: skip
     err = run(other, "segfast", "[a, b, c, d, e]", f"train.teacher={teacher}")
     assert "predicts 3 classes, the data has 5" in err and str(teacher) in err
+
+
+def test_a_time_budget_pays_for_every_feature_of_the_recipe(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The budget probe times the recipe's own step: the teacher's forward, every booster's
+    loss and the EMA update run in it, so a costly feature is planned fewer epochs."""
+    from edgeseg.engine import extras
+
+    teacher = train(_cfg(data, tmp_path / "teacher")).run_dir / "best.pt"
+    calls = {"teacher": 0, "loss": 0, "ema": 0}
+
+    def count(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(*a: Any, **k: Any) -> Any:
+            calls[name] += 1
+            return fn(*a, **k)
+
+        return wrapped
+
+    monkeypatch.setattr(extras.DistillHook, "extra_loss",
+                        count("teacher", extras.DistillHook.extra_loss))  # fmt: skip
+    monkeypatch.setattr(extras.EMAHook, "after_step", count("ema", extras.EMAHook.after_step))
+    monkeypatch.setattr(SegmentationLoss, "forward", count("loss", SegmentationLoss.forward))
+    cfg = _cfg(data, tmp_path / "s", "bisenetv2", train__teacher=teacher, train__ema=0.9,
+               train__aux_weight=0.4)  # fmt: skip
+    assert step_seconds(cfg, (64, 64), warmup=1, timed=2) > 0
+    assert calls == {"teacher": 3, "loss": 3 * 5, "ema": 3}  # 3 steps; main + 4 boosters
+    assert not (tmp_path / "s").exists()  # nothing written

@@ -2,7 +2,7 @@
 same wall-clock budget, scored on CamVid val.
 
     python benchmarks/ablation.py --data $EDGESEG_DATA [--model fastscnn] [--minutes 20]
-        [--variants plain,aux,ohem,ema,kd,ls,small] [--teacher erfnet_camvid]
+        [--variants plain,aux,ohem,ema,kd,ls,small,bf16] [--teacher erfnet_camvid]
         [--work runs/ablation]
 
 Variants (overrides of ``configs/compare_frontier.yaml``'s recipe):
@@ -15,6 +15,7 @@ Variants (overrides of ``configs/compare_frontier.yaml``'s recipe):
 ``kd``      ``train.teacher=TEACHER`` (pixel-wise distillation, T = 4)
 ``ls``      ``train.label_smoothing=0.1``
 ``small``   ``data.crop_size=[288,384]``: more steps for the same time
+``bf16``    ``train.bf16=true``: bfloat16 autocast, more steps where the CPU has bf16 units
 ==========  =======================================================================
 
 The budget is wall time on an idle machine, turned into work before anything trains
@@ -50,6 +51,7 @@ VARIANTS = {
     "kd": ["train.teacher={teacher}"],
     "ls": ["train.label_smoothing=0.1"],
     "small": ["data.crop_size=[288, 384]"],
+    "bf16": ["train.bf16=true"],
 }
 
 
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=None, help="CamVid root (default: $EDGESEG_DATA)")
     p.add_argument("--model", default="fastscnn")
     p.add_argument("--minutes", type=float, default=20.0, help="training budget per variant")
-    p.add_argument("--variants", default="plain,aux,ohem,ema,kd,ls,small")
+    p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--teacher", default="erfnet_camvid", help="kd: the teacher checkpoint")
     p.add_argument("--work", default="runs/ablation")
     p.add_argument("--plan-only", action="store_true", help="probe and plan, do not train")

@@ -9,12 +9,18 @@ written without training state to ``edgeseg/weights/NAME.pt``, evaluated on CamV
 A release trained on ``train+val`` (as CamVid papers train their test-set models) has seen
 val, so its val figure is not a held-out one: ``--heldout NAME=RUN_DIR`` names the same
 recipe's run on ``train`` alone, whose final weights are scored on val for the card
-(per class too) and are not shipped.
+(per class too) and are not shipped. ``--record-heldout NAME=RUN_DIR`` scores such a twin
+once and keeps its figures in ``benchmarks/results/heldout/NAME.json``, which ``--heldout``
+then takes in place of the run (a run directory need not outlive the release's training).
+The twin's recipe must be the release's but for the training split.
 
     python benchmarks/pretrained.py erfnet_camvid=/work/runs/erfnet_camvid \\
         --data ../shared/data/camvid --json benchmarks/results/pretrained.json
     python benchmarks/pretrained.py fastscnn_camvid=RUNS/release \\
         --heldout fastscnn_camvid=RUNS/train-only --data ../shared/data/camvid
+    python benchmarks/pretrained.py --record-heldout ddrnet_camvid=RUNS/train-only
+    python benchmarks/pretrained.py ddrnet_camvid=RUNS/release \\
+        --heldout ddrnet_camvid=benchmarks/results/heldout/ddrnet_camvid.json
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ from edgeseg.pretrained import PRETRAINED, WEIGHTS_DIR
 from edgeseg.utils import atomic_write_json, atomic_write_text
 
 KEEP = ("miou", "pixel_acc", "mean_acc", "iou", "num_images")
+HELDOUT_DIR = Path("benchmarks/results/heldout")
+# what may differ between a release and its train-only twin
+_TWIN_FREE = {("data", "train_split"), ("train", "out"), ("train", "progress")}
 
 
 def _finished(run: Path) -> dict:
@@ -75,10 +84,50 @@ def _val(model: torch.nn.Module, last: dict, data: str) -> dict:
     return {k: metrics[k] for k in KEEP}
 
 
+def _recipe_diff(a: dict, b: dict) -> list[str]:
+    """Keys (``section.field``) where two run configs differ, beyond the twin's freedoms."""
+    out = []
+    for sec in sorted(set(a) | set(b)):
+        x, y = a.get(sec), b.get(sec)
+        if not (isinstance(x, dict) and isinstance(y, dict)):
+            out += [] if x == y else [sec]
+            continue
+        out += [f"{sec}.{k}" for k in sorted(set(x) | set(y))
+                if (sec, k) not in _TWIN_FREE and x.get(k) != y.get(k)]  # fmt: skip
+    return out
+
+
 def _heldout(run: Path, storage: str, data: str) -> dict:
-    """The train-only twin's final weights on val, stored as the release is."""
+    """The train-only twin's final weights on val, stored as the release is.
+
+    ``run`` is the twin's run directory, or the JSON ``--record-heldout`` wrote of it.
+    """
+    if run.suffix == ".json":
+        return json.loads(run.read_text())
     model, last = _final_model(run)
-    return _val(_as_stored(model, storage), last, data)
+    if last["config"]["data"]["train_split"] != "train":
+        sys.exit(f"{run}: a held-out twin trains on 'train' alone, not on "
+                 f"{last['config']['data']['train_split']!r}")  # fmt: skip
+    metrics = _val(_as_stored(model, storage), last, data)
+    rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines() if x.strip()]
+    return {
+        **metrics,
+        "run_split": "train",
+        "storage": storage,
+        "config": last["config"],
+        "train_seconds_wall": sum(r["epoch_seconds"] for r in rows),
+        "curve": [
+            {"epoch": r["epoch"], "val_miou": r["val_miou"]} for r in rows if "val_miou" in r
+        ],
+    }
+
+
+def _twin(path: Path, cfg: dict, storage: str, data: str) -> dict:
+    """The twin's val figures (metrics keys only), after checking it ran the release's recipe."""
+    held = _heldout(path, storage, data)
+    if held.get("config") is not None and (diff := _recipe_diff(held["config"], cfg)):
+        sys.exit(f"{path}: not the release's recipe trained on 'train' ({', '.join(diff)} differ)")
+    return {k: held[k] for k in KEEP}
 
 
 def _package(name: str, run: Path, data: str, heldout: Path | None = None) -> dict:
@@ -128,7 +177,7 @@ def _package(name: str, run: Path, data: str, heldout: Path | None = None) -> di
         "storage": storage,
         "val_miou_fp32": fp32_metrics["miou"],
         **(
-            {"heldout_val": _heldout(heldout, storage, data), "heldout_run_split": "train"}
+            {"heldout_val": _twin(heldout, cfg, storage, data), "heldout_run_split": "train"}
             if heldout
             else {}
         ),
@@ -207,16 +256,25 @@ def _card(entries: list[dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", help="NAME=RUN_DIR")
+    p.add_argument("runs", nargs="*", help="NAME=RUN_DIR")
     p.add_argument(
         "--data", default=os.environ.get("EDGESEG_DATA"), help="CamVid root ($EDGESEG_DATA)"
     )
     p.add_argument("--json", default="benchmarks/results/pretrained.json")
     p.add_argument("--note", action="append", default=[], help="NAME=TEXT for the card")
     p.add_argument("--heldout", action="append", default=[],
-                   help="NAME=RUN_DIR: a train+val release's recipe run on train")  # fmt: skip
+                   help="NAME=RUN_DIR|JSON: a train+val release's recipe run on train")  # fmt: skip
+    p.add_argument("--record-heldout", action="append", default=[], metavar="NAME=RUN_DIR",
+                   help=f"score a train-only twin into {HELDOUT_DIR}/NAME.json")  # fmt: skip
     args = p.parse_args()
     torch.set_num_threads(2)
+    for item in args.record_heldout:
+        name, _, run = item.partition("=")
+        if name not in PRETRAINED:
+            sys.exit(f"unknown weights name {name!r} (edgeseg.pretrained.PRETRAINED)")
+        held = _heldout(Path(run), PRETRAINED[name].storage, args.data)
+        atomic_write_json(HELDOUT_DIR / f"{name}.json", held)
+        print(f"{name}: train-only val mIoU {held['miou']:.4f} -> {HELDOUT_DIR / name}.json")
     # Entries of weights not re-packaged now are kept from the previous card (their files
     # are not rewritten, so git does not store another copy of an unchanged checkpoint).
     given = {item.partition("=")[0] for item in args.runs}

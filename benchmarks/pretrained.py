@@ -275,6 +275,8 @@ def main() -> None:
         held = _heldout(Path(run), PRETRAINED[name].storage, args.data)
         atomic_write_json(HELDOUT_DIR / f"{name}.json", held)
         print(f"{name}: train-only val mIoU {held['miou']:.4f} -> {HELDOUT_DIR / name}.json")
+    if not args.runs:
+        return  # only twins recorded: the card and its JSON stay as they are
     # Entries of weights not re-packaged now are kept from the previous card (their files
     # are not rewritten, so git does not store another copy of an unchanged checkpoint).
     given = {item.partition("=")[0] for item in args.runs}

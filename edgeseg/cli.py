@@ -105,10 +105,11 @@ FLOP_CONVENTIONS = {
 def _cmd_models(args: argparse.Namespace) -> int:
     from edgeseg.measure.summary import summarize_models
     from edgeseg.models import list_models
-    from edgeseg.pretrained import PRETRAINED
+    from edgeseg.pretrained import PRETRAINED, list_pretrained
 
     names = list_models(args.pattern)
-    shipped = {n: [w for w, p in PRETRAINED.items() if p.model == n] for n in names}
+    installed = list_pretrained()  # weights present in this installation, not only declared
+    shipped = {n: [w for w in installed if PRETRAINED[w].model == n] for n in names}
     if args.pretrained:
         names = [n for n in names if shipped[n]]
     if not names:

@@ -2,7 +2,7 @@
 same wall-clock budget, scored on CamVid val.
 
     python benchmarks/ablation.py --data $EDGESEG_DATA [--model fastscnn] [--minutes 20]
-        [--variants plain,aux,ohem,ema,kd,ls,small,bf16] [--teacher erfnet_camvid]
+        [--variants plain,aux,ohem,ema,kd,ls,small,fp32] [--teacher erfnet_camvid]
         [--work runs/ablation]
 
 Variants (overrides of ``configs/compare_frontier.yaml``'s recipe):
@@ -15,7 +15,7 @@ Variants (overrides of ``configs/compare_frontier.yaml``'s recipe):
 ``kd``      ``train.teacher=TEACHER`` (pixel-wise distillation, T = 4)
 ``ls``      ``train.label_smoothing=0.1``
 ``small``   ``data.crop_size=[288,384]``: more steps for the same time
-``bf16``    ``train.bf16=true``: bfloat16 autocast, more steps where the CPU has bf16 units
+``fp32``    ``train.bf16=false``: without the recipe's bfloat16 autocast (what bf16 buys)
 ==========  =======================================================================
 
 The budget is wall time on an idle machine, turned into work before anything trains
@@ -51,7 +51,7 @@ VARIANTS = {
     "kd": ["train.teacher={teacher}"],
     "ls": ["train.label_smoothing=0.1"],
     "small": ["data.crop_size=[288, 384]"],
-    "bf16": ["train.bf16=true"],
+    "fp32": ["train.bf16=false"],
 }
 
 

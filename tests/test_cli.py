@@ -68,7 +68,11 @@ def test_models_table(capsys: pytest.CaptureFixture[str]) -> None:
 def test_models_show_shipped_weights(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "--pretrained", "--json"]) == 0
     rows = {r["name"]: r["pretrained"] for r in json.loads(capsys.readouterr().out)}
-    assert rows == {"erfnet": ["erfnet_camvid"], "segfast": ["segfast_camvid"]}
+    assert rows == {
+        "ddrnet23_slim": ["ddrnet_camvid"],
+        "erfnet": ["erfnet_camvid"],
+        "segfast": ["segfast_camvid"],
+    }
     assert main(["models", "segfast*"]) == 0
     table = capsys.readouterr().out
     assert "shipped weights" in table and "segfast_camvid" in table

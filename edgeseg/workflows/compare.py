@@ -87,6 +87,8 @@ class CompareConfig:
     out: str = "compare"  # output folder: results.json, report.md/html, runs/, figures
     budget: str = "10m"  # training budget per model: 90s, 20m, 1.5h | 30 epochs | 20000 images
     budgets: dict[str, str] = field(default_factory=dict)  # per-model budgets (same forms)
+    # per-model changes to the recipe, edgeseg train's KEY=VALUE: {cgnet: [train.bf16=false]}
+    overrides: dict[str, list[str]] = field(default_factory=dict)
     size: tuple[int, int] | None = None  # profile/bench input HxW; null: first val image's
     threads: int = 2  # intra-op threads for training, profiling and benchmarks
     backends: list[str] = field(default_factory=lambda: list(DEFAULT_BACKENDS))  # to bench
@@ -448,13 +450,30 @@ def _budget_of(cfg: CompareConfig, name: str) -> Budget:
     return parse_budget(cfg.budgets.get(name, cfg.budget))
 
 
+def recipe_of(cfg: CompareConfig, name: str) -> Config:
+    """The recipe model ``name`` trains with: the shared one, its ``overrides`` applied.
+
+    Raises:
+        ConfigError: naming ``overrides.NAME`` when an override is not a recipe key=value.
+    """
+    items = cfg.overrides.get(name, [])
+    if not items:
+        return copy.deepcopy(cfg.recipe)
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(f"overrides.{name}: expected a list of KEY=VALUE, got {items!r}")
+    try:
+        return _build(Config, apply_overrides(config_to_dict(cfg.recipe), items), "")
+    except ConfigError as e:
+        raise ConfigError(f"overrides.{name}: {e}") from None
+
+
 def _stage_train(
     cfg: CompareConfig, name: str, entry: dict[str, Any], out: Path, info: Any, val: Any
 ) -> Path:
 
     run_dir = out / "runs" / _label(name)
     budget = _budget_of(cfg, name)
-    recipe = copy.deepcopy(cfg.recipe)
+    recipe = recipe_of(cfg, name)
     recipe.model.name = name
     recipe.train.out = str(run_dir)
     recipe.train.threads = cfg.threads
@@ -634,6 +653,10 @@ def compare(
         parse_budget(spec)
         if name not in [_split_spec(m)[0] for m in cfg.models]:
             raise EdgesegError(f"budgets: {name!r} is not one of the models {cfg.models}")
+    for name in cfg.overrides:
+        if name not in [_split_spec(m)[0] for m in cfg.models]:
+            raise EdgesegError(f"overrides: {name!r} is not one of the models {cfg.models}")
+        recipe_of(cfg, name)  # a bad key fails here, before any work
     check_backends(cfg.backends)
     thread_count(cfg.threads, "--threads")
     external, not_importable = _register_extra(extra_models or {})

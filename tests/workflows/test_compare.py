@@ -24,6 +24,7 @@ from edgeseg.workflows.compare import (
     load_compare_config,
     parse_budget,
     plan_epochs,
+    recipe_of,
 )
 from tests.synthetic import make_list_dataset
 
@@ -59,6 +60,22 @@ def test_compare_config_yaml_strict(tmp_path: Path) -> None:
     p.write_text("models: [segfast]\nbugdet: 5m\n")
     with pytest.raises(ConfigError, match="unknown key bugdet"):
         load_compare_config(p)
+
+
+def test_per_model_overrides_change_only_that_models_recipe(tmp_path: Path) -> None:
+    cfg = load_compare_config(
+        None, ["models=[segfast, cgnet]", "recipe.train.bf16=true",
+               'overrides={"cgnet": ["train.bf16=false", "optim.lr=0.01"]}'],
+    )  # fmt: skip
+    assert recipe_of(cfg, "segfast").train.bf16 and recipe_of(cfg, "segfast").optim.lr != 0.01
+    cg = recipe_of(cfg, "cgnet")
+    assert not cg.train.bf16 and cg.optim.lr == 0.01
+    assert cfg.recipe.train.bf16  # the shared recipe is not changed
+    bad = load_compare_config(None, ["models=[cgnet]", 'overrides={"cgnet": ["train.bfl6=false"]}'])
+    with pytest.raises(ConfigError, match=r"overrides\.cgnet: unknown key train\.bfl6"):
+        recipe_of(bad, "cgnet")
+    with pytest.raises(EdgesegError, match="overrides: 'dabnet' is not one of the models"):
+        compare(load_compare_config(None, ["models=[cgnet]", 'overrides={"dabnet": []}']))
 
 
 class TinyNet(nn.Module):

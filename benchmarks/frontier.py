@@ -7,9 +7,11 @@ The budget is wall time on an idle machine, turned into work before anything tra
 each model's training step and validation are probed here back to back (median after
 warm-up), and its budget becomes the epochs that fit the time. Training then runs the
 same work whatever else the machine does (a noisy machine slows the benchmark, it does
-not change its verdict). Runs ``edgeseg compare`` with ``configs/compare_frontier.yaml``
-(resumable: run it again to continue; ``--rebench`` re-measures every model's backends
-back to back, for a final side-by-side latency on a quiet machine), then writes
+not change its verdict). Each model trains in the faster of bf16 autocast and fp32 on
+this CPU, and one whose loss turns nan in bf16 is trained again in fp32 on the next run.
+Runs ``edgeseg compare`` with ``configs/compare_frontier.yaml`` (resumable: run it again
+to continue; ``--rebench`` re-measures every model's backends back to back, for a final
+side-by-side latency on a quiet machine), then writes
 ``benchmarks/results/frontier.{json,md}`` and ``frontier.png``: val mIoU, the best
 backend's latency (the fastest within 0.01 mIoU of eager, in fresh processes), FLOPs
 and parameters of each model, and the Pareto front (no other model is both more
@@ -113,7 +115,8 @@ def _plan(cfg) -> dict:
     for name in [m for m in cfg.models if m not in plan["budgets"]]:
         recipe = copy.deepcopy(cfg.recipe)
         recipe.model.name, recipe.train.threads = name, cfg.threads
-        items, times = _precision(recipe, name)
+        items, times = (plan["overrides"][name], {}) if name in plan["overrides"] else (
+            _precision(recipe, name))  # fmt: skip
         if items:
             plan["overrides"][name] = items
             recipe.train.bf16 = False
@@ -127,6 +130,36 @@ def _plan(cfg) -> dict:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, plan)  # after each probe: an interrupted plan resumes
     return plan
+
+
+def _bf16_diverged(out: Path) -> None:
+    """Plan again in fp32 each model whose bf16 training ended with a nan loss.
+
+    bf16 keeps 8 bits of mantissa, and a network whose activations or losses overflow
+    there cannot train in it; the same recipe in fp32 is the fair run. The failed run is
+    kept beside the new one as ``runs/NAME.bf16-nan``.
+    """
+    path, plan_path = out / "results.json", out / "plan.json"
+    if not (path.is_file() and plan_path.is_file()):
+        return
+    res, plan = json.loads(path.read_text()), json.loads(plan_path.read_text())
+    for name, e in res["models"].items():
+        if e.get("status") != "failed" or "loss is nan" not in str(e.get("error")):
+            continue
+        if "train.bf16=false" in plan.get("overrides", {}).get(name, []):
+            continue  # it failed in fp32 too: the error stands
+        print(f"{name}: nan loss in bf16; planned again in fp32", flush=True)
+        plan.setdefault("overrides", {})[name] = ["train.bf16=false"]
+        plan["budgets"].pop(name, None)
+        plan["probe"].pop(name, None)
+        run = out / "runs" / name
+        if run.is_dir():
+            run.rename(run.with_name(f"{name}.bf16-nan"))
+        e.update(status="pending", stages={})
+        for key in ("train", "history", "metrics", "error"):
+            e.pop(key, None)
+    atomic_write_json(plan_path, plan)
+    atomic_write_json(path, res)
 
 
 def _drop_bench(out: Path) -> None:
@@ -178,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     items += [f"models={json.dumps(args.models.split(','))}"] if args.models else []
     items += [f"out={args.work}"] if args.work else []
     cfg = load_compare_config(args.config, items)
+    _bf16_diverged(Path(cfg.out))
     plan = _plan(cfg)
     if args.plan_only:
         print(json.dumps(plan, indent=2))

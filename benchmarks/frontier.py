@@ -1,7 +1,7 @@
 """The accuracy-latency front on CamVid: every candidate, one recipe, one budget.
 
     python benchmarks/frontier.py --data $EDGESEG_DATA [--budget 20m] [--models a,b,...]
-        [--config configs/compare_frontier.yaml] [--work runs/frontier] [--rebench]
+        [--config configs/compare_frontier.yaml] [--work runs/frontier] [--rebench | --render]
 
 The budget is wall time on an idle machine, turned into work before anything trains:
 each model's training step and validation are probed here back to back (median after
@@ -46,7 +46,7 @@ RESULTS = Path(__file__).parent / "results"
 def _rows(res: dict) -> list[dict]:
     rows = []
     for name in res["order"]:
-        e = res["models"][name]
+        e = res["models"].get(name, {})
         if e.get("status") != "done":
             continue
         bench = e.get("bench") or {}
@@ -181,15 +181,41 @@ def _table(rows: list[dict], res: dict) -> str:
     head = (f"CamVid val (101 images), {res['size'][0]}x{res['size'][1]}, "
             f"{res.get('machine', {}).get('cpu', '')}; one recipe, one training budget each "
             f"({res.get('config', {}).get('budget')}).\n\n")  # fmt: skip
-    lines = ["| model | val mIoU | best backend | best ms | GFLOPs | params | epochs | Pareto |",
-             "| --- | ---: | --- | ---: | ---: | ---: | ---: | :---: |"]  # fmt: skip
+    lines = ["| model | val mIoU | best backend | best ms | GFLOPs | params | epochs | "
+             "trained in | Pareto |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- | :---: |"]  # fmt: skip
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['miou']:.4f} | {r['best_backend']} | {r['best_ms']:.1f} | "
             f"{r['gflops']:.2f} | {r['params']:,} | {r['epochs']}/{r['planned_epochs']} | "
-            f"{'yes' if r.get('pareto') else ''} |"
+            f"{r.get('precision', '')} | {'yes' if r.get('pareto') else ''} |"
         )
     return head + "\n".join(lines) + "\n"
+
+
+def _write(res: dict, plan: dict, out: Path, work: Path) -> None:
+    """``OUT.json``, ``OUT.md`` and ``OUT.png`` from a comparison's results; a model not
+    done yet (still to train, or failed) is named under the table, not scored."""
+    rows = _rows(res)
+    bf16 = (res.get("config") or {}).get("recipe", {}).get("train", {}).get("bf16", False)
+    for r in rows:  # the numeric setting each model trained in (see _precision)
+        fp32 = "train.bf16=false" in plan.get("overrides", {}).get(r["model"], [])
+        r["precision"] = "bf16" if bf16 and not fp32 else "fp32"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    entries = {n: res["models"].get(n, {}) for n in res["order"]}
+    missing = {n: e.get("error") or e.get("status", "pending") for n, e in entries.items()
+               if e.get("status") != "done"}  # fmt: skip
+    keep = {"config": res.get("config"), "machine": res.get("machine"), "plan": plan,
+            "rows": rows, "not_done": missing}  # fmt: skip
+    atomic_write_json(out.with_suffix(".json"), keep)
+    table = _table(rows, res)
+    if missing:
+        why = ", ".join(f"{n} ({reason})" for n, reason in missing.items())
+        table += f"\nNot in the table yet: {why}\n"
+    out.with_suffix(".md").write_text(table)
+    if (work / "pareto.png").is_file():
+        shutil.copyfile(work / "pareto.png", out.with_suffix(".png"))
+    print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,12 +231,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plan-only", action="store_true", help="probe and plan, do not train")
     p.add_argument("--rebench", action="store_true",
                    help="re-measure every trained model's backends back to back")  # fmt: skip
+    p.add_argument("--render", action="store_true",
+                   help="write the table from WORK's results so far; train nothing")  # fmt: skip
     args = p.parse_args(argv)
     items = [f"recipe.data.root={args.data}"] if args.data else []
     items += [f"budget={args.budget}"] if args.budget else []
     items += [f"models={json.dumps(args.models.split(','))}"] if args.models else []
     items += [f"out={args.work}"] if args.work else []
     cfg = load_compare_config(args.config, items)
+    if args.render:
+        work = Path(cfg.out)
+        if not (work / "results.json").is_file() or not (work / "plan.json").is_file():
+            raise EdgesegError(f"--work {work}: no frontier run there (results.json, plan.json)")
+        res = json.loads((work / "results.json").read_text())
+        _write(res, json.loads((work / "plan.json").read_text()), Path(args.out), work)
+        return 0
     _bf16_diverged(Path(cfg.out))
     plan = _plan(cfg)
     if args.plan_only:
@@ -220,28 +255,12 @@ def main(argv: list[str] | None = None) -> int:
                                f"overrides={json.dumps(plan.get('overrides', {}))}"])  # fmt: skip
     if args.rebench:
         _drop_bench(Path(cfg.out))
-    res = compare(cfg)
-    rows = _rows(res)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(
-        json.dumps(
-            {
-                "config": res.get("config"),
-                "machine": res.get("machine"),
-                "plan": plan,
-                "rows": rows,
-            },
-            indent=2,
-        )
-    )
-    table = _table(rows, res)
-    out.with_suffix(".md").write_text(table)
-    if (Path(cfg.out) / "pareto.png").is_file():
-        shutil.copyfile(Path(cfg.out) / "pareto.png", out.with_suffix(".png"))
-    print(table)
+    _write(compare(cfg), plan, Path(args.out), Path(cfg.out))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except EdgesegError as e:  # bad input: one line, exit 2
+        sys.exit(print(f"frontier: error: {e}", file=sys.stderr) or 2)

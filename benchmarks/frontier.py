@@ -152,9 +152,11 @@ def _bf16_diverged(out: Path) -> None:
         plan.setdefault("overrides", {})[name] = ["train.bf16=false"]
         plan["budgets"].pop(name, None)
         plan["probe"].pop(name, None)
-        run = out / "runs" / name
+        run, keep = out / "runs" / name, out / "runs" / f"{name}.bf16-nan"
         if run.is_dir():
-            run.rename(run.with_name(f"{name}.bf16-nan"))
+            if keep.exists():  # an older diverged run of the same model: the newer stays
+                shutil.rmtree(keep)
+            run.rename(keep)
         e.update(status="pending", stages={})
         for key in ("train", "history", "metrics", "error"):
             e.pop(key, None)

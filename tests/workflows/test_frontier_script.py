@@ -27,6 +27,7 @@ def test_a_nan_loss_in_bf16_is_planned_again_in_fp32_and_the_run_kept(tmp_path: 
     (tmp_path / "results.json").write_text(json.dumps(res))
     (tmp_path / "runs" / "a").mkdir(parents=True)
     (tmp_path / "runs" / "a" / "last.pt").write_bytes(b"x")
+    (tmp_path / "runs" / "a.bf16-nan").mkdir()  # left by an earlier divergence
     _frontier()._bf16_diverged(tmp_path)
     plan = json.loads((tmp_path / "plan.json").read_text())
     res = json.loads((tmp_path / "results.json").read_text())

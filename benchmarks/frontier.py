@@ -1,6 +1,6 @@
 """The accuracy-latency front on CamVid: every candidate, one recipe, one budget.
 
-    python benchmarks/frontier.py --data $EDGESEG_DATA [--budget 20m] [--models a,b,...]
+    python benchmarks/frontier.py --data $EDGESEG_DATA [--budget 10m] [--models a,b,...]
         [--config configs/compare_frontier.yaml] [--work runs/frontier] [--rebench | --render]
 
 The budget is wall time on an idle machine, turned into work before anything trains:
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         "--config", default=str(Path(__file__).parents[1] / "configs/compare_frontier.yaml")
     )
     p.add_argument("--data", default=None, help="CamVid root (default: $EDGESEG_DATA)")
-    p.add_argument("--budget", default=None, help="training budget per model, e.g. 20m")
+    p.add_argument("--budget", default=None, help="training budget per model (config: 10m)")
     p.add_argument("--models", default=None, help="comma-separated subset")
     p.add_argument("--work", default=None, help="comparison folder (runs/frontier)")
     p.add_argument("--out", default=str(RESULTS / "frontier"), help="results stem")

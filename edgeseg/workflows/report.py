@@ -25,8 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.transforms import Bbox
 
 matplotlib.use("Agg")  # files only, never a window
 import numpy as np
@@ -240,6 +243,44 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+# Where a point's name may go, in points from the point, tried in turn: above right,
+# below right, above left, below left, then further up or down.
+_NAME_PLACES = ((6, 4, "left"), (6, -12, "left"), (-6, 4, "right"), (-6, -12, "right"),
+                (6, 14, "left"), (6, -22, "left"))  # fmt: skip
+
+
+def _name_points(ax: Any, pts: list[tuple[float, float]], labels: list[str]) -> None:
+    """Write each point's name where it covers no other name and no marker.
+
+    Names are placed from the most accurate point down, each in the first place of
+    ``_NAME_PLACES`` whose box (as drawn, in pixels) overlaps nothing placed so far, so
+    two models of near latency and accuracy get their names above and below, in the
+    order of their points; when every place is taken, the first is used.
+    """
+    renderer = FigureCanvasAgg(ax.figure).get_renderer()
+    ax.autoscale_view()
+    taken = []  # marker boxes, then the names written so far
+    for ms, miou in pts:
+        x, y = ax.transData.transform((ms, miou))
+        taken.append(Bbox.from_bounds(x - 5, y - 5, 10, 10))
+    for i in sorted(range(len(pts)), key=lambda j: -pts[j][1]):
+        mine = taken[i]
+        for n, (dx, dy, ha) in enumerate(_NAME_PLACES):
+            text = ax.annotate(labels[i], pts[i], textcoords="offset points", xytext=(dx, dy),
+                               ha=ha, fontsize=9)  # fmt: skip
+            box = text.get_window_extent(renderer)
+            clear = not any(box.overlaps(t) for t in taken if t is not mine)
+            if clear or n == len(_NAME_PLACES) - 1:
+                if not clear:  # nowhere is free: the usual place
+                    text.remove()
+                    text = ax.annotate(labels[i], pts[i], textcoords="offset points",
+                                       xytext=_NAME_PLACES[0][:2], fontsize=9)  # fmt: skip
+                    box = text.get_window_extent(renderer)
+                taken.append(box)
+                break
+            text.remove()
+
+
 def _pareto_figure(results: dict[str, Any], done: list[dict[str, Any]]) -> Any:
     """Accuracy against best-backend latency, the Pareto front joined (None: no point)."""
     pts, labels = [], []
@@ -251,22 +292,27 @@ def _pareto_figure(results: dict[str, Any], done: list[dict[str, Any]]) -> Any:
             labels.append(e["name"])
     if not pts:
         return None
-    fig = Figure(figsize=(6.4, 4.4))
+    fig = Figure(figsize=(6.4, 4.8))
     ax = fig.subplots()
     front = pareto_front(pts)
-    for i, ((ms, miou), name) in enumerate(zip(pts, labels, strict=True)):
+    for i, (ms, miou) in enumerate(pts):
         on = i in front
         ax.scatter(ms, miou, s=70 if on else 40, color=_COLOURS(i % 10), zorder=3,
                    edgecolors="black" if on else "none")  # fmt: skip
-        ax.annotate(name, (ms, miou), textcoords="offset points", xytext=(6, 4), fontsize=9)
     ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1,
             marker="o", mfc="none", mec="black", ms=9,
             label="Pareto front: no other model is both faster and more accurate",
             zorder=2)  # fmt: skip
     if len(front) < len(pts):
         ax.scatter([], [], s=40, color="grey", label="dominated: another model beats it on both")
-    ax.legend(loc="lower right", fontsize=8)
+    # Under the axes, so it never hides a point.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, frameon=False)
     ax.set_xscale("log")
+    # Plain milliseconds at 1-2-5 steps (a log axis otherwise writes "6 x 10^0").
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    _name_points(ax, pts, labels)  # last: it reads the axes' final scales
     ax.set_xlabel("latency, best backend (ms, log scale)")
     ax.set_ylabel("mIoU (val)")
     size = results.get("size")

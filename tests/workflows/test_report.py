@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgeseg.workflows.report import training_flags, verdict, write_report
+from edgeseg.workflows.report import _pareto_figure, training_flags, verdict, write_report
 
 
 def _entry(name: str, miou: float, ms: float, *, epochs: int = 40, planned: int = 40,
@@ -68,3 +68,22 @@ def test_report_opens_with_the_verdict_and_flags_the_cut_model(tmp_path: Path) -
     assert "<p id='verdict'>" in page and "data-curves='cut ok'" in page
     assert "`" not in page.split("<body>")[1].split("<figure")[0]  # no raw Markdown
     assert json.dumps(res)  # the results stay plain data
+
+
+def test_names_of_near_points_do_not_overlap() -> None:
+    # The 10-minute frontier: LR-ASPP Large and BiSeNet V2 at 8.9 ms (0.522, 0.527 mIoU),
+    # Fast-SCNN, DDRNet and EdgeSegNet within 0.3 ms; their names were written over each
+    # other and over the markers.
+    pts = {"fastscnn": (4.9, 0.571), "ddrnet23_slim": (5.1, 0.580), "edgesegnet": (5.05, 0.600),
+           "lraspp_mobilenetv3_large": (8.87, 0.522), "bisenetv2": (8.9, 0.527),
+           "cgnet": (12.8, 0.477), "essnet": (8.8, 0.253)}  # fmt: skip
+    res = _results(*(_entry(n, miou, ms) for n, (ms, miou) in pts.items()))
+    fig = _pareto_figure(res, list(res["models"].values()))
+    (ax,) = fig.axes
+    renderer = fig.canvas.get_renderer()
+    names = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
+    assert set(names) == set(pts)
+    boxes = list(names.values())
+    assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]
+    # the higher of two near points has its name above the other's
+    assert names["bisenetv2"].y0 > names["lraspp_mobilenetv3_large"].y0

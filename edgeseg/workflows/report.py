@@ -308,10 +308,15 @@ def _pareto_figure(results: dict[str, Any], done: list[dict[str, Any]]) -> Any:
     # Under the axes, so it never hides a point.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, frameon=False)
     ax.set_xscale("log")
-    # Plain milliseconds at 1-2-5 steps (a log axis otherwise writes "6 x 10^0").
+    # Plain milliseconds at 1-2-5 steps (a log axis otherwise writes "6 x 10^0"), and at
+    # every unit step too when the points span under half a decade (else no label, or one).
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_locator(LogLocator(subs=(3.0, 4.0, 6.0, 7.0, 8.0, 9.0)))
+    ax.autoscale_view()
+    lo, hi = ax.get_xlim()
+    ax.xaxis.set_minor_formatter(plain if np.log10(hi / lo) < 0.5 else NullFormatter())
     _name_points(ax, pts, labels)  # last: it reads the axes' final scales
     ax.set_xlabel("latency, best backend (ms, log scale)")
     ax.set_ylabel("mIoU (val)")

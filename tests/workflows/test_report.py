@@ -87,3 +87,14 @@ def test_names_of_near_points_do_not_overlap() -> None:
     assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]
     # the higher of two near points has its name above the other's
     assert names["bisenetv2"].y0 > names["lraspp_mobilenetv3_large"].y0
+
+
+def test_latency_axis_is_labelled_in_plain_ms_however_narrow() -> None:
+    # 5.5 to 9 ms holds no 1-2-5 tick: without the unit steps the axis had no label.
+    res = _results(_entry("a", 0.5, 5.5), _entry("b", 0.6, 9.0))
+    fig = _pareto_figure(res, list(res["models"].values()))
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    shown = [t.get_text() for t in ax.get_xticklabels() + ax.get_xticklabels(minor=True)]
+    shown = [t for t in shown if t]
+    assert len(shown) >= 2 and all(t.replace(".", "").isdigit() for t in shown), shown

@@ -255,30 +255,28 @@ def _name_points(ax: Any, pts: list[tuple[float, float]], labels: list[str]) -> 
     Names are placed from the most accurate point down, each in the first place of
     ``_NAME_PLACES`` whose box (as drawn, in pixels) overlaps nothing placed so far, so
     two models of near latency and accuracy get their names above and below, in the
-    order of their points; when every place is taken, the first is used.
+    order of their points; when every place is taken, the first is used. The axes'
+    scales and limits must be final (the boxes are read in pixels).
     """
     renderer = FigureCanvasAgg(ax.figure).get_renderer()
-    ax.autoscale_view()
-    taken = []  # marker boxes, then the names written so far
-    for ms, miou in pts:
-        x, y = ax.transData.transform((ms, miou))
-        taken.append(Bbox.from_bounds(x - 5, y - 5, 10, 10))
+
+    def write(i: int, place: tuple[int, int, str]) -> tuple[Any, Bbox]:
+        text = ax.annotate(labels[i], pts[i], textcoords="offset points", xytext=place[:2],
+                           ha=place[2], fontsize=9)  # fmt: skip
+        return text, text.get_window_extent(renderer)
+
+    markers = [Bbox.from_bounds(x - 5, y - 5, 10, 10) for x, y in ax.transData.transform(pts)]
+    names: list[Bbox] = []
     for i in sorted(range(len(pts)), key=lambda j: -pts[j][1]):
-        mine = taken[i]
-        for n, (dx, dy, ha) in enumerate(_NAME_PLACES):
-            text = ax.annotate(labels[i], pts[i], textcoords="offset points", xytext=(dx, dy),
-                               ha=ha, fontsize=9)  # fmt: skip
-            box = text.get_window_extent(renderer)
-            clear = not any(box.overlaps(t) for t in taken if t is not mine)
-            if clear or n == len(_NAME_PLACES) - 1:
-                if not clear:  # nowhere is free: the usual place
-                    text.remove()
-                    text = ax.annotate(labels[i], pts[i], textcoords="offset points",
-                                       xytext=_NAME_PLACES[0][:2], fontsize=9)  # fmt: skip
-                    box = text.get_window_extent(renderer)
-                taken.append(box)
+        others = names + markers[:i] + markers[i + 1 :]
+        for place in _NAME_PLACES:
+            text, box = write(i, place)
+            if not any(box.overlaps(o) for o in others):
                 break
             text.remove()
+        else:  # nowhere is free: the usual place
+            _, box = write(i, _NAME_PLACES[0])
+        names.append(box)
 
 
 def _pareto_figure(results: dict[str, Any], done: list[dict[str, Any]]) -> Any:

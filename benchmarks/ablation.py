@@ -2,13 +2,15 @@
 same wall-clock budget, scored on CamVid val.
 
     python benchmarks/ablation.py --data $EDGESEG_DATA [--model fastscnn] [--minutes 20]
-        [--variants plain,aux,ohem,ema,kd,ls,small,fp32] [--teacher erfnet_camvid]
+        [--variants plain,seed,aux,ohem,ema,kd,ls,small,fp32] [--teacher erfnet_camvid]
         [--work runs/ablation]
 
 Variants (overrides of ``configs/compare_frontier.yaml``'s recipe):
 
 ==========  =======================================================================
 ``plain``   the recipe as it is
+``seed``    ``train.seed=1``: the plain recipe again, another seed (the noise floor: a
+            feature's gain smaller than plain's spread across seeds is not a gain)
 ``aux``     ``train.aux_weight=0.4`` (models with auxiliary heads: fastscnn, ddrnet23_slim, ...)
 ``ohem``    ``train.loss=ohem``
 ``ema``     ``train.ema=0.999``
@@ -45,6 +47,7 @@ from edgeseg.workflows.compare import fit_to_budget, load_compare_config
 ROOT = Path(__file__).parents[1]
 VARIANTS = {
     "plain": [],
+    "seed": ["train.seed=1"],
     "aux": ["train.aux_weight=0.4"],
     "ohem": ["train.loss=ohem"],
     "ema": ["train.ema=0.999"],
@@ -53,6 +56,10 @@ VARIANTS = {
     "small": ["data.crop_size=[288, 384]"],
     "fp32": ["train.bf16=false"],
 }
+# A variant whose step is the plain step's (only the seed differs) takes plain's plan
+# rather than a probe of its own: the two then train the same epochs, so their spread is
+# the seed's alone, not the probe's.
+SAME_WORK = {"seed": "plain"}
 
 
 def _recipe(base: dict, name: str, args: argparse.Namespace) -> tuple[Config, list[str]]:
@@ -76,12 +83,15 @@ def plan(base: dict, names: list[str], args: argparse.Namespace) -> dict:
                 f"min, not {args.model} at {args.minutes:g}; use another --work"
             )
     for name in [n for n in names if n not in kept["variants"]]:
-        recipe, _ = _recipe(base, name, args)
-        probe = fit_to_budget(recipe, args.minutes * 60, name=f"{args.model} ({name})")
-        kept["variants"][name] = {
-            "epochs": recipe.train.epochs, "eval_every": recipe.train.eval_every,
-            "step_s": probe["step_s"], "steps_per_epoch": probe["steps_per_epoch"],
-        }  # fmt: skip
+        if SAME_WORK.get(name) in kept["variants"]:
+            kept["variants"][name] = dict(kept["variants"][SAME_WORK[name]])
+        else:
+            recipe, _ = _recipe(base, name, args)
+            probe = fit_to_budget(recipe, args.minutes * 60, name=f"{args.model} ({name})")
+            kept["variants"][name] = {
+                "epochs": recipe.train.epochs, "eval_every": recipe.train.eval_every,
+                "step_s": probe["step_s"], "steps_per_epoch": probe["steps_per_epoch"],
+            }  # fmt: skip
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, kept)  # after each probe: an interrupted plan resumes
     return kept

@@ -8,7 +8,7 @@ each model's training step and validation are probed here back to back (median a
 warm-up), and its budget becomes the epochs that fit the time. Training then runs the
 same work whatever else the machine does (a noisy machine slows the benchmark, it does
 not change its verdict). Each model trains in the faster of bf16 autocast and fp32 on
-this CPU, and one whose loss turns nan in bf16 is trained again in fp32 on the next run.
+this CPU, and one that diverges in bf16 is trained again in fp32 on the next run.
 Runs ``edgeseg compare`` with ``configs/compare_frontier.yaml`` (resumable: run it again
 to continue; ``--rebench`` re-measures every model's backends back to back, for a final
 side-by-side latency on a quiet machine), then writes
@@ -133,7 +133,7 @@ def _plan(cfg) -> dict:
 
 
 def _bf16_diverged(out: Path) -> None:
-    """Plan again in fp32 each model whose bf16 training ended with a nan loss.
+    """Plan again in fp32 each model whose bf16 training diverged (non-finite steps in a row).
 
     bf16 keeps 8 bits of mantissa, and a network whose activations or losses overflow
     there cannot train in it; the same recipe in fp32 is the fair run. The failed run is
@@ -144,7 +144,8 @@ def _bf16_diverged(out: Path) -> None:
         return
     res, plan = json.loads(path.read_text()), json.loads(plan_path.read_text())
     for name, e in res["models"].items():
-        if e.get("status") != "failed" or "loss is nan" not in str(e.get("error")):
+        err = str(e.get("error"))  # "loss is nan": the message before steps were skipped
+        if e.get("status") != "failed" or not ("diverged" in err or "loss is nan" in err):
             continue
         if "train.bf16=false" in plan.get("overrides", {}).get(name, []):
             continue  # it failed in fp32 too: the error stands

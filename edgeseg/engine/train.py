@@ -60,6 +60,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+MAX_BAD_STEPS = 5  # non-finite steps in a row after which training stops as diverged
 
 
 @dataclass
@@ -257,6 +258,7 @@ class Trainer:
         self.start_epoch = self.start_step = 0
         self.best, self.best_epoch = -1.0, None
         self.epoch_loss_sum, self.epoch_images = 0.0, 0
+        self.skipped_steps = self.bad_in_a_row = 0  # steps skipped for non-finite numbers
         self.stopped = False
 
     # ------------------------------------------------------------------ setup
@@ -397,8 +399,9 @@ class Trainer:
             over = bool(self.ctx.all_reduce_sum(flag).item() > 0)
         return over
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int) -> torch.Tensor:
-        """One optimizer step on a batch ``x (B, C, H, W)``, ``y (B, H, W)``."""
+    def _step(self, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int) -> torch.Tensor | None:
+        """One optimizer step on a batch ``x (B, C, H, W)``, ``y (B, H, W)``; returns the
+        loss, or None when the step was skipped for a non-finite loss or gradient."""
         with self.amp:
             logits, aux = self.net(x)
         logits = logits.float()
@@ -408,22 +411,45 @@ class Trainer:
         for hook in self.hooks:
             extra = hook.extra_loss(self, x, y, logits)
             loss = loss if extra is None else loss + extra
-        if not torch.isfinite(loss):
-            raise EdgesegError(
-                f"loss is {loss.item()} at epoch {epoch + 1} step {step + 1}; lower "
-                "optim.lr or enable optim.grad_clip"
-            )
         self.optimizer.zero_grad(set_to_none=True)
+        # Backward even for a non-finite loss: under DDP every rank must join the gradient
+        # all-reduce, whose result (and so the norm, and the skip) is then the same on all.
         loss.backward()
-        if self.cfg.optim.grad_clip:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
-        self.optimizer.step()
-        if self.per_iter:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        norm = nn.utils.get_total_norm([p.grad for p in params])
+        bad = None
+        if not torch.isfinite(norm):
+            what = "loss" if not torch.isfinite(loss) else "gradient norm"
+            bad = f"{what} is {(loss if what == 'loss' else norm).item()}"
+        if bad is None:
+            if self.cfg.optim.grad_clip:
+                nn.utils.clip_grads_with_norm_(params, self.cfg.optim.grad_clip, norm)
+            self.optimizer.step()
+            self.bad_in_a_row = 0
+        else:
+            self._skip_step(bad, epoch, step)
+        if self.per_iter:  # a skipped step still spends its place in the schedule
             self.scheduler.step()
         self.global_step += 1
         for hook in self.hooks:
             hook.after_step(self)
-        return loss.detach()
+        return None if bad else loss.detach()
+
+    def _skip_step(self, why: str, epoch: int, step: int) -> None:
+        """Skip an update whose loss or gradient is not finite, as ``torch.amp.GradScaler``
+        skips fp16 steps: bfloat16 keeps fp32's range but not its precision, and a rare
+        step overflows; applied (clipping multiplies inf by 0), it would make the weights
+        nan for good. :data:`MAX_BAD_STEPS` in a row is divergence, not a glitch."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.skipped_steps += 1
+        self.bad_in_a_row += 1
+        where = f"epoch {epoch + 1} step {step + 1}"
+        if self.bad_in_a_row >= MAX_BAD_STEPS:
+            raise EdgesegError(
+                f"training diverged at {where}: {why} for {self.bad_in_a_row} steps in a "
+                "row; lower optim.lr or set optim.grad_clip"
+            )
+        log.warning("%s: %s; update skipped", where, why)
 
     def train_epoch(self, epoch: int) -> int:
         """Train one epoch (from the resume position if it is the first). Returns the
@@ -441,10 +467,11 @@ class Trainer:
         t0, seen = time.perf_counter(), 0
         for step, (x, y) in enumerate(self.loader, start=first):
             loss = self._step(x.contiguous(memory_format=self.memory_format), y, epoch, step)
-            self.epoch_loss_sum += float(loss) * x.shape[0]
-            self.epoch_images += x.shape[0]
+            if loss is not None:  # a skipped step's loss is not finite: kept out of the mean
+                self.epoch_loss_sum += float(loss) * x.shape[0]
+                self.epoch_images += x.shape[0]
             seen += x.shape[0]
-            if bar is not None:
+            if bar is not None and loss is not None:
                 rate = seen * self.ctx.world_size / max(time.perf_counter() - t0, 1e-9)
                 bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.1f}")
                 bar.update(1)
@@ -487,6 +514,8 @@ class Trainer:
             "images_per_s": seen * self.ctx.world_size / max(seconds, 1e-9),
             "epoch_seconds": seconds,
         }
+        if self.skipped_steps:  # since the run (or its resumption) started
+            row["skipped_steps"] = self.skipped_steps
         for hook in self.hooks:
             row.update(hook.log_state())
         return row

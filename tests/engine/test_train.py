@@ -16,6 +16,7 @@ import torch
 
 from edgeseg.config import Config, load_config
 from edgeseg.engine.checkpoint import load_checkpoint
+from edgeseg.engine.hooks import TrainHook
 from edgeseg.engine.train import Trainer, build_scheduler, train
 from edgeseg.errors import CheckpointError, ConfigError, EdgesegError
 from tests.synthetic import make_list_dataset
@@ -72,6 +73,38 @@ def test_training_learns_and_writes_a_run(data: Path, tmp_path: Path) -> None:
     assert best["edgeseg_version"] and "train_state" not in best
     assert best["metrics"]["miou"] == pytest.approx(res.best_miou)
     assert "optimizer" in load_checkpoint(out / "last.pt")["train_state"]
+
+
+class _NanGradient(TrainHook):
+    """Adds a term worth 0 whose gradient is nan (0 * d sqrt(u)/du at u = 0) at ``steps``."""
+
+    def __init__(self, steps: set[int]) -> None:
+        self.steps = steps
+
+    def extra_loss(self, trainer, x, y, logits):  # type: ignore[no-untyped-def]
+        return torch.sqrt((logits * 0).sum()) if trainer.global_step in self.steps else None
+
+
+def test_a_step_with_a_non_finite_gradient_is_skipped_not_applied(
+    data: Path, tmp_path: Path
+) -> None:
+    # Applied, the clipped nan gradient would make every weight nan and the next loss nan.
+    out = tmp_path / "run"
+    trainer = Trainer(_cfg(data, out, optim__grad_clip=5.0), hooks=[_NanGradient({1})])
+    res = trainer.fit()
+    assert res.epochs_done == 3
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r.get("skipped_steps") for r in rows] == [1, 1, 1]
+    assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in rows)
+
+
+def test_non_finite_steps_in_a_row_stop_training_as_diverged(data: Path, tmp_path: Path) -> None:
+    trainer = Trainer(_cfg(data, tmp_path / "run"), hooks=[_NanGradient(set(range(99)))])
+    # 2 steps per epoch: the fifth bad step in a row is epoch 3's first
+    with pytest.raises(EdgesegError, match=r"training diverged at epoch 3 step 1: gradient norm "
+                       r"is nan for 5 steps in a row; lower optim.lr"):  # fmt: skip
+        trainer.fit()
 
 
 def test_existing_run_is_not_overwritten(data: Path, tmp_path: Path) -> None:

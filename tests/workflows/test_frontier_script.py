@@ -16,11 +16,12 @@ def _frontier():
     return mod
 
 
-def test_a_nan_loss_in_bf16_is_planned_again_in_fp32_and_the_run_kept(tmp_path: Path) -> None:
+def test_a_run_diverged_in_bf16_is_planned_again_in_fp32_and_the_run_kept(tmp_path: Path) -> None:
     plan = {"budget": "1200 s", "budgets": {"a": "9 epochs", "b": "5 epochs"},
             "probe": {"a": {}, "b": {}}, "overrides": {}}  # fmt: skip
+    err = "training diverged at epoch 2 step 21: loss is nan for 5 steps in a row"
     res = {"order": ["a", "b"], "models": {
-        "a": {"status": "failed", "error": "loss is nan at epoch 2 step 21", "stages": {"x": 1}},
+        "a": {"status": "failed", "error": err, "stages": {"x": 1}},
         "b": {"status": "done", "metrics": {"miou": 0.5}},
     }}  # fmt: skip
     (tmp_path / "plan.json").write_text(json.dumps(plan))

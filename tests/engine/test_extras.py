@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import torch
 
 from edgeseg.cli import main
 from edgeseg.config import Config, load_config
+from edgeseg.engine import extras
 from edgeseg.engine.checkpoint import load_checkpoint, load_model
 from edgeseg.engine.train import Trainer, step_seconds, train
 from edgeseg.errors import ConfigError
@@ -101,6 +103,26 @@ def test_ema_is_validated_and_saved_as_best(data: Path, tmp_path: Path) -> None:
     assert all(torch.equal(v, final[k]) for k, v in best["state_dict"].items())
 
 
+def test_ema_warms_up_and_forgets_the_initial_weights() -> None:
+    # A fixed 0.999 would keep 0.999 ** 300 = 74 % of the random start after 300 steps.
+    assert extras.ema_decay(0.999, 1) == pytest.approx(2 / 11)
+    assert extras.ema_decay(0.999, 10**6) == 0.999
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    hook = extras.EMAHook(0.999)
+    hook.attach(SimpleNamespace(model=model))
+    start = model[0].weight.detach().clone()
+    hook.after_step(SimpleNamespace(model=model))  # the first update copies the weights
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)  # trained: every weight moved by 1
+        model[1].num_batches_tracked.fill_(300)
+    for _ in range(300):
+        hook.after_step(SimpleNamespace(model=model))
+    avg = hook.eval_model(model)
+    assert torch.allclose(avg[0].weight, start + 1.0, atol=1e-3)
+    assert int(avg[1].num_batches_tracked) == 300  # integers are copied, not averaged
+
+
 def test_distillation_adds_a_pixelwise_kl_and_checks_the_teacher(
     data: Path, tmp_path: Path
 ) -> None:
@@ -167,7 +189,6 @@ def test_a_time_budget_pays_for_every_feature_of_the_recipe(
 ) -> None:
     """The budget probe times the recipe's own step: the teacher's forward, every booster's
     loss and the EMA update run in it, so a costly feature is planned fewer epochs."""
-    from edgeseg.engine import extras
 
     teacher = train(_cfg(data, tmp_path / "teacher")).run_dir / "best.pt"
     calls = {"teacher": 0, "loss": 0, "ema": 0}

@@ -114,13 +114,18 @@ def run_variant(base: dict, name: str, planned: dict, args: argparse.Namespace) 
     except EdgesegError as e:  # a run that diverges is a result too: the row says where
         if "diverged" not in str(e):
             raise
-        done = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
-        return {**row, "epochs": len(done), "miou": None, "diverged": str(e).split(";")[0],
-                "train_seconds": sum(r.get("epoch_seconds", 0) for r in done)}  # fmt: skip
+        return {**row, **_from_log(run), "miou": None, "diverged": str(e).split(";")[0]}
     best = run / "best.pt"
     metrics = evaluate(best if best.is_file() else run, recipe.data.root, "val")
-    return {**row, "epochs": res.epochs_done, "miou": metrics["miou"],
-            "train_seconds": sum(r.get("epoch_seconds", 0) for r in res.history)}  # fmt: skip
+    return {**row, **_from_log(run), "epochs": res.epochs_done, "miou": metrics["miou"]}
+
+
+def _from_log(run: Path) -> dict:
+    """Epochs done, wall time and updates skipped for non-finite gradients (bf16), from
+    the run's ``log.jsonl``."""
+    done = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    return {"epochs": len(done), "train_seconds": sum(r.get("epoch_seconds", 0) for r in done),
+            "skipped_steps": sum(r.get("skipped_steps", 0) for r in done)}  # fmt: skip
 
 
 def write_results(rows: list[dict], args: argparse.Namespace) -> str:
@@ -134,13 +139,14 @@ def write_results(rows: list[dict], args: argparse.Namespace) -> str:
     lines = [f"{args.model} on CamVid val, {args.minutes:g} min of training per variant\n",
              "(epochs: what fits that time on an idle machine, from a probe of each "
              "variant's step; val mIoU of the run's best checkpoint)\n",
-             "| variant | overrides | val mIoU | vs plain | epochs | step s | train s |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+             "| variant | overrides | val mIoU | vs plain | epochs | skipped steps | step s "
+             "| train s |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     for r in rows:
         score = r.get("diverged") or f"{r['miou']:.4f}"
         delta = "" if r["miou"] is None or base is None else f"{r['miou'] - base:+.4f}"
         lines.append(f"| {r['variant']} | {' '.join(r['overrides']) or '-'} | {score} "
-                     f"| {delta} | {r['epochs']}/{r['planned_epochs']} | {r['step_s']:.2f} "
+                     f"| {delta} | {r['epochs']}/{r['planned_epochs']} "
+                     f"| {r.get('skipped_steps', 0)} | {r['step_s']:.2f} "
                      f"| {r['train_seconds']:.0f} |")  # fmt: skip
     seeds = [r["miou"] for r in rows if r["variant"] in ("plain", *SAME_WORK) and r["miou"]]
     if len(seeds) > 1:

@@ -514,8 +514,8 @@ class Trainer:
             "images_per_s": seen * self.ctx.world_size / max(seconds, 1e-9),
             "epoch_seconds": seconds,
         }
-        if self.skipped_steps:  # since the run (or its resumption) started
-            row["skipped_steps"] = self.skipped_steps
+        if self.skipped_steps:  # in this epoch (counted afresh for the next)
+            row["skipped_steps"], self.skipped_steps = self.skipped_steps, 0
         for hook in self.hooks:
             row.update(hook.log_state())
         return row

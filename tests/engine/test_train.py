@@ -95,7 +95,7 @@ def test_a_step_with_a_non_finite_gradient_is_skipped_not_applied(
     assert res.epochs_done == 3
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert [r.get("skipped_steps") for r in rows] == [1, 1, 1]
+    assert [r.get("skipped_steps") for r in rows] == [1, None, None]  # per epoch
     assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in rows)
 
 

@@ -96,14 +96,12 @@ class EMAHook(TrainHook):
 
     def _average(self, avg: list[torch.Tensor], now: list[torch.Tensor], n: torch.Tensor) -> None:
         # AveragedModel copies the weights at its first update (n = 0), then calls this
-        # with n = 1, 2, ...; integer buffers (num_batches_tracked) are copied, not averaged.
-        d = ema_decay(self.decay, int(n))
-        floats = [(a, b) for a, b in zip(avg, now, strict=True) if a.is_floating_point()]
-        if floats:
-            torch._foreach_lerp_([a for a, _ in floats], [b for _, b in floats], 1.0 - d)
-        for a, b in zip(avg, now, strict=True):
-            if not a.is_floating_point():
-                a.copy_(b)
+        # with n = 1, 2, ... once per (device, dtype) group: integer buffers
+        # (num_batches_tracked) come as their own group and are copied, not averaged.
+        if avg[0].is_floating_point():
+            torch._foreach_lerp_(avg, now, 1.0 - ema_decay(self.decay, int(n)))
+        else:
+            torch._foreach_copy_(avg, now)
 
     def after_step(self, trainer: Any) -> None:
         assert self.ema is not None

@@ -419,8 +419,11 @@ class Trainer:
         norm = nn.utils.get_total_norm([p.grad for p in params])
         bad = None
         if not torch.isfinite(norm):
-            what = "loss" if not torch.isfinite(loss) else "gradient norm"
-            bad = f"{what} is {(loss if what == 'loss' else norm).item()}"
+            bad = (
+                f"loss is {loss.item()}"
+                if not torch.isfinite(loss)
+                else f"gradient norm is {norm.item()}"
+            )
         if bad is None:
             if self.cfg.optim.grad_clip:
                 nn.utils.clip_grads_with_norm_(params, self.cfg.optim.grad_clip, norm)
@@ -439,8 +442,8 @@ class Trainer:
         """Skip an update whose loss or gradient is not finite, as ``torch.amp.GradScaler``
         skips fp16 steps: bfloat16 keeps fp32's range but not its precision, and a rare
         step overflows; applied (clipping multiplies inf by 0), it would make the weights
-        nan for good. :data:`MAX_BAD_STEPS` in a row is divergence, not a glitch."""
-        self.optimizer.zero_grad(set_to_none=True)
+        nan for good. :data:`MAX_BAD_STEPS` in a row is divergence, not a glitch. (The
+        gradients stay until the next step's ``zero_grad``.)"""
         self.skipped_steps += 1
         self.bad_in_a_row += 1
         where = f"epoch {epoch + 1} step {step + 1}"
@@ -471,9 +474,10 @@ class Trainer:
                 self.epoch_loss_sum += float(loss) * x.shape[0]
                 self.epoch_images += x.shape[0]
             seen += x.shape[0]
-            if bar is not None and loss is not None:
+            if bar is not None:
                 rate = seen * self.ctx.world_size / max(time.perf_counter() - t0, 1e-9)
-                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.1f}")
+                shown = "skipped" if loss is None else f"{loss.item():.3f}"
+                bar.set_postfix(loss=shown, img_s=f"{rate:.1f}")
                 bar.update(1)
             done = step + 1
             every = cfg.train.save_every_steps

@@ -129,7 +129,7 @@ class TrainConfig:
     max_minutes: float | None = None  # wall-time budget; stops resumably when exceeded
     replan: bool = False  # with max_minutes: after each epoch, re-plan train.epochs from the
     # measured epoch times so the schedule ends inside the budget instead of being cut
-    max_epochs: int | None = None  # replan: most epochs it may plan; null: train.epochs
+    max_epochs: int | None = None  # replan: most epochs it may plan; null: the recipe's epochs
     init: str | None = None  # checkpoint whose weights start the run (fine-tuning; pruned ok)
     progress: bool = True  # progress bar with images/s and ETA (rank 0)
     tensorboard: bool = True  # TensorBoard event files when tensorboard is installed

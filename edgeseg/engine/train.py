@@ -251,6 +251,9 @@ class Trainer:
         self.t_start = time.perf_counter()
         self.cfg = config
         self.resuming = resume
+        # What train.replan may plan up to: the recipe's length, fixed here because a
+        # re-plan (or a resume restoring one) lowers train.epochs and must not lower the cap
+        self.epoch_cap = config.train.max_epochs or config.train.epochs
         self.hooks = hooks_for(config) if hooks is None else list(hooks)
         self.run_dir = Path(config.train.out)
         self.last_path, self.best_path = self.run_dir / "last.pt", self.run_dir / "best.pt"
@@ -627,7 +630,8 @@ class Trainer:
         fits the time left after ``done`` epochs (``row`` is the last one's log row), from
         the median of the last epochs' train times plus validation spread over
         ``eval_every``: a noisy machine changes the plan, not the budget. Never below
-        ``done``, never above ``train.max_epochs``."""
+        ``done``, never above ``train.max_epochs`` (null: the recipe's ``train.epochs``),
+        so a plan shrunk by slow epochs grows back when the machine is free again."""
         t = self.cfg.train
         if not t.replan or self.budget_s is None:
             return
@@ -641,7 +645,7 @@ class Trainer:
             fits = int(self.ctx.all_reduce_sum(torch.tensor([float(fits)])).item()) // (
                 self.ctx.world_size
             )
-        planned = min(max(done + fits, done), t.max_epochs or t.epochs)
+        planned = min(max(done + fits, done), self.epoch_cap)
         if planned == t.epochs:
             return
         log.info("re-planned: %d -> %d epochs (%.1f s per epoch, %.0f s left)",

@@ -297,6 +297,21 @@ def test_replan_uses_the_median_so_one_slow_epoch_does_not_set_the_plan(
     assert t.cfg.train.epochs > 50
 
 
+def test_a_plan_shrunk_by_slow_epochs_grows_back_to_the_recipe_length(
+    data: Path, tmp_path: Path
+) -> None:
+    # No train.max_epochs: the cap is the recipe's 40 epochs, not the shrunk plan's length
+    t = _planning_trainer(data, tmp_path / "run", train__epochs=40)
+    t.budget_s, t.t_start = 600.0, time.perf_counter()
+    t.log.rows[:] = [{"epoch_seconds": 200.0}]  # another process slowed the first epochs
+    t.replan(2, {"epoch_seconds": 200.0})
+    assert t.cfg.train.epochs == 4  # 2 done + 2 more fit at 200 s
+    t.log.rows[:] = [{"epoch_seconds": 1.0}] * 4  # the machine is free again
+    t.replan(3, {"epoch_seconds": 1.0})
+    assert t.cfg.train.epochs == 40
+    assert t.scheduler.lr_lambdas[0].total == 40 * t.steps_per_epoch
+
+
 def test_replanned_length_survives_a_resume(data: Path, tmp_path: Path) -> None:
     res = train(_cfg(data, tmp_path / "run", train__epochs=2, train__max_epochs=6,
                      train__max_minutes=30, train__replan="true"))  # fmt: skip

@@ -212,6 +212,7 @@ def _card(entries: list[dict]) -> str:
         held = e.get("heldout_val")
         v = held or e["val"]  # the per-class table: always a held-out figure
         hours = e["epoch_seconds_quiet"] * e["epochs"] / 3600
+        shared = e["train_seconds_wall"] > 1.1 * hours * 3600  # not one uninterrupted run
         score = [
             f"- val mIoU **{v['miou']:.4f}**, pixel accuracy {v['pixel_acc']:.4f}, mean "
             f"accuracy {v['mean_acc']:.4f} ({v['num_images']} images)"
@@ -231,7 +232,8 @@ def _card(entries: list[dict]) -> str:
             f"- training time on {e.get('cpu', 'an Intel Xeon @ 2.8 GHz')}: "
             f"{e['epoch_seconds_quiet']:.0f} s per epoch when the",
             f"  machine was otherwise idle (about {hours:.1f} h for the run); the wall time was",
-            f"  {e['train_seconds_wall'] / 3600:.1f} h (interrupted and resumed, sharing the CPU).",
+            f"  {e['train_seconds_wall'] / 3600:.1f} h"
+            + (" (interrupted and resumed, sharing the CPU)." if shared else "."),
             *(
                 [
                     "- conv weights stored as int8 per output channel (dequantized on load): "

@@ -54,6 +54,14 @@ PRETRAINED: dict[str, Pretrained] = {
             "configs/ddrnet_camvid.yaml",
             storage="int8",  # 5.7 M parameters: 22.8 MB in fp32
         ),
+        Pretrained(
+            "squeeze_unet_camvid",
+            "squeeze_unet",
+            "camvid",
+            "squeeze_unet_camvid.pt",
+            "configs/squeeze_unet_camvid.yaml",
+            storage="int8",  # 2.6 M parameters: 10.5 MB in fp32
+        ),
     )
 }
 

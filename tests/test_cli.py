@@ -72,6 +72,7 @@ def test_models_show_shipped_weights(capsys: pytest.CaptureFixture[str]) -> None
         "ddrnet23_slim": ["ddrnet_camvid"],
         "erfnet": ["erfnet_camvid"],
         "segfast": ["segfast_camvid"],
+        "squeeze_unet": ["squeeze_unet_camvid"],
     }
     assert main(["models", "segfast*"]) == 0
     table = capsys.readouterr().out

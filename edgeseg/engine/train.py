@@ -338,6 +338,8 @@ class Trainer:
         self.global_step = int(ckpt["step"])
         if self.cfg.train.replan and "epochs" in ts:  # the re-planned length, not the recipe's
             self.cfg.train.epochs = int(ts["epochs"])
+            # the run's config.yaml now says the plan; the cap is the first invocation's
+            self.epoch_cap = self.cfg.train.max_epochs or int(ts.get("epoch_cap", self.epoch_cap))
         # The schedule's length is the config's: a resume with train.epochs=N re-plans the
         # rest of the schedule for N epochs (the saved factor would keep the old length).
         self._set_schedule_length(self.cfg.train.epochs)
@@ -574,6 +576,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "epoch_step": epoch_step,
             "epochs": self.cfg.train.epochs,
+            "epoch_cap": self.epoch_cap,  # train.replan's cap: config.yaml holds the plan
             "epoch_loss_sum": self.epoch_loss_sum,
             "epoch_images": self.epoch_images,
             "best_score": self.best,

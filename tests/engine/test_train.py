@@ -321,6 +321,22 @@ def test_replanned_length_survives_a_resume(data: Path, tmp_path: Path) -> None:
     assert ts["scheduler"]["lr_lambdas"][0]["total"] == 6 * 2  # 8 images / batch 4
 
 
+def test_the_replan_cap_survives_a_resume_whose_config_holds_a_shrunk_plan(
+    data: Path, tmp_path: Path
+) -> None:
+    # A resume rewrites config.yaml with the re-planned train.epochs; the cap stays the
+    # first invocation's recipe length, read back from last.pt
+    out = tmp_path / "run"
+    train(_cfg(data, out, train__epochs=1))
+    ckpt = load_checkpoint(out / "last.pt")
+    ckpt["train_state"]["epochs"], ckpt["train_state"]["epoch_cap"] = 2, 40
+    torch.save(ckpt, out / "last.pt")
+    t = Trainer(_cfg(data, out, train__epochs=2, train__max_minutes=10, train__replan="true"),
+                resume=True)  # fmt: skip
+    t.resume(t.setup())
+    assert t.cfg.train.epochs == 2 and t.epoch_cap == 40
+
+
 def test_resume_with_more_epochs_re_plans_the_schedule(data: Path, tmp_path: Path) -> None:
     # A run resumed with train.epochs=N anneals over N epochs, not the saved length.
     train(_cfg(data, tmp_path / "run", train__epochs=1))

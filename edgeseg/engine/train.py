@@ -16,7 +16,7 @@ import random
 import tempfile
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ from edgeseg.engine.run_log import RunLog, progress_bar, progress_write
 from edgeseg.errors import CheckpointError, ConfigError, EdgesegError
 from edgeseg.losses import SegmentationLoss
 from edgeseg.metrics import segmentation_metrics
-from edgeseg.models import create_model
+from edgeseg.models import create_model, load_pretrained_encoder
 from edgeseg.utils import atomic_write_json, atomic_write_text
 
 __all__ = [
@@ -88,16 +88,32 @@ def dataset_info(cfg: Config) -> DatasetInfo:
         raise ConfigError(f"data.preset: {e}") from None
 
 
+def encoder_of(model: nn.Module) -> nn.Module | None:
+    """The pretrained-capable encoder of an encoder-decoder model (``model.encoder``, or
+    ``model.model.encoder`` inside the trainer's :class:`AuxNet`), else None."""
+    inner = getattr(model, "model", model)
+    encoder = getattr(inner, "encoder", None)
+    return encoder if isinstance(encoder, nn.Module) else None
+
+
 def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """The optimiser of ``cfg.optim``; norm and bias parameters get no weight decay."""
+    """The optimiser of ``cfg.optim``; norm and bias parameters get no weight decay; the
+    parameters of a pretrained encoder get ``lr * optim.encoder_lr_mult``."""
     o = cfg.optim
-    decay, no_decay = [], []
+    encoder = encoder_of(model)
+    in_encoder = {id(p) for p in encoder.parameters()} if encoder is not None else set()
+    # (encoder?, no decay?) -> parameters; empty groups are dropped
+    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for p in model.parameters():
         if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
+            buckets.setdefault((id(p) in in_encoder, p.ndim <= 1), []).append(p)
     groups = [
-        {"params": decay, "weight_decay": o.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {
+            "params": params,
+            "weight_decay": 0.0 if no_decay else o.weight_decay,
+            "lr": o.lr * (o.encoder_lr_mult if enc else 1.0),
+        }
+        for (enc, no_decay), params in sorted(buckets.items())
     ]
     if o.name == "adam":
         return torch.optim.Adam(groups, lr=o.lr, betas=o.betas)
@@ -140,7 +156,7 @@ def build_scheduler(
     total = steps_per_epoch * cfg.train.epochs
     if s.name == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=[cfg.optim.lr] * len(optimizer.param_groups), total_steps=total
+            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total
         )
         return sched, True
     if s.name == "plateau":
@@ -198,6 +214,23 @@ def _build_datasets(
             d.root, d.val_split, info, eval_transform(d.eval_size), in_memory=d.in_memory
         )
     return train_ds, val_ds
+
+
+def _build_model(cfg: Config, info: DatasetInfo) -> nn.Module:
+    """The recipe's model: random, its encoder's pretrained weights, or ``train.init``'s."""
+    model = create_model(cfg.model.name, num_classes=info.num_classes, **cfg.model.kwargs)
+    if cfg.model.encoder_weights:
+        try:
+            record = load_pretrained_encoder(model, cfg.model.encoder_weights)
+        except EdgesegError as e:
+            raise ConfigError(str(e)) from None
+        log.info("encoder weights: %s", record.get("package") or record.get("file"))
+    freezes = cfg.train.freeze_encoder_epochs or cfg.train.freeze_encoder_bn
+    if freezes and encoder_of(model) is None:
+        raise ConfigError(f"train.freeze_encoder_*: model '{cfg.model.name}' has no encoder")
+    if cfg.train.init:
+        _init_from(model, cfg.train.init)
+    return model
 
 
 def _init_from(model: nn.Module, path: str) -> None:
@@ -292,6 +325,10 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         _seed_everything(cfg.train.seed)
         self.info = dataset_info(cfg)
+        model = _build_model(cfg, self.info)
+        # A pretrained encoder's normalisation is the data's: saved with every checkpoint.
+        if hasattr(model, "input_mean"):
+            self.info = replace(self.info, mean=model.input_mean, std=model.input_std)
         self.train_ds, self.val_ds = _build_datasets(cfg, self.info)
         bs, world = cfg.train.batch_size, self.ctx.world_size
         if len(self.train_ds) < bs * world:
@@ -307,9 +344,6 @@ class Trainer:
             ohem_thresh=cfg.train.ohem_thresh,
             ohem_min_kept=cfg.train.ohem_min_kept,
         )
-        model = create_model(cfg.model.name, num_classes=self.info.num_classes, **cfg.model.kwargs)
-        if cfg.train.init:
-            _init_from(model, cfg.train.init)
         self.memory_format = (
             torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         )
@@ -470,6 +504,7 @@ class Trainer:
         if epoch != self.start_epoch:
             self.epoch_loss_sum, self.epoch_images = 0.0, 0
         self.net.train()
+        self._freeze_encoder(epoch)
         desc = f"epoch {epoch + 1}/{cfg.train.epochs}"
         bar = progress_bar(spe, first, desc, self.ctx.is_main and cfg.train.progress)
         t0, seen = time.perf_counter(), 0
@@ -495,6 +530,21 @@ class Trainer:
         if bar is not None:
             bar.close()
         return seen
+
+    def _freeze_encoder(self, epoch: int) -> None:
+        """``train.freeze_encoder_bn``: the encoder's BatchNorm layers keep their loaded
+        statistics (eval mode); ``train.freeze_encoder_epochs``: no encoder gradients (nor
+        its backward pass) until that many epochs have run."""
+        encoder = encoder_of(self.model)
+        if encoder is None:
+            return
+        if self.cfg.train.freeze_encoder_bn:
+            for m in encoder.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        frozen = epoch < self.cfg.train.freeze_encoder_epochs
+        for p in encoder.parameters():
+            p.requires_grad_(not frozen)
 
     def validate(self) -> dict[str, Any]:
         """Metrics of the model on the validation split (all ranks join)."""

@@ -6,6 +6,7 @@ from edgeseg.models import (  # noqa: F401
     dabnet,
     ddrnet,
     edgesegnet,
+    encoder_decoder,
     erfnet,
     essnet,
     external,
@@ -27,15 +28,18 @@ from edgeseg.models._registry import (
     register_model,
     register_resolver,
 )
+from edgeseg.models.encoder_decoder import EncoderDecoder, load_pretrained_encoder
 from edgeseg.models.external import ContractAdapter, register_external
 
 __all__ = [
     "ContractAdapter",
+    "EncoderDecoder",
     "ModelInfo",
     "SegmentationModel",
     "TappedSegmentationModel",
     "create_model",
     "list_models",
+    "load_pretrained_encoder",
     "model_info",
     "register_external",
     "register_model",

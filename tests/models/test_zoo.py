@@ -7,6 +7,7 @@ import torch
 
 from edgeseg.measure.counts import param_count
 from edgeseg.models import create_model, list_models
+from tests.models.test_encoders import ENCODER_PARAMS
 
 K = 11
 
@@ -35,6 +36,17 @@ PARAMS = {
     "squeeze_unet_dws": 946_118,  # 930,683 conv weights: see test_squeeze_unet.py
     "unet": 31_037_323,
     "wspdnet": 716_288 - 65 * 9,  # 716,288 at K=20: see test_light_variants.py
+    # Encoder-decoders: the encoder is the weights package's ImageNet network without its
+    # head (ENCODER_PARAMS, pinned in test_encoders.py); the decoders' own counts follow.
+    "fpn_efficientnet_lite0": ENCODER_PARAMS["efficientnet_lite0"] + 381_387,
+    "fpn_efficientnet_lite1": ENCODER_PARAMS["efficientnet_lite1"] + 381_387,
+    "fpn_efficientnet_lite2": ENCODER_PARAMS["efficientnet_lite2"] + 385_995,
+    "lraspp_efficientnet_lite0": ENCODER_PARAMS["efficientnet_lite0"] + 84_046,
+    "lraspp_efficientnet_lite1": ENCODER_PARAMS["efficientnet_lite1"] + 84_046,
+    "lraspp_efficientnet_lite2": ENCODER_PARAMS["efficientnet_lite2"] + 92_326,
+    "ppliteseg_efficientnet_lite0": ENCODER_PARAMS["efficientnet_lite0"] + 1_156_203,
+    "ppliteseg_efficientnet_lite1": ENCODER_PARAMS["efficientnet_lite1"] + 1_156_203,
+    "ppliteseg_efficientnet_lite2": ENCODER_PARAMS["efficientnet_lite2"] + 1_221_483,
 }
 
 MODELS = list_models()

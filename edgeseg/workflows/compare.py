@@ -475,6 +475,10 @@ def _stage_train(
     budget = _budget_of(cfg, name)
     recipe = recipe_of(cfg, name)
     recipe.model.name = name
+    if recipe.model.encoder_weights and "pretrained-encoder" not in model_info(name).tags:
+        # A shared recipe's encoder_weights is for the models that have an encoder.
+        recipe.model.encoder_weights = None
+        recipe.train.freeze_encoder_bn, recipe.train.freeze_encoder_epochs = False, 0.0
     recipe.train.out = str(run_dir)
     recipe.train.threads = cfg.threads
     train_len = sum(len(build_dataset(recipe.data.root, s, info))

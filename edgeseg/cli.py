@@ -208,7 +208,6 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, bool]:
     """Compose the recipe: ``--recipe`` (or the resumed run's config.yaml), then the
     common flags, then ``section.key=value`` overrides (later wins)."""
     from edgeseg.config import load_config
-    from edgeseg.data.folder import folder_classes
 
     items = list(args.items)
     path = args.recipe
@@ -229,10 +228,7 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, bool]:
     if args.model:
         flags.append(f"model.name={args.model}")
     if args.data:
-        flags.append(f"data.root={args.data}")
-        classes = folder_classes(args.data) if Path(args.data).is_dir() else None
-        if classes:  # a plain folder names its own classes
-            flags += ["data.preset=custom", f"data.classes={json.dumps(classes)}"]
+        flags.append(f"data.root={args.data}")  # its class file is read by the API
     if args.epochs:
         flags.append(f"train.epochs={args.epochs}")
     if args.out:

@@ -7,10 +7,12 @@ and ``coco_super`` read their official layouts).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
 from edgeseg.data.cityscapes import CityscapesDataset
+from edgeseg.data.class_files import folder_info, read_class_file
 from edgeseg.data.coco import CocoSuperDataset
 from edgeseg.data.dataset import (
     JointTransform,
@@ -23,6 +25,7 @@ from edgeseg.data.dataset import (
 )
 from edgeseg.data.presets import PRESETS, DatasetInfo, custom_info, default_palette, get_preset
 from edgeseg.data.stats import class_frequencies, class_weights
+from edgeseg.errors import EdgesegError
 
 __all__ = [
     "DATASETS",
@@ -36,11 +39,14 @@ __all__ = [
     "class_frequencies",
     "class_weights",
     "custom_info",
+    "data_info",
     "default_palette",
+    "folder_info",
     "get_preset",
     "load_image",
     "load_label",
     "normalize_image",
+    "read_class_file",
     "read_list_file",
 ]
 
@@ -74,3 +80,34 @@ def build_dataset(
     """
     factory = DATASETS.get(info.name, ListDataset)
     return factory(root, split, info=info, transform=transform, in_memory=in_memory, seed=seed)
+
+
+def data_info(
+    root: str | Path | None,
+    preset: str = "camvid",
+    classes: list[str] | None = None,
+    ignore_index: int = 255,
+) -> DatasetInfo:
+    """What a data folder's labels mean: the one loader train, eval, compare, export and
+    predict share.
+
+    In order: explicit ``classes`` (the ``custom`` preset, with ``ignore_index``); a class
+    file in ``root`` (:data:`~edgeseg.data.class_files.CLASS_FILES`: names, void lines and
+    mask colours); else the named preset.
+
+    Raises:
+        EdgesegError: an unknown preset, ``custom`` without classes, a malformed class file.
+    """
+    if preset == "custom" and classes:
+        return custom_info(classes, ignore_index=ignore_index)
+    found = folder_info(root) if root and Path(root).is_dir() else None
+    if found is not None:
+        if ignore_index != 255 and found.ignore_index == 255 and found.label_map is None:
+            found = dataclasses.replace(found, ignore_index=ignore_index)
+        return found
+    if preset == "custom":
+        raise EdgesegError(
+            "data.preset=custom needs data.classes (the class names) or a class file in the "
+            "data folder (classes.txt, labelmap.txt, classes.json or classes.csv)"
+        )
+    return get_preset(preset)

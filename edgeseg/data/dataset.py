@@ -26,6 +26,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from edgeseg.data.class_files import decode_colors
 from edgeseg.data.folder import find_pairs, read_list_file
 from edgeseg.data.presets import DatasetInfo
 from edgeseg.errors import DataError
@@ -91,20 +92,29 @@ def load_image(path: str | Path) -> np.ndarray:
     return np.array(img, dtype=np.uint8)  # a writable copy (torch.from_numpy needs one)
 
 
-def load_label(path: str | Path) -> np.ndarray:
-    """Read a label map of class ids as ``(H, W)`` int64.
+def load_label(path: str | Path, info: DatasetInfo | None = None) -> np.ndarray:
+    """Read a label map as ``(H, W)`` int64 ids.
+
+    Single-channel masks hold the ids; colour masks are decoded with ``info``'s colours
+    (a class file's ``color_map``, else the palette: CamVid's or Cityscapes' colour
+    releases). With a ``color_map`` every mask is read as colours, palette PNGs included.
 
     Raises:
-        DataError: missing, unreadable, or not a single-channel image.
+        DataError: missing or unreadable file, a colour mask without colours to read it
+            by, or colours the map does not name (with their pixel counts).
     """
     path = Path(path)
     img = _open(path, "label")
-    if img.mode not in _LABEL_MODES:
+    colour = info is not None and info.color_map is not None
+    if img.mode in _LABEL_MODES and not colour:
+        return np.asarray(img).astype(np.int64)
+    if info is None or img.mode not in ("RGB", "RGBA", "P", "L"):
         raise DataError(
             f"label {path} has mode {img.mode}; expected single-channel class ids "
-            "(mode L, P or I;16), not a colour image"
+            "(mode L, P or I;16), or a colour mask with a class file of colours "
+            "(labelmap.txt, classes.json, classes.csv)"
         )
-    return np.asarray(img).astype(np.int64)
+    return decode_colors(np.asarray(img.convert("RGB")), info, str(path))
 
 
 def normalize_image(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -176,7 +186,7 @@ class SegmentationDataset(Dataset):
 
     def read_label(self, source: Any, image_size: tuple[int, int]) -> np.ndarray:
         """Raw label ids ``(H, W)`` for one sample (before the preset's label mapping)."""
-        return load_label(source)
+        return load_label(source, self.info)
 
     def label_name(self, index: int) -> str:
         """How to name sample ``index``'s label in an error message."""
@@ -207,10 +217,14 @@ class SegmentationDataset(Dataset):
         bad = (label < 0) | ((label >= k) & (label != void))
         if bad.any():
             ids = sorted({int(v) for v in np.unique(label[bad])})[:8]
-            raise DataError(
-                f"label {name} has ids {ids} outside 0..{k - 1} (void is {void}); "
-                f"check the number of classes or the dataset preset"
+            fix = (
+                f"if {ids[0]} marks unlabelled pixels, set data.ignore_index={ids[0]} or "
+                "add a 'void' line for it to classes.txt"
+                if len(ids) == 1 and ids[0] >= k
+                else "check the number of classes or the dataset preset"
             )
+            where = f"label {name} has ids {ids} outside 0..{k - 1} (void is {void})"
+            raise DataError(f"{where}; {fix}")
         # uint8 halves the cache when ids fit; the void id 255 fits too.
         if label.max(initial=0) < 256:
             label = label.astype(np.uint8)

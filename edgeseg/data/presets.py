@@ -44,6 +44,9 @@ class DatasetInfo:
         std: per-channel standard deviation of the input normalisation.
         label_map: optional 256-entry lookup applied to raw label files (e.g. Cityscapes
             labelIds -> trainIds); values are class ids or ``ignore_index``.
+        color_map: for colour-coded masks, ``(r, g, b, id)`` of every colour in them (void
+            colours map to ``ignore_index``); None: masks hold ids (an RGB mask is then
+            read with :attr:`palette`).
     """
 
     name: str
@@ -53,6 +56,7 @@ class DatasetInfo:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     label_map: tuple[int, ...] | None = field(default=None, repr=False)
+    color_map: tuple[tuple[int, int, int, int], ...] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.palette) != len(self.classes):
@@ -76,12 +80,13 @@ class DatasetInfo:
         d["palette"] = [list(c) for c in self.palette]
         d["mean"], d["std"] = list(self.mean), list(self.std)
         d["label_map"] = None if self.label_map is None else list(self.label_map)
+        d["color_map"] = None if self.color_map is None else [list(c) for c in self.color_map]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DatasetInfo:
         """Inverse of :meth:`to_dict`."""
-        lm = d.get("label_map")
+        lm, cm = d.get("label_map"), d.get("color_map")
         return cls(
             name=str(d["name"]),
             classes=tuple(d["classes"]),
@@ -90,6 +95,7 @@ class DatasetInfo:
             mean=tuple(float(v) for v in d["mean"]),  # type: ignore[arg-type]
             std=tuple(float(v) for v in d["std"]),  # type: ignore[arg-type]
             label_map=None if lm is None else tuple(int(v) for v in lm),
+            color_map=None if cm is None else tuple(tuple(int(v) for v in c) for c in cm),  # type: ignore[misc]
         )
 
 

@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from edgeseg.config import Config, config_to_dict
-from edgeseg.data import DatasetInfo, SegmentationDataset, build_dataset, custom_info, get_preset
+from edgeseg.data import DatasetInfo, SegmentationDataset, build_dataset, data_info
 from edgeseg.data.stats import class_weights
 from edgeseg.data.transforms import eval_transform, train_transform
 from edgeseg.engine.checkpoint import (
@@ -43,7 +43,7 @@ from edgeseg.engine.evaluate import confusion_over
 from edgeseg.engine.extras import AuxNet, aux_heads_of
 from edgeseg.engine.hooks import TrainHook, checkpoint_adapter, hooks_for
 from edgeseg.engine.run_log import RunLog, progress_bar, progress_write
-from edgeseg.errors import CheckpointError, ConfigError, EdgesegError
+from edgeseg.errors import CheckpointError, ConfigError, DataError, EdgesegError
 from edgeseg.losses import SegmentationLoss
 from edgeseg.metrics import segmentation_metrics
 from edgeseg.models import create_model, load_pretrained_encoder
@@ -77,13 +77,13 @@ class TrainResult:
 
 
 def dataset_info(cfg: Config) -> DatasetInfo:
-    """The :class:`DatasetInfo` a config describes (a preset, or custom classes)."""
-    if cfg.data.preset == "custom":
-        if not cfg.data.classes:
-            raise ConfigError("data.preset=custom needs data.classes (the class names)")
-        return custom_info(cfg.data.classes, ignore_index=cfg.data.ignore_index)
+    """The :class:`DatasetInfo` a config describes: its custom classes, the data folder's
+    class file, or its preset (:func:`edgeseg.data.data_info`)."""
+    d = cfg.data
     try:
-        return get_preset(cfg.data.preset)
+        return data_info(d.root, d.preset, d.classes, d.ignore_index)
+    except DataError as e:
+        raise ConfigError(str(e)) from None
     except EdgesegError as e:
         raise ConfigError(f"data.preset: {e}") from None
 

@@ -148,9 +148,16 @@ def parse_budget(text: str | float | int) -> Budget:
     return Budget(kind, value)
 
 
+#: Sections of the training recipe: ``data.ignore_index=11`` means ``recipe.data...``, as
+#: in ``edgeseg train`` (one meaning per key).
+RECIPE_SECTIONS = ("model.", "data.", "optim.", "sched.", "train.", "compress.")
+
+
 def _from_dict(data: dict[str, Any], overrides: Sequence[str], where: Any) -> CompareConfig:
     plain = [o for o in overrides if "." not in o.split("=", 1)[0]]
-    dotted = [o for o in overrides if o not in plain]
+    dotted = [
+        f"recipe.{o}" if o.startswith(RECIPE_SECTIONS) else o for o in overrides if o not in plain
+    ]
     for item in plain:
         key, _, raw = item.partition("=")
         data[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
@@ -166,7 +173,8 @@ def load_compare_config(
 ) -> CompareConfig:
     """A :class:`CompareConfig` from YAML plus ``key=value`` overrides (unknown keys error).
 
-    Overrides use the file's paths: ``budget=5m``, ``recipe.optim.lr=1e-3``.
+    Overrides use the file's paths: ``budget=5m``, ``recipe.optim.lr=1e-3``; a recipe key
+    may drop its ``recipe.`` (``data.ignore_index=11``), as ``edgeseg train`` spells it.
     """
     data = read_yaml_mapping(path, "compare config") if path is not None else {}
     return _from_dict(data, overrides, path)

@@ -118,11 +118,14 @@ def test_label_ids_out_of_range(root: Path) -> None:
     )
 
 
-def test_rgb_label_is_refused(root: Path) -> None:
-    Image.new("RGB", (32, 24)).save(root / "trainannot" / "000.png")
+def test_rgb_label_of_unknown_colours_is_refused(root: Path) -> None:
+    """A colour mask is read with the palette; colours it does not name are listed."""
+    Image.new("RGB", (32, 24), (1, 2, 3)).save(root / "trainannot" / "000.png")
     _expect(
-        r"label .*trainannot/000\.png has mode RGB; expected single-channel", root, "train", INFO
-    )
+        r"label .*trainannot/000\.png has 1 colour\(s\) the label map does not name: "
+        r"\(1,2,3\) 768 px",
+        root, "train", INFO,
+    )  # fmt: skip
 
 
 def test_non_rgb_images_are_converted(root: Path) -> None:

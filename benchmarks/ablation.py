@@ -39,7 +39,7 @@ import sys
 from pathlib import Path
 
 from edgeseg.config import Config, apply_overrides, config_from_dict, config_to_dict
-from edgeseg.deploy.cpu import cpu_name
+from edgeseg.cpu import cpu_name
 from edgeseg.engine.evaluate import evaluate
 from edgeseg.engine.train import train
 from edgeseg.errors import EdgesegError

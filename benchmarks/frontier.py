@@ -27,7 +27,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from edgeseg.deploy.cpu import cpu_name
+from edgeseg.cpu import cpu_name
 from edgeseg.engine.train import step_seconds
 from edgeseg.errors import EdgesegError
 from edgeseg.utils import atomic_write_json

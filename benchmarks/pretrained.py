@@ -33,8 +33,8 @@ from pathlib import Path
 
 import torch
 
+from edgeseg.cpu import cpu_name
 from edgeseg.data import DatasetInfo
-from edgeseg.deploy.cpu import cpu_name
 from edgeseg.engine.checkpoint import (
     compact_state,
     expand_state,

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from edgeseg.config import load_config
-from edgeseg.deploy.cpu import cpu_name
+from edgeseg.cpu import cpu_name
 from edgeseg.engine.checkpoint import load_checkpoint
 from edgeseg.engine.evaluate import evaluate
 from edgeseg.engine.train import train

@@ -30,8 +30,8 @@ from typing import Any
 
 import torch
 
+from edgeseg.cpu import cpu_name
 from edgeseg.deploy.backends import BACKENDS
-from edgeseg.deploy.cpu import cpu_name
 from edgeseg.measure.bench import bench, fastest_within_budget
 from edgeseg.measure.counts import count_flops
 from edgeseg.measure.timing import num_threads, time_interleaved

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from edgeseg.deploy.cpu import cpu_name
+from edgeseg.cpu import cpu_name
 from edgeseg.deploy.rewrites import fold_batchnorm
 from edgeseg.deploy.tuning import compile_for_inference, malloc_tuned, tune_malloc
 from edgeseg.measure.counts import (

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from edgeseg.deploy.cpu import cpu_name
+from edgeseg.cpu import cpu_name
 from edgeseg.losses import SegmentationLoss
 from edgeseg.models import create_model, list_models
 from edgeseg.utils import atomic_write_json, atomic_write_text, parse_size

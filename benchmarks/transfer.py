@@ -24,8 +24,8 @@ import sys
 from pathlib import Path
 
 from edgeseg.config import load_config
+from edgeseg.cpu import cpu_name
 from edgeseg.data.folder import read_list_file
-from edgeseg.deploy.cpu import cpu_name
 from edgeseg.engine.train import train
 from edgeseg.errors import EdgesegError
 from edgeseg.utils import atomic_write_json, atomic_write_text

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeseg.deploy.cpu import cpu_name
+from edgeseg.cpu import cpu_name
 from edgeseg.deploy.rewrites import fold_batchnorm
 from edgeseg.deploy.tuning import malloc_tuned, tune_malloc
 from edgeseg.measure.counts import param_count

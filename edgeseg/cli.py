@@ -238,10 +238,49 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, bool]:
     return cfg, bool(args.resume)
 
 
+#: ``train --time`` without ``--epochs``: the time decides, up to this many epochs.
+TIME_EPOCH_CAP = 10_000
+
+
+def _plan_time(cfg: Any, text: str, capped: bool) -> None:
+    """``train --time``: fit the recipe to the budget (the planner compare uses), saying
+    what it planned before anything long runs; ``--epochs`` (``capped``) is the most it
+    may plan, else the time alone decides."""
+    from edgeseg.engine.budget import check_data, fit_to_budget, fit_to_work, parse_budget
+    from edgeseg.engine.train import format_duration
+
+    budget = parse_budget(text, "--time")
+    if budget.kind != "time":
+        info, _ = check_data(cfg)
+        n = sum(len(build_dataset_split(cfg, s, info)) for s in cfg.data.train_split.split("+"))
+        print(f"planned: {fit_to_work(cfg, budget, n)} epochs ({budget})", flush=True)
+        return
+    if not capped:
+        cfg.train.epochs = TIME_EPOCH_CAP
+    plan = fit_to_budget(cfg, budget.value, flag="--time")
+    print(
+        f"planned: {plan['epochs']} epochs of {plan['steps_per_epoch']} steps "
+        f"({plan['step_s']:.2f} s a step here) in {format_duration(budget.value)}, "
+        f"validating every {plan['eval_every']}",
+        flush=True,
+    )
+
+
+def build_dataset_split(cfg: Any, split: str, info: Any) -> Any:
+    """The dataset of one split of ``cfg.data`` (no augmentation)."""
+    from edgeseg.data import build_dataset
+
+    return build_dataset(cfg.data.root, split, info)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from edgeseg.engine.train import train
 
     cfg, resume = _train_config(args)
+    if args.time:
+        if resume:
+            raise EdgesegError("--time plans a new run; a resumed run keeps its plan")
+        _plan_time(cfg, args.time, capped=args.epochs is not None)
     result = train(cfg, resume=resume)
     last = result.history[-1] if result.history else {}
     msg = f"{result.run_dir}: {result.epochs_done} epoch(s)"
@@ -628,6 +667,9 @@ def _add_train(sub: Any) -> None:
     t.add_argument("--data", default=None, help="data root (data.root): list files or "
                    "images/ + masks/; a classes.txt there names the classes")  # fmt: skip
     t.add_argument("--epochs", type=_positive, default=None, help="epochs (train.epochs)")
+    t.add_argument("--time", metavar="BUDGET", default=None, help="train within BUDGET: "
+                   "20m, 1.5h (probed here into epochs whose schedule finishes inside it), "
+                   "30 epochs or 20000 images (compare's --budget forms)")  # fmt: skip
     t.add_argument("--recipe", default=None, help="YAML recipe the flags and overrides amend")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (last.pt)")
     t.add_argument("--out", help="run directory (train.out)")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from edgeseg.cli import main
 
@@ -218,3 +219,29 @@ def test_models_flops_conventions(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "thesis GFLOPs@512x1024" in out and "5.76" in out
+
+
+def test_train_time_budget_plans_and_says_so(tmp_path: Path, capsys, caplog) -> None:
+    """``--time``: the planned epochs are printed before training, the schedule is re-planned
+    inside the budget, and the run's first steps announce how long the rest takes."""
+    from tests.synthetic import make_list_dataset
+
+    data = make_list_dataset(tmp_path / "data", {"train": 8, "val": 2}, size=(32, 48))
+    run = tmp_path / "run"
+    argv = ["train", "--model", "segfast", "--data", str(data), "--out", str(run),
+            "--time", "40s", "data.preset=custom", "data.classes=[a, b, c]",
+            "data.crop_size=32x48", "train.batch_size=2", "train.progress=false"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    assert "planned: " in out.out and "epochs of 4 steps" in out.out
+    assert "of training left" in caplog.text  # the Trainer's own, after its first steps
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["train"]["replan"] is True and 0 < saved["train"]["max_minutes"] < 40 / 60
+
+
+def test_train_time_in_epochs_and_bad_forms(tmp_path: Path, capsys) -> None:
+    from tests.cli_checks import assert_one_line_exit_2
+
+    assert_one_line_exit_2(
+        ["train", "--model", "segfast", "--data", str(tmp_path), "--time", "soon"], "--time", capsys
+    )

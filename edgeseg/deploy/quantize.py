@@ -228,7 +228,7 @@ def needs_reduced_range(isa: str | None = None) -> bool:
     (mIoU 0.6189 -> 0.5075) with 8-bit weights, 98.7 % with 7-bit ones. VNNI (and ARM's
     dot product) accumulate in int32 and keep the full range.
     """
-    from edgeseg.deploy.cpu import cpu_isa
+    from edgeseg.cpu import cpu_isa
 
     return (cpu_isa() if isa is None else isa) in ("AVX2", "AVX-512")
 

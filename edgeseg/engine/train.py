@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from edgeseg.config import Config, config_to_dict
+from edgeseg.cpu import cpu_name
 from edgeseg.data import DatasetInfo, SegmentationDataset, build_dataset, data_info
 from edgeseg.data.stats import class_weights
 from edgeseg.data.transforms import eval_transform, train_transform
@@ -74,6 +75,20 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)  # log.jsonl rows
     stopped_by_budget: bool = False  # train.max_minutes ran out before the last epoch
     train_seconds: float = 0.0  # wall time spent in this invocation
+
+
+#: The run's duration is announced after this many timed steps (the first is untimed).
+PLAN_AFTER_STEPS = 3
+
+
+def format_duration(seconds: float) -> str:
+    """``95`` -> ``"1 min 35 s"``, ``7300`` -> ``"2 h 02 min"``: a duration to plan with."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def dataset_info(cfg: Config) -> DatasetInfo:
@@ -514,6 +529,10 @@ class Trainer:
                 self.epoch_loss_sum += float(loss) * x.shape[0]
                 self.epoch_images += x.shape[0]
             seen += x.shape[0]
+            if epoch == self.start_epoch and step - first == 0:
+                t_plan = time.perf_counter()  # after one step: allocations are done
+            elif epoch == self.start_epoch and step - first == PLAN_AFTER_STEPS:
+                self._announce_plan((time.perf_counter() - t_plan) / PLAN_AFTER_STEPS, epoch, step)
             if bar is not None:
                 rate = seen * self.ctx.world_size / max(time.perf_counter() - t0, 1e-9)
                 shown = "skipped" if loss is None else f"{loss.item():.3f}"
@@ -530,6 +549,29 @@ class Trainer:
         if bar is not None:
             bar.close()
         return seen
+
+    def _announce_plan(self, step_s: float, epoch: int, step: int) -> None:
+        """State how long the rest of the run takes here, measured on its first steps: the
+        user learns it before the long part, not after."""
+        self.step_s = step_s
+        if not self.ctx.is_main:
+            return
+        cfg, spe = self.cfg, self.steps_per_epoch
+        steps = (spe - step - 1) + spe * (cfg.train.epochs - epoch - 1)
+        left = steps * step_s
+        if self.budget_s is not None:
+            left = min(left, self.budget_s - (time.perf_counter() - self.t_start))
+        msg = (
+            f"planned: {cfg.train.epochs} epochs of {spe} steps, {step_s:.2f} s a step on "
+            f"{cpu_name()}: about {format_duration(left)} of training left (plus validation), "
+            f"until about {time.strftime('%H:%M', time.localtime(time.time() + left))}"
+        )
+        if cfg.train.max_minutes:
+            msg += f"; train.max_minutes={cfg.train.max_minutes:g} stops it resumably"
+        if cfg.train.progress:
+            progress_write(msg)
+        else:
+            log.warning(msg)
 
     def _freeze_encoder(self, epoch: int) -> None:
         """``train.freeze_encoder_bn``: the encoder's BatchNorm layers keep their loaded

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeseg.cpu import cpu_name
 from edgeseg.data import build_dataset
 from edgeseg.data.presets import PRESETS, DatasetInfo, get_preset
 from edgeseg.data.transforms import eval_transform
@@ -51,7 +52,6 @@ from edgeseg.deploy.backends import (
     make_runner,
     onnx_backend_unavailable,
 )
-from edgeseg.deploy.cpu import cpu_name
 from edgeseg.deploy.export import export_onnx, onnx_metadata
 from edgeseg.deploy.pt2e import pt2e_convert
 from edgeseg.deploy.quantize import (

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgeseg.cpu import cpu_name
 from edgeseg.defaults import INPUT_SIZE, NUM_CLASSES
-from edgeseg.deploy.cpu import cpu_name
 from edgeseg.deploy.rewrites import inference_graph
 from edgeseg.deploy.tuning import malloc_tuned
 from edgeseg.errors import EdgesegError

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgeseg.deploy.cpu import cpu_isa, cpu_name
+from edgeseg.cpu import cpu_isa, cpu_name
 from edgeseg.errors import EdgesegError
 from edgeseg.measure.counts import count_flops, paper_macs
 from edgeseg.measure.profiling import ProfileResult, profile

@@ -1,4 +1,5 @@
-"""What this CPU can do for conv kernels: its name and widest SIMD level.
+"""What this CPU can do for conv kernels: its name and widest SIMD level (below every layer:
+training names the CPU in its plan, bench and profile in their records).
 
 int8 speed-ups depend on the SIMD level (VNNI or not), and a VM often reports a bare
 "AMD EPYC", so benchmark records name both; the int8 exporter picks 7-bit weights by it.

@@ -495,18 +495,19 @@ def compare(
     for k, (name, given) in enumerate(specs, start=1):
         where = f"[{k}/{len(specs)}] {name}"
         entry = results.model(name)
+        budget = cfg.budgets.get(name, cfg.budget)
         if entry.get("status") == "done":
-            log.info("%s: done before, kept", where)
+            _label_kept(entry, budget, where)
             continue
         entry.pop("error", None)
         entry["status"] = "running"
         try:
             run.model(name, Path(given) if given else None, entry, results, where)
-            entry["status"] = "done"
-        except BudgetError:
-            entry["status"] = "pending"
-            results.save()
-            raise
+            entry["status"], entry["budget"] = "done", budget
+            entry.pop("budget_note", None)
+        except BudgetError as e:  # this model cannot fit its budget: the others still run
+            entry["status"], entry["error"] = "failed", f"budget {budget}: {e}"
+            log.error("%s: %s", name, e)
         except EdgesegError as e:
             entry["status"], entry["error"] = "failed", str(e)
             log.error("%s: %s", name, e)
@@ -519,6 +520,21 @@ def compare(
     if report:
         write_report(results.data, run.out)
     return results.data
+
+
+def _label_kept(entry: dict[str, Any], budget: str, where: str) -> None:
+    """A model finished by an earlier run is kept; one trained with another budget is
+    labelled with the budget it had (the report flags it), not silently mixed in."""
+    had = entry.get("budget")
+    if had is not None and had != budget:
+        entry["budget_note"] = f"trained with budget {had}, not {budget}"
+        log.warning(
+            "%s: kept from an earlier run with budget %s (this run's: %s); use another --out "
+            "to train it again",
+            where, had, budget,
+        )  # fmt: skip
+    else:
+        log.info("%s: done before, kept", where)
 
 
 def _register_extra(

@@ -81,7 +81,9 @@ def training_flags(entry: dict[str, Any]) -> list[str]:
     if tr.get("stopped_by_budget") or (planned and done < planned):
         flags.append(f"schedule cut: {done} of {planned} epochs")
     elif done < MIN_EPOCHS:
-        flags.append(f"only {done} epochs")
+        flags.append(f"only {done} epoch{'' if done == 1 else 's'}")
+    if entry.get("budget_note"):
+        flags.append(entry["budget_note"])
     ev = [r["val_miou"] for r in entry.get("history", []) if r.get("val_miou") is not None]
     if len(ev) >= 3:
         head = ev[: max(1, (3 * len(ev)) // 4)]
@@ -120,6 +122,10 @@ def verdict(results: dict[str, Any]) -> list[str]:
     if off:
         out.append(f"Dominated (another model is both faster and more accurate): "
                    f"{', '.join(off)}.")  # fmt: skip
+    failed = [e for e in results.get("models", {}).values() if e.get("status") == "failed"]
+    if failed:
+        out.append("Not compared (see Failed): " + "; ".join(
+            f"{e['name']} ({e.get('error', 'failed')})" for e in failed) + ".")  # fmt: skip
     flagged = [(e["name"], training_flags(e)) for e in done]
     flagged = [(n, f) for n, f in flagged if f]
     if flagged:

@@ -287,15 +287,22 @@ def test_time_budget_replans_and_refuses_less_than_one_epoch(tmp_path: Path) -> 
         fit_to_budget(cfg.recipe, 1e-3)
 
 
-def test_compare_budget_too_small_is_one_line_exit_2(
+def test_compare_with_a_model_too_big_for_its_budget_still_reports(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """One model's budget cannot fit an epoch: it is recorded as failed with the reason,
+    the other trains, and the report is written and flags it."""
     data = make_list_dataset(tmp_path / "d", {"train": 8, "val": 3}, size=(40, 56))
-    code = main(["compare", "--models", "l3unet", "--data", str(data), "--budget", "0.01s",
-                 "--out", str(tmp_path / "o"), "recipe.data.preset=custom",
-                 "recipe.data.classes=[a, b, c]", "recipe.data.crop_size=32x48"])  # fmt: skip
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and "too small to train l3unet one epoch" in err, err
-    assert len(err.splitlines()) == 1
-    res = json.loads((tmp_path / "o" / "results.json").read_text())
-    assert res["models"]["l3unet"]["status"] == "pending"  # nothing recorded as its worth
+    out = tmp_path / "o"
+    code = main(["compare", "--models", "l3unet,segfast", "--data", str(data), "--budget",
+                 "1 epochs", "--out", str(out), "--backends", "eager", "budgets={l3unet: 0.01s}",
+                 "recipe.data.preset=custom", "recipe.data.classes=[a, b, c]",
+                 "recipe.data.crop_size=32x48"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 1 and "l3unet: failed (budget 0.01s:" in printed
+    res = json.loads((out / "results.json").read_text())
+    assert res["models"]["l3unet"]["status"] == "failed"
+    assert "too small to train l3unet one epoch" in res["models"]["l3unet"]["error"]
+    assert res["models"]["segfast"]["status"] == "done"
+    report = (out / "report.md").read_text()
+    assert "Not compared (see Failed): l3unet" in report and "only 1 epoch " in report

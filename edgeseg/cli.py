@@ -820,8 +820,33 @@ def _add_compare(sub: Any) -> None:
     c.set_defaults(func=_cmd_compare)
 
 
-_COMMANDS = (_add_models, _add_profile, _add_train, _add_eval, _add_predict, _add_export,
-             _add_bench, _add_compress, _add_compare)  # fmt: skip
+def _cmd_data(args: argparse.Namespace) -> int:
+    from edgeseg.data.check import check_folder
+
+    report = check_folder(args.root, tuple(args.splits.split(",")), args.preset)
+    if _emit_json(args, report.to_dict()):
+        return 0 if not report.problem_count else 1
+    print("\n".join(report.lines()))
+    return 0 if not report.problem_count else 1
+
+
+def _add_data(sub: Any) -> None:
+    d = sub.add_parser(
+        "data",
+        help="check a data folder before training: pairs, sizes, classes, void, problems",
+        description="edgeseg data check DIR: read DIR as training will and report what it "
+        "holds (exit 1 when a pair would stop a training).",
+    )
+    d.add_argument("action", choices=["check"], help="what to do with the folder")
+    d.add_argument("root", help="data root (list files, images/ + masks/, split folders)")
+    d.add_argument("--splits", default="train,val", help="splits to read (train,val)")
+    d.add_argument("--preset", default="camvid", help="preset when DIR has no class file")
+    _json_flag(d)
+    d.set_defaults(func=_cmd_data)
+
+
+_COMMANDS = (_add_models, _add_profile, _add_data, _add_train, _add_eval, _add_predict,
+             _add_export, _add_bench, _add_compress, _add_compare)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -113,7 +113,8 @@ def make_street_dataset(
 
     Args:
         root: output folder (created); ``root/SPLIT/*.png``, ``root/SPLITannot/*.png`` and
-            ``root/SPLIT.txt`` are written. Existing files of the same names are replaced.
+            ``root/SPLIT.txt`` and ``root/classes.txt`` are written. Existing files of the
+            same names are replaced.
         splits: images per split (default ``{"train": 60, "val": 16}``).
         size: ``(H, W)`` of every image.
         seed: the scenes are a pure function of the seed.
@@ -133,4 +134,6 @@ def make_street_dataset(
             Image.fromarray(label).save(root / f"{split}annot" / f"{i:04d}.png")
             lines.append(f"{split}/{i:04d}.png {split}annot/{i:04d}.png")
         (root / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # The folder names its classes, as a user's would (void 255 is not a class).
+    (root / "classes.txt").write_text("\n".join(SYNTHETIC_CLASSES) + "\n", encoding="utf-8")
     return root

@@ -56,7 +56,8 @@ Measured when it was exported: {measured}
 Run it with PyTorch nowhere on the device:
 
 ```bash
-pip install edgeseg-runtime                      # numpy, Pillow, ONNX Runtime
+# edgeseg's runtime/ folder (numpy, Pillow, ONNX Runtime), from its source checkout:
+pip install EDGESEG_SOURCE/runtime
 edgeseg-run predict . images/ --out predictions/ --legend
 ```
 

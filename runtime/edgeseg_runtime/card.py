@@ -88,7 +88,10 @@ class ModelCard:
         if layout not in ("NCHW", "NHWC"):
             raise EdgesegError(f"{where}: layout {layout!r} is not NCHW or NHWC")
         model = data.get("model")
-        name = model.get("name", "network") if isinstance(model, dict) else str(model or "")
+        # A bundle card names the model at the top; ONNX metadata under "model".
+        name = data.get("name") if isinstance(data.get("name"), str) else None
+        if not name:
+            name = model.get("name", "") if isinstance(model, dict) else str(model or "")
         known = {"classes", "palette", "mean", "std", "layout", "input_size"}
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(classes, pal, mean, std, layout, size, name or "network", extra)  # type: ignore[arg-type]

@@ -87,3 +87,14 @@ def test_predictions_and_inputs(tmp_path: Path) -> None:
         collect_images([tmp_path / "in", tmp_path / "in2"])
     with pytest.raises(EdgesegError, match="no images"):
         collect_images(tmp_path / "in" / ".." / "in2" / "..")  # a folder of folders only
+
+
+def test_bundle_card_names_its_model() -> None:
+    """A bundle card's top-level name is the model's (not "network")."""
+    from edgeseg_runtime.card import ModelCard
+
+    card = {"name": "ddrnet23_slim", "classes": ["a", "b"], "palette": [[0, 0, 0], [9, 9, 9]],
+            "mean": [0.5] * 3, "std": [0.5] * 3}  # fmt: skip
+    assert ModelCard.from_mapping(card, "model.json").name == "ddrnet23_slim"
+    onnx_meta = {**card, "name": None, "model": {"name": "segfast"}}
+    assert ModelCard.from_mapping(onnx_meta, "x.onnx").name == "segfast"

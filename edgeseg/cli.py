@@ -119,6 +119,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
         r["pretrained"] = shipped[r["name"]]
     if _emit_json(args, rows):
         return 0
+    if args.pretrained:
+        print(_pretrained_table(installed))
+        return 0
     h, w = args.size
     key, label = FLOP_CONVENTIONS[args.flops]
     table = [
@@ -129,6 +132,25 @@ def _cmd_models(args: argparse.Namespace) -> int:
     header = ("model", "family", "params", f"{label}@{h}x{w}", "shipped weights", "description")
     print(_table(table, header))
     return 0
+
+
+def _pretrained_table(installed: list[str]) -> str:
+    """``models --pretrained``: each shipped weights' held-out accuracy, size and the pick."""
+    from edgeseg.pretrained import PRETRAINED, WEIGHTS_DIR, recommended
+
+    pick = recommended()
+    rows = []
+    for n in sorted(installed, key=lambda n: -(PRETRAINED[n].heldout_miou or 0.0)):
+        p = PRETRAINED[n]
+        miou = f"{p.heldout_miou:.3f}" if p.heldout_miou else "-"
+        mb = (WEIGHTS_DIR / p.file).stat().st_size / 2**20
+        rows.append((n + (" (recommended)" if n == pick else ""), p.model, miou, f"{mb:.1f}",
+                     p.recipe))  # fmt: skip
+    header = ("weights", "model", "val mIoU (train-only)", "MB", "recipe")
+    return (
+        _table(rows, header) + "\nLatency depends on the CPU: `edgeseg bench NAME` measures "
+        "each backend here; the model card is edgeseg/weights/README.md."
+    )
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:

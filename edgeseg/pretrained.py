@@ -14,7 +14,14 @@ from pathlib import Path
 
 from edgeseg.errors import CheckpointError
 
-__all__ = ["PRETRAINED", "WEIGHTS_DIR", "Pretrained", "list_pretrained", "pretrained_path"]
+__all__ = [
+    "PRETRAINED",
+    "WEIGHTS_DIR",
+    "Pretrained",
+    "list_pretrained",
+    "pretrained_path",
+    "recommended",
+]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -31,6 +38,9 @@ class Pretrained:
     # "float": the weights as trained; "int8": conv weights stored as int8 per output
     # channel (edgeseg.engine.checkpoint.compact_state), for a file that would pass 10 MB
     storage: str = "float"
+    # val mIoU (CamVid val, 360x480) of the weights trained on the train split only: the
+    # shipped file's or, for a train+val release, its train-only twin's (the model card)
+    heldout_miou: float | None = None
 
 
 PRETRAINED: dict[str, Pretrained] = {
@@ -42,9 +52,15 @@ PRETRAINED: dict[str, Pretrained] = {
             "camvid",
             "segfast_camvid.pt",
             "configs/segfast_camvid.yaml",
+            heldout_miou=0.533,
         ),
         Pretrained(
-            "erfnet_camvid", "erfnet", "camvid", "erfnet_camvid.pt", "configs/erfnet_camvid.yaml"
+            "erfnet_camvid",
+            "erfnet",
+            "camvid",
+            "erfnet_camvid.pt",
+            "configs/erfnet_camvid.yaml",
+            heldout_miou=0.619,
         ),
         Pretrained(
             "ddrnet_camvid",
@@ -53,6 +69,7 @@ PRETRAINED: dict[str, Pretrained] = {
             "ddrnet_camvid.pt",
             "configs/ddrnet_camvid.yaml",
             storage="int8",  # 5.7 M parameters: 22.8 MB in fp32
+            heldout_miou=0.694,
         ),
         Pretrained(
             "squeeze_unet_camvid",
@@ -61,9 +78,16 @@ PRETRAINED: dict[str, Pretrained] = {
             "squeeze_unet_camvid.pt",
             "configs/squeeze_unet_camvid.yaml",
             storage="int8",  # 2.6 M parameters: 10.5 MB in fp32
+            heldout_miou=0.452,
         ),
     )
 }
+
+
+def recommended() -> str | None:
+    """The shipped weights to start from: the highest held-out val mIoU installed."""
+    have = [PRETRAINED[n] for n in list_pretrained() if PRETRAINED[n].heldout_miou]
+    return max(have, key=lambda p: p.heldout_miou or 0.0).name if have else None
 
 
 def list_pretrained() -> list[str]:

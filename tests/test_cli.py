@@ -245,3 +245,9 @@ def test_train_time_in_epochs_and_bad_forms(tmp_path: Path, capsys) -> None:
     assert_one_line_exit_2(
         ["train", "--model", "segfast", "--data", str(tmp_path), "--time", "soon"], "--time", capsys
     )
+
+
+def test_models_pretrained_shows_accuracy_and_the_pick(capsys) -> None:
+    assert main(["models", "--pretrained"]) == 0
+    out = capsys.readouterr().out
+    assert "ddrnet_camvid (recommended)" in out and "0.694" in out and "edgeseg bench" in out

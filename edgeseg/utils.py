@@ -1,11 +1,14 @@
-"""Small helpers shared by the CLI and the library: argument parsing, atomic writes."""
+"""Small helpers shared by the CLI and the library: argument parsing, atomic writes, the
+one-writer-per-folder lock."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +155,43 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Atomically write ``obj`` as indented JSON."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+#: The lock file in a folder an edgeseg process writes (run directory, bundle, compare).
+LOCK_NAME = ".edgeseg.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike[str], what: str = "folder") -> Iterator[Path]:
+    """Hold the advisory lock of ``folder`` (created if needed) while the block runs.
+
+    One writer per folder: a second edgeseg process that wants the same folder gets a
+    one-line error naming the holder's PID instead of silently interleaving its files with
+    the first's. The lock is ``flock`` on ``FOLDER/.edgeseg.lock``: the kernel releases it
+    when its process dies, so a lock left by a killed process is simply taken over.
+
+    Raises:
+        EdgesegError: another live process holds the folder.
+    """
+    import fcntl
+
+    d = Path(folder)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise EdgesegError(
+            f"{what} {d} is in use by another edgeseg process (PID {holder}); wait for it to "
+            "finish or choose another folder"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield d
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

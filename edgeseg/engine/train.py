@@ -48,7 +48,7 @@ from edgeseg.errors import CheckpointError, ConfigError, DataError, EdgesegError
 from edgeseg.losses import SegmentationLoss
 from edgeseg.metrics import segmentation_metrics
 from edgeseg.models import create_model, load_pretrained_encoder
-from edgeseg.utils import atomic_write_json, atomic_write_text
+from edgeseg.utils import atomic_write_json, atomic_write_text, folder_lock
 
 __all__ = [
     "TrainResult",
@@ -696,6 +696,15 @@ class Trainer:
         """Set up, resume if asked, train every remaining epoch (or until the budget
         runs out), and finish."""
         ckpt = self.setup()
+        if not self.ctx.is_main:
+            return self._fit(ckpt)
+        # One writer per run directory: a second process gets one line naming this one.
+        with folder_lock(self.run_dir, "run directory"):
+            if ckpt is None:
+                self._check_run_dir()  # again, under the lock: no run started meanwhile
+            return self._fit(ckpt)
+
+    def _fit(self, ckpt: dict[str, Any] | None) -> TrainResult:
         if ckpt is not None:
             self.resume(ckpt)
         self._prepare_run()

@@ -65,7 +65,7 @@ from edgeseg.errors import BudgetError, ConfigError, EdgesegError
 from edgeseg.measure.bench import bench
 from edgeseg.measure.profiling import profile
 from edgeseg.models import model_info, register_external
-from edgeseg.utils import atomic_write_json, thread_count
+from edgeseg.utils import atomic_write_json, folder_lock, thread_count
 from edgeseg.workflows.report import write_report
 
 __all__ = [
@@ -487,7 +487,13 @@ def compare(
     info, val = check_data(cfg.recipe)
     run = _Run(cfg, Path(cfg.out), info, val, external, not_importable)
     run.size = cfg.size or cfg.recipe.data.eval_size or first_size(val)
-    run.out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(run.out, "compare folder"):  # one comparison writes a folder at a time
+        return _compare_locked(cfg, run, info, specs, report)
+
+
+def _compare_locked(
+    cfg: CompareConfig, run: _Run, info: Any, specs: list[tuple[str, str | None]], report: bool
+) -> dict[str, Any]:
     results = _Results(run.out, cfg)
     results.data.update(size=list(run.size), classes=list(info.classes),
                         palette=[list(c) for c in info.palette])  # fmt: skip

@@ -8,12 +8,16 @@ device as on the machine that trained the network:
 * :func:`to_input`: RGB -> ``(1, 3, h, w)`` float32, scaled to [0, 1] and normalised
   (resized to the network's input size when it has one);
 * :func:`to_labels`: logits ``(1, K, h, w)`` -> ``(H, W)`` uint8 ids at the image's size;
+* :func:`work_copy` / :func:`upsample_labels`: an image larger than
+  :func:`max_work_pixels` runs the network at a downscaled copy and its labels are
+  upsampled back (nearest), so a 48-megapixel photo costs what a 2-megapixel one does;
 * :func:`colorize`, :func:`overlay`, :func:`legend`, :func:`label_png`: what is shown.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,12 +33,15 @@ __all__ = [
     "colorize",
     "label_png",
     "legend",
+    "max_work_pixels",
     "overlay",
     "read_image",
     "resize_bilinear",
     "to_input",
     "to_labels",
+    "upsample_labels",
     "with_legend",
+    "work_copy",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -95,6 +102,8 @@ def as_rgb(image: Any) -> np.ndarray:
         )
     if arr.dtype != np.uint8:
         raise EdgesegError(f"expected a uint8 image, got {arr.dtype}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise EdgesegError(f"expected an image, got an empty array of shape {arr.shape}")
     return np.ascontiguousarray(arr[:, :, :3])
 
 
@@ -165,9 +174,50 @@ def colorize(
 
 
 def overlay(image: np.ndarray, colors: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend a colour label map over an RGB image: ``(1 - alpha) * image + alpha * colors``."""
-    out = image.astype(np.float32) * (1.0 - alpha) + colors.astype(np.float32) * alpha
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    """Blend a colour label map over an RGB image: ``(1 - alpha) * image + alpha * colors``.
+
+    Blended in bands of rows, so a 48-megapixel photo needs no full-size float copies."""
+    out = np.empty_like(image, dtype=np.uint8)
+    step = max(1, (1 << 20) // max(1, image.shape[1]))  # about a megapixel per band
+    for y in range(0, image.shape[0], step):
+        band = image[y : y + step].astype(np.float32) * (1.0 - alpha)
+        band += colors[y : y + step].astype(np.float32) * alpha
+        out[y : y + step] = np.clip(band + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+#: Default of :func:`max_work_pixels`: about 1630x1225.
+MAX_WORK_PIXELS = 2_000_000
+
+
+def max_work_pixels() -> int:
+    """The most pixels a segmenter feeds its network: larger images are downscaled first
+    (``EDGESEG_MAX_WORK_PIXELS`` changes it)."""
+    try:
+        return max(1, int(os.environ.get("EDGESEG_MAX_WORK_PIXELS", MAX_WORK_PIXELS)))
+    except ValueError:
+        return MAX_WORK_PIXELS
+
+
+def work_copy(rgb: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """``rgb`` itself, or for an image of more than ``limit`` pixels (default
+    :func:`max_work_pixels`) a copy downscaled to fit, the aspect kept (uint8, so a huge
+    photo is never converted to floats at full size)."""
+    h, w = rgb.shape[:2]
+    limit = limit or max_work_pixels()
+    if h * w <= limit:
+        return rgb
+    s = (limit / (h * w)) ** 0.5
+    size = (max(1, int(w * s)), max(1, int(h * s)))  # PIL: (W, H)
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR), dtype=np.uint8)
+
+
+def upsample_labels(labels: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Class ids ``(h, w)`` uint8 -> ``(H, W)`` at ``size``, nearest neighbour."""
+    if tuple(labels.shape) == tuple(size):
+        return labels
+    img = Image.fromarray(labels.astype(np.uint8), mode="L")
+    return np.asarray(img.resize((int(size[1]), int(size[0])), Image.NEAREST), dtype=np.uint8)
 
 
 def legend(classes: Sequence[str], palette: Iterable[Iterable[int]], width: int) -> np.ndarray:

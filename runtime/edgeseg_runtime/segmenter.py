@@ -23,6 +23,8 @@ from edgeseg_runtime.processing import (
     resize_bilinear,
     to_input,
     to_labels,
+    upsample_labels,
+    work_copy,
 )
 
 __all__ = ["Segmenter", "SegmenterBase", "load_card"]
@@ -64,9 +66,15 @@ class SegmenterBase:
         return resize_bilinear(self._forward(rgb)[0], rgb.shape[:2])
 
     def __call__(self, image: Any) -> np.ndarray:
-        """Class ids ``(H, W)`` uint8 of an RGB image (array, PIL image or path)."""
+        """Class ids ``(H, W)`` uint8 of an RGB image (array, PIL image or path).
+
+        An image larger than :func:`~edgeseg_runtime.processing.max_work_pixels` is
+        segmented at a downscaled copy and its labels upsampled back (nearest): memory
+        stays bounded whatever the photo's size."""
         rgb = as_rgb(image)
-        return to_labels(self._forward(rgb), rgb.shape[:2])
+        small = work_copy(rgb)
+        labels = to_labels(self._forward(small), small.shape[:2])
+        return labels if small is rgb else upsample_labels(labels, rgb.shape[:2])
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:
         """Class ids -> RGB colours of the network's palette."""

@@ -172,8 +172,14 @@ class Config:
 
     def validate(self) -> None:
         """Check values that types alone cannot (one-line :class:`ConfigError`)."""
+        for ok, msg in [*self._optim_checks(), *self._run_checks()]:
+            if not ok:
+                raise ConfigError(msg)
+
+    def _optim_checks(self) -> list[tuple[bool, str]]:
+        """``(condition, message)`` of the model, loss, optimiser and data-id fields."""
         # fmt: off
-        checks = [
+        return [
             (self.optim.name in OPTIMIZERS, f"optim.name must be one of {OPTIMIZERS}"),
             (self.sched.name in SCHEDULERS, f"sched.name must be one of {SCHEDULERS}"),
             (self.data.class_weighting in WEIGHTINGS, f"data.class_weighting: {WEIGHTINGS}"),
@@ -199,6 +205,13 @@ class Config:
              or not 0 <= self.data.ignore_index < len(self.data.classes),
              f"data.ignore_index={self.data.ignore_index} is a class id (the void id must be "
              f"outside 0..{len(self.data.classes or []) - 1})"),
+        ]
+        # fmt: on
+
+    def _run_checks(self) -> list[tuple[bool, str]]:
+        """``(condition, message)`` of the schedule, loop, augmentation and compression."""
+        # fmt: off
+        return [
             (0 <= self.data.color_jitter <= 1, "data.color_jitter must be in [0, 1]"),
             (self.sched.power > 0, "sched.power must be positive"),
             (self.sched.warmup_epochs >= 0, "sched.warmup_epochs must be >= 0"),
@@ -242,9 +255,6 @@ class Config:
              "compress.group_schedule must be linear or cosine"),
         ]
         # fmt: on
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(msg)
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,7 @@ class OrtRunner:
         self.session = ort_session(path, threads)
         inp = self.session.get_inputs()[0]
         self.input_name, self.input_shape = inp.name, list(inp.shape)
+        self.output_shape = list(self.session.get_outputs()[0].shape)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.session.run(None, {self.input_name: x})[0], dtype=np.float32)
@@ -105,6 +107,8 @@ class OpenVinoRunner:
             self.config["INFERENCE_NUM_THREADS"] = threads
         inp = self.model.inputs[0]
         self.input_shape = [d.get_length() if d.is_static else None for d in inp.partial_shape]
+        out = self.model.outputs[0].partial_shape
+        self.output_shape = [d.get_length() if d.is_static else None for d in out]
         self.shape: tuple[int, ...] | None = None
         self.compiled: Any = None
 
@@ -126,6 +130,9 @@ def make_runner(backend: str, path: str | Path, threads: int | None = None) -> A
     why = unavailable(backend)
     if why:
         raise EdgesegError(why)
+    cpus = os.cpu_count() or 1
+    if threads is not None and not (isinstance(threads, int) and 0 < threads <= cpus):
+        raise EdgesegError(f"threads {threads!r}: give 1 to {cpus} (this machine's CPUs)")
     p = Path(path)
     _check_file(p)
     return OrtRunner(p, threads) if backend == "ort" else OpenVinoRunner(p, threads)

@@ -8,6 +8,7 @@ from a bundle's ``model.json``, or, for an ONNX file from elsewhere, from the ca
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,8 +84,16 @@ class ModelCard:
         except (TypeError, ValueError, IndexError, KeyError):
             raise EdgesegError(f"{where}: malformed edgeseg metadata") from None
         layout = str(data.get("layout", "NCHW"))
-        if not classes or len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
+        if not classes or len(mean) != 3 or len(std) != 3:
             raise EdgesegError(f"{where}: classes, mean or std malformed in its metadata")
+        if not all(math.isfinite(v) for v in mean) or not all(
+            math.isfinite(v) and v > 0 for v in std
+        ):
+            raise EdgesegError(f"{where}: mean must be finite and std finite and positive")
+        if len(classes) > 256:
+            raise EdgesegError(f"{where}: {len(classes)} classes; uint8 labels hold 256")
+        if len(pal) < len(classes) or any(not 0 <= v <= 255 for c in pal for v in c):
+            raise EdgesegError(f"{where}: palette needs an RGB colour in 0..255 per class")
         if layout not in ("NCHW", "NHWC"):
             raise EdgesegError(f"{where}: layout {layout!r} is not NCHW or NHWC")
         model = data.get("model")

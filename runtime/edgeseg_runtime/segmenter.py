@@ -50,6 +50,21 @@ def load_card(model: str | Path, card: ModelCard | None = None) -> tuple[Path, M
     return p, (found or card)  # type: ignore[return-value]
 
 
+def _check_graph(path: Path, card: ModelCard, inp: list[Any], out: list[Any]) -> None:
+    """Refuse a card that does not describe its graph (one line): rank-4 input and logits,
+    one logit channel per class of the card."""
+    if inp and len(inp) != 4:
+        raise EdgesegError(f"{path}: the graph's input has rank {len(inp)}, not 4 (N, C, H, W)")
+    if out and len(out) != 4:
+        raise EdgesegError(f"{path}: the graph's output has rank {len(out)}, not 4 (logits)")
+    k = out[1] if len(out) == 4 else None
+    if isinstance(k, int) and k != len(card.classes):
+        raise EdgesegError(
+            f"{path}: its card names {len(card.classes)} classes but the graph gives {k} "
+            "logit channels"
+        )
+
+
 class SegmenterBase:
     """What every segmenter does with its network's logits; a subclass gives
     :meth:`_forward` (RGB ``(H, W, 3)`` uint8 -> logits ``(1, K, h, w)`` float32) and
@@ -119,6 +134,7 @@ class Segmenter(SegmenterBase):
         if isinstance(channels, int) and channels != 3:
             raise EdgesegError(f"{self.path}: the network takes {channels} input channels; "
                                "edgeseg segmenters feed RGB (3)")  # fmt: skip
+        _check_graph(self.path, self.card, shape, list(getattr(self._run, "output_shape", [])))
         fixed = shape[1:3] if self.card.layout == "NHWC" else shape[2:4]
         static = (
             tuple(fixed) if len(fixed) == 2 and all(isinstance(v, int) for v in fixed) else None

@@ -103,6 +103,9 @@ NO_GRADIENT = {
 @pytest.mark.parametrize("name", MODELS)
 def test_gradients_reach_every_parameter(name: str) -> None:
     model = create_model(name, num_classes=K).train()
+    for m in model.modules():  # stochastic depth may drop a block for the whole batch
+        if isinstance(getattr(m, "drop_path", None), float):
+            m.drop_path = 0.0
     x = torch.randn(2, 3, 45, 61)
     target = torch.randint(0, K, (2, 45, 61))
     loss = torch.nn.functional.cross_entropy(model(x), target)

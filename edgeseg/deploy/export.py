@@ -37,6 +37,7 @@ from edgeseg.utils import parse_size
 __all__ = [
     "DEFAULT_OPSET",
     "ExportResult",
+    "checkpoint_metadata",
     "export_onnx",
     "onnx_metadata",
     "onnx_session",
@@ -123,6 +124,23 @@ def _export(model: nn.Module, x: torch.Tensor, path: Path, opset: int, dynamic: 
             **kwargs,
         )
     return "torchscript"
+
+
+def checkpoint_metadata(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """What an exported file carries for the runtime: classes, palette, normalisation."""
+    ds = ckpt["dataset"]
+    return {
+        "model": ckpt["model"],
+        "classes": list(ds["classes"]),
+        "palette": [list(c) for c in ds["palette"]],
+        "ignore_index": ds["ignore_index"],
+        "mean": list(ds["mean"]),
+        "std": list(ds["std"]),
+        "dataset": ds["name"],
+        "layout": "NCHW",
+        "input": "NCHW float32 RGB, (x / 255 - mean) / std; any H, W",
+        "output": "logits (N, K, H, W)",
+    }
 
 
 def export_onnx(

@@ -52,7 +52,7 @@ from edgeseg.deploy.backends import (
     make_runner,
     onnx_backend_unavailable,
 )
-from edgeseg.deploy.export import export_onnx, onnx_metadata
+from edgeseg.deploy.export import checkpoint_metadata, export_onnx, onnx_metadata
 from edgeseg.deploy.pt2e import pt2e_convert
 from edgeseg.deploy.quantize import (
     calibration_images,
@@ -354,8 +354,10 @@ def _artefacts(
     ONNX. Returns ``(quantization reports, backends that cannot be built: reason)``; such
     a backend is reported, not fatal: the others still run."""
     model = src.model
+    # The files carry the checkpoint's classes and normalisation: edgeseg-run runs them.
+    meta = checkpoint_metadata(src.ckpt) if src.kind == "checkpoint" and src.ckpt else None
     if src.kind != "onnx" and any(b in ONNX_ENGINES for b in names):
-        export_onnx(model, work / "fp32.onnx", input_size=size)
+        export_onnx(model, work / "fp32.onnx", input_size=size, metadata=meta)
     quant: dict[str, Any] = {}
     # A backend whose engine is not installed is reported as unavailable; the rest run.
     errors = {b: why for b in names if (why := onnx_backend_unavailable(b))}
@@ -375,7 +377,7 @@ def _artefacts(
         if src.kind == "onnx":  # a given ONNX file is quantized as it is
             report = quantize_onnx(work / "fp32.onnx", work / "int8.onnx", images)
         else:  # from the network: transposed convs rewritten to run in int8 too
-            report = quantize_model_onnx(model, work / "int8.onnx", images, size)
+            report = quantize_model_onnx(model, work / "int8.onnx", images, size, metadata=meta)
         for b in int8_onnx:
             quant[b] = report.to_dict()
     if "pt2e-int8" in names:

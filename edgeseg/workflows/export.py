@@ -14,7 +14,14 @@ import torch
 
 from edgeseg.defaults import ACCURACY_BUDGET, CALIB_IMAGES, INPUT_SIZE, THREADS
 from edgeseg.deploy.backends import ONNX_ENGINES, onnx_backend_unavailable
-from edgeseg.deploy.export import DEFAULT_OPSET, ExportResult, export_onnx, onnx_session, parity
+from edgeseg.deploy.export import (
+    DEFAULT_OPSET,
+    ExportResult,
+    checkpoint_metadata,
+    export_onnx,
+    onnx_session,
+    parity,
+)
 from edgeseg.errors import EdgesegError
 from edgeseg.utils import parse_size
 
@@ -36,23 +43,6 @@ def _check_images(
     g = torch.Generator().manual_seed(0)
     in_ch = int(ckpt["model"].get("in_channels", 3))
     return [torch.randn(in_ch, *size, generator=g) for _ in range(n)], "random"
-
-
-def _export_metadata(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """What an exported file carries for the runtime: classes, palette, normalisation."""
-    ds = ckpt["dataset"]
-    return {
-        "model": ckpt["model"],
-        "classes": list(ds["classes"]),
-        "palette": [list(c) for c in ds["palette"]],
-        "ignore_index": ds["ignore_index"],
-        "mean": list(ds["mean"]),
-        "std": list(ds["std"]),
-        "dataset": ds["name"],
-        "layout": "NCHW",
-        "input": "NCHW float32 RGB, (x / 255 - mean) / std; any H, W",
-        "output": "logits (N, K, H, W)",
-    }
 
 
 def _export_int8(
@@ -118,7 +108,7 @@ def export_checkpoint(
 
     model, ckpt = load_model(checkpoint)
     size = parse_size(input_size or ckpt.get("input_size") or INPUT_SIZE)
-    meta = _export_metadata(ckpt)
+    meta = checkpoint_metadata(ckpt)
     quant = None
     fp32_size = 0
     if quantizer not in ("ort", "nncf"):

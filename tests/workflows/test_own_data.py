@@ -71,9 +71,12 @@ def test_every_command_reads_the_users_data(tmp_path: Path, form: str, capsys) -
     assert list((tmp_path / "q").rglob("*.png"))
     out = tmp_path / "cmp"
     code = main(["compare", "--models", "segfast", "--data", str(data), "--budget", "1 epochs",
-                 "--out", str(out), "--backends", "eager", "recipe.data.crop_size=96x128",
+                 "--out", str(out), "--backends", "eager,ort", "recipe.data.crop_size=96x128",
                  "recipe.train.batch_size=2"])  # fmt: skip
     assert code == 0
     res = json.loads((out / "results.json").read_text())
     assert res["classes"] == NAMES
     assert "my_road" in (out / "report.md").read_text()
+    # compare's artefacts carry the metadata edgeseg-run needs: ready to deploy
+    onnx = out / "artefacts" / "segfast" / "fp32.onnx"
+    assert run_main(["predict", str(onnx), str(image), "--out", str(tmp_path / "r")]) == 0

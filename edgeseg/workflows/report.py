@@ -396,7 +396,11 @@ def _predictions_figure(
     if not n or not folder.is_dir():
         return None
     cols = ["image", "ground truth", *(e["name"] for e in done)]
-    fig = Figure(figsize=(2.2 * len(cols), 1.8 * n))
+    # The key gets its own band under the grid (rows of 6 entries, void included), so it
+    # never covers the last row of images.
+    key_rows = -(-(len(classes) + 1) // 6) if classes and palette else 0
+    key_in = 0.35 + 0.22 * key_rows if key_rows else 0.0
+    fig = Figure(figsize=(2.2 * len(cols), 1.8 * n + key_in))
     axes = fig.subplots(n, len(cols), squeeze=False)
     for i in range(n):
         paths = [folder / f"image_{i}.png", folder / f"truth_{i}.png"]
@@ -410,13 +414,14 @@ def _predictions_figure(
                 ax.imshow(np.asarray(Image.open(p)))
             if i == 0:
                 ax.set_title(cols[j], fontsize=9)
-    fig.tight_layout()
-    if classes and palette:
+    fig.tight_layout(rect=(0, key_in / (1.8 * n + key_in), 1, 1))
+    if key_rows:
         handles = [Patch(facecolor=np.asarray(c) / 255, edgecolor="black", label=name)
                    for name, c in zip(classes, palette, strict=False)]  # fmt: skip
-        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6),
-                   fontsize=8, bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(handles) // 7)),
-                   title="classes")  # fmt: skip
+        # void pixels of the ground truth are drawn white
+        handles.append(Patch(facecolor="white", edgecolor="black", label="void (not scored)"))
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8,
+                   bbox_to_anchor=(0.5, 0.0), frameon=False)  # fmt: skip
     return fig
 
 
@@ -527,7 +532,8 @@ def _figure_key(name: str, results: dict[str, Any]) -> str:
             f"<li><span style='background:rgb({c[0]},{c[1]},{c[2]})'></span>{html.escape(k)}</li>"
             for k, c in zip(results.get("classes", []), results.get("palette", []), strict=False)
         )
-        return f"<ul class='legend'>{items}</ul>"
+        void = "<li><span style='background:#fff'></span>void (not scored)</li>"
+        return f"<ul class='legend'>{items}{void}</ul>"
     if name == "curves":
         missing = [e["name"] for e in _done(results) if not e.get("history")]
         if missing:

@@ -144,8 +144,9 @@ def _pretrained_table(installed: list[str]) -> str:
         p = PRETRAINED[n]
         miou = f"{p.heldout_miou:.3f}" if p.heldout_miou else "-"
         mb = (WEIGHTS_DIR / p.file).stat().st_size / 2**20
-        rows.append((n + (" (recommended)" if n == pick else ""), p.model, miou, f"{mb:.1f}",
-                     p.recipe))  # fmt: skip
+        rows.append(
+            (n + (" (recommended)" if n == pick else ""), p.model, miou, f"{mb:.1f}", p.recipe)
+        )
     header = ("weights", "model", "val mIoU (train-only)", "MB", "recipe")
     return (
         _table(rows, header) + "\nLatency depends on the CPU: `edgeseg bench NAME` measures "
@@ -268,13 +269,15 @@ def _plan_time(cfg: Any, text: str, capped: bool) -> None:
     """``train --time``: fit the recipe to the budget (the planner compare uses), saying
     what it planned before anything long runs; ``--epochs`` (``capped``) is the most it
     may plan, else the time alone decides."""
+    from edgeseg.data import build_dataset
     from edgeseg.engine.budget import check_data, fit_to_budget, fit_to_work, parse_budget
     from edgeseg.engine.train import format_duration
 
     budget = parse_budget(text, "--time")
     if budget.kind != "time":
         info, _ = check_data(cfg)
-        n = sum(len(build_dataset_split(cfg, s, info)) for s in cfg.data.train_split.split("+"))
+        splits = cfg.data.train_split.split("+")
+        n = sum(len(build_dataset(cfg.data.root, s, info)) for s in splits)
         print(f"planned: {fit_to_work(cfg, budget, n)} epochs ({budget})", flush=True)
         return
     if not capped:
@@ -286,13 +289,6 @@ def _plan_time(cfg: Any, text: str, capped: bool) -> None:
         f"validating every {plan['eval_every']}",
         flush=True,
     )
-
-
-def build_dataset_split(cfg: Any, split: str, info: Any) -> Any:
-    """The dataset of one split of ``cfg.data`` (no augmentation)."""
-    from edgeseg.data import build_dataset
-
-    return build_dataset(cfg.data.root, split, info)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -86,8 +86,9 @@ def load_pretrained_encoder(model: nn.Module, weights: str) -> dict[str, Any]:
 def _register(decoder: str, encoder: str) -> None:
     cls, summary = DECODERS[decoder]
 
-    def builder(num_classes: int, in_channels: int = 3,
-                drop_path_rate: float | None = None) -> EncoderDecoder:  # fmt: skip
+    def builder(
+        num_classes: int, in_channels: int = 3, drop_path_rate: float | None = None
+    ) -> EncoderDecoder:
         enc = create_encoder(encoder, in_channels=in_channels, drop_path_rate=drop_path_rate)
         return EncoderDecoder(enc, cls(enc.out_channels, num_classes))
 

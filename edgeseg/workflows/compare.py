@@ -537,8 +537,10 @@ def _label_kept(entry: dict[str, Any], budget: str, where: str) -> None:
         log.warning(
             "%s: kept from an earlier run with budget %s (this run's: %s); use another --out "
             "to train it again",
-            where, had, budget,
-        )  # fmt: skip
+            where,
+            had,
+            budget,
+        )
     else:
         log.info("%s: done before, kept", where)
 

@@ -124,8 +124,11 @@ def verdict(results: dict[str, Any]) -> list[str]:
                    f"{', '.join(off)}.")  # fmt: skip
     failed = [e for e in results.get("models", {}).values() if e.get("status") == "failed"]
     if failed:
-        out.append("Not compared (see Failed): " + "; ".join(
-            f"{e['name']} ({e.get('error', 'failed')})" for e in failed) + ".")  # fmt: skip
+        out.append(
+            "Not compared (see Failed): "
+            + "; ".join(f"{e['name']} ({e.get('error', 'failed')})" for e in failed)
+            + "."
+        )
     flagged = [(e["name"], training_flags(e)) for e in done]
     flagged = [(n, f) for n, f in flagged if f]
     if flagged:
@@ -420,8 +423,14 @@ def _predictions_figure(
                    for name, c in zip(classes, palette, strict=False)]  # fmt: skip
         # void pixels of the ground truth are drawn white
         handles.append(Patch(facecolor="white", edgecolor="black", label="void (not scored)"))
-        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8,
-                   bbox_to_anchor=(0.5, 0.0), frameon=False)  # fmt: skip
+        fig.legend(
+            handles=handles,
+            loc="lower center",
+            ncol=min(len(handles), 6),
+            fontsize=8,
+            bbox_to_anchor=(0.5, 0.0),
+            frameon=False,
+        )
     return fig
 
 

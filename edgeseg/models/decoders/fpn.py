@@ -29,17 +29,19 @@ class FPNDecoder(nn.Module):
 
     stride = 4
 
-    def __init__(self, in_channels: tuple[int, ...], num_classes: int, pyramid: int = 96,
-                 segment: int = 64) -> None:  # fmt: skip
+    def __init__(
+        self, in_channels: tuple[int, ...], num_classes: int, pyramid: int = 96, segment: int = 64
+    ) -> None:
         super().__init__()
         self.laterals = nn.ModuleList(nn.Conv2d(c, pyramid, 1) for c in in_channels)
         # Level i (stride 4 * 2^i) needs max(i, 1) conv blocks, upsampling after all but the
         # stride-4 level's: i blocks of x2 bring it to stride 4.
         self.branches = nn.ModuleList(
-            nn.Sequential(*(ConvNormAct(pyramid if j == 0 else segment, segment)
-                            for j in range(max(i, 1))))
+            nn.Sequential(
+                *(ConvNormAct(pyramid if j == 0 else segment, segment) for j in range(max(i, 1)))
+            )
             for i in range(len(in_channels))
-        )  # fmt: skip
+        )
         self.classifier = nn.Conv2d(segment, num_classes, 1)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:

@@ -43,8 +43,13 @@ def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class SPPM(nn.Module):
     """Simple pyramid pooling: ``(B, C, h, w) -> (B, out, h, w)``."""
 
-    def __init__(self, channels: int, inter: int = 128, out: int = 128,
-                 windows: tuple[int, ...] = SPPM_WINDOWS) -> None:  # fmt: skip
+    def __init__(
+        self,
+        channels: int,
+        inter: int = 128,
+        out: int = 128,
+        windows: tuple[int, ...] = SPPM_WINDOWS,
+    ) -> None:
         super().__init__()
         self.windows = windows
         self.levels = nn.ModuleList(ConvNormAct(channels, inter, 1) for _ in windows)
@@ -76,9 +81,14 @@ class UAFM(nn.Module):
         low = self.low(low)  # (B, c_high, H, W)
         high = _up(high, low)
         stats = torch.cat(
-            [low.mean(1, keepdim=True), low.amax(1, keepdim=True),
-             high.mean(1, keepdim=True), high.amax(1, keepdim=True)], dim=1,
-        )  # fmt: skip
+            [
+                low.mean(1, keepdim=True),
+                low.amax(1, keepdim=True),
+                high.mean(1, keepdim=True),
+                high.amax(1, keepdim=True),
+            ],
+            dim=1,
+        )
         alpha = torch.sigmoid(self.attention(stats))  # (B, 1, H, W)
         return self.out(high * alpha + low * (1 - alpha))
 
@@ -95,8 +105,13 @@ class PPLiteSegDecoder(nn.Module):
 
     stride = 8
 
-    def __init__(self, in_channels: tuple[int, ...], num_classes: int,
-                 widths: tuple[int, int, int] = FLD_WIDTHS, head: int = 64) -> None:  # fmt: skip
+    def __init__(
+        self,
+        in_channels: tuple[int, ...],
+        num_classes: int,
+        widths: tuple[int, int, int] = FLD_WIDTHS,
+        head: int = 64,
+    ) -> None:
         super().__init__()
         self.sppm = SPPM(in_channels[3])
         highs = (*widths[1:], 128)  # each UAFM's deeper input: the next one out, or SPPM's

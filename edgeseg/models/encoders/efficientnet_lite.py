@@ -88,8 +88,9 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def conv_bn(cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1,
-            act: bool = True) -> nn.Sequential:  # fmt: skip
+def conv_bn(
+    cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1, act: bool = True
+) -> nn.Sequential:
     """``Conv2d (no bias) -> BatchNorm [-> ReLU6]`` with "same" padding."""
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
@@ -113,8 +114,9 @@ class MBConv(nn.Module):
         drop_path: probability of dropping the residual branch of a sample in training.
     """
 
-    def __init__(self, cin: int, cout: int, expand: int, k: int, stride: int,
-                 drop_path: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self, cin: int, cout: int, expand: int, k: int, stride: int, drop_path: float = 0.0
+    ) -> None:
         super().__init__()
         mid = cin * expand
         self.expand = conv_bn(cin, mid) if expand != 1 else nn.Identity()
@@ -161,8 +163,13 @@ class EfficientNetLite(Encoder):
     mean = (0.5, 0.5, 0.5)  # the weights were trained on inputs scaled to [-1, 1]
     std = (0.5, 0.5, 0.5)
 
-    def __init__(self, variant: str, num_classes: int = 0, in_channels: int = 3,
-                 drop_path_rate: float | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        variant: str,
+        num_classes: int = 0,
+        in_channels: int = 3,
+        drop_path_rate: float | None = None,
+    ) -> None:
         super().__init__()
         v = VARIANTS[variant]
         self.weights_key = variant

@@ -146,10 +146,12 @@ def load_encoder_weights(encoder: nn.Module, weights: str) -> dict[str, Any]:
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
     if missing or unexpected or wrong:
         what = (
-            f"{len(missing)} missing (e.g. {missing[0]})" if missing
-            else f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected
+            f"{len(missing)} missing (e.g. {missing[0]})"
+            if missing
+            else f"{len(unexpected)} unexpected (e.g. {unexpected[0]})"
+            if unexpected
             else f"{wrong[0]} is {tuple(state[wrong[0]].shape)}, not {tuple(own[wrong[0]].shape)}"
-        )  # fmt: skip
+        )
         raise EdgesegError(f"{path} does not fit {key}: {what}")
     encoder.load_state_dict(state, strict=True)
     return record

@@ -469,23 +469,28 @@ def _onnx_as_checkpoint(meta: dict[str, Any]) -> dict[str, Any]:
     return {"dataset": info.to_dict(), "model": meta["model"]}
 
 
-def fastest_within_budget(backends: dict[str, dict[str, Any]], budget: float = 0.01) -> str:
+def fastest_within_budget(
+    backends: dict[str, dict[str, Any]], budget: float = 0.01, among: Sequence[str] | None = None
+) -> str:
     """The fastest backend losing at most ``budget`` mIoU against the fp32 reference
-    (``eager``; for an ONNX file, ``ort``).
+    (``eager``; for an ONNX file, ``ort``): the one rule bench, export and bundles use.
 
     Args:
         backends: ``bench()``'s ``backends`` (each with ``latency_ms.median`` and, when
             scored, ``miou``).
         budget: mIoU that may be lost (0.01: one point). Unscored backends, or all of them
             when ``eager`` is unscored, compete on speed alone.
+        among: only these may be chosen (the reference still sets the bar); when none of
+            them is within the budget, the fastest of them.
     """
     ref = backends.get(_reference(backends), {}).get("miou")
+    pool = [b for b in backends if among is None or b in among]
     ok = [
         b
-        for b, row in backends.items()
-        if ref is None or "miou" not in row or row["miou"] >= ref - budget
+        for b in pool
+        if ref is None or "miou" not in backends[b] or backends[b]["miou"] >= ref - budget
     ]
-    return min(ok, key=lambda b: backends[b]["latency_ms"]["median"])
+    return min(ok or pool, key=lambda b: backends[b]["latency_ms"]["median"])
 
 
 def _summarise(

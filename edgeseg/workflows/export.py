@@ -165,7 +165,7 @@ def export_bundle(
     from edgeseg_runtime.bundle import write_bundle
 
     from edgeseg.engine.checkpoint import load_model
-    from edgeseg.measure.bench import bench
+    from edgeseg.measure.bench import bench, fastest_within_budget
 
     dest = Path(folder)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
@@ -181,10 +181,8 @@ def export_bundle(
     rows = {b: r for b, r in res["backends"].items() if b in onnx}
     if not rows:
         raise EdgesegError(f"no ONNX backend ran for {checkpoint}: {res.get('errors')}")
-    ref = res["backends"].get("eager", {}).get("miou")
     # The bench rule among the ONNX backends, PyTorch fp32 (eager) the accuracy reference.
-    ok = [b for b, r in rows.items() if ref is None or r.get("miou", ref) >= ref - budget_miou]
-    chosen = min(ok or rows, key=lambda b: rows[b]["latency_ms"]["median"])
+    chosen = fastest_within_budget(res["backends"], budget_miou, among=list(rows))
     int8 = chosen.endswith("int8")
     with tempfile.TemporaryDirectory(prefix="edgeseg-bundle-") as tmp:
         model_file = Path(tmp) / "model.onnx"

@@ -271,7 +271,7 @@ def _plan_time(cfg: Any, text: str, capped: bool) -> None:
     may plan, else the time alone decides."""
     from edgeseg.data import build_dataset
     from edgeseg.engine.budget import check_data, fit_to_budget, fit_to_work, parse_budget
-    from edgeseg.engine.train import format_duration
+    from edgeseg.utils import format_duration
 
     budget = parse_budget(text, "--time")
     if budget.kind != "time":

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,21 @@ def read_text(path: str | os.PathLike[str], what: str = "file") -> str:
         raise EdgesegError(f"{what} {p} is not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise EdgesegError(f"cannot read {what} {p}: {e.strerror or e}") from None
+
+
+def format_duration(seconds: float) -> str:
+    """``95`` -> ``"1 min 35 s"``, ``7300`` -> ``"2 h 02 min"``: a duration to plan with."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def finish_time(seconds: float) -> str:
+    """The wall-clock time ``seconds`` from now, ``HH:MM`` (local time)."""
+    return time.strftime("%H:%M", time.localtime(time.time() + max(0.0, seconds)))
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -48,7 +48,13 @@ from edgeseg.errors import CheckpointError, ConfigError, DataError, EdgesegError
 from edgeseg.losses import SegmentationLoss
 from edgeseg.metrics import segmentation_metrics
 from edgeseg.models import create_model, load_pretrained_encoder
-from edgeseg.utils import atomic_write_json, atomic_write_text, folder_lock
+from edgeseg.utils import (
+    atomic_write_json,
+    atomic_write_text,
+    finish_time,
+    folder_lock,
+    format_duration,
+)
 
 __all__ = [
     "TrainResult",
@@ -79,16 +85,6 @@ class TrainResult:
 
 #: The run's duration is announced after this many timed steps (the first is untimed).
 PLAN_AFTER_STEPS = 3
-
-
-def format_duration(seconds: float) -> str:
-    """``95`` -> ``"1 min 35 s"``, ``7300`` -> ``"2 h 02 min"``: a duration to plan with."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def dataset_info(cfg: Config) -> DatasetInfo:
@@ -534,9 +530,13 @@ class Trainer:
             elif epoch == self.start_epoch and step - first == PLAN_AFTER_STEPS:
                 self._announce_plan((time.perf_counter() - t_plan) / PLAN_AFTER_STEPS, epoch, step)
             if bar is not None:
-                rate = seen * self.ctx.world_size / max(time.perf_counter() - t0, 1e-9)
+                spent = max(time.perf_counter() - t0, 1e-9)
                 shown = "skipped" if loss is None else f"{loss.item():.3f}"
-                bar.set_postfix(loss=shown, img_s=f"{rate:.1f}")
+                # The bar's own ETA is this epoch's; the run's end is what a user plans with.
+                left = (spe - step - 1 + spe * (cfg.train.epochs - epoch - 1)) * spent
+                ends = finish_time(left / (step - first + 1))
+                rate = f"{seen * self.ctx.world_size / spent:.1f}"
+                bar.set_postfix(loss=shown, img_s=rate, run_ends=ends)
                 bar.update(1)
             done = step + 1
             every = cfg.train.save_every_steps
@@ -564,7 +564,7 @@ class Trainer:
         msg = (
             f"planned: {cfg.train.epochs} epochs of {spe} steps, {step_s:.2f} s a step on "
             f"{cpu_name()}: about {format_duration(left)} of training left (plus validation), "
-            f"until about {time.strftime('%H:%M', time.localtime(time.time() + left))}"
+            f"until about {finish_time(left)}"
         )
         if cfg.train.max_minutes:
             msg += f"; train.max_minutes={cfg.train.max_minutes:g} stops it resumably"

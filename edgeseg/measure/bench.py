@@ -67,7 +67,14 @@ from edgeseg.measure.counts import zip_size
 from edgeseg.metrics import confusion_matrix, mean_iou
 from edgeseg.models import create_model, model_info, register_external
 from edgeseg.pretrained import PRETRAINED, pretrained_path
-from edgeseg.utils import atomic_write_json, parse_size, positive_int, thread_count
+from edgeseg.utils import (
+    atomic_write_json,
+    finish_time,
+    format_duration,
+    parse_size,
+    positive_int,
+    thread_count,
+)
 
 #: The int8 file each int8 ONNX backend runs, in the bench's work folder.
 INT8_FILES = {"ort-int8": "int8.onnx", "openvino-int8": "int8.onnx", "nncf-int8": "int8-nncf.onnx"}
@@ -401,7 +408,10 @@ def _rounds(
     """``repeats`` rounds over the backends, alternating their order, each run in a
     fresh process; a backend that fails is moved to ``errors``."""
     results: dict[str, dict[str, Any]] = {b: {"times_ms": []} for b in names}
+    t0 = time.perf_counter()
     for r in range(repeats):
+        if r == 1:  # the first round measured: the rest costs about as much each
+            _announce_rounds(time.perf_counter() - t0, repeats - 1, len(names))
         for b in names if r % 2 == 0 else names[::-1]:
             if b in errors:
                 continue
@@ -418,6 +428,16 @@ def _rounds(
             res["base_rss_bytes"] = out["base_rss"]
             res["build_s"] = out["build_s"]
     return results
+
+
+def _announce_rounds(round_s: float, rounds: int, backends: int) -> None:
+    """State how long the remaining rounds take here, from the first one's time."""
+    left = round_s * rounds
+    log.warning(
+        f"planned: {rounds} more round{'s' * (rounds > 1)} of {backends} backend"
+        f"{'s' * (backends > 1)} on {cpu_name()}, about {format_duration(left)}, "
+        f"until about {finish_time(left)}"
+    )
 
 
 def _calibration(

@@ -57,6 +57,7 @@ from edgeseg.engine.budget import (  # noqa: F401 - re-exported: compare's plann
     fit_to_work,
     parse_budget,
     plan_epochs,
+    planned_seconds,
 )
 from edgeseg.engine.checkpoint import load_model
 from edgeseg.engine.evaluate import evaluate
@@ -65,7 +66,13 @@ from edgeseg.errors import BudgetError, ConfigError, EdgesegError
 from edgeseg.measure.bench import bench
 from edgeseg.measure.profiling import profile
 from edgeseg.models import model_info, register_external
-from edgeseg.utils import atomic_write_json, folder_lock, thread_count
+from edgeseg.utils import (
+    atomic_write_json,
+    finish_time,
+    folder_lock,
+    format_duration,
+    thread_count,
+)
 from edgeseg.workflows.report import write_report
 
 __all__ = [
@@ -286,20 +293,48 @@ def recipe_of(cfg: CompareConfig, name: str) -> Config:
         raise ConfigError(f"overrides.{name}: {e}") from None
 
 
-def _stage_train(
-    cfg: CompareConfig, name: str, entry: dict[str, Any], out: Path, info: Any, val: Any
-) -> Path:
-
-    run_dir = out / "runs" / _label(name)
-    budget = _budget_of(cfg, name)
+def _model_recipe(cfg: CompareConfig, name: str) -> Config:
+    """The recipe ``name`` trains with, the model set and its threads the comparison's."""
     recipe = recipe_of(cfg, name)
     recipe.model.name = name
     if recipe.model.encoder_weights and "pretrained-encoder" not in model_info(name).tags:
         # A shared recipe's encoder_weights is for the models that have an encoder.
         recipe.model.encoder_weights = None
         recipe.train.freeze_encoder_bn, recipe.train.freeze_encoder_epochs = False, 0.0
-    recipe.train.out = str(run_dir)
     recipe.train.threads = cfg.threads
+    return recipe
+
+
+def _announce_plan(
+    cfg: CompareConfig, run: _Run, specs: list[tuple[str, str | None]], results: _Results
+) -> float:
+    """State, before any training, how long the comparison's trainings take here: a time
+    budget is its own figure, a budget of work is probed per model (a few seconds each).
+    Returns the planned seconds."""
+    total, todo = 0.0, 0
+    for name, given in specs:
+        if given or results.model(name).get("status") == "done":
+            continue
+        recipe = _model_recipe(cfg, name)
+        total += planned_seconds(recipe, _budget_of(cfg, name), run.info, run.val)
+        todo += 1
+    if todo:
+        log.warning(
+            f"planned: {todo} model{'s' * (todo > 1)} to train, about "
+            f"{format_duration(total)} of training on {cpu_name()} (plus evaluation and "
+            f"benchmark of each), until about {finish_time(total)}"
+        )
+    return total
+
+
+def _stage_train(
+    cfg: CompareConfig, name: str, entry: dict[str, Any], out: Path, info: Any, val: Any
+) -> Path:
+
+    run_dir = out / "runs" / _label(name)
+    budget = _budget_of(cfg, name)
+    recipe = _model_recipe(cfg, name)
+    recipe.train.out = str(run_dir)
     train_len = sum(len(build_dataset(recipe.data.root, s, info))
                     for s in recipe.data.train_split.split("+"))  # fmt: skip
     resume = (run_dir / "last.pt").is_file()
@@ -498,6 +533,7 @@ def _compare_locked(
     results.data.update(size=list(run.size), classes=list(info.classes),
                         palette=[list(c) for c in info.palette])  # fmt: skip
     results.save()
+    _announce_plan(cfg, run, specs, results)
     for k, (name, given) in enumerate(specs, start=1):
         where = f"[{k}/{len(specs)}] {name}"
         entry = results.model(name)

@@ -1,4 +1,4 @@
-"""edgeseg compare: budget parsing, epoch planning, an end-to-end run, resume, bad input."""
+"""edgeseg compare: overrides, an end-to-end run, resume, a model over its budget, bad input."""
 
 from __future__ import annotations
 
@@ -13,41 +13,15 @@ from torch import nn
 
 from edgeseg.cli import main
 from edgeseg.config import Config
-from edgeseg.errors import BudgetError, ConfigError, EdgesegError
+from edgeseg.errors import ConfigError, EdgesegError
 from edgeseg.models._registry import _REGISTRY
 from edgeseg.workflows.compare import (
-    Budget,
     CompareConfig,
     compare,
-    fit_to_budget,
-    fit_to_work,
     load_compare_config,
-    parse_budget,
-    plan_epochs,
     recipe_of,
 )
 from tests.synthetic import make_list_dataset
-
-
-def test_parse_budget() -> None:
-    assert parse_budget("90s") == Budget("time", 90)
-    assert parse_budget("20m") == Budget("time", 1200)
-    assert parse_budget("1.5h") == Budget("time", 5400)
-    assert parse_budget("2") == Budget("time", 120)  # a bare number is minutes
-    assert parse_budget("30 epochs") == parse_budget("30e") == Budget("epochs", 30)
-    assert parse_budget("20k images") == Budget("images", 20000)
-    for bad in ("", "2x", "m", "-3m", "0s", "2.5 epochs", "3k min", "0 images"):
-        with pytest.raises(EdgesegError, match="--budget"):
-            parse_budget(bad)
-
-
-def test_plan_epochs_fits_budget_and_evaluates_about_eight_times() -> None:
-    epochs, every = plan_epochs(600, 1.0, 45, 0.1, 100, 1000)
-    epoch_s, eval_s = 45 * 1.1, 100 * 0.1 * 1.2
-    assert epochs * epoch_s + -(-epochs // every) * eval_s <= 600
-    assert 4 <= -(-epochs // every) <= 12  # validations, the last epoch always included
-    assert plan_epochs(600, 1.0, 45, 0.1, 100, 3) == (3, 1)  # the recipe's epochs cap it
-    assert plan_epochs(1, 10.0, 45, 0.1, 100, 50)[0] == 1  # always at least one epoch
 
 
 def test_compare_config_yaml_strict(tmp_path: Path) -> None:
@@ -267,31 +241,12 @@ def test_report_renders_in_headless_chromium(
     assert colours is not None and len(colours) > 20  # plots, not a blank page
 
 
-def test_work_budgets_set_equal_epochs_whatever_the_machine(tmp_path: Path) -> None:
-    recipe = Config()
-    assert fit_to_work(recipe, parse_budget("12 epochs"), 100) == 12
-    assert recipe.train.epochs == 12 and recipe.train.max_minutes is None
-    assert not recipe.train.replan and recipe.train.eval_every == 2
-    recipe.train.batch_size = 8
-    assert fit_to_work(recipe, parse_budget("2k images"), 100) == 21  # 96 images an epoch
-
-
-def test_time_budget_replans_and_refuses_less_than_one_epoch(tmp_path: Path) -> None:
-    data = make_list_dataset(tmp_path / "d", {"train": 8, "val": 3}, size=(40, 56))
-    cfg = _cfg(data, tmp_path / "o", ["l3unet"])
-    recipe = cfg.recipe
-    recipe.model.name = "l3unet"
-    fit_to_budget(recipe, 600.0)
-    assert recipe.train.replan and recipe.train.max_epochs == 3 and recipe.train.max_minutes
-    with pytest.raises(BudgetError, match="too small to train l3unet one epoch"):
-        fit_to_budget(cfg.recipe, 1e-3)
-
-
 def test_compare_with_a_model_too_big_for_its_budget_still_reports(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     """One model's budget cannot fit an epoch: it is recorded as failed with the reason,
-    the other trains, and the report is written and flags it."""
+    the other trains, and the report is written and flags it. The planned duration of the
+    trainings and of the benchmark's remaining rounds is stated before each is spent."""
     data = make_list_dataset(tmp_path / "d", {"train": 8, "val": 3}, size=(40, 56))
     out = tmp_path / "o"
     code = main(["compare", "--models", "l3unet,segfast", "--data", str(data), "--budget",
@@ -306,3 +261,8 @@ def test_compare_with_a_model_too_big_for_its_budget_still_reports(
     assert res["models"]["segfast"]["status"] == "done"
     report = (out / "report.md").read_text()
     assert "Not compared (see Failed): l3unet" in report and "only 1 epoch " in report
+    logged = caplog.text
+    plan = logged.index("planned: 2 models to train, about ")
+    assert "of training on " in logged and "(plus evaluation and benchmark" in logged
+    assert plan < logged.index("[2/2] segfast: train")
+    assert "planned: 1 more round of 1 backend on " in logged

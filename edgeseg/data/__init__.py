@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edgeseg.data.cityscapes import CityscapesDataset
 from edgeseg.data.class_files import folder_info, read_class_file
-from edgeseg.data.coco import CocoSuperDataset
+from edgeseg.data.coco import CocoDataset, CocoSuperDataset, coco_info
 from edgeseg.data.dataset import (
     JointTransform,
     ListDataset,
@@ -31,6 +31,7 @@ __all__ = [
     "DATASETS",
     "PRESETS",
     "CityscapesDataset",
+    "CocoDataset",
     "CocoSuperDataset",
     "DatasetInfo",
     "ListDataset",
@@ -38,6 +39,7 @@ __all__ = [
     "build_dataset",
     "class_frequencies",
     "class_weights",
+    "coco_info",
     "custom_info",
     "data_info",
     "default_palette",
@@ -56,6 +58,7 @@ DATASETS: dict[str, Callable[..., SegmentationDataset]] = {
     "custom": ListDataset,
     "cityscapes": CityscapesDataset,
     "coco_super": CocoSuperDataset,
+    "coco": CocoDataset,  # a labelling tool's COCO export (classes from its categories)
 }
 
 
@@ -93,14 +96,18 @@ def data_info(
 
     In order: explicit ``classes`` (the ``custom`` preset, with ``ignore_index``); a class
     file in ``root`` (:data:`~edgeseg.data.class_files.CLASS_FILES`: names, void lines and
-    mask colours); else the named preset.
+    mask colours); a COCO export in ``root`` (:data:`~edgeseg.data.coco.COCO_FILES`:
+    background + its categories); else the named preset.
 
     Raises:
         EdgesegError: an unknown preset, ``custom`` without classes, a malformed class file.
     """
     if preset == "custom" and classes:
         return custom_info(classes, ignore_index=ignore_index)
-    found = folder_info(root) if root and Path(root).is_dir() else None
+    is_dir = bool(root) and Path(root).is_dir()
+    found = folder_info(root) if is_dir else None
+    if found is None and is_dir and preset != "coco_super":
+        found = coco_info(root)  # a COCO export: background + its categories
     if found is not None:
         if ignore_index != 255 and found.ignore_index == 255 and found.label_map is None:
             found = dataclasses.replace(found, ignore_index=ignore_index)

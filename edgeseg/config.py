@@ -64,7 +64,7 @@ class DataConfig:
     """Where the data is and how it is augmented."""
 
     root: str = ""  # data root (a folder with SPLIT.txt lists, or an official layout)
-    preset: str = "camvid"  # camvid | cityscapes | coco_super | custom (a class file or COCO export in the folder wins)
+    preset: str = "camvid"  # camvid | cityscapes | coco_super | custom; a folder's class file wins
     classes: list[str] | None = None  # custom preset: class names (index = id)
     ignore_index: int = 255  # custom preset: the void id in the label files
     train_split: str = "train"  # split(s) to train on, '+'-joined: "train+val"

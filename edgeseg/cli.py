@@ -110,6 +110,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     names = list_models(args.pattern)
     installed = list_pretrained()  # weights present in this installation, not only declared
     shipped = {n: [w for w in installed if PRETRAINED[w].model == n] for n in names}
+    if args.latency and not args.pretrained:
+        raise EdgesegError("--latency: times the shipped weights; add --pretrained")
     if args.pretrained:
         names = [n for n in names if shipped[n]]
     if not names:
@@ -120,7 +122,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if _emit_json(args, rows):
         return 0
     if args.pretrained:
-        print(_pretrained_table(installed))
+        print(_pretrained_table(installed, args))
         return 0
     h, w = args.size
     key, label = FLOP_CONVENTIONS[args.flops]
@@ -134,24 +136,37 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pretrained_table(installed: list[str]) -> str:
-    """``models --pretrained``: each shipped weights' held-out accuracy, size and the pick."""
+def _pretrained_table(installed: list[str], args: argparse.Namespace) -> str:
+    """``models --pretrained``: each shipped weights' held-out accuracy, size, latency here
+    (``--latency``) and the recommended pick."""
+    from edgeseg.cpu import cpu_name
+    from edgeseg.measure.timing import pretrained_latency
     from edgeseg.pretrained import PRETRAINED, WEIGHTS_DIR, recommended
 
     pick = recommended()
+    ms = pretrained_latency(installed, args.size, args.threads) if args.latency else {}
     rows = []
     for n in sorted(installed, key=lambda n: -(PRETRAINED[n].heldout_miou or 0.0)):
         p = PRETRAINED[n]
         miou = f"{p.heldout_miou:.3f}" if p.heldout_miou else "-"
         mb = (WEIGHTS_DIR / p.file).stat().st_size / 2**20
-        rows.append(
-            (n + (" (recommended)" if n == pick else ""), p.model, miou, f"{mb:.1f}", p.recipe)
+        row = (n + (" (recommended)" if n == pick else ""), p.model, miou, f"{mb:.1f}")
+        rows.append((*row, *([f"{ms[n]:.1f}"] if ms else []), p.recipe))
+    h, w = args.size
+    here = f"ms {h}x{w} here" if ms else None
+    header = ("weights", "model", "val mIoU (train-only)", "MB", *([here] if ms else []), "recipe")
+    if ms:
+        note = (
+            f"\nLatency: median of one forward pass on {cpu_name()}, {args.threads} "
+            "threads, PyTorch channels-last (what Segmenter runs by default); "
+            "`edgeseg bench NAME` measures every backend, int8 included."
         )
-    header = ("weights", "model", "val mIoU (train-only)", "MB", "recipe")
-    return (
-        _table(rows, header) + "\nLatency depends on the CPU: `edgeseg bench NAME` measures "
-        "each backend here; the model card is edgeseg/weights/README.md."
-    )
+    else:
+        note = (
+            "\nLatency depends on the CPU: --latency measures each here, `edgeseg bench "
+            "NAME` every backend."
+        )
+    return _table(rows, header) + note + " The model card: edgeseg/weights/README.md."
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
@@ -654,6 +669,17 @@ def _add_models(sub: Any) -> None:
         "(2 x W x output pixels) or thesis (conv MACs + 2 x transposed-conv MACs)",
     )
     m.add_argument("--pretrained", action="store_true", help="only models with shipped weights")
+    m.add_argument(
+        "--latency",
+        action="store_true",
+        help="with --pretrained: time each shipped model here (a few seconds each)",
+    )
+    m.add_argument(
+        "--threads",
+        type=_threads,
+        default=D.THREADS,
+        help=f"intra-op threads of --latency ({D.THREADS})",
+    )
     _json_flag(m)
     m.set_defaults(func=_cmd_models)
 

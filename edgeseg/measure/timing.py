@@ -20,6 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeseg.engine.checkpoint import load_model
+from edgeseg.pretrained import pretrained_path
+
 log = logging.getLogger(__name__)
 
 
@@ -196,3 +199,19 @@ class StageTime:
     name: str  # stage name, e.g. "ds1"
     ms: float  # median milliseconds
     share: float  # fraction of the whole forward pass timed in the same runs
+
+
+def pretrained_latency(
+    names: Sequence[str], size: tuple[int, int], threads: int, repeats: int = 10
+) -> dict[str, float]:
+    """Median milliseconds of one forward pass of each shipped weights here, as
+    :class:`~edgeseg.Segmenter` runs them by default (PyTorch, channels-last), on a
+    ``(1, 3, H, W)`` input: the figure ``edgeseg models --pretrained --latency`` shows."""
+    out: dict[str, float] = {}
+    with num_threads(threads):
+        for name in names:
+            model, _ = load_model(pretrained_path(name))
+            x = torch.randn(1, 3, *size)
+            ms = measure_latency(model.eval(), x, repeats=repeats, formats=("channels_last",))
+            out[name] = float(statistics.median(ms["channels_last"]))
+    return out

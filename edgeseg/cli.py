@@ -404,6 +404,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         backend=args.backend,
         calibration=args.calib_data,
         legend=args.legend,
+        overwrite=args.overwrite,
     )
     print(f"segmented {len(written)} image(s): labels and overlays in {args.out}")
     return 0
@@ -646,6 +647,13 @@ def _json_flag(p: argparse.ArgumentParser) -> None:
         "--json", nargs="?", const="-", default=None, metavar="FILE",
         help="print the result as JSON (or write it to FILE)",
     )  # fmt: skip
+    _overwrite_flag(p)
+
+
+def _overwrite_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace existing output files (else refused)"
+    )
 
 
 def _timing_flags(p: argparse.ArgumentParser, size: bool = True) -> None:
@@ -753,6 +761,7 @@ def _add_predict(sub: Any) -> None:
     )
     pd.add_argument("--out", default="predictions", help="output folder (predictions)")
     pd.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (0.5)")
+    _overwrite_flag(pd)
     pd.add_argument("--legend", action="store_true", help="class colour key under each overlay")
     pd.add_argument("--size", type=_size, default=None, help="run the network at HxW")
     pd.add_argument("--threads", type=_threads, default=None, help="intra-op threads")
@@ -915,14 +924,26 @@ _OUTPUTS = {
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
+    """Every output checked before any work: writable, and no file the command did not
+    create replaced without ``--overwrite`` (a file output, ``--json FILE``, a folder of
+    artefacts to keep)."""
+    from edgeseg_runtime.files import OVERWRITE_HINT, check_replace
+
     from edgeseg.utils import check_output
 
+    overwrite = getattr(args, "overwrite", False)
     for flag, folder in _OUTPUTS.get(args.command, ()):
         value = getattr(args, flag, None)
         if value is not None:
             check_output(value, f"--{flag}", folder)
+            if not folder:
+                check_replace(value, f"--{flag}", overwrite)
+    keep = getattr(args, "keep", None)
+    if keep and not overwrite and Path(keep).is_dir() and any(Path(keep).iterdir()):
+        raise EdgesegError(f"--keep {keep}: not empty; {OVERWRITE_HINT} its files, or a new folder")
     if getattr(args, "json", None) not in (None, "-"):
         check_output(args.json, "--json", folder=False)
+        check_replace(args.json, "--json", overwrite)
 
 
 def _one_line(e: EdgesegError) -> str:

@@ -16,6 +16,7 @@ as YAML, so ``data.crop_size=null`` and ``model.kwargs={norm: group}`` work).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
@@ -47,6 +48,8 @@ __all__ = [
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("constant", "poly", "cosine", "onecycle", "plateau")
 WEIGHTINGS = ("none", "enet", "thesis")
+# The largest random rescale of a training image: 8x a 1080p frame is already 138 MP.
+MAX_SCALE = 8.0
 
 
 @dataclass
@@ -172,6 +175,7 @@ class Config:
 
     def validate(self) -> None:
         """Check values that types alone cannot (one-line :class:`ConfigError`)."""
+        _check_finite(self, "")
         for ok, msg in [*self._optim_checks(), *self._run_checks()]:
             if not ok:
                 raise ConfigError(msg)
@@ -220,7 +224,7 @@ class Config:
             (0 < self.sched.factor < 1, "sched.factor must be in (0, 1)"),
             (self.train.max_minutes is None or self.train.max_minutes > 0,
              "train.max_minutes must be positive (or null)"),
-            (self.train.seed >= 0, "train.seed must be >= 0"),
+            (0 <= self.train.seed < 2**32, "train.seed must be in [0, 2**32)"),
             (not self.train.replan or self.train.max_minutes is not None,
              "train.replan needs train.max_minutes (the budget it plans for)"),
             (not self.train.replan or self.sched.name != "onecycle",
@@ -240,9 +244,11 @@ class Config:
             (bool(self.train.out), "train.out (the run directory) is empty"),
             (self.train.save_every_steps >= 0, "train.save_every_steps must be >= 0"),
             (0 <= self.data.hflip <= 1, "data.hflip is a probability in [0, 1]"),
-            (self.data.num_workers >= 0, "data.num_workers must be >= 0"),
-            (self.data.scale[0] > 0 and self.data.scale[0] <= self.data.scale[1],
-             "data.scale must be 0 < low <= high"),
+            (0 <= self.data.num_workers <= 4 * (os.cpu_count() or 1),
+             f"data.num_workers must be in [0, {4 * (os.cpu_count() or 1)}] (4 per CPU)"),
+            (0 < self.data.scale[0] <= self.data.scale[1] <= MAX_SCALE,
+             f"data.scale must be 0 < low <= high <= {MAX_SCALE}"),
+            (self.sched.min_lr <= self.optim.lr, "sched.min_lr must be <= optim.lr"),
             (bool(self.data.root), "data.root is required"),
             (self.compress.sparsity is None or 0 <= self.compress.sparsity < 1,
              "compress.sparsity must be in [0, 1)"),
@@ -255,6 +261,19 @@ class Config:
              "compress.group_schedule must be linear or cosine"),
         ]
         # fmt: on
+
+
+def _check_finite(obj: Any, prefix: str) -> None:
+    """Every number of a config is finite: ``inf`` or ``nan`` in any field is refused by
+    name (a class of errors, not one field at a time)."""
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            _check_finite(value, f"{key}.")
+            continue
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+            raise ConfigError(f"{key}={value}: must be a finite number")
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

@@ -157,6 +157,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # a full disk says which file it could not write
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise OSError(e.errno, e.strerror, str(path)) from None
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -207,6 +211,11 @@ def folder_lock(folder: str | os.PathLike[str], what: str = "folder") -> Iterato
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
+        # Held: no edgeseg writer is at work here, so temporary files are a killed
+        # process's leftovers (a checkpoint write cut short); they go now.
+        for stale in d.glob(".*.tmp"):
+            if stale.is_file():
+                stale.unlink(missing_ok=True)
         yield d
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)

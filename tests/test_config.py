@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,25 @@ def test_env_defaults_expand(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EDGESEG_NOPE", raising=False)
     cfg = load_config(None, ["data.root=${EDGESEG_NOPE:-/fallback}/x"])
     assert cfg.data.root == "/fallback/x"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("sched.min_lr", float("inf"), "sched.min_lr=inf: must be a finite number"),
+        ("optim.lr", float("nan"), "optim.lr=nan: must be a finite number"),
+        ("data.scale", (1.0, float("inf")), "data.scale=(1.0, inf): must be a finite number"),
+        ("data.scale", (1.0, 1e6), "data.scale must be 0 < low <= high <= 8"),
+        ("train.seed", 10**10, "train.seed must be in [0, 2**32)"),
+        ("data.num_workers", 10**4, "data.num_workers must be in [0, "),
+    ],
+)
+def test_values_out_of_any_sane_range_are_refused_by_name(key: str, value, needle: str) -> None:
+    """A class of errors, not one field: every float must be finite; seeds, scales and
+    workers are bounded before anything is allocated."""
+    cfg = Config()
+    cfg.data.root = "data"
+    section, name = key.split(".")
+    setattr(getattr(cfg, section), name, value)
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        cfg.validate()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +55,30 @@ def test_atomic_writes_get_the_usual_permissions(tmp_path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_folder_lock_removes_a_killed_writers_temporary_files(tmp_path: Path) -> None:
+    """A checkpoint write cut short by a kill leaves ``.last.pt.XXXX.tmp``; the next holder
+    of the folder's lock removes it (nothing else is touched)."""
+    from edgeseg.utils import folder_lock
+
+    (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    (tmp_path / "last.pt").write_bytes(b"the checkpoint")
+    with folder_lock(tmp_path, "run directory"):
+        pass
+    assert not list(tmp_path.glob(".*.tmp")) and (tmp_path / "last.pt").read_bytes()
+
+
+def test_a_full_disk_names_the_file_and_leaves_no_temporary(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from edgeseg.utils import atomic_write_bytes
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left") as e:
+        atomic_write_bytes(tmp_path / "e.json", b"{}")
+    assert e.value.filename == str(tmp_path / "e.json")
+    assert list(tmp_path.iterdir()) == []

@@ -15,7 +15,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from edgeseg_runtime.files import collect_images, write_prediction
+from edgeseg_runtime.files import (
+    check_alpha,
+    check_predictions_free,
+    collect_images,
+    write_prediction,
+)
 from edgeseg_runtime.processing import (
     IMAGE_SUFFIXES,
     as_rgb,
@@ -162,6 +167,7 @@ def predict_paths(
     backend: str | None = None,
     calibration: str | None = None,
     legend: bool = False,
+    overwrite: bool = False,
 ) -> list[dict[str, str]]:
     """Segment images and every image in folders; write label PNGs and overlays.
 
@@ -170,17 +176,22 @@ def predict_paths(
     colour key under it); the same files as ``edgeseg-run predict``. ``backend`` and
     ``calibration`` are :class:`Segmenter`'s. ``inputs`` is one image or folder, or a
     list of them: every file is checked before the network is built once for all.
+    Earlier predictions of the same images in ``out_dir`` are replaced only with
+    ``overwrite``.
 
     Returns:
         One ``{"image", "labels", "overlay"}`` dict of paths per input image.
 
     Raises:
         DataError: no input images, or an unreadable one (named).
+        EdgesegError: earlier predictions in the way, an opacity outside [0, 1].
     """
     try:  # every input checked before the network is built
         files = collect_images(inputs)
     except EdgesegError as e:
         raise DataError(str(e)) from None
+    check_predictions_free(out_dir, files, overwrite)
+    alpha = check_alpha(alpha)
     seg = Segmenter(
         checkpoint,
         threads=threads,

@@ -4,8 +4,10 @@ against PyTorch on real images (or random inputs without data).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -162,8 +164,6 @@ def export_bundle(
     Returns:
         The bundle's card (``model.json``'s content).
     """
-    from edgeseg_runtime.bundle import write_bundle
-
     from edgeseg.engine.checkpoint import load_model
     from edgeseg.measure.bench import bench, fastest_within_budget
 
@@ -191,10 +191,38 @@ def export_bundle(
                                 quantizer="nncf" if chosen == "nncf-int8" else "ort")  # fmt: skip
         blob = model_file.read_bytes()
     card = _bundle_card(ckpt, size, exp, chosen, rows, res, threads)
-    write_bundle(folder, blob, card)
+    _publish_bundle(dest, blob, card)
     log.info("bundle %s: %s (%s), %.1f ms here", folder, chosen, exp.precision,
              rows[chosen]["latency_ms"]["median"])  # fmt: skip
     return card
+
+
+def _publish_bundle(dest: Path, blob: bytes, card: dict[str, Any]) -> None:
+    """Write the bundle beside ``dest``, then rename it into place in one step: a reader
+    never sees half a bundle, and of two exports into one folder the second is refused
+    instead of mixing its files with the first's."""
+    from edgeseg_runtime.bundle import write_bundle
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        write_bundle(tmp, blob, card)
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would make the bundle private
+        os.rename(tmp, dest)  # replaces only an empty folder
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise EdgesegError(
+                f"--bundle {dest}: another process wrote it meanwhile; it was "
+                "left as that process wrote it"
+            ) from None
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _bundle_card(

@@ -21,6 +21,7 @@ from typing import Any
 from edgeseg_runtime.backends import RUNTIME_BACKENDS
 from edgeseg_runtime.card import ModelCard
 from edgeseg_runtime.errors import EdgesegError
+from edgeseg_runtime.files import atomic_write_bytes, check_replace
 
 __all__ = ["main", "predict"]
 
@@ -36,18 +37,29 @@ def predict(
     alpha: float = 0.5,
     legend: bool = False,
     card: ModelCard | None = None,
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
     """Segment every image (files or folders) into ``out``'s ``labels/`` and ``overlays/``.
+
+    Earlier predictions of the same images in ``out`` are replaced only with
+    ``overwrite``; the refusal comes before any work.
 
     Returns:
         One ``{"image", "labels", "overlay", "latency_ms"}`` per image (the network's
         time, without reading and writing).
     """
-    from edgeseg_runtime.files import collect_images, write_prediction
+    from edgeseg_runtime.files import (
+        check_alpha,
+        check_predictions_free,
+        collect_images,
+        write_prediction,
+    )
     from edgeseg_runtime.processing import read_image
     from edgeseg_runtime.segmenter import Segmenter
 
     files = collect_images(inputs)  # every input checked before the network loads
+    check_predictions_free(out, files, overwrite)
+    alpha = check_alpha(alpha)
     seg = Segmenter(model, backend=backend, threads=threads, input_size=input_size, card=card)
     rows = []
     for f in files:
@@ -114,12 +126,19 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--std", type=_floats, default=None, help="r,g,b input std (ImageNet's)")
     pr.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                     help="print one JSON row per image (to FILE if given)")  # fmt: skip
+    pr.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace earlier predictions, an existing --json FILE",
+    )
     info = sub.add_parser("info", help="what a bundle or ONNX file says about its network")
     info.add_argument("model", help="bundle folder or ONNX file")
     return p
 
 
 def _check_out(out: str) -> None:
+    if not str(out).strip():
+        raise EdgesegError("--out: empty path; name the output folder")
     p = Path(out)
     if p.exists() and not p.is_dir():
         raise EdgesegError(f"--out {p}: is a file, not a folder")
@@ -146,15 +165,17 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps({"model_file": str(path), **c.to_dict()}, indent=2))
         return 0
     _check_out(args.out)
+    if args.json not in (None, "-"):
+        check_replace(args.json, "--json", args.overwrite)
     rows = predict(args.model, args.images, args.out, backend=args.backend,
                    threads=args.threads, input_size=args.size, alpha=args.alpha,
-                   legend=args.legend, card=card)  # fmt: skip
+                   legend=args.legend, card=card, overwrite=args.overwrite)  # fmt: skip
     if args.json is not None:
         text = "\n".join(json.dumps(r) for r in rows) + "\n"
         if args.json == "-":
             sys.stdout.write(text)
-        else:
-            Path(args.json).write_text(text, encoding="utf-8")
+        else:  # atomic: a full disk leaves no empty or half-written file
+            atomic_write_bytes(args.json, text.encode("utf-8"))
         return 0
     ms = [r["latency_ms"] for r in rows]
     print(f"segmented {len(rows)} image(s) with {args.backend}: labels and overlays in "

@@ -19,7 +19,18 @@ from edgeseg_runtime.processing import (
     with_legend,
 )
 
-__all__ = ["atomic_write_bytes", "collect_images", "write_prediction"]
+__all__ = [
+    "OVERWRITE_HINT",
+    "atomic_write_bytes",
+    "check_alpha",
+    "check_predictions_free",
+    "check_replace",
+    "collect_images",
+    "write_prediction",
+]
+
+# The one flag that lets a command replace files it did not create, in both packages.
+OVERWRITE_HINT = "add --overwrite to replace"
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -35,9 +46,54 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make every output private
         os.replace(tmp, p)
+    except OSError as e:  # a full disk says which file it could not write
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(p)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_replace(path: str | Path, flag: str, overwrite: bool) -> None:
+    """Refuse, before any work, to replace an existing file without ``overwrite``.
+
+    Raises:
+        EdgesegError: naming ``flag`` and the file.
+    """
+    if not overwrite and Path(path).is_file():
+        raise EdgesegError(f"{flag} {path}: exists; {OVERWRITE_HINT} it (nothing was written)")
+
+
+def check_predictions_free(out: str | Path, files: Sequence[Path], overwrite: bool) -> None:
+    """Refuse, before any work, to replace earlier predictions of these images in ``out``
+    (``labels/STEM.png``, ``overlays/STEM.png``) without ``overwrite``.
+
+    Raises:
+        EdgesegError: naming the folder, how many images, and the first file.
+    """
+    if overwrite:
+        return
+    o = Path(out)
+    names = [f"{f.stem}.png" for f in files]
+    taken = [
+        o / kind / n for n in names for kind in ("labels", "overlays") if (o / kind / n).exists()
+    ]
+    if taken:
+        raise EdgesegError(
+            f"--out {o}: already holds {len(taken)} prediction file(s) of these images (e.g. "
+            f"{taken[0]}); {OVERWRITE_HINT} them, or choose another folder"
+        )
+
+
+def check_alpha(alpha: float) -> float:
+    """An overlay opacity in [0, 1] (NaN refused).
+
+    Raises:
+        EdgesegError: naming ``--alpha``.
+    """
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise EdgesegError(f"--alpha {alpha}: expected an opacity in [0, 1]")
+    return float(alpha)
 
 
 def collect_images(inputs: str | Path | Sequence[str | Path]) -> list[Path]:

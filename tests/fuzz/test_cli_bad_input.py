@@ -82,6 +82,8 @@ def world(tiny_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory)
     run_best.mkdir()
     (run_best / "best.pt").write_bytes((w / "good.pt").read_bytes())
     (w / "noinfo.onnx").write_bytes(_onnx_without_metadata())
+    (w / "prev" / "labels").mkdir(parents=True)  # an earlier prediction of x.png
+    (w / "prev" / "labels" / "x.png").write_bytes((w / "x.png").read_bytes())
     return w
 
 
@@ -111,6 +113,13 @@ CASES = [
     ("train-over-best-only", ["train", "--model", "l3unet", "--data", "data", "--out", "best_only"], "already holds a run"),
     ("train-out-empty", ["train", "--model", "l3unet", "--data", "data", "train.out="], "train.out"),
     ("predict-same-stem", ["predict", "good.pt", "x.png", "b/x.png", "--out", "p"], "would both write x.png"),
+    # files the command did not create: replaced only with --overwrite
+    ("export-out-existing", ["export", "good.pt", "--out", "afile"], "--out afile: exists"),
+    ("eval-json-existing", ["eval", "good.pt", "--data", "data", "--json", "afile"], "--json afile: exists"),
+    ("profile-json-existing", ["profile", "l3unet", "--size", "32x32", "--json", "afile"], "--json afile: exists"),
+    ("bench-keep-not-empty", ["bench", "l3unet", "--size", "32x32", "--backends", "ort", "--keep", "b"], "--keep b: not empty"),
+    ("predict-over-earlier", ["predict", "good.pt", "x.png", "--out", "prev"], "prev/labels/x.png"),
+    ("predict-alpha-nan", ["predict", "good.pt", "x.png", "--out", "p", "--alpha", "nan"], "--alpha"),
     # checkpoints
     *[(f"{cmd}-{bad}", [*argv, f"{bad}.pt", *rest], f"{bad}.pt")
       for bad in ("no_state", "no_dataset", "model_str", "short_palette", "version_str")
@@ -138,7 +147,9 @@ CASES = [
       for o in ("train.threads=10000", "train.threads=-1", "train.label_smoothing=2",
                 "optim.betas=[2, 0.9]", "optim.momentum=-1", "data.crop_size=[0, 0]",
                 "data.crop_size=[-5, 10]", "data.eval_size=0x0", "train.epochs=0",
-                "sched.factor=2", "train.max_minutes=-1", "optim.grad_clip=0")],
+                "sched.factor=2", "train.max_minutes=-1", "optim.grad_clip=0",
+                "train.seed=10000000000", "data.scale=[1, .inf]", "sched.min_lr=.inf",
+                "data.num_workers=10000")],
     ("train-void-is-a-class", ["train", "--model", "l3unet", "--data", "data", "--out", "r", R,
                                "data.classes=[a, b, c]", "data.ignore_index=1"], "ignore_index"),
     *[(f"bench-budget-{b}", ["bench", "good.pt", "--data", "data", "--accuracy-budget", b], "--accuracy-budget")

@@ -7,6 +7,7 @@ as SegFast's code does, which inflates mIoU.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from contextlib import nullcontext
 from pathlib import Path
@@ -137,6 +138,13 @@ def _model_and_info(
             info = DatasetInfo.from_dict(ckpt["dataset"])
     if isinstance(info, str):
         info = get_preset(info)
+    # The data say what the labels mean; the network says how its input was normalised
+    # in training (an ImageNet encoder's [-1, 1], not the preset's): scored as deployed.
+    if ckpt_path is not None:
+        trained = ckpt["dataset"]
+        info = dataclasses.replace(info, mean=tuple(trained["mean"]), std=tuple(trained["std"]))
+    elif hasattr(model, "input_mean"):
+        info = dataclasses.replace(info, mean=model.input_mean, std=model.input_std)
     num_classes = getattr(model, "edgeseg_config", {}).get("num_classes")
     if num_classes is not None and num_classes != info.num_classes:
         raise EdgesegError(

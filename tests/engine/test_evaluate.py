@@ -85,3 +85,20 @@ def test_class_count_mismatch(tiny_run: tuple[Path, Path]) -> None:
     data, run = tiny_run
     with pytest.raises(EdgesegError, match=r"predicts 3 classes, the camvid data has 11"):
         evaluate(run, data, "val", info="camvid")
+
+
+def test_a_checkpoint_is_scored_with_the_normalisation_it_was_trained_with(
+    tiny_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The data's info says what the labels mean, not how the network's input was
+    normalised: an ImageNet encoder's [-1, 1] scaling must survive ``info=`` (compare
+    passes the data's), or a pretrained model is scored on inputs it never saw."""
+    data, run = tiny_run
+    ckpt = load_checkpoint(run / "best.pt")
+    ckpt.pop("path")
+    ckpt["dataset"] = {**ckpt["dataset"], "mean": [0.5] * 3, "std": [0.5] * 3}
+    torch.save(ckpt, tmp_path / "m.pt")
+    own = evaluate(tmp_path / "m.pt", data, "val")
+    given = evaluate(tmp_path / "m.pt", data, "val", info=custom_info(["a", "b", "c"]))
+    assert given["miou"] == own["miou"]
+    assert np.array_equal(given["confusion_matrix"], own["confusion_matrix"])

@@ -66,6 +66,7 @@ from edgeseg.errors import BudgetError, ConfigError, EdgesegError
 from edgeseg.measure.bench import bench
 from edgeseg.measure.profiling import profile
 from edgeseg.models import model_info, register_external
+from edgeseg.pretrained import PRETRAINED, pretrained_path
 from edgeseg.utils import (
     atomic_write_json,
     finish_time,
@@ -609,12 +610,19 @@ def _check_models(models: Sequence[str]) -> list[tuple[str, str | None]]:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise EdgesegError(f"--models: {dup[0]!r} is listed twice")
+    out = []
     for name, ckpt in specs:
         if ckpt is None:
             model_info(name)  # unknown names fail here, naming the closest ones
+        elif not Path(ckpt).exists() and ckpt in PRETRAINED:  # shipped weights by name
+            ckpt = str(pretrained_path(ckpt))
         elif not Path(ckpt).exists():
-            raise EdgesegError(f"--models {name}={ckpt}: no such checkpoint")
-    return specs
+            raise EdgesegError(
+                f"--models {name}={ckpt}: no such checkpoint (nor shipped weights: "
+                f"{', '.join(sorted(PRETRAINED))})"
+            )
+        out.append((name, ckpt))
+    return out
 
 
 @dataclass

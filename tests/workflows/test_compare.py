@@ -266,3 +266,16 @@ def test_compare_with_a_model_too_big_for_its_budget_still_reports(
     assert "of training on " in logged and "(plus evaluation and benchmark" in logged
     assert plan < logged.index("[2/2] segfast: train")
     assert "planned: 1 more round of 1 backend on " in logged
+
+
+def test_shipped_weights_are_a_checkpoint_by_name() -> None:
+    """``--models segfast=segfast_camvid`` (docs/compare.md's own example): the name of
+    shipped weights is as good as a path; anything else is one line listing them."""
+    from edgeseg.pretrained import pretrained_path
+    from edgeseg.workflows.compare import _check_models
+
+    assert _check_models(["segfast=segfast_camvid"]) == [
+        ("segfast", str(pretrained_path("segfast_camvid")))
+    ]
+    with pytest.raises(EdgesegError, match=r"no such checkpoint.*segfast_camvid"):
+        _check_models(["segfast=segfast_kitti"])

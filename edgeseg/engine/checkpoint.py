@@ -172,6 +172,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         CheckpointError: missing, unreadable, or not an edgeseg checkpoint.
     """
     p = resolve_checkpoint(path)
+    if p.suffix.lower() == ".onnx":  # torch.load would say "Weights only load failed"
+        raise CheckpointError(
+            f"{p} is an ONNX file, not a checkpoint: `edgeseg bench {p} --data ROOT` scores it "
+            "(mIoU per ONNX backend), `edgeseg predict` and `edgeseg-run` run it"
+        )
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a corrupt or foreign file

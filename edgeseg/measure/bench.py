@@ -251,7 +251,7 @@ def bench(
         EdgesegError: unknown backend, bad source, missing calibration data, a backend
             that fails (its last error line).
     """
-    names = _backends_for(source, backends)
+    names = _backends_for(source, backends, calib_data or data)
     h, w = parse_size(size)
     if not 0 <= budget_miou < 1:  # also refuses nan
         raise EdgesegError(f"--accuracy-budget {budget_miou}: an mIoU fraction in [0, 1)")
@@ -279,13 +279,17 @@ def bench(
         return {**out, "errors": errors}
 
 
-def _backends_for(source: str, backends: Sequence[str] | None) -> list[str]:
+def _backends_for(source: str, backends: Sequence[str] | None, calib_data: str | None) -> list[str]:
     """The backends asked for, or every one that can run the source here (OpenVINO's
-    only when its package is installed)."""
+    only when its package is installed; int8 only with calibration data)."""
     if backends:
         return check_backends(backends)
     default = ONNX_BACKENDS if str(source).endswith(".onnx") else BACKENDS
-    return [b for b in default if not onnx_backend_unavailable(b)]
+    runnable = [b for b in default if not onnx_backend_unavailable(b)]
+    if calib_data is None and any(b.endswith("int8") for b in runnable):
+        log.warning("no --data: the int8 backends are left out (they calibrate on images)")
+        runnable = [b for b in runnable if not b.endswith("int8")]
+    return runnable
 
 
 @contextlib.contextmanager

@@ -129,6 +129,7 @@ CASES = [
     # ONNX files without edgeseg's metadata
     ("bench-onnx-noinfo", ["bench", "noinfo.onnx"], "noinfo.onnx"),
     ("predict-onnx-noinfo", ["predict", "noinfo.onnx", "x.png", "--out", "p"], "noinfo.onnx"),
+    ("eval-onnx", ["eval", "noinfo.onnx", "--data", "data"], "noinfo.onnx is an ONNX file, not a checkpoint"),
     # text that is not UTF-8
     ("recipe-latin1", ["train", "--recipe", "latin1.yaml", "--data", "data"], "latin1.yaml"),
     ("recipe-binary", ["train", "--recipe", "binary.yaml", "--data", "data"], "binary.yaml"),

@@ -364,3 +364,14 @@ def test_missing_engine_is_reported_and_the_rest_run(
                 warmup=1, repeats=1)  # fmt: skip
     assert set(res["backends"]) == {"ort"}
     assert "needs the openvino package" in res["errors"]["openvino"]
+
+
+def test_default_backends_leave_int8_out_without_calibration_data() -> None:
+    """``edgeseg bench CKPT`` with no --data runs what it can (no int8: it calibrates on
+    images) instead of refusing; int8 asked for by name still needs data."""
+    from edgeseg.measure.bench import _backends_for
+
+    without = _backends_for("run/best.pt", None, None)
+    assert without and not any(b.endswith("int8") for b in without)
+    assert any(b.endswith("int8") for b in _backends_for("run/best.pt", None, "data"))
+    assert _backends_for("run/best.pt", ["ort-int8"], None) == ["ort-int8"]

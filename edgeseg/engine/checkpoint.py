@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +199,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_colour(c: Any) -> bool:
+    return (
+        isinstance(c, list | tuple)
+        and len(c) == 3
+        and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
+    )
+
+
 def _check_schema(ckpt: dict[str, Any], path: Path) -> None:
     """One line naming the first field of ``ckpt`` that is missing or of the wrong type."""
 
@@ -220,11 +233,20 @@ def _check_schema(ckpt: dict[str, Any], path: Path) -> None:
         fail(f"dataset.classes does not name the model's {model['num_classes']} classes")
     if not isinstance(palette, list | tuple) or len(palette) < len(classes):
         fail(f"dataset.palette has fewer than {len(classes)} colours")
+    if not all(_is_colour(c) for c in palette):
+        fail("dataset.palette holds a colour that is not 3 integers in 0..255")
     for key in ("mean", "std"):
-        if not isinstance(ds.get(key), list | tuple) or len(ds[key]) != 3:
-            fail(f"dataset.{key} is not 3 numbers")
-    if not isinstance(ds.get("ignore_index"), int):
-        fail("dataset.ignore_index is not an integer")
+        values = ds.get(key)
+        if (
+            not isinstance(values, list | tuple)
+            or len(values) != 3
+            or not all(_is_number(v) for v in values)
+        ):
+            fail(f"dataset.{key} is not 3 finite numbers")
+    if not all(v > 0 for v in ds["std"]):
+        fail("dataset.std must be positive (the input is divided by it)")
+    if not isinstance(ds.get("ignore_index"), int) or not 0 <= ds["ignore_index"] <= 65535:
+        fail("dataset.ignore_index is not an integer in 0..65535")
     if not isinstance(ckpt.get("state_dict"), dict):
         fail("state_dict is missing")
 

@@ -66,6 +66,16 @@ def world(tiny_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory)
         "model_str": {**good, "model": "squeeze_unet"},
         "short_palette": {**good, "dataset": {**good["dataset"], "palette": [[0, 0, 0]]}},
         "version_str": {**good, "format_version": "one"},
+        "palette_bad": {
+            **good,
+            "dataset": {
+                **good["dataset"],
+                "palette": [[300, -1, "x"]] * len(good["dataset"]["classes"]),
+            },
+        },
+        "std_zero": {**good, "dataset": {**good["dataset"], "std": [0.0, 0.0, 0.0]}},
+        "mean_str": {**good, "dataset": {**good["dataset"], "mean": ["a", "b", "c"]}},
+        "ignore_neg": {**good, "dataset": {**good["dataset"], "ignore_index": -5}},
     }
     for name, ckpt in bad.items():
         torch.save(ckpt, w / f"{name}.pt")
@@ -122,7 +132,8 @@ CASES = [
     ("predict-alpha-nan", ["predict", "good.pt", "x.png", "--out", "p", "--alpha", "nan"], "--alpha"),
     # checkpoints
     *[(f"{cmd}-{bad}", [*argv, f"{bad}.pt", *rest], f"{bad}.pt")
-      for bad in ("no_state", "no_dataset", "model_str", "short_palette", "version_str")
+      for bad in ("no_state", "no_dataset", "model_str", "short_palette", "version_str",
+                  "palette_bad", "std_zero", "mean_str", "ignore_neg")
       for cmd, argv, rest in (("eval", ["eval"], ["--data", "data"]),
                               ("export", ["export", "--out", "m.onnx"], []),
                               ("bench", ["bench", "--backends", "eager"], []))],

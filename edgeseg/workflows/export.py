@@ -167,10 +167,7 @@ def export_bundle(
     from edgeseg.engine.checkpoint import load_model
     from edgeseg.measure.bench import bench, fastest_within_budget
 
-    dest = Path(folder)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise EdgesegError(f"--bundle {dest}: exists and is not an empty folder; nothing is "
-                           "overwritten, choose a new folder")  # fmt: skip
+    dest = _free_bundle_folder(folder)
     _, ckpt = load_model(checkpoint)
     size = parse_size(input_size or ckpt.get("input_size") or INPUT_SIZE)
     onnx = [b for b in ONNX_ENGINES
@@ -195,6 +192,17 @@ def export_bundle(
     log.info("bundle %s: %s (%s), %.1f ms here", folder, chosen, exp.precision,
              rows[chosen]["latency_ms"]["median"])  # fmt: skip
     return card
+
+
+def _free_bundle_folder(folder: str | os.PathLike[str]) -> Path:
+    """The bundle's folder, refused before any work when it holds anything."""
+    dest = Path(folder)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise EdgesegError(
+            f"--bundle {dest}: exists and is not an empty folder; nothing is overwritten, "
+            "choose a new folder"
+        )
+    return dest
 
 
 def _publish_bundle(dest: Path, blob: bytes, card: dict[str, Any]) -> None:

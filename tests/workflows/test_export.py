@@ -13,6 +13,7 @@ from PIL import Image
 
 from edgeseg.cli import main
 from edgeseg.deploy.segmenter import Segmenter
+from edgeseg.errors import EdgesegError
 from tests.cli_checks import assert_one_line_exit_2
 from tests.runtime.test_torch_free import run_blocked
 
@@ -87,3 +88,26 @@ def test_bundle_card_names_the_engine_of_the_chosen_backend() -> None:
     card = _bundle_card(ckpt, (40, 56), exp, "nncf-int8", rows, {"backends": {}}, 2)
     assert card["backend"] == "openvino"  # NNCF's file runs in OpenVINO on the device
     assert card["measured"]["backend"] == "nncf-int8"
+
+
+def test_a_bundle_written_meanwhile_by_another_export_is_left_alone(tmp_path: Path) -> None:
+    """Two exports into one folder: the bundle is built beside it and renamed into place
+    in one step, so the second finds the first's bundle there and is refused; nothing of
+    either is mixed, no temporary folder is left."""
+    from edgeseg.workflows.export import _publish_bundle
+
+    dest = tmp_path / "b"
+    dest.mkdir()
+    (dest / "model.onnx").write_bytes(b"the first export's")
+    card = {
+        "name": "m",
+        "classes": ["a", "b"],
+        "palette": [[0, 0, 0], [255, 255, 255]],
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "ignore_index": 255,
+    }
+    with pytest.raises(EdgesegError, match="another process wrote it meanwhile"):
+        _publish_bundle(dest, b"the second export's", card)
+    assert (dest / "model.onnx").read_bytes() == b"the first export's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]

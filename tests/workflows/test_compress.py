@@ -31,7 +31,9 @@ def essnet_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("method", ["prune", "sparsify", "group"])
 @pytest.mark.slow
-def test_compress_methods(essnet_run: tuple[Path, Path], tmp_path: Path, method: str) -> None:
+def test_compress_methods(
+    essnet_run: tuple[Path, Path], tmp_path: Path, method: str, caplog: pytest.LogCaptureFixture
+) -> None:
     data, run = essnet_run
     rep = compress_checkpoint(
         run, method, tmp_path / method, data=str(data), epochs=1, size=(32, 48),
@@ -39,6 +41,7 @@ def test_compress_methods(essnet_run: tuple[Path, Path], tmp_path: Path, method:
                                                  "train.tensorboard=false"],
     )  # fmt: skip
     b, a = rep["before"], rep["after"]
+    assert "of training left" in caplog.text  # the fine-tune's plan, before the long part
     assert (tmp_path / method / "report.json").is_file()
     _model, ckpt = load_model(tmp_path / method / "compressed.pt")  # loads as a plain model
     assert a["miou"] is not None and b["miou"] is not None and "best_ms" in a

@@ -21,12 +21,15 @@ HAVE_NNCF = all(importlib.util.find_spec(p) for p in ("nncf", "openvino"))
 
 
 @pytest.mark.slow
-def test_bundle_is_picked_measured_and_runs_without_torch(tiny_run, tmp_path: Path, capsys) -> None:
+def test_bundle_is_picked_measured_and_runs_without_torch(
+    tiny_run, tmp_path: Path, capsys, caplog
+) -> None:
     data, run = tiny_run
     bundle = tmp_path / "bundle"
     assert main(["export", str(run), "--bundle", str(bundle), "--data", str(data),
                  "--size", "40x56", "--calib-images", "4", "--json"]) == 0  # fmt: skip
     card = json.loads(capsys.readouterr().out)
+    assert "planned: 2 more rounds of " in caplog.text  # the bench's rest, from its first
     assert sorted(p.name for p in bundle.iterdir()) == ["README.md", "model.json", "model.onnx"]
     assert json.loads((bundle / "model.json").read_text())["format"] == "edgeseg.bundle/1"
     assert card["classes"] == ["a", "b", "c"] and card["input_size"] == [40, 56]

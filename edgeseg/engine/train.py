@@ -519,6 +519,7 @@ class Trainer:
         desc = f"epoch {epoch + 1}/{cfg.train.epochs}"
         bar = progress_bar(spe, first, desc, self.ctx.is_main and cfg.train.progress)
         t0, seen = time.perf_counter(), 0
+        plan_after = min(PLAN_AFTER_STEPS, spe - first - 1)  # a short epoch plans sooner
         for step, (x, y) in enumerate(self.loader, start=first):
             loss = self._step(x.contiguous(memory_format=self.memory_format), y, epoch, step)
             if loss is not None:  # a skipped step's loss is not finite: kept out of the mean
@@ -527,8 +528,8 @@ class Trainer:
             seen += x.shape[0]
             if epoch == self.start_epoch and step - first == 0:
                 t_plan = time.perf_counter()  # after one step: allocations are done
-            elif epoch == self.start_epoch and step - first == PLAN_AFTER_STEPS:
-                self._announce_plan((time.perf_counter() - t_plan) / PLAN_AFTER_STEPS, epoch, step)
+            elif epoch == self.start_epoch and step - first == plan_after:
+                self._announce_plan((time.perf_counter() - t_plan) / plan_after, epoch, step)
             if bar is not None:
                 spent = max(time.perf_counter() - t0, 1e-9)
                 shown = "skipped" if loss is None else f"{loss.item():.3f}"

@@ -287,7 +287,7 @@ def _backends_for(source: str, backends: Sequence[str] | None, calib_data: str |
     default = ONNX_BACKENDS if str(source).endswith(".onnx") else BACKENDS
     runnable = [b for b in default if not onnx_backend_unavailable(b)]
     if calib_data is None and any(b.endswith("int8") for b in runnable):
-        log.warning("no --data: the int8 backends are left out (they calibrate on images)")
+        log.info("no --data: the int8 backends are left out (they calibrate on images)")
         runnable = [b for b in runnable if not b.endswith("int8")]
     return runnable
 

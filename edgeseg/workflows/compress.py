@@ -132,12 +132,7 @@ def compress_checkpoint(
     _check_settings(method, ratio, sparsity, groups, epochs)
     src = load_checkpoint(checkpoint)
     model, _ = load_model(checkpoint)
-    recipe = dict(src.get("config") or {})
-    if data is None:  # the recipe's own data root, if it is on this machine
-        data = (recipe.get("data") or {}).get("root")
-        data = data if data and Path(data).is_dir() else None
-    if epochs and not data:
-        raise EdgesegError("--data: fine-tuning needs the training data root")
+    data = _data_root(src, data, epochs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if method == "group":  # check applicability on a copy before any long step
@@ -156,18 +151,38 @@ def compress_checkpoint(
         init, report["pruning"] = _prune(model, src, ratio, round_to, size, out / "pruned.pt")
     result = init
     if epochs:
-        comp = {"sparsity": sparsity, "sparsity_every": 10} if method == "sparsify" else {}
-        comp = {"groups": groups} if method == "group" else comp
+        comp = _compression(method, sparsity, groups)
         cfg = _fine_tune_config(src, data, out / "run", epochs, init, threads, comp, overrides)
-        train(cfg, resume=(out / "run" / "last.pt").is_file())
-        result = out / "run" / "best.pt"
-        report["recipe"] = config_to_dict(cfg)
+        result, report["recipe"] = _fine_tune(cfg, out / "run")
     atomic_write_bytes(final := out / "compressed.pt", result.read_bytes())
     log.info("measuring the compressed checkpoint")
     report["after"] = _measure(final, *measure, out / "bench-after", method == "sparsify")
     report["ratios"] = _ratios(report["before"], report["after"])
     atomic_write_json(out / "report.json", report)
     return report
+
+
+def _data_root(src: dict[str, Any], data: str | None, epochs: int) -> str | None:
+    """``data``, else the checkpoint recipe's own data root if it is on this machine."""
+    if data is None:
+        data = ((src.get("config") or {}).get("data") or {}).get("root")
+        data = data if data and Path(data).is_dir() else None
+    if epochs and not data:
+        raise EdgesegError("--data: fine-tuning needs the training data root")
+    return data
+
+
+def _compression(method: str, sparsity: float, groups: int) -> dict[str, Any]:
+    """The fine-tuning recipe's ``compress`` keys of ``method`` (pruning has none)."""
+    if method == "sparsify":
+        return {"sparsity": sparsity, "sparsity_every": 10}
+    return {"groups": groups} if method == "group" else {}
+
+
+def _fine_tune(cfg: Config, run: Path) -> tuple[Path, dict[str, Any]]:
+    """Fine-tune (resuming a cut-short run); ``(its best checkpoint, the recipe used)``."""
+    train(cfg, resume=(run / "last.pt").is_file())
+    return run / "best.pt", config_to_dict(cfg)
 
 
 def _prune(

@@ -478,6 +478,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         calib_data=args.calib_data,
         calib_images=args.calib_images,
         budget_miou=args.accuracy_budget,
+        mixed_precision=args.mixed_precision,
         workdir=args.keep,
     )
     if _emit_json(args, res):
@@ -523,10 +524,30 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             f"{method}: {q['quantized_layers']} layers int8, {len(q['fp32_layers'])} fp32"
             + (f" ({kept})" if kept else "")
         )
+    _print_mixed(res["quantization"])
     for name, err in res.get("errors", {}).items():
         print(f"{name}: not available for this model ({err})")
     print(f"best: {res['best']} ({res['best_reason']})")
     return 0
+
+
+def _print_mixed(quant: dict[str, Any]) -> None:
+    """The mixed-precision search's outcome and sensitivity table, once per file."""
+    from edgeseg.deploy.mixed import Sensitivity
+
+    mixed = next((q["mixed"] for q in quant.values() if q.get("mixed")), None)
+    if mixed is None:
+        return
+    if mixed.get("sensitivity"):
+        print("int8 sensitivity (mIoU points; each module alone in int8 / alone in fp32):")
+        print(Sensitivity.from_dict(mixed["sensitivity"]).table())
+    kept = ", ".join(mixed["kept_fp32"]) or "none"
+    verdict = "within" if mixed["met"] else "NOT within (no mix meets it; fp32 preferred)"
+    print(
+        f"mixed precision: kept in fp32: {kept}; mIoU {mixed['miou']:.4f} against fp32 "
+        f"{mixed['fp32_miou']:.4f} (all-int8 {mixed['int8_miou']:.4f}), {verdict} the "
+        f"budget of {mixed['budget']:.3f}"
+    )
 
 
 def _cmd_compress(args: argparse.Namespace) -> int:
@@ -799,6 +820,15 @@ def _add_export(sub: Any) -> None:
     ex.set_defaults(func=_cmd_export)
 
 
+def _mixed_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="int8 losing more than --accuracy-budget on --data keeps its most sensitive "
+        "modules in fp32 until it does not; prints the sensitivity table",
+    )
+
+
 def _add_bench(sub: Any) -> None:
     b = sub.add_parser(
         "bench",
@@ -822,6 +852,7 @@ def _add_bench(sub: Any) -> None:
                    help="calibration images")  # fmt: skip
     b.add_argument("--accuracy-budget", type=float, default=D.ACCURACY_BUDGET,
                    help=f"mIoU 'best' may lose ({D.ACCURACY_BUDGET})")  # fmt: skip
+    _mixed_flag(b)
     b.add_argument("--keep", default=None, help="keep the artefacts (ONNX fp32/int8) here")
     _json_flag(b)
     b.set_defaults(func=_cmd_bench)

@@ -28,6 +28,7 @@ import os
 import tempfile
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,6 +240,9 @@ def quantize_onnx(
     images: list[torch.Tensor],
     *,
     reduce_range: bool | None = None,
+    keep_fp32: Sequence[str] = (),
+    calibration_cache: str | os.PathLike[str] | None = None,
+    require_int8: bool = True,
 ) -> QuantReport:
     """ONNX Runtime static int8 quantization (QDQ, per-channel weights), written atomically.
 
@@ -249,6 +253,13 @@ def quantize_onnx(
         reduce_range: 7-bit weights (depthwise convs keep 8 bits); ``None`` decides by this CPU
             (:func:`needs_reduced_range`). The file runs anywhere either way; build it on
             (or for) the CPU that will run it.
+        keep_fp32: names of nodes of ``fp32_path`` left in fp32 (mixed precision,
+            :mod:`edgeseg.deploy.mixed`).
+        calibration_cache: a file of activation ranges: read if it exists, else computed
+            from ``images`` and written there (a search quantizes one model many times
+            with one calibration).
+        require_int8: a result with no int8 layer is an error (a search's variant that
+            keeps every layer in fp32 is not).
 
     Raises:
         EdgesegError: no calibration images, or the result has no quantize/dequantize
@@ -264,16 +275,17 @@ def quantize_onnx(
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
-        _quantize_static(src, pre, q, images, reduce_range)
+        _quantize_static(src, pre, q, images, reduce_range, keep_fp32, calibration_cache)
         proto = onnx.load(str(q))
         if any(run_passes(proto, POST_INT8_PASSES).values()):
             onnx.save(proto, str(q))
         report = _onnx_report(q, len(images))
-        if report.qdq_nodes == 0 or report.quantized_layers == 0:
+        if require_int8 and (report.qdq_nodes == 0 or report.quantized_layers == 0):
             raise EdgesegError(f"int8 quantization of {src} produced no quantized layers")
         precision = "int8 (ORT static, QDQ" + (
-            ", 7-bit weights, 8-bit depthwise)" if reduce_range else ")"
+            ", 7-bit weights, 8-bit depthwise" if reduce_range else ""
         )
+        precision += f"; {len(keep_fp32)} nodes kept fp32)" if keep_fp32 else ")"
         _copy_metadata(src, q, {"edgeseg.precision": precision})
         os.replace(q, out)
     log.info(
@@ -298,6 +310,7 @@ def quantize_onnx_nncf(
     fp32_path: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
     images: list[torch.Tensor],
+    keep_fp32: Sequence[str] = (),
 ) -> QuantReport:
     """NNCF's post-training int8 quantization of an fp32 ONNX file (its ONNX backend, the
     default "performance" preset: symmetric weights and activations), written atomically.
@@ -311,6 +324,7 @@ def quantize_onnx_nncf(
         fp32_path: an fp32 ONNX model.
         out_path: the int8 model to write.
         images: calibration inputs, normalised ``(C, H, W)``; all of them are used.
+        keep_fp32: names of nodes left in fp32 (NNCF's ``ignored_scope``).
 
     Raises:
         EdgesegError: NNCF or OpenVINO missing, no calibration images, or nothing quantized.
@@ -338,14 +352,18 @@ def quantize_onnx_nncf(
         nncf_log.setLevel(logging.WARNING)
         try:
             with contextlib.redirect_stdout(io.StringIO()):
-                quantized = nncf.quantize(model, data, subset_size=len(images))
+                ignored = nncf.IgnoredScope(names=list(keep_fp32), validate=False)
+                quantized = nncf.quantize(
+                    model, data, subset_size=len(images), ignored_scope=ignored
+                )
         finally:
             nncf_log.setLevel(level)
         onnx.save(quantized, str(q))
         report = _onnx_report(q, len(images))
         if report.qdq_nodes == 0 or report.quantized_layers == 0:
             raise EdgesegError(f"NNCF int8 quantization of {src} produced no quantized layers")
-        _copy_metadata(src, q, {"edgeseg.precision": "int8 (NNCF post-training, QDQ)"})
+        kept = f"; {len(keep_fp32)} nodes kept fp32" if keep_fp32 else ""
+        _copy_metadata(src, q, {"edgeseg.precision": f"int8 (NNCF post-training, QDQ{kept})"})
         os.replace(q, out)
     report.method = "nncf-int8"
     return report
@@ -360,9 +378,17 @@ FP32_OPS = frozenset({"BatchNormalization"})
 
 
 def _quantize_static(
-    src: Path, pre: Path, out: Path, images: list[torch.Tensor], reduce_range: bool
+    src: Path,
+    pre: Path,
+    out: Path,
+    images: list[torch.Tensor],
+    reduce_range: bool,
+    keep_fp32: Sequence[str] = (),
+    cache: str | os.PathLike[str] | None = None,
 ) -> None:
-    """ORT's pre-processing into ``pre``, then ``quantize_static`` into ``out``."""
+    """ORT's pre-processing into ``pre``, then ``quantize_static`` into ``out`` (the
+    nodes named in ``keep_fp32`` left in fp32; activation ranges from ``cache`` when it
+    exists, else calibrated and saved there)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -379,6 +405,7 @@ def _quantize_static(
         # the pad-to-stride arithmetic of dynamic height and width.
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         more = _prepare_for_int8(pre, reduce_range)
+        more["nodes_to_exclude"] += [n for n in keep_fp32 if n not in more["nodes_to_exclude"]]
         name = onnx.load(str(pre), load_external_data=False).graph.input[0].name
         quantize_static(
             str(pre),
@@ -389,6 +416,7 @@ def _quantize_static(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            calibration_cache_path=cache,
             reduce_range=reduce_range,
             **more,
             # ORT's default op list plus the pixel (un)shuffles, so that they move uint8
@@ -435,8 +463,12 @@ def quantize_model_onnx(
     *,
     opset: int | None = None,
     metadata: dict[str, Any] | None = None,
+    keep_fp32: Sequence[str] = (),
 ) -> QuantReport:
     """Export ``model`` for int8 (:func:`int8_graph`) and quantize it with ONNX Runtime.
+
+    ``keep_fp32`` names modules (dotted paths, e.g. ``encoder.stages.6``) whose layers
+    stay in fp32 (:func:`edgeseg.deploy.scopes.nodes_in_modules`).
 
     Measured here at 360x480, 2 threads, int8 ONNX Runtime: 1.33x faster for Squeeze
     U-Net and 1.18x for SegFast-Basic than quantizing the plain export, where their
@@ -456,6 +488,11 @@ def quantize_model_onnx(
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         fp32 = Path(tmp) / "fp32-subpixel.onnx"
         export_onnx(graph, fp32, input_size=input_size, opset=opset, metadata=metadata)
-        report = quantize_onnx(fp32, out, images)
+        nodes: list[str] = []
+        if keep_fp32:
+            from edgeseg.deploy.scopes import nodes_in_modules
+
+            nodes = nodes_in_modules(fp32, keep_fp32)
+        report = quantize_onnx(fp32, out, images, keep_fp32=nodes)
     report.subpixel = n
     return report

@@ -53,6 +53,7 @@ from edgeseg.deploy.backends import (
     onnx_backend_unavailable,
 )
 from edgeseg.deploy.export import checkpoint_metadata, export_onnx, onnx_metadata
+from edgeseg.deploy.mixed import Scorer, mixed_model_onnx, mixed_precision
 from edgeseg.deploy.pt2e import pt2e_convert
 from edgeseg.deploy.quantize import (
     calibration_images,
@@ -60,6 +61,7 @@ from edgeseg.deploy.quantize import (
     quantize_onnx,
     quantize_onnx_nncf,
 )
+from edgeseg.deploy.scopes import nodes_in_modules
 from edgeseg.deploy.tuning import tune_malloc
 from edgeseg.engine.checkpoint import load_model
 from edgeseg.errors import EdgesegError
@@ -214,6 +216,7 @@ def bench(
     calib_split: str = "train",
     calib_images: int = CALIB_IMAGES,
     budget_miou: float = ACCURACY_BUDGET,
+    mixed_precision: bool = False,
     workdir: str | os.PathLike[str] | None = None,
     timeout: float = 1800.0,
     external: dict[str, str] | None = None,
@@ -235,6 +238,10 @@ def bench(
         calib_data, calib_split, calib_images: calibration root (default: ``data``),
             split and number of images for the int8 backends.
         budget_miou: the fastest backend losing at most this mIoU is named ``best``.
+        mixed_precision: when the int8 file loses more than ``budget_miou`` on ``data``'s
+            ``split``, keep its most sensitive modules in fp32 until it does not
+            (:mod:`edgeseg.deploy.mixed`; NNCF's file keeps the same ones); the
+            sensitivity table and the modules kept go to ``quantization``.
         workdir: keep the artefacts (fp32/int8 ONNX) here (default: a temporary folder).
         external: ``{name: "module:factory"}`` of networks outside the zoo that the
             PyTorch backends' fresh processes register before loading (the ONNX Runtime
@@ -262,11 +269,17 @@ def bench(
         job_base = src.job(size=[h, w], threads=threads, warmup=warmup, iterations=iterations,
                            workdir=str(work), external=dict(external or {}))  # fmt: skip
         calib = (calib_data or data, calib_split, calib_images)
-        quant, errors = _artefacts(src, names, work, (h, w), calib)
-        labels = None
+        labels, scorer = None, None
         if data and src.ckpt is not None:  # each backend predicts these images once
             images, labels = _eval_set(src.ckpt, data, split, eval_images, (h, w))
             torch.save(images, work / "eval.pt")
+            if mixed_precision:
+                ds = src.ckpt["dataset"]
+                scorer = Scorer(images, labels, src.num_classes, ds["ignore_index"], threads)
+        elif mixed_precision:
+            raise EdgesegError("--mixed-precision needs --data (it measures accuracy)")
+        mixed = (scorer, budget_miou) if scorer is not None else None
+        quant, errors = _artefacts(src, names, work, (h, w), calib, mixed)
         results = _rounds(names, job_base, repeats, work, timeout, errors, labels is not None)
         header = {"source": source, "kind": src.kind, "size": [h, w], "threads": threads,
                   "repeats": repeats, "iterations": iterations,
@@ -360,10 +373,12 @@ def _artefacts(
     work: Path,
     size: tuple[int, int],
     calib: tuple[str | None, str, int],
+    mixed: tuple[Scorer, float] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The files every process shares, made once: fp32 ONNX, calibration images, int8
-    ONNX. Returns ``(quantization reports, backends that cannot be built: reason)``; such
-    a backend is reported, not fatal: the others still run."""
+    ONNX (mixed precision under ``mixed = (scorer, budget)``). Returns ``(quantization
+    reports, backends that cannot be built: reason)``; such a backend is reported, not
+    fatal: the others still run."""
     model = src.model
     # The files carry the checkpoint's classes and normalisation: edgeseg-run runs them.
     meta = checkpoint_metadata(src.ckpt) if src.kind == "checkpoint" and src.ckpt else None
@@ -376,21 +391,20 @@ def _artefacts(
         return quant, errors
     images = _calibration(src.ckpt, src.kind, *calib, size)
     torch.save(torch.stack(images), work / "calib.pt")
+    kept: list[str] = []  # modules mixed precision keeps in fp32
+    int8_onnx = [b for b in names if b in ("ort-int8", "openvino-int8")]
+    if int8_onnx or (mixed and "nncf-int8" in names):  # one QDQ file, run by both engines
+        report = _qdq_file(src, work, images, size, meta, mixed)
+        kept = report.get("mixed", {}).get("kept_fp32", [])
+        quant.update({b: report for b in int8_onnx})
     if "nncf-int8" in names and "nncf-int8" not in errors:  # NNCF's own file, from fp32
         try:
+            fp32 = work / "fp32.onnx"
             quant["nncf-int8"] = quantize_onnx_nncf(
-                work / "fp32.onnx", work / INT8_FILES["nncf-int8"], images
+                fp32, work / INT8_FILES["nncf-int8"], images, nodes_in_modules(fp32, kept)
             ).to_dict()
         except Exception as e:  # a third-party quantizer's failure costs its backend only
             errors["nncf-int8"] = f"NNCF could not quantize this network: {e}".splitlines()[0]
-    int8_onnx = [b for b in names if b in ("ort-int8", "openvino-int8")]
-    if int8_onnx:  # one QDQ file, run by both engines
-        if src.kind == "onnx":  # a given ONNX file is quantized as it is
-            report = quantize_onnx(work / "fp32.onnx", work / "int8.onnx", images)
-        else:  # from the network: transposed convs rewritten to run in int8 too
-            report = quantize_model_onnx(model, work / "int8.onnx", images, size, metadata=meta)
-        for b in int8_onnx:
-            quant[b] = report.to_dict()
     if "pt2e-int8" in names:
         example = torch.randn(1, images[0].shape[0], *size)
         try:
@@ -398,6 +412,31 @@ def _artefacts(
         except EdgesegError as e:
             errors["pt2e-int8"] = str(e)
     return quant, errors
+
+
+def _qdq_file(
+    src: _Source,
+    work: Path,
+    images: list[torch.Tensor],
+    size: tuple[int, int],
+    meta: dict[str, Any] | None,
+    mixed: tuple[Scorer, float] | None,
+) -> dict[str, Any]:
+    """``work/int8.onnx``, edgeseg's QDQ file (mixed precision under ``mixed``); its
+    QuantReport as a dict, with the search's result under ``"mixed"``."""
+    out, fp32 = work / "int8.onnx", work / "fp32.onnx"
+    if mixed is not None:
+        res = (
+            mixed_precision(fp32, out, images, *mixed)
+            if src.kind == "onnx"
+            else mixed_model_onnx(src.model, out, images, size, *mixed, metadata=meta)
+        )
+        found = res.to_dict()
+        return {**found.pop("quantization"), "mixed": found}
+    if src.kind == "onnx":  # a given ONNX file is quantized as it is
+        return quantize_onnx(fp32, out, images).to_dict()
+    # from the network: transposed convs rewritten to run in int8 too
+    return quantize_model_onnx(src.model, out, images, size, metadata=meta).to_dict()
 
 
 def _rounds(

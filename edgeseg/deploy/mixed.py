@@ -16,6 +16,12 @@ do):
 within the budget. Every variant is one ONNX Runtime QDQ file (ORT's static quantizer,
 one calibration shared by all variants), scored with ONNX Runtime; the same module list
 is what NNCF's ``ignored_scope`` receives for OpenVINO.
+
+What a module kept in fp32 protects is the tensors inside it and at its edges: ONNX
+Runtime quantizes a conv's weights itself when its input comes from a dequantize and its
+output goes to a quantize (its ``WeightBiasQuantization`` optimisation), so a single conv
+between two int8 neighbours runs int8 anyway. Each variant's ``QuantReport`` counts the
+layers that really run in fp32, read from the optimised graph.
 """
 
 from __future__ import annotations

@@ -122,6 +122,10 @@ _ONNX_INT8_OPS = {"QLinearConv": "Conv", "QLinearMatMul": "MatMul", "ConvInteger
                   "MatMulInteger": "MatMul", "QGemm": "Gemm"}  # fmt: skip
 
 
+#: ORT's fp32 fusions of a weight layer with what follows it (conv + activation).
+_FP32_FUSED = {"FusedConv": "Conv", "NhwcFusedConv": "Conv", "FusedGemm": "Gemm"}
+
+
 def _onnx_report(path: Path, n_calib: int) -> QuantReport:
     """What runs in int8: the graph *after* ONNX Runtime's optimisations, not the QDQ file.
 
@@ -148,9 +152,10 @@ def _onnx_report(path: Path, n_calib: int) -> QuantReport:
         if node.op_type in _ONNX_INT8_OPS:
             by_op.setdefault(_ONNX_INT8_OPS[node.op_type], Counter())["int8"] += 1
             n_int8 += 1
-        elif node.op_type in _ONNX_COMPUTE:
-            by_op.setdefault(node.op_type, Counter())["fp32"] += 1
-            fp32.append(f"{node.op_type}: {node.name}")
+        elif node.op_type in _ONNX_COMPUTE or node.op_type in _FP32_FUSED:
+            op = _FP32_FUSED.get(node.op_type, node.op_type)
+            by_op.setdefault(op, Counter())["fp32"] += 1
+            fp32.append(f"{op}: {node.name}")
     return QuantReport(
         "ort-int8", n_int8, fp32, qdq, n_calib, {k: dict(v) for k, v in by_op.items()}
     )

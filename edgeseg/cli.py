@@ -418,7 +418,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
             raise EdgesegError("--bundle picks fp32 or int8 itself (the bench rule); drop --format")
         card = export_bundle(args.checkpoint, args.bundle, data=args.data, split=args.split,
                              input_size=args.size, threads=args.threads,
-                             calib_images=args.calib_images)  # fmt: skip
+                             calib_images=args.calib_images, budget_miou=args.accuracy_budget,
+                             mixed_precision=args.mixed_precision is not False)  # fmt: skip
         if _emit_json(args, card):
             return 0
         m = card["measured"]
@@ -438,6 +439,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         int8=args.format != "onnx",
         calib_images=args.calib_images,
         quantizer="nncf" if args.format == "onnx-int8-nncf" else "ort",
+        mixed_precision=bool(args.mixed_precision) and args.format != "onnx",
+        budget_miou=args.accuracy_budget,
     )
     if _emit_json(args, res.to_dict()):
         return 0
@@ -457,6 +460,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
             f"fp32 ({', '.join(q['fp32_layers'][:4]) or 'none'}); fp32 file "
             f"{_mb(res.fp32_size_bytes)} MB"
         )
+        _print_mixed({"int8": q})
     return 0
 
 
@@ -478,7 +482,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         calib_data=args.calib_data,
         calib_images=args.calib_images,
         budget_miou=args.accuracy_budget,
-        mixed_precision=args.mixed_precision,
+        mixed_precision=bool(args.mixed_precision),
         workdir=args.keep,
     )
     if _emit_json(args, res):
@@ -816,16 +820,20 @@ def _add_export(sub: Any) -> None:
     ex.add_argument("--check-images", type=_positive, default=4, help="images to check (4)")
     ex.add_argument("--calib-images", type=_positive, default=D.CALIB_IMAGES,
                     help=f"int8 calibration images ({D.CALIB_IMAGES})")  # fmt: skip
+    ex.add_argument("--accuracy-budget", type=float, default=D.ACCURACY_BUDGET,
+                    help=f"mIoU int8 may lose against fp32 ({D.ACCURACY_BUDGET})")  # fmt: skip
+    _mixed_flag(ex, "on for --bundle, off for --out")
     _json_flag(ex)
     ex.set_defaults(func=_cmd_export)
 
 
-def _mixed_flag(p: argparse.ArgumentParser) -> None:
+def _mixed_flag(p: argparse.ArgumentParser, default: str = "off") -> None:
     p.add_argument(
         "--mixed-precision",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="int8 losing more than --accuracy-budget on --data keeps its most sensitive "
-        "modules in fp32 until it does not; prints the sensitivity table",
+        f"modules in fp32 until it does not; prints the sensitivity table ({default})",
     )
 
 

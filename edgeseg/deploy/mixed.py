@@ -30,6 +30,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ from edgeseg.deploy.scopes import module_groups, nodes_in_modules
 from edgeseg.metrics import confusion_matrix, mean_iou
 
 __all__ = [
+    "SENSITIVITY_IMAGES",
     "MixedResult",
     "PartSensitivity",
     "Scorer",
@@ -54,6 +56,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: Images the sensitivity of each part is measured on (ranking only: the mixed file is
+#: chosen on all the images), evenly spaced over the split: a search costs two scorings
+#: per part.
+SENSITIVITY_IMAGES = 32
+
 
 @dataclass
 class Scorer:
@@ -64,6 +71,15 @@ class Scorer:
     num_classes: int
     ignore_index: int | None = None
     threads: int | None = None
+
+    def subset(self, n: int) -> Scorer:
+        """At most ``n`` of the images, evenly spaced (the same scorer if it has fewer)."""
+        if len(self.images) <= n:
+            return self
+        idx = np.linspace(0, len(self.images) - 1, num=n).round().astype(int)
+        return Scorer(
+            self.images[idx], self.labels[idx], self.num_classes, self.ignore_index, self.threads
+        )
 
     def __call__(self, path: str | os.PathLike[str]) -> float:
         """The mIoU of ``path``'s arg-max predictions on the images."""
@@ -158,8 +174,11 @@ class MixedResult:
 class _Variants:
     """int8 files of one fp32 file, each with some modules kept fp32, one calibration."""
 
-    def __init__(self, fp32: Path, calib: list[torch.Tensor], work: Path, score: Scorer) -> None:
+    def __init__(
+        self, fp32: Path, calib: list[torch.Tensor], work: Path, score: Scorer, prefix: str = ""
+    ) -> None:
         self.fp32, self.calib, self.work, self.score = fp32, calib, work, score
+        self.prefix = prefix
         self.cache = work / "calibration.json"
         self.reports: dict[Path, dict[str, Any]] = {}  # file -> QuantReport.to_dict()
         self._n = 0
@@ -167,7 +186,7 @@ class _Variants:
     def make(self, keep: Sequence[str], out: Path | None = None) -> tuple[Path, float]:
         """Quantize with ``keep`` in fp32 (into ``out`` or a fresh file); its mIoU."""
         self._n += 1
-        out = out or self.work / f"variant-{self._n}.onnx"
+        out = out or self.work / f"{self.prefix}variant-{self._n}.onnx"
         nodes = nodes_in_modules(self.fp32, keep)
         report = quantize_onnx(
             self.fp32,
@@ -211,18 +230,33 @@ def sensitivity(
 def _sensitivity(v: _Variants, depth: int | None) -> Sensitivity:
     groups = module_groups(v.fp32, depth)
     fp32 = v.score(v.fp32)
+    t0 = time.perf_counter()
     int8 = v.make(())[1]
+    _announce(time.perf_counter() - t0, 2 * len(groups))
     log.info("sensitivity: fp32 %.4f, int8 %.4f; %d parts", fp32, int8, len(groups))
     parts = []
     for mod, n in groups.items():
         others = [g for g in groups if g != mod]
         parts.append(PartSensitivity(mod, n, v.make(others)[1], v.make([mod])[1]))
-        log.info("sensitivity %s: int8 alone %.4f, fp32 alone %.4f", mod, *_last(parts))
+        log.info(
+            "sensitivity %s: int8 alone %.4f, fp32 alone %.4f",
+            mod,
+            parts[-1].int8_alone,
+            parts[-1].fp32_alone,
+        )
     return Sensitivity(fp32, int8, parts, len(v.score.images))
 
 
-def _last(parts: list[PartSensitivity]) -> tuple[float, float]:
-    return parts[-1].int8_alone, parts[-1].fp32_alone
+def _announce(one_s: float, n: int) -> None:
+    """State how long measuring ``n`` more variants takes, from the first one's time."""
+    from edgeseg.cpu import cpu_name
+    from edgeseg.utils import finish_time, format_duration
+
+    left = one_s * n
+    log.warning(
+        f"planned: int8 sensitivity, {n} more quantized variants on {cpu_name()}, "
+        f"about {format_duration(left)}, until about {finish_time(left)}"
+    )
 
 
 def mixed_precision(
@@ -252,14 +286,21 @@ def mixed_precision(
         steps = [{"kept_fp32": [], "miou": int8}]
         best = ([], int8, path)
         sens = None
-        if int8 < fp32 - budget:
-            sens = _sensitivity(v, depth)
+        if int8 < fp32 - budget:  # rank the parts on a subset, choose on all images
+            sub = _Variants(v.fp32, calib, v.work, score.subset(SENSITIVITY_IMAGES), "rank-")
+            sens = _sensitivity(sub, depth)
             best = _search(v, sens, fp32 - budget, steps) or best
         report = v.reports[best[2]]
         os.replace(best[2], out)
     met = best[1] >= fp32 - budget
-    log.info("mixed precision: %d modules kept fp32, mIoU %.4f (fp32 %.4f, int8 %.4f)%s",
-             len(best[0]), best[1], fp32, int8, "" if met else ": budget not met")  # fmt: skip
+    log.info(
+        "mixed precision: %d modules kept fp32, mIoU %.4f (fp32 %.4f, int8 %.4f)%s",
+        len(best[0]),
+        best[1],
+        fp32,
+        int8,
+        "" if met else ": budget not met",
+    )
     return MixedResult(list(best[0]), best[1], fp32, int8, budget, met, steps, sens, report)
 
 

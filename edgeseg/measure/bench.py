@@ -271,7 +271,7 @@ def bench(
         calib = (calib_data or data, calib_split, calib_images)
         labels, scorer = None, None
         if data and src.ckpt is not None:  # each backend predicts these images once
-            images, labels = _eval_set(src.ckpt, data, split, eval_images, (h, w))
+            images, labels = eval_set(src.ckpt, data, split, eval_images, (h, w))
             torch.save(images, work / "eval.pt")
             if mixed_precision:
                 ds = src.ckpt["dataset"]
@@ -395,14 +395,15 @@ def _artefacts(
     int8_onnx = [b for b in names if b in ("ort-int8", "openvino-int8")]
     if int8_onnx or (mixed and "nncf-int8" in names):  # one QDQ file, run by both engines
         report = _qdq_file(src, work, images, size, meta, mixed)
-        kept = report.get("mixed", {}).get("kept_fp32", [])
+        kept = report["kept_fp32_modules"]
         quant.update({b: report for b in int8_onnx})
     if "nncf-int8" in names and "nncf-int8" not in errors:  # NNCF's own file, from fp32
         try:
             fp32 = work / "fp32.onnx"
-            quant["nncf-int8"] = quantize_onnx_nncf(
+            nncf = quantize_onnx_nncf(
                 fp32, work / INT8_FILES["nncf-int8"], images, nodes_in_modules(fp32, kept)
-            ).to_dict()
+            )
+            quant["nncf-int8"] = {**nncf.to_dict(), "kept_fp32_modules": kept}
         except Exception as e:  # a third-party quantizer's failure costs its backend only
             errors["nncf-int8"] = f"NNCF could not quantize this network: {e}".splitlines()[0]
     if "pt2e-int8" in names:
@@ -432,11 +433,12 @@ def _qdq_file(
             else mixed_model_onnx(src.model, out, images, size, *mixed, metadata=meta)
         )
         found = res.to_dict()
-        return {**found.pop("quantization"), "mixed": found}
+        return {**found.pop("quantization"), "kept_fp32_modules": res.kept_fp32, "mixed": found}
     if src.kind == "onnx":  # a given ONNX file is quantized as it is
-        return quantize_onnx(fp32, out, images).to_dict()
-    # from the network: transposed convs rewritten to run in int8 too
-    return quantize_model_onnx(src.model, out, images, size, metadata=meta).to_dict()
+        report = quantize_onnx(fp32, out, images)
+    else:  # from the network: transposed convs rewritten to run in int8 too
+        report = quantize_model_onnx(src.model, out, images, size, metadata=meta)
+    return {**report.to_dict(), "kept_fp32_modules": []}
 
 
 def _rounds(
@@ -501,9 +503,11 @@ def _calibration(
     return [torch.randn(3, *size, generator=g) for _ in range(min(n, 8))]
 
 
-def _eval_set(
+def eval_set(
     ckpt: dict[str, Any] | None, data: str, split: str, n: int | None, size: tuple[int, int]
 ) -> tuple[torch.Tensor, np.ndarray]:
+    """The first ``n`` (all: ``None``) images of ``data``'s ``split`` at ``size``,
+    normalised as ``ckpt`` was trained, and their labels: ``((N, C, H, W), (N, H, W))``."""
 
     info = DatasetInfo.from_dict(ckpt["dataset"])  # type: ignore[index]
     ds = build_dataset(data, split, info, eval_transform(size))

@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,18 +56,50 @@ def _export_int8(
     opset: int,
     calib: list[torch.Tensor],
     quantizer: str,
+    keep_fp32: Sequence[str] = (),
 ) -> tuple[str, int, dict[str, Any]]:
-    """The int8 file (``quantizer``: ort | nncf). Returns (exporter, fp32 size, report)."""
+    """The int8 file (``quantizer``: ort | nncf; ``keep_fp32``: modules left in fp32).
+    Returns (exporter, fp32 size, report)."""
     from edgeseg.deploy.quantize import quantize_model_onnx, quantize_onnx_nncf
+    from edgeseg.deploy.scopes import nodes_in_modules
 
     with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
         fp32 = Path(tmp) / "fp32.onnx"  # the plain fp32 file: NNCF's input, and the size
         exporter = export_onnx(model, fp32, input_size=size, opset=opset, metadata=meta)
         fp32_size = fp32.stat().st_size
         if quantizer == "nncf":
-            return exporter, fp32_size, quantize_onnx_nncf(fp32, out, calib).to_dict()
-    report = quantize_model_onnx(model, out, calib, size, opset=opset, metadata=meta)
+            nodes = nodes_in_modules(fp32, keep_fp32)
+            return exporter, fp32_size, quantize_onnx_nncf(fp32, out, calib, nodes).to_dict()
+    report = quantize_model_onnx(
+        model, out, calib, size, opset=opset, metadata=meta, keep_fp32=keep_fp32
+    )
     return exporter, fp32_size, report.to_dict()
+
+
+def _search_mixed(
+    model: torch.nn.Module,
+    ckpt: dict[str, Any],
+    calib: list[torch.Tensor],
+    size: tuple[int, int],
+    data: str | None,
+    split: str,
+    budget: float,
+) -> dict[str, Any]:
+    """The mixed-precision search of :mod:`edgeseg.deploy.mixed` on ``data``'s
+    ``split``; its result as a dict (``kept_fp32``: the modules to keep)."""
+    from edgeseg.deploy.mixed import Scorer, mixed_model_onnx
+    from edgeseg.measure.bench import eval_set
+
+    if not data:
+        raise EdgesegError("--mixed-precision needs --data (it measures accuracy)")
+    images, labels = eval_set(ckpt, data, split, None, size)
+    ds = ckpt["dataset"]
+    score = Scorer(images, labels, int(ckpt["model"]["num_classes"]), ds["ignore_index"])
+    with tempfile.TemporaryDirectory(prefix="edgeseg-mixed-") as tmp:
+        res = mixed_model_onnx(model, Path(tmp) / "m.onnx", calib, size, score, budget)
+    found = res.to_dict()
+    found.pop("quantization")
+    return found
 
 
 def export_checkpoint(
@@ -82,6 +115,9 @@ def export_checkpoint(
     calib_split: str = "train",
     calib_images: int = 32,
     quantizer: str = "ort",
+    mixed_precision: bool = False,
+    budget_miou: float = ACCURACY_BUDGET,
+    keep_fp32: Sequence[str] = (),
 ) -> ExportResult:
     """Export a checkpoint to ONNX (fp32, or int8 with ORT static quantization) and check it.
 
@@ -102,6 +138,11 @@ def export_checkpoint(
         quantizer: with ``int8``: ``"ort"`` (edgeseg's QDQ file, ONNX Runtime's static
             quantizer on the int8 graph) or ``"nncf"`` (NNCF's, from the fp32 export: the
             ``nncf-int8`` backend's file, for OpenVINO).
+        mixed_precision: with ``int8``, measure the int8 file on ``data``'s ``split`` and,
+            when it loses more than ``budget_miou``, keep its most sensitive modules in
+            fp32 until it does not (:mod:`edgeseg.deploy.mixed`).
+        budget_miou: mIoU the int8 file may lose (``mixed_precision``).
+        keep_fp32: with ``int8``, modules to keep in fp32 (a search's earlier result).
 
     Raises:
         CheckpointError, DataError, EdgesegError: one line each, naming the file.
@@ -115,11 +156,20 @@ def export_checkpoint(
     fp32_size = 0
     if quantizer not in ("ort", "nncf"):
         raise EdgesegError(f"--quantizer {quantizer!r}: choose ort or nncf")
+    if not 0 <= budget_miou < 1:  # also refuses nan
+        raise EdgesegError(f"--accuracy-budget {budget_miou}: an mIoU fraction in [0, 1)")
     if int8:
         from edgeseg.deploy.quantize import calibration_images
 
         calib = calibration_images(ckpt, data, calib_split, calib_images, size)
-        exporter, fp32_size, quant = _export_int8(model, out, meta, size, opset, calib, quantizer)
+        mixed = None
+        if mixed_precision:
+            mixed = _search_mixed(model, ckpt, calib, size, data, split, budget_miou)
+            keep_fp32 = mixed["kept_fp32"]
+        exporter, fp32_size, quant = _export_int8(
+            model, out, meta, size, opset, calib, quantizer, keep_fp32
+        )
+        quant.update({"kept_fp32_modules": list(keep_fp32), "mixed": mixed})
     else:
         exporter = export_onnx(model, out, input_size=size, opset=opset, metadata=meta)
     images, source = _check_images(ckpt, data, split, check_images, size)
@@ -151,6 +201,7 @@ def export_bundle(
     threads: int = THREADS,
     budget_miou: float = ACCURACY_BUDGET,
     calib_images: int = CALIB_IMAGES,
+    mixed_precision: bool = True,
 ) -> dict[str, Any]:
     """A deployment bundle (:mod:`edgeseg_runtime.bundle`) for the torch-free runtime.
 
@@ -160,6 +211,9 @@ def export_bundle(
     ``split`` (without ``data`` no accuracy can be checked, so int8 is not considered).
     It is exported with its metadata and parity check, and ``model.json`` records the
     classes, palette, normalisation, input size, each backend's latency and mIoU here.
+    With ``mixed_precision`` (and ``data``), an int8 file that loses more than the budget
+    keeps its most sensitive modules in fp32 (bench's ``mixed_precision``); the card's
+    ``kept_fp32`` names them.
 
     Returns:
         The bundle's card (``model.json``'s content).
@@ -174,18 +228,21 @@ def export_bundle(
             if not onnx_backend_unavailable(b) and (data or not b.endswith("int8"))]  # fmt: skip
     res = bench(str(checkpoint), size=size, threads=threads, backends=["eager", *onnx],
                 data=data, split=split, eval_images=eval_images, calib_data=data,
-                calib_images=calib_images, budget_miou=budget_miou)  # fmt: skip
+                calib_images=calib_images, budget_miou=budget_miou,
+                mixed_precision=mixed_precision and bool(data))  # fmt: skip
     rows = {b: r for b, r in res["backends"].items() if b in onnx}
     if not rows:
         raise EdgesegError(f"no ONNX backend ran for {checkpoint}: {res.get('errors')}")
     # The bench rule among the ONNX backends, PyTorch fp32 (eager) the accuracy reference.
     chosen = fastest_within_budget(res["backends"], budget_miou, among=list(rows))
     int8 = chosen.endswith("int8")
+    kept = res["quantization"].get(chosen, {}).get("kept_fp32_modules", []) if int8 else []
     with tempfile.TemporaryDirectory(prefix="edgeseg-bundle-") as tmp:
         model_file = Path(tmp) / "model.onnx"
         exp = export_checkpoint(checkpoint, model_file, input_size=size, data=data,
                                 split=split, int8=int8, calib_images=calib_images,
-                                quantizer="nncf" if chosen == "nncf-int8" else "ort")  # fmt: skip
+                                quantizer="nncf" if chosen == "nncf-int8" else "ort",
+                                keep_fp32=kept)  # fmt: skip
         blob = model_file.read_bytes()
     card = _bundle_card(ckpt, size, exp, chosen, rows, res, threads)
     _publish_bundle(dest, blob, card)
@@ -267,5 +324,6 @@ def _bundle_card(
             for b, r in rows.items()
         },
         "reference_miou": res["backends"].get("eager", {}).get("miou"),
+        "kept_fp32": list((exp.quantization or {}).get("kept_fp32_modules", [])),
         "parity": {"max_abs_diff": exp.max_abs_diff, "pixel_agreement": exp.pixel_agreement},
     }

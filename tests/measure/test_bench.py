@@ -166,6 +166,7 @@ def test_segmenter_on_openvino_backends(tiny_run, backend: str) -> None:
         (["bench", "l3unet", "--backends", "eager,tensorrt"], "unknown backend 'tensorrt'"),
         (["bench", "no_such_net"], "unknown model"),
         (["bench", "BAD.onnx"], "ONNX file not found"),
+        (["bench", "l3unet", "--mixed-precision", "--backends", "eager"], "needs --data"),
     ],
 )
 def test_bench_bad_input(argv: list[str], needle: str, capsys) -> None:
@@ -375,3 +376,28 @@ def test_default_backends_leave_int8_out_without_calibration_data() -> None:
     assert without and not any(b.endswith("int8") for b in without)
     assert any(b.endswith("int8") for b in _backends_for("run/best.pt", None, "data"))
     assert _backends_for("run/best.pt", ["ort-int8"], None) == ["ort-int8"]
+
+
+@pytest.mark.slow
+def test_bench_mixed_precision_prints_the_sensitivity_and_what_stayed_fp32(
+    tiny_run, tmp_path: Path, capsys
+) -> None:
+    data, run = tiny_run
+    backends = "eager,ort-int8" + (",nncf-int8" if HAVE_NNCF else "")
+    argv = [
+        "bench", str(run), "--size", "40x56", "--threads", "1", "--backends", backends,
+        "--iterations", "1", "--warmup", "1", "--repeats", "1", "--data", str(data),
+        "--calib-images", "4", "--mixed-precision", "--accuracy-budget", "0",
+    ]  # fmt: skip
+    assert main([*argv, "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    mixed = res["quantization"]["ort-int8"]["mixed"]
+    assert mixed["budget"] == 0 and mixed["steps"][0]["kept_fp32"] == []
+    kept = res["quantization"]["ort-int8"]["kept_fp32_modules"]
+    assert kept == mixed["kept_fp32"]
+    if mixed["int8_miou"] < mixed["fp32_miou"]:  # the search ran: a table, parts kept
+        assert mixed["sensitivity"]["parts"] and kept
+    if HAVE_NNCF:  # NNCF leaves the same modules out
+        assert res["quantization"]["nncf-int8"]["kept_fp32_modules"] == kept
+    assert main(argv) == 0
+    assert "mixed precision: kept in fp32:" in capsys.readouterr().out

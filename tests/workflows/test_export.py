@@ -39,12 +39,30 @@ def test_bundle_is_picked_measured_and_runs_without_torch(
     assert card["precision"] == ("int8" if m["backend"].endswith("int8") else "fp32")
     ref = card["reference_miou"]
     assert card["backends"][m["backend"]]["miou"] >= ref - 0.01  # the bench rule
+    assert isinstance(card["kept_fp32"], list)  # mixed precision: modules left in fp32
+    assert not card["kept_fp32"] or m["backend"].endswith("int8")
     assert "edgeseg-run predict" in (bundle / "README.md").read_text()
     r = run_blocked("predict", bundle, data / "val", "--out", tmp_path / "p", "--json")
     assert r.returncode == 0, r.stderr
     seg = Segmenter(bundle / "model.onnx")
     for row in map(json.loads, r.stdout.splitlines()):
         assert (np.asarray(Image.open(row["labels"])) == seg(row["image"])).all()
+
+
+@pytest.mark.slow
+def test_int8_export_with_mixed_precision_names_what_stayed_fp32(
+    tiny_run, tmp_path: Path, capsys
+) -> None:
+    data, run = tiny_run
+    out = tmp_path / "m.onnx"
+    argv = ["export", str(run), "--out", str(out), "--format", "onnx-int8", "--data",
+            str(data), "--calib-images", "4", "--mixed-precision", "--accuracy-budget", "0"]  # fmt: skip
+    assert main([*argv, "--json"]) == 0
+    q = json.loads(capsys.readouterr().out)["quantization"]
+    assert q["kept_fp32_modules"] == q["mixed"]["kept_fp32"]
+    assert q["mixed"]["miou"] >= q["mixed"]["int8_miou"]
+    assert_one_line_exit_2([*argv[:-3], "--overwrite", "--data", "", "--mixed-precision"],
+                           "needs --data", capsys)  # fmt: skip
 
 
 def test_bundle_bad_input(tmp_path: Path, capsys) -> None:

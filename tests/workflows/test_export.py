@@ -56,7 +56,8 @@ def test_int8_export_with_mixed_precision_names_what_stayed_fp32(
     data, run = tiny_run
     out = tmp_path / "m.onnx"
     argv = ["export", str(run), "--out", str(out), "--format", "onnx-int8", "--data",
-            str(data), "--calib-images", "4", "--mixed-precision", "--accuracy-budget", "0"]  # fmt: skip
+            str(data), "--calib-images", "4", "--mixed-precision",
+            "--accuracy-budget", "0"]  # fmt: skip
     assert main([*argv, "--json"]) == 0
     q = json.loads(capsys.readouterr().out)["quantization"]
     assert q["kept_fp32_modules"] == q["mixed"]["kept_fp32"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from edgeseg_runtime.errors import EdgesegError
-from edgeseg_runtime.processing import as_rgb, upsample_labels, work_copy
+from edgeseg_runtime.processing import as_rgb, check_size, upsample_labels, work_copy
 from PIL import Image
 
 GB = 2**30
@@ -33,6 +33,28 @@ def test_work_copy_bounds_pixels_and_keeps_small_images() -> None:
 def test_empty_arrays_are_one_line(shape) -> None:
     with pytest.raises(EdgesegError, match="empty array"):
         as_rgb(np.zeros(shape, np.uint8))
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F"])
+def test_16_bit_and_float_pil_images_are_refused_not_clipped(mode: str) -> None:
+    with pytest.raises(EdgesegError, match=f"PIL mode {mode} "):
+        as_rgb(Image.new(mode, (8, 8)))
+
+
+@pytest.mark.parametrize("size", [(0, 0), (-4, 5), ("a", "b"), (8193, 8), (1.5, 2), (3,), None])
+def test_input_sizes_are_checked(size) -> None:
+    with pytest.raises(EdgesegError, match="expected \\(H, W\\) whole numbers in 1..8192"):
+        check_size(size if size is not None else 5)
+    assert check_size((np.int64(3), 4)) == (3, 4)
+
+
+def test_both_segmenters_refuse_bad_sizes_and_threads_in_one_line() -> None:
+    from edgeseg import Segmenter
+
+    with pytest.raises(EdgesegError, match="input_size"):
+        Segmenter("segfast_camvid", input_size=(0, 0))
+    with pytest.raises(EdgesegError, match="threads"):
+        Segmenter("segfast_camvid", threads=-1)
 
 
 def _peak_rss(code: list[str]) -> int:

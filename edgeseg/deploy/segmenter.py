@@ -24,6 +24,7 @@ from edgeseg_runtime.files import (
 from edgeseg_runtime.processing import (
     IMAGE_SUFFIXES,
     as_rgb,
+    check_size,
     colorize,
     overlay,
     read_image,
@@ -35,6 +36,7 @@ from edgeseg.data import DatasetInfo
 from edgeseg.defaults import CALIB_IMAGES, INPUT_SIZE
 from edgeseg.engine.checkpoint import load_model
 from edgeseg.errors import DataError, EdgesegError
+from edgeseg.utils import thread_count
 
 __all__ = ["IMAGE_SUFFIXES", "Segmenter", "colorize", "overlay", "predict_paths"]
 
@@ -85,6 +87,10 @@ class Segmenter(SegmenterBase):
     ) -> None:
         from edgeseg.deploy.backends import make_runner
 
+        if input_size is not None:
+            input_size = check_size(input_size)
+        if threads is not None:
+            threads = thread_count(threads, "threads")
         if backend is None and str(checkpoint).endswith(".onnx"):
             backend = "ort"  # a file runs on an ONNX engine
         backend = backend or ("channels_last" if channels_last else "eager")

@@ -31,10 +31,11 @@ class RunLog:
         self.enabled = enabled
         self.rows: list[dict[str, Any]] = []
         if self.path.is_file():  # a resume: keep the rows of the epochs that are done
-            for line in self.path.read_text().splitlines():
-                with contextlib.suppress(ValueError):
+            # rows that do not parse (a torn or foreign line) are dropped, the rest kept
+            for line in self.path.read_text(errors="replace").splitlines():
+                with contextlib.suppress(ValueError, RecursionError):
                     row = json.loads(line)
-                    if row.get("epoch", 0) <= keep_epochs:
+                    if isinstance(row, dict) and _epoch(row) <= keep_epochs:
                         self.rows.append(row)
         if enabled:
             self._flush()
@@ -68,6 +69,12 @@ class RunLog:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def _epoch(row: dict[str, Any]) -> float:
+    """A row's epoch (rows without a numeric one count as epoch 0)."""
+    e = row.get("epoch", 0)
+    return e if isinstance(e, (int, float)) else 0
 
 
 def progress_bar(total: int, initial: int, desc: str, enabled: bool) -> Any:

@@ -155,7 +155,8 @@ def read_json(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise EdgesegError(f"{path} not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        # RecursionError: arrays nested thousands deep (json has no depth limit)
         raise EdgesegError(f"{path}: not readable JSON ({type(e).__name__})") from None
     if not isinstance(data, dict):
         raise EdgesegError(f"{path}: expected a JSON object")

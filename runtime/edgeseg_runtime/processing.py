@@ -30,6 +30,7 @@ from edgeseg_runtime.errors import EdgesegError
 __all__ = [
     "IMAGE_SUFFIXES",
     "as_rgb",
+    "check_size",
     "colorize",
     "label_png",
     "legend",
@@ -86,11 +87,19 @@ def as_rgb(image: Any) -> np.ndarray:
     ``(H, W, 4)`` (alpha dropped).
 
     Raises:
-        EdgesegError: another shape or a dtype other than uint8.
+        EdgesegError: another shape, a dtype other than uint8, a 16-bit or float PIL
+            image (converting it would clip or rescale), or an empty image.
     """
     if isinstance(image, (str, Path)):
         return read_image(image)
     if isinstance(image, Image.Image):
+        if image.mode in _REFUSED_MODES:
+            raise EdgesegError(
+                f"expected an 8-bit image, got PIL mode {image.mode} (16-bit or float); "
+                "convert it to 8-bit RGB"
+            )
+        if image.width == 0 or image.height == 0:
+            raise EdgesegError(f"expected an image, got an empty {image.width}x{image.height} one")
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
     arr = np.asarray(image)
     if arr.ndim == 2:
@@ -105,6 +114,23 @@ def as_rgb(image: Any) -> np.ndarray:
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise EdgesegError(f"expected an image, got an empty array of shape {arr.shape}")
     return np.ascontiguousarray(arr[:, :, :3])
+
+
+#: The largest side a network runs at (the CLI's ``--size`` bound).
+MAX_SIDE = 8192
+
+
+def check_size(size: Any, what: str = "input_size") -> tuple[int, int]:
+    """``size`` as ``(H, W)`` with whole sides in 1..:data:`MAX_SIDE`, else one line."""
+    try:
+        ok = len(size) == 2 and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in size
+        )
+    except TypeError:
+        ok = False
+    if not ok or not all(0 < v <= MAX_SIDE for v in size):
+        raise EdgesegError(f"{what} {size!r}: expected (H, W) whole numbers in 1..{MAX_SIDE}")
+    return int(size[0]), int(size[1])
 
 
 def _axis_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

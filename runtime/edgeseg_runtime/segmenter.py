@@ -18,6 +18,7 @@ from edgeseg_runtime.card import ModelCard
 from edgeseg_runtime.errors import EdgesegError
 from edgeseg_runtime.processing import (
     as_rgb,
+    check_size,
     colorize,
     overlay,
     resize_bilinear,
@@ -126,6 +127,8 @@ class Segmenter(SegmenterBase):
         input_size: tuple[int, int] | None = None,
         card: ModelCard | None = None,
     ) -> None:
+        if input_size is not None:
+            input_size = check_size(input_size)
         self.path, self.card = load_card(model, card)
         self.backend = backend
         self._run = make_runner(backend, self.path, threads)

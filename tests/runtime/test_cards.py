@@ -74,3 +74,13 @@ def test_thread_counts_beyond_the_machine_are_refused(bundle, tmp_path: Path, ca
     argv = ["predict", str(folder), str(img), "--out", str(tmp_path / "o"), "--threads", "10000"]
     assert run_main(argv) == 2
     assert "threads" in capsys.readouterr().err
+
+
+def test_a_card_nested_thousands_deep_is_one_line(bundle, tmp_path: Path, capsys) -> None:
+    folder = _tampered(bundle[0], tmp_path / "b")
+    (folder / "model.json").write_text("[" * 100_000 + "]" * 100_000)
+    for argv in (["info", str(folder)], ["predict", str(folder), str(bundle[1]), "--out",
+                                         str(tmp_path / "o")]):  # fmt: skip
+        assert run_main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "not readable JSON (RecursionError)" in err and len(err.splitlines()) == 1

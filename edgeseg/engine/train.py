@@ -48,6 +48,7 @@ from edgeseg.errors import CheckpointError, ConfigError, DataError, EdgesegError
 from edgeseg.losses import SegmentationLoss
 from edgeseg.metrics import segmentation_metrics
 from edgeseg.models import create_model, load_pretrained_encoder
+from edgeseg.models.footprint import check_forward
 from edgeseg.utils import (
     atomic_write_json,
     atomic_write_text,
@@ -227,6 +228,17 @@ def _build_datasets(
     return train_ds, val_ds
 
 
+def _check_memory(cfg: Config, model: nn.Module) -> None:
+    """Refuse a crop, batch or validation size this machine cannot hold, before any data
+    is read (:mod:`edgeseg.models.footprint`)."""
+    c = int(model.edgeseg_config.get("in_channels", 3))
+    if cfg.data.crop_size:
+        shape = (cfg.train.batch_size, c, *cfg.data.crop_size)
+        check_forward(model, shape, True, "lower data.crop_size or train.batch_size")
+    if cfg.data.eval_size:
+        check_forward(model, (1, c, *cfg.data.eval_size), False, "lower data.eval_size")
+
+
 def _build_model(cfg: Config, info: DatasetInfo) -> nn.Module:
     """The recipe's model: random, its encoder's pretrained weights, or ``train.init``'s."""
     model = create_model(cfg.model.name, num_classes=info.num_classes, **cfg.model.kwargs)
@@ -337,6 +349,7 @@ class Trainer:
         _seed_everything(cfg.train.seed)
         self.info = dataset_info(cfg)
         model = _build_model(cfg, self.info)
+        _check_memory(cfg, model)
         # A pretrained encoder's normalisation is the data's: saved with every checkpoint.
         if hasattr(model, "input_mean"):
             self.info = replace(self.info, mean=model.input_mean, std=model.input_std)

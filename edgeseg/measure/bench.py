@@ -68,6 +68,7 @@ from edgeseg.errors import EdgesegError
 from edgeseg.measure.counts import zip_size
 from edgeseg.metrics import confusion_matrix, mean_iou
 from edgeseg.models import create_model, model_info, register_external
+from edgeseg.models.footprint import check_forward
 from edgeseg.pretrained import PRETRAINED, pretrained_path
 from edgeseg.utils import (
     atomic_write_json,
@@ -266,6 +267,9 @@ def bench(
     iterations = positive_int(iterations, "--iterations")
     with _workdir(workdir) as work:
         src = _Source.resolve(source, names, work, num_classes)
+        if src.model is not None:
+            in_ch = int((getattr(src.model, "edgeseg_config", None) or {}).get("in_channels", 3))
+            check_forward(src.model, (1, in_ch, h, w), False, "lower --size (or --classes)")
         job_base = src.job(size=[h, w], threads=threads, warmup=warmup, iterations=iterations,
                            workdir=str(work), external=dict(external or {}))  # fmt: skip
         calib = (calib_data or data, calib_split, calib_images)

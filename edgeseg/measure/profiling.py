@@ -42,6 +42,7 @@ from edgeseg.measure.timing import (
     to_memory_format,
 )
 from edgeseg.models import create_model
+from edgeseg.models.footprint import check_forward
 from edgeseg.utils import parse_size, positive_int, thread_count
 
 __all__ = [
@@ -165,6 +166,7 @@ def profile(
     name = name or getattr(model, "edgeseg_config", {}).get("name") or type(model).__name__
     model = model.eval()
     in_ch = int(getattr(model, "edgeseg_config", {}).get("in_channels", 3))
+    check_forward(model, (batch_size, in_ch, h, w), False, "lower --size or --batch-size")
     x = torch.randn(batch_size, in_ch, h, w)
     timed = inference_graph(model) if fold_bn else model
     with num_threads(threads_n):

@@ -108,6 +108,11 @@ def model_info(name: str) -> ModelInfo:
     )
 
 
+#: Up to these, a zoo network with its default options is known to be small (its
+#: parameters are not counted before it is built).
+_PLAIN_CLASSES, _PLAIN_CHANNELS = 1024, 16
+
+
 def create_model(name: str, *, num_classes: int, in_channels: int = 3, **kwargs: Any) -> nn.Module:
     """Build a registered model by name.
 
@@ -137,6 +142,15 @@ def create_model(name: str, *, num_classes: int, in_channels: int = 3, **kwargs:
         raise EdgesegError(
             f"model {name!r} does not take {', '.join(map(repr, unknown))}; "
             f"it takes {', '.join(allowed) or 'no options'}"
+        )
+    if kwargs or num_classes > _PLAIN_CLASSES or in_channels > _PLAIN_CHANNELS:
+        # options that can make any network huge: count its parameters before allocating
+        from edgeseg.models.footprint import check_params
+
+        check_params(
+            lambda: info.builder(num_classes=num_classes, in_channels=in_channels, **kwargs),
+            f"model {name!r} ({num_classes} classes, {in_channels} input channels"
+            + (f", {kwargs})" if kwargs else ")"),
         )
     model = info.builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
     model.edgeseg_config = {

@@ -167,6 +167,17 @@ CASES = [
     *[(f"bench-budget-{b}", ["bench", "good.pt", "--data", "data", "--accuracy-budget", b], "--accuracy-budget")
       for b in ("nan", "-1")],
     ("export-opset", ["export", "good.pt", "--out", "m.onnx", "--opset", "99"], "--opset 99"),
+    # memory known to be out of reach, refused before it is allocated
+    ("bench-classes-huge", ["bench", "segfast", "--size", "512x512", "--classes", "1000000",
+                            "--backends", "eager"], "lower --size (or --classes)"),
+    ("profile-batch-huge", ["profile", "segfast", "--size", "64x64", "--batch-size", "1000000"],
+     "lower --size or --batch-size"),
+    *[(f"train-{o.split('=')[0]}-huge", ["train", "--model", m, "--data", "data", "--out", "r", o],
+       needle)
+      for m, o, needle in (("segfast", "data.crop_size=[8192, 8192]", "lower data.crop_size"),
+                           ("unet", "data.eval_size=[8192, 8192]", "lower data.eval_size"),
+                           ("segfast", "model.kwargs={width: 100000}",
+                            "choose smaller model options"))],
 ]  # fmt: skip
 
 

@@ -382,7 +382,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if len(keys) < 2 or not all(keys):
             raise ConfigError(f"override {item!r}: expected section.key=value, e.g. train.epochs=3")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = safe_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         node = data
@@ -395,6 +395,66 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+#: Bounds of a recipe's YAML: nesting (a recipe is a few levels deep), aliases, and the
+#: values once aliases are expanded (a "billion laughs" file expands nine anchors of nine
+#: aliases each into 10^9 strings, which every walk over the recipe would visit).
+YAML_MAX_DEPTH, YAML_MAX_ALIASES, YAML_MAX_VALUES = 64, 256, 100_000
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` refusing deep nesting and alias bombs before building them."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > YAML_MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {YAML_MAX_ALIASES} aliases (*name)")
+        self._depth += 1
+        if self._depth > YAML_MAX_DEPTH:
+            raise yaml.YAMLError(f"nested more than {YAML_MAX_DEPTH} levels deep")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        if _expanded(node, {}) > YAML_MAX_VALUES:
+            raise yaml.YAMLError(f"more than {YAML_MAX_VALUES} values once aliases are expanded")
+        return node
+
+
+def _expanded(node: Any, seen: dict[int, int]) -> int:
+    """Values under a composed YAML node with aliases expanded (shared nodes counted once
+    per use, each computed once)."""
+    if id(node) in seen:
+        return seen[id(node)]
+    n = 1
+    if isinstance(node, yaml.SequenceNode):
+        n += sum(_expanded(v, seen) for v in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        n += sum(_expanded(k, seen) + _expanded(v, seen) for k, v in node.value)
+    seen[id(node)] = n
+    return n
+
+
+def safe_yaml(text: str) -> Any:
+    """``yaml.safe_load`` within :data:`YAML_MAX_DEPTH`, :data:`YAML_MAX_ALIASES` and
+    :data:`YAML_MAX_VALUES`.
+
+    Raises:
+        yaml.YAMLError: malformed, too deep, or too many aliases.
+    """
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader subclass
+    except RecursionError:
+        raise yaml.YAMLError(f"nested more than {YAML_MAX_DEPTH} levels deep") from None
+
+
 def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
     """A YAML file whose top level is a mapping (an empty file gives ``{}``).
 
@@ -405,7 +465,7 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, 
     if not p.is_file():
         raise ConfigError(f"{what} not found: {p}")
     try:
-        loaded = yaml.safe_load(read_text(p, what))
+        loaded = safe_yaml(read_text(p, what))
     except EdgesegError as e:
         raise ConfigError(str(e)) from None
     except yaml.YAMLError as e:

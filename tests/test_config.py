@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgeseg.config import Config, config_to_dict, load_config
+from edgeseg.config import Config, config_to_dict, load_config, read_yaml_mapping
 from edgeseg.errors import ConfigError
 from edgeseg.models import list_models
 
@@ -140,3 +140,32 @@ def test_values_out_of_any_sane_range_are_refused_by_name(key: str, value, needl
     setattr(getattr(cfg, section), name, value)
     with pytest.raises(ConfigError, match=re.escape(needle)):
         cfg.validate()
+
+
+def _laughs(levels: int = 10) -> str:
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for i in range(1, levels):
+        prev, cur = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{cur}: &{cur} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("model:\n  kwargs: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than 64"),
+        (_laughs(), "values once aliases are expanded"),
+        ("a: &x 1\n" + "".join(f"k{i}: *x\n" for i in range(300)), "more than 256 aliases"),
+    ],
+)
+def test_recipes_are_read_within_bounds(tmp_path: Path, text: str, needle: str) -> None:
+    p = tmp_path / "r.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        read_yaml_mapping(p)
+
+
+def test_a_few_anchors_still_work(tmp_path: Path) -> None:
+    p = tmp_path / "r.yaml"
+    p.write_text("base: &crop [64, 64]\ndata:\n  crop_size: *crop\n  eval_size: *crop\n")
+    assert read_yaml_mapping(p)["data"] == {"crop_size": [64, 64], "eval_size": [64, 64]}

@@ -43,6 +43,7 @@ from edgeseg.config import (
     config_to_dict,
     expand_env,
     read_yaml_mapping,
+    safe_yaml,
 )
 from edgeseg.cpu import cpu_name
 from edgeseg.data import build_dataset
@@ -121,6 +122,14 @@ class CompareConfig:
 RECIPE_SECTIONS = ("model.", "data.", "optim.", "sched.", "train.", "compress.")
 
 
+def _yaml_value(raw: str) -> Any:
+    """An override's value as YAML, or the text itself (as ``apply_overrides`` reads it)."""
+    try:
+        return safe_yaml(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        return raw
+
+
 def _from_dict(data: dict[str, Any], overrides: Sequence[str], where: Any) -> CompareConfig:
     plain = [o for o in overrides if "." not in o.split("=", 1)[0]]
     dotted = [
@@ -128,7 +137,7 @@ def _from_dict(data: dict[str, Any], overrides: Sequence[str], where: Any) -> Co
     ]
     for item in plain:
         key, _, raw = item.partition("=")
-        data[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        data[key.strip()] = _yaml_value(raw)
     data = apply_overrides(data, dotted)
     try:
         return _build(CompareConfig, expand_env(data), "")
@@ -340,7 +349,7 @@ def _stage_train(
                     for s in recipe.data.train_split.split("+"))  # fmt: skip
     resume = (run_dir / "last.pt").is_file()
     if resume:
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        saved = safe_yaml((run_dir / "config.yaml").read_text(encoding="utf-8"))
         recipe = _build(Config, saved, "")
         if budget.kind == "time":
             spent = _spent_seconds(_history(run_dir)) + float(entry.get("probe_seconds", 0))

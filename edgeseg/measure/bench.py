@@ -239,10 +239,9 @@ def bench(
         calib_data, calib_split, calib_images: calibration root (default: ``data``),
             split and number of images for the int8 backends.
         budget_miou: the fastest backend losing at most this mIoU is named ``best``.
-        mixed_precision: when the int8 file loses more than ``budget_miou`` on ``data``'s
-            ``split``, keep its most sensitive modules in fp32 until it does not
-            (:mod:`edgeseg.deploy.mixed`; NNCF's file keeps the same ones); the
-            sensitivity table and the modules kept go to ``quantization``.
+        mixed_precision: int8 over ``budget_miou`` on ``data``'s ``split`` keeps its most
+            sensitive modules in fp32 (:mod:`edgeseg.deploy.mixed`; NNCF's file the same
+            ones); the sensitivity table and the modules kept go to ``quantization``.
         workdir: keep the artefacts (fp32/int8 ONNX) here (default: a temporary folder).
         external: ``{name: "module:factory"}`` of networks outside the zoo that the
             PyTorch backends' fresh processes register before loading (the ONNX Runtime
@@ -261,32 +260,20 @@ def bench(
     """
     names = _backends_for(source, backends, calib_data or data)
     h, w = parse_size(size)
-    if not 0 <= budget_miou < 1:  # also refuses nan
-        raise EdgesegError(f"--accuracy-budget {budget_miou}: an mIoU fraction in [0, 1)")
+    _check_budget(budget_miou, mixed_precision, data)
     threads, repeats = thread_count(threads, "--threads"), positive_int(repeats, "--repeats")
     iterations = positive_int(iterations, "--iterations")
     with _workdir(workdir) as work:
-        src = _Source.resolve(source, names, work, num_classes)
-        if src.model is not None:
-            in_ch = int((getattr(src.model, "edgeseg_config", None) or {}).get("in_channels", 3))
-            check_forward(src.model, (1, in_ch, h, w), False, "lower --size (or --classes)")
+        src = _Source.resolve(source, names, work, num_classes, (h, w))
         job_base = src.job(size=[h, w], threads=threads, warmup=warmup, iterations=iterations,
                            workdir=str(work), external=dict(external or {}))  # fmt: skip
+        labels, scorer = _scoring(src, work, data, split, eval_images, (h, w), threads)
+        mixed = (scorer, budget_miou) if mixed_precision and scorer is not None else None
         calib = (calib_data or data, calib_split, calib_images)
-        labels, scorer = None, None
-        if data and src.ckpt is not None:  # each backend predicts these images once
-            images, labels = eval_set(src.ckpt, data, split, eval_images, (h, w))
-            torch.save(images, work / "eval.pt")
-            if mixed_precision:
-                ds = src.ckpt["dataset"]
-                scorer = Scorer(images, labels, src.num_classes, ds["ignore_index"], threads)
-        elif mixed_precision:
-            raise EdgesegError("--mixed-precision needs --data (it measures accuracy)")
-        mixed = (scorer, budget_miou) if scorer is not None else None
         quant, errors = _artefacts(src, names, work, (h, w), calib, mixed)
         results = _rounds(names, job_base, repeats, work, timeout, errors, labels is not None)
-        header = {"source": source, "kind": src.kind, "size": [h, w], "threads": threads,
-                  "repeats": repeats, "iterations": iterations,
+        header = {"source": source, "kind": src.kind, "repeats": repeats,
+                  **{k: job_base[k] for k in ("size", "threads", "iterations")},
                   "cpu": cpu_name(), "torch_version": torch.__version__}  # fmt: skip
         ok = [b for b in names if b not in errors]
         if not ok:
@@ -294,6 +281,32 @@ def bench(
         out = _summarise(results, ok, work, labels, src.num_classes, src.ckpt, budget_miou,
                          quant, header)  # fmt: skip
         return {**out, "errors": errors}
+
+
+def _check_budget(budget: float, mixed_precision: bool, data: str | None) -> None:
+    if not 0 <= budget < 1:  # also refuses nan
+        raise EdgesegError(f"--accuracy-budget {budget}: an mIoU fraction in [0, 1)")
+    if mixed_precision and not data:
+        raise EdgesegError("--mixed-precision needs --data (it measures accuracy)")
+
+
+def _scoring(
+    src: _Source,
+    work: Path,
+    data: str | None,
+    split: str,
+    n: int | None,
+    size: tuple[int, int],
+    threads: int,
+) -> tuple[np.ndarray | None, Scorer | None]:
+    """The labelled images every backend predicts (saved as ``work/eval.pt``) and a scorer
+    of ONNX files on them; ``(None, None)`` without data or a checkpoint."""
+    if not data or src.ckpt is None:
+        return None, None
+    images, labels = eval_set(src.ckpt, data, split, n, size)
+    torch.save(images, work / "eval.pt")
+    ignore = src.ckpt["dataset"]["ignore_index"]
+    return labels, Scorer(images, labels, src.num_classes, ignore, threads)
 
 
 def _backends_for(source: str, backends: Sequence[str] | None, calib_data: str | None) -> list[str]:
@@ -338,12 +351,20 @@ class _Source:
                 "in_channels": int(cfg.get("in_channels", 3)), **settings}  # fmt: skip
 
     @classmethod
-    def resolve(cls, source: str, names: list[str], work: Path, num_classes: int | None) -> _Source:
+    def resolve(
+        cls,
+        source: str,
+        names: list[str],
+        work: Path,
+        num_classes: int | None,
+        size: tuple[int, int],
+    ) -> _Source:
         """Load ``source``; an ONNX file is copied to ``work/fp32.onnx``.
 
         Raises:
-            EdgesegError: a PyTorch backend for an ONNX file, an unknown name, or a class
-                count other than the file's.
+            EdgesegError: a PyTorch backend for an ONNX file, an unknown name, a class
+                count other than the file's, or a network too large for this machine at
+                ``size``.
         """
         src = Path(source)
         if not src.exists() and source in PRETRAINED:  # shipped weights by name
@@ -368,6 +389,9 @@ class _Source:
                 f"{source} has {found.num_classes} classes, not the {num_classes} asked for "
                 "(--classes)"
             )
+        if found.model is not None:
+            c = int(found.job()["in_channels"])
+            check_forward(found.model, (1, c, *size), False, "lower --size (or --classes)")
         return found
 
 

@@ -9,7 +9,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,32 +48,61 @@ def _check_images(
     return [torch.randn(in_ch, *size, generator=g) for _ in range(n)], "random"
 
 
+@dataclass(frozen=True)
+class Int8Options:
+    """How :func:`export_checkpoint` makes an int8 file."""
+
+    quantizer: str = "ort"  # "ort": edgeseg's QDQ file (ORT's static quantizer on the int8
+    # graph); "nncf": NNCF's, from the fp32 export (the nncf-int8 backend's, for OpenVINO)
+    calib_split: str = "train"  # calibration split of the export's data
+    calib_images: int = CALIB_IMAGES  # calibration images
+    # score the int8 file on the export's split and, when it loses more than budget_miou,
+    # keep its most sensitive modules in fp32 until it does not (edgeseg.deploy.mixed)
+    mixed_precision: bool = False
+    budget_miou: float = ACCURACY_BUDGET  # mIoU the int8 file may lose against fp32
+    keep_fp32: tuple[str, ...] = ()  # modules kept in fp32 (a search's earlier result)
+
+    def check(self) -> None:
+        """Raise EdgesegError (one line) on a bad quantizer or budget."""
+        if self.quantizer not in ("ort", "nncf"):
+            raise EdgesegError(f"--quantizer {self.quantizer!r}: choose ort or nncf")
+        if not 0 <= self.budget_miou < 1:  # also refuses nan
+            raise EdgesegError(f"--accuracy-budget {self.budget_miou}: an mIoU fraction in [0, 1)")
+
+
 def _export_int8(
     model: torch.nn.Module,
+    ckpt: dict[str, Any],
     out: str | os.PathLike[str],
-    meta: dict[str, Any],
     size: tuple[int, int],
     opset: int,
-    calib: list[torch.Tensor],
-    quantizer: str,
-    keep_fp32: Sequence[str] = (),
+    opts: Int8Options,
+    data: str | None,
+    split: str,
 ) -> tuple[str, int, dict[str, Any]]:
-    """The int8 file (``quantizer``: ort | nncf; ``keep_fp32``: modules left in fp32).
-    Returns (exporter, fp32 size, report)."""
-    from edgeseg.deploy.quantize import quantize_model_onnx, quantize_onnx_nncf
+    """The int8 file, calibrated on ``data`` (and searched on its ``split`` with mixed
+    precision) as ``opts`` says. Returns (exporter, fp32 size, quantization report with
+    ``kept_fp32_modules`` and ``mixed``)."""
+    from edgeseg.deploy.quantize import calibration_images, quantize_model_onnx, quantize_onnx_nncf
     from edgeseg.deploy.scopes import nodes_in_modules
 
+    meta = checkpoint_metadata(ckpt)
+    calib = calibration_images(ckpt, data, opts.calib_split, opts.calib_images, size)
+    mixed, keep = None, list(opts.keep_fp32)
+    if opts.mixed_precision:
+        mixed = _search_mixed(model, ckpt, calib, size, data, split, opts.budget_miou)
+        keep = mixed["kept_fp32"]
     with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
         fp32 = Path(tmp) / "fp32.onnx"  # the plain fp32 file: NNCF's input, and the size
         exporter = export_onnx(model, fp32, input_size=size, opset=opset, metadata=meta)
         fp32_size = fp32.stat().st_size
-        if quantizer == "nncf":
-            nodes = nodes_in_modules(fp32, keep_fp32)
-            return exporter, fp32_size, quantize_onnx_nncf(fp32, out, calib, nodes).to_dict()
-    report = quantize_model_onnx(
-        model, out, calib, size, opset=opset, metadata=meta, keep_fp32=keep_fp32
-    )
-    return exporter, fp32_size, report.to_dict()
+        if opts.quantizer == "nncf":
+            report = quantize_onnx_nncf(fp32, out, calib, nodes_in_modules(fp32, keep))
+    if opts.quantizer != "nncf":
+        report = quantize_model_onnx(
+            model, out, calib, size, opset=opset, metadata=meta, keep_fp32=keep
+        )
+    return exporter, fp32_size, {**report.to_dict(), "kept_fp32_modules": keep, "mixed": mixed}
 
 
 def _search_mixed(
@@ -111,15 +140,9 @@ def export_checkpoint(
     data: str | None = None,
     split: str = "val",
     check_images: int = 4,
-    int8: bool = False,
-    calib_split: str = "train",
-    calib_images: int = 32,
-    quantizer: str = "ort",
-    mixed_precision: bool = False,
-    budget_miou: float = ACCURACY_BUDGET,
-    keep_fp32: Sequence[str] = (),
+    int8: Int8Options | None = None,
 ) -> ExportResult:
-    """Export a checkpoint to ONNX (fp32, or int8 with ORT static quantization) and check it.
+    """Export a checkpoint to ONNX (fp32, or int8) and check it against PyTorch.
 
     Args:
         checkpoint: checkpoint file or run directory.
@@ -127,22 +150,12 @@ def export_checkpoint(
         input_size: example and check size (default: the checkpoint's, else 360x480).
         opset: ONNX opset (>= 17).
         data: data root whose ``split`` images the parity check uses (default: random
-            inputs).
-        split: split of ``data``.
+            inputs), and int8's calibration and mixed-precision data.
+        split: split of ``data`` for the check (and mixed precision's scoring).
         check_images: images in the parity check.
-        int8: quantize (QDQ, per-channel int8 weights, uint8 activations), calibrated on
-            ``calib_images`` images of ``data``'s ``calib_split``; the parity check then
-            measures the int8 model against fp32 PyTorch.
-        calib_split: calibration split.
-        calib_images: calibration images.
-        quantizer: with ``int8``: ``"ort"`` (edgeseg's QDQ file, ONNX Runtime's static
-            quantizer on the int8 graph) or ``"nncf"`` (NNCF's, from the fp32 export: the
-            ``nncf-int8`` backend's file, for OpenVINO).
-        mixed_precision: with ``int8``, measure the int8 file on ``data``'s ``split`` and,
-            when it loses more than ``budget_miou``, keep its most sensitive modules in
-            fp32 until it does not (:mod:`edgeseg.deploy.mixed`).
-        budget_miou: mIoU the int8 file may lose (``mixed_precision``).
-        keep_fp32: with ``int8``, modules to keep in fp32 (a search's earlier result).
+        int8: quantize as :class:`Int8Options` says (QDQ, per-channel int8 weights,
+            uint8 activations); the parity check then measures the int8 model against
+            fp32 PyTorch.
 
     Raises:
         CheckpointError, DataError, EdgesegError: one line each, naming the file.
@@ -152,24 +165,10 @@ def export_checkpoint(
     model, ckpt = load_model(checkpoint)
     size = parse_size(input_size or ckpt.get("input_size") or INPUT_SIZE)
     meta = checkpoint_metadata(ckpt)
-    quant = None
-    fp32_size = 0
-    if quantizer not in ("ort", "nncf"):
-        raise EdgesegError(f"--quantizer {quantizer!r}: choose ort or nncf")
-    if not 0 <= budget_miou < 1:  # also refuses nan
-        raise EdgesegError(f"--accuracy-budget {budget_miou}: an mIoU fraction in [0, 1)")
-    if int8:
-        from edgeseg.deploy.quantize import calibration_images
-
-        calib = calibration_images(ckpt, data, calib_split, calib_images, size)
-        mixed = None
-        if mixed_precision:
-            mixed = _search_mixed(model, ckpt, calib, size, data, split, budget_miou)
-            keep_fp32 = mixed["kept_fp32"]
-        exporter, fp32_size, quant = _export_int8(
-            model, out, meta, size, opset, calib, quantizer, keep_fp32
-        )
-        quant.update({"kept_fp32_modules": list(keep_fp32), "mixed": mixed})
+    quant, fp32_size = None, 0
+    if int8 is not None:
+        int8.check()
+        exporter, fp32_size, quant = _export_int8(model, ckpt, out, size, opset, int8, data, split)
     else:
         exporter = export_onnx(model, out, input_size=size, opset=opset, metadata=meta)
     images, source = _check_images(ckpt, data, split, check_images, size)
@@ -184,7 +183,7 @@ def export_checkpoint(
         pixel_agreement=agreement,
         check_images=len(images),
         check_source=source,
-        precision="int8" if int8 else "fp32",
+        precision="int8" if int8 is not None else "fp32",
         fp32_size_bytes=fp32_size or Path(out).stat().st_size,
         quantization=quant,
     )
@@ -211,9 +210,8 @@ def export_bundle(
     ``split`` (without ``data`` no accuracy can be checked, so int8 is not considered).
     It is exported with its metadata and parity check, and ``model.json`` records the
     classes, palette, normalisation, input size, each backend's latency and mIoU here.
-    With ``mixed_precision`` (and ``data``), an int8 file that loses more than the budget
-    keeps its most sensitive modules in fp32 (bench's ``mixed_precision``); the card's
-    ``kept_fp32`` names them.
+    With ``mixed_precision`` (and ``data``), an int8 file over the budget keeps its most
+    sensitive modules in fp32 (bench's); the card's ``kept_fp32`` names them.
 
     Returns:
         The bundle's card (``model.json``'s content).
@@ -235,20 +233,26 @@ def export_bundle(
         raise EdgesegError(f"no ONNX backend ran for {checkpoint}: {res.get('errors')}")
     # The bench rule among the ONNX backends, PyTorch fp32 (eager) the accuracy reference.
     chosen = fastest_within_budget(res["backends"], budget_miou, among=list(rows))
-    int8 = chosen.endswith("int8")
-    kept = res["quantization"].get(chosen, {}).get("kept_fp32_modules", []) if int8 else []
     with tempfile.TemporaryDirectory(prefix="edgeseg-bundle-") as tmp:
         model_file = Path(tmp) / "model.onnx"
-        exp = export_checkpoint(checkpoint, model_file, input_size=size, data=data,
-                                split=split, int8=int8, calib_images=calib_images,
-                                quantizer="nncf" if chosen == "nncf-int8" else "ort",
-                                keep_fp32=kept)  # fmt: skip
+        exp = export_checkpoint(checkpoint, model_file, input_size=size, data=data, split=split,
+                                int8=_chosen_int8(chosen, res, calib_images))  # fmt: skip
         blob = model_file.read_bytes()
     card = _bundle_card(ckpt, size, exp, chosen, rows, res, threads)
     _publish_bundle(dest, blob, card)
     log.info("bundle %s: %s (%s), %.1f ms here", folder, chosen, exp.precision,
              rows[chosen]["latency_ms"]["median"])  # fmt: skip
     return card
+
+
+def _chosen_int8(chosen: str, res: dict[str, Any], calib_images: int) -> Int8Options | None:
+    """The int8 options that make the bench's chosen int8 file again (its quantizer, the
+    modules mixed precision kept in fp32), or ``None`` for an fp32 backend."""
+    if not chosen.endswith("int8"):
+        return None
+    kept = res["quantization"].get(chosen, {}).get("kept_fp32_modules", [])
+    quantizer = "nncf" if chosen == "nncf-int8" else "ort"
+    return Int8Options(quantizer, calib_images=calib_images, keep_fp32=tuple(kept))
 
 
 def _free_bundle_folder(folder: str | os.PathLike[str]) -> Path:

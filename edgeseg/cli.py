@@ -620,6 +620,10 @@ def _compare_flags(args: argparse.Namespace) -> list[str]:
         items.append(f"size={list(args.size)}")
     if args.backends:
         items.append(f"backends={json.dumps(args.backends.split(','))}")
+    if args.accuracy_budget is not None:
+        items.append(f"accuracy_budget={args.accuracy_budget}")
+    if args.mixed_precision is not None:
+        items.append(f"mixed_precision={str(args.mixed_precision).lower()}")
     return items  # fmt: skip
 
 
@@ -907,6 +911,9 @@ def _add_compare(sub: Any) -> None:
     c.add_argument("--size", type=_size, default=None, help="profile/bench HxW (val images')")
     c.add_argument("--threads", type=_threads, default=None, help=f"threads ({D.THREADS})")
     c.add_argument("--backends", default=None, help="benchmarked backends (comma-separated)")
+    c.add_argument("--accuracy-budget", type=float, default=None,
+                   help=f"mIoU a backend may lose against fp32 ({D.ACCURACY_BUDGET})")  # fmt: skip
+    _mixed_flag(c)
     c.add_argument("--config", default=None, help="YAML comparison (CompareConfig)")
     c.add_argument("--demo", action="store_true",
                    help="generated street scenes, three light models, 60 epochs each")  # fmt: skip

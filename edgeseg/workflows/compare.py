@@ -48,6 +48,7 @@ from edgeseg.config import (
 from edgeseg.cpu import cpu_name
 from edgeseg.data import build_dataset
 from edgeseg.data.synthetic import SYNTHETIC_CLASSES
+from edgeseg.defaults import ACCURACY_BUDGET
 from edgeseg.deploy.backends import check_backends
 from edgeseg.deploy.segmenter import Segmenter, colorize
 from edgeseg.engine.budget import (  # noqa: F401 - re-exported: compare's planner
@@ -113,6 +114,9 @@ class CompareConfig:
     bench_iterations: int = 5  # timed runs per benchmark process
     bench_repeats: int = 2  # benchmark processes per backend (rounds interleaved)
     bench_images: int = 16  # val images for each backend's mIoU (0: skip accuracy)
+    accuracy_budget: float = ACCURACY_BUDGET  # mIoU a backend (int8) may lose against fp32
+    # int8 over accuracy_budget keeps its most sensitive modules in fp32 (bench's option)
+    mixed_precision: bool = False
     preview_images: int = 4  # val images in the prediction grid
     recipe: Config = field(default_factory=Config)  # shared training recipe (edgeseg train's)
 
@@ -140,9 +144,12 @@ def _from_dict(data: dict[str, Any], overrides: Sequence[str], where: Any) -> Co
         data[key.strip()] = _yaml_value(raw)
     data = apply_overrides(data, dotted)
     try:
-        return _build(CompareConfig, expand_env(data), "")
+        cfg = _build(CompareConfig, expand_env(data), "")
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}" if where else str(e)) from None
+    if not 0 <= cfg.accuracy_budget < 1:  # also refuses nan; checked before any training
+        raise ConfigError(f"accuracy_budget {cfg.accuracy_budget}: an mIoU fraction in [0, 1)")
+    return cfg
 
 
 def load_compare_config(
@@ -450,6 +457,8 @@ def _stage_bench(
         eval_images=cfg.bench_images or None,
         calib_data=root,
         calib_split=cfg.recipe.data.train_split.split("+")[0],
+        budget_miou=cfg.accuracy_budget,
+        mixed_precision=cfg.mixed_precision and bool(cfg.bench_images),
         workdir=work,
     )
     # The ONNX artefacts stay for the user (the winner ready to deploy); their sizes are

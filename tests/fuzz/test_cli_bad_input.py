@@ -166,6 +166,8 @@ CASES = [
                                "data.classes=[a, b, c]", "data.ignore_index=1"], "ignore_index"),
     *[(f"bench-budget-{b}", ["bench", "good.pt", "--data", "data", "--accuracy-budget", b], "--accuracy-budget")
       for b in ("nan", "-1")],
+    ("compare-budget-nan", ["compare", "--models", "l3unet", "--data", "data", "--out", "c",
+                            "--accuracy-budget", "nan"], "accuracy_budget nan"),
     ("export-opset", ["export", "good.pt", "--out", "m.onnx", "--opset", "99"], "--opset 99"),
     # memory known to be out of reach, refused before it is allocated
     ("bench-classes-huge", ["bench", "segfast", "--size", "512x512", "--classes", "1000000",

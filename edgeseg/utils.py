@@ -220,3 +220,14 @@ def folder_lock(folder: str | os.PathLike[str], what: str = "folder") -> Iterato
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+@contextlib.contextmanager
+def work_folder(path: str | os.PathLike[str] | None, prefix: str = "edgeseg-") -> Iterator[Path]:
+    """``path`` as a folder (created, kept), or a temporary one removed afterwards."""
+    if path is not None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        yield Path(path)
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)

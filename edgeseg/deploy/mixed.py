@@ -26,12 +26,11 @@ layers that really run in fp32, read from the optimised graph.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ import torch
 from edgeseg.deploy.quantize import quantize_onnx
 from edgeseg.deploy.scopes import module_groups, nodes_in_modules
 from edgeseg.metrics import confusion_matrix, mean_iou
+from edgeseg.utils import work_folder
 
 __all__ = [
     "SENSITIVITY_IMAGES",
@@ -223,7 +223,7 @@ def sensitivity(
         The fp32 and all-int8 mIoU and, per part, the two measurements. Costs
         ``2 * parts + 2`` quantizations and scorings.
     """
-    with _folder(workdir) as work:
+    with work_folder(workdir, "edgeseg-sensitivity-") as work:
         return _sensitivity(_Variants(Path(fp32_path), calib, work, score), depth)
 
 
@@ -316,17 +316,6 @@ def _search(
         if miou >= floor:
             return keep, miou, path
     return None
-
-
-@contextlib.contextmanager
-def _folder(path: str | os.PathLike[str] | None) -> Iterator[Path]:
-    """``path`` as a folder, or a temporary one removed afterwards."""
-    if path is not None:
-        Path(path).mkdir(parents=True, exist_ok=True)
-        yield Path(path)
-        return
-    with tempfile.TemporaryDirectory(prefix="edgeseg-sensitivity-") as tmp:
-        yield Path(tmp)
 
 
 def mixed_model_onnx(

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,7 @@ from edgeseg.utils import (
     parse_size,
     positive_int,
     thread_count,
+    work_folder,
 )
 
 #: The int8 file each int8 ONNX backend runs, in the bench's work folder.
@@ -263,7 +264,7 @@ def bench(
     _check_budget(budget_miou, mixed_precision, data)
     threads, repeats = thread_count(threads, "--threads"), positive_int(repeats, "--repeats")
     iterations = positive_int(iterations, "--iterations")
-    with _workdir(workdir) as work:
+    with work_folder(workdir, "edgeseg-bench-") as work:
         src = _Source.resolve(source, names, work, num_classes, (h, w))
         job_base = src.job(size=[h, w], threads=threads, warmup=warmup, iterations=iterations,
                            workdir=str(work), external=dict(external or {}))  # fmt: skip
@@ -320,17 +321,6 @@ def _backends_for(source: str, backends: Sequence[str] | None, calib_data: str |
         log.info("no --data: the int8 backends are left out (they calibrate on images)")
         runnable = [b for b in runnable if not b.endswith("int8")]
     return runnable
-
-
-@contextlib.contextmanager
-def _workdir(path: str | os.PathLike[str] | None) -> Iterator[Path]:
-    """``path`` (kept), or a temporary folder removed afterwards."""
-    if path is not None:
-        Path(path).mkdir(parents=True, exist_ok=True)
-        yield Path(path)
-        return
-    with tempfile.TemporaryDirectory(prefix="edgeseg-bench-") as tmp:
-        yield Path(tmp)
 
 
 @dataclass

@@ -51,8 +51,11 @@ from edgeseg.utils import atomic_write_json, atomic_write_text
 
 KEEP = ("miou", "pixel_acc", "mean_acc", "iou", "num_images")
 HELDOUT_DIR = Path("benchmarks/results/heldout")
-# what may differ between a release and its train-only twin
-_TWIN_FREE = {("data", "train_split"), ("train", "out"), ("train", "progress")}
+# what may differ between a release and its train-only twin: the split, and settings that
+# do not change the weights (where and how often it logs and validates, when a session
+# stops it: resumption is exact)
+_TWIN_FREE = {("data", "train_split"), ("train", "out"), ("train", "progress"),
+              ("train", "eval_every"), ("train", "max_minutes")}  # fmt: skip
 
 
 def _finished(run: Path) -> dict:

@@ -35,6 +35,7 @@ matplotlib.use("Agg")  # files only, never a window
 import numpy as np
 from PIL import Image
 
+from edgeseg.deploy.mixed import Sensitivity
 from edgeseg.utils import atomic_write_bytes, atomic_write_text
 
 __all__ = ["pareto_front", "report_tables", "training_flags", "verdict", "write_report"]
@@ -239,6 +240,36 @@ def report_tables(results: dict[str, Any]) -> dict[str, tuple[list[str], list[li
     if failed:
         tables["Failed"] = (["model", "error"], [[m["name"], m.get("error", "")] for m in failed])
     return tables
+
+
+def int8_tables(results: dict[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """A table per model whose int8 file needed mixed precision: each module's mIoU
+    points alone in int8 and alone in fp32 (most sensitive first), and which stayed fp32."""
+    tables = {}
+    for e in _done(results):
+        quant = (e.get("bench") or {}).get("quantization", {})
+        mixed = next((q["mixed"] for q in quant.values() if q.get("mixed")), None)
+        if not mixed or not mixed.get("sensitivity"):
+            continue
+        sens = Sensitivity.from_dict(mixed["sensitivity"])
+        kept = set(mixed["kept_fp32"])
+        rows = [_sensitivity_row(p, sens, kept) for p in sens.ranked()]
+        title = (
+            f"int8 sensitivity of {e['name']}: all-int8 {mixed['int8_miou']:.3f}, fp32 "
+            f"{mixed['fp32_miou']:.3f}, mixed {mixed['miou']:.3f} (mIoU points)"
+        )
+        tables[title] = (["module", "layers", "int8 alone", "fp32 alone", "deployed"], rows)
+    return tables
+
+
+def _sensitivity_row(p: Any, sens: Sensitivity, kept: set[str]) -> list[str]:
+    return [
+        p.module,
+        str(p.layers),
+        f"{100 * (p.int8_alone - sens.fp32_miou):+.2f}",
+        f"{100 * (p.fp32_alone - sens.int8_miou):+.2f}",
+        "fp32" if p.module in kept else "int8",
+    ]
 
 
 # --------------------------------------------------------------------------- figures
@@ -564,7 +595,7 @@ def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     figures = _figures(results, out)
-    tables = report_tables(results)
+    tables = {**report_tables(results), **int8_tables(results)}
     intro = _intro(results)
 
     words = verdict(results)

@@ -98,3 +98,21 @@ def test_latency_axis_is_labelled_in_plain_ms_however_narrow() -> None:
     shown = [t.get_text() for t in ax.get_xticklabels() + ax.get_xticklabels(minor=True)]
     shown = [t for t in shown if t]
     assert len(shown) >= 2 and all(t.replace(".", "").isdigit() for t in shown), shown
+
+
+def test_int8_sensitivity_table_names_what_stayed_fp32() -> None:
+    from edgeseg.deploy.mixed import PartSensitivity, Sensitivity
+    from edgeseg.workflows.report import int8_tables
+
+    parts = [PartSensitivity("enc.s0", 2, 0.44, 0.72), PartSensitivity("dec", 4, 0.72, 0.60)]
+    sens = Sensitivity(0.72, 0.60, parts, 32)
+    mixed = {"sensitivity": sens.to_dict(), "kept_fp32": ["enc.s0"], "int8_miou": 0.60,
+             "fp32_miou": 0.72, "miou": 0.719}  # fmt: skip
+    a = {"name": "a", "status": "done", "bench": {"quantization": {"ort-int8": {"mixed": mixed}}}}
+    b = {"name": "b", "status": "done", "bench": {"quantization": {}}}
+    results = {"models": {"a": a, "b": b}}
+    tables = int8_tables(results)
+    assert len(tables) == 1
+    ((title, (header, rows)),) = tables.items()
+    assert "int8 sensitivity of a" in title and header[-1] == "deployed"
+    assert rows[0] == ["enc.s0", "2", "-28.00", "+12.00", "fp32"] and rows[1][-1] == "int8"

@@ -78,6 +78,9 @@ def activation_bytes(model: nn.Module, shape: Sequence[int], training: bool = Fa
 
     leaves = [m for m in model.modules() if not any(True for _ in m.children())]
     handles = [m.register_forward_hook(hook) for m in leaves]
+    # A training-mode pass counts batches in BatchNorm buffers on the real tensors: they
+    # are put back as they were, so measuring leaves the model exactly as it was.
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
     try:
         with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad(), _quiet():
             hook(model, None, model(torch.empty(*shape)))  # the logits, made in forward()
@@ -86,6 +89,9 @@ def activation_bytes(model: nn.Module, shape: Sequence[int], training: bool = Fa
     finally:
         for h in handles:
             h.remove()
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                b.copy_(buffers[name])
     if not sizes:
         return None
     # Measured in eager inference at 1536x2048 (peak RSS growth / sum of all outputs):

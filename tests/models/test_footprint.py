@@ -43,3 +43,14 @@ def test_check_forward_refuses_what_does_not_fit(monkeypatch: pytest.MonkeyPatch
 def test_available_memory_is_known_on_linux() -> None:
     have = F.available_bytes()
     assert have is None or have > 0
+
+
+def test_measuring_leaves_the_model_as_it_was() -> None:
+    import torch
+
+    model = create_model("segfast", num_classes=11).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert F.activation_bytes(model, (2, 3, 64, 64), training=True)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm's counters too
+    assert model.training

@@ -183,10 +183,10 @@ class _Variants:
         self.reports: dict[Path, dict[str, Any]] = {}  # file -> QuantReport.to_dict()
         self._n = 0
 
-    def make(self, keep: Sequence[str], out: Path | None = None) -> tuple[Path, float]:
-        """Quantize with ``keep`` in fp32 (into ``out`` or a fresh file); its mIoU."""
+    def make(self, keep: Sequence[str]) -> tuple[Path, float]:
+        """Quantize with ``keep`` in fp32 into a fresh file; its path and mIoU."""
         self._n += 1
-        out = out or self.work / f"{self.prefix}variant-{self._n}.onnx"
+        out = self.work / f"{self.prefix}variant-{self._n}.onnx"
         nodes = nodes_in_modules(self.fp32, keep)
         report = quantize_onnx(
             self.fp32,

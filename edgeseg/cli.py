@@ -827,8 +827,12 @@ def _add_export(sub: Any) -> None:
     ex.add_argument("--check-images", type=_positive, default=4, help="images to check (4)")
     ex.add_argument("--calib-images", type=_positive, default=D.CALIB_IMAGES,
                     help=f"int8 calibration images ({D.CALIB_IMAGES})")  # fmt: skip
-    ex.add_argument("--accuracy-budget", type=float, default=D.ACCURACY_BUDGET,
-                    help=f"mIoU int8 may lose against fp32 ({D.ACCURACY_BUDGET})")  # fmt: skip
+    ex.add_argument(
+        "--accuracy-budget",
+        type=float,
+        default=D.ACCURACY_BUDGET,
+        help=f"mIoU int8 may lose against fp32 ({D.ACCURACY_BUDGET})",
+    )
     _mixed_flag(ex, "on for --bundle, off for --out")
     _json_flag(ex)
     ex.set_defaults(func=_cmd_export)
@@ -911,8 +915,12 @@ def _add_compare(sub: Any) -> None:
     c.add_argument("--size", type=_size, default=None, help="profile/bench HxW (val images')")
     c.add_argument("--threads", type=_threads, default=None, help=f"threads ({D.THREADS})")
     c.add_argument("--backends", default=None, help="benchmarked backends (comma-separated)")
-    c.add_argument("--accuracy-budget", type=float, default=None,
-                   help=f"mIoU a backend may lose against fp32 ({D.ACCURACY_BUDGET})")  # fmt: skip
+    c.add_argument(
+        "--accuracy-budget",
+        type=float,
+        default=None,
+        help=f"mIoU a backend may lose against fp32 ({D.ACCURACY_BUDGET})",
+    )
     _mixed_flag(c)
     c.add_argument("--config", default=None, help="YAML comparison (CompareConfig)")
     c.add_argument("--demo", action="store_true",

@@ -75,6 +75,7 @@ def test_models_show_shipped_weights(capsys: pytest.CaptureFixture[str]) -> None
         "erfnet": ["erfnet_camvid"],
         "segfast": ["segfast_camvid"],
         "squeeze_unet": ["squeeze_unet_camvid"],
+        "ppliteseg_efficientnet_lite0": ["ppliteseg_lite0_camvid"],
     }
     assert main(["models", "segfast*"]) == 0
     table = capsys.readouterr().out
@@ -250,7 +251,8 @@ def test_train_time_in_epochs_and_bad_forms(tmp_path: Path, capsys) -> None:
 def test_models_pretrained_shows_accuracy_and_the_pick(capsys) -> None:
     assert main(["models", "--pretrained"]) == 0
     out = capsys.readouterr().out
-    assert "ddrnet_camvid (recommended)" in out and "0.694" in out and "edgeseg bench" in out
+    assert "ppliteseg_lite0_camvid (recommended)" in out and "0.727" in out
+    assert "0.694" in out and "edgeseg bench" in out
 
 
 def test_models_pretrained_latency_times_each_shipped_model_here(capsys) -> None:

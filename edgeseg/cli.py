@@ -384,7 +384,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from edgeseg.deploy.segmenter import predict_paths
+    from edgeseg.deploy.segmenter import predict_on_ray, predict_paths
 
     if args.model:
         checkpoint, inputs = args.model, args.paths
@@ -394,19 +394,34 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 "predict: give CHECKPOINT and IMAGES, or --model NAME (shipped weights) and IMAGES"
             )
         checkpoint, inputs = args.paths[0], args.paths[1:]
-    written = predict_paths(
-        checkpoint,
-        inputs,
-        args.out,
-        alpha=args.alpha,
+    common = dict(
         threads=args.threads,
         input_size=args.size,
         backend=args.backend,
         calibration=args.calib_data,
+        alpha=args.alpha,
         legend=args.legend,
+        overlays=not args.no_overlays,
         overwrite=args.overwrite,
     )
-    print(f"segmented {len(written)} image(s): labels and overlays in {args.out}")
+    if args.ray is None:
+        written = predict_paths(checkpoint, inputs, args.out, **common)
+        print(f"segmented {len(written)} image(s): labels and overlays in {args.out}")
+        return 0
+    from edgeseg_runtime.scale import DRIVER_LOG, native_stderr_to, summary_line
+
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    with native_stderr_to(Path(args.out) / DRIVER_LOG):
+        res = predict_on_ray(
+            checkpoint,
+            inputs,
+            args.out,
+            address=args.ray,
+            actors=args.actors,
+            progress=sys.stderr.isatty(),
+            **common,
+        )
+    print(summary_line(res, args.out))
     return 0
 
 
@@ -613,6 +628,8 @@ def _compare_flags(args: argparse.Namespace) -> list[str]:
         ("budget", args.budget),
         ("out", args.out),
         ("threads", args.threads),
+        ("ray", args.ray),
+        ("bench_node", args.bench_node),
     ):
         if value:
             items.append(f"{key}={value}")
@@ -800,6 +817,20 @@ def _add_predict(sub: Any) -> None:
     pd.add_argument("--backend", default=None, choices=D.BACKENDS,
                     help="inference backend (default channels_last)")  # fmt: skip
     pd.add_argument("--calib-data", default=None, help="data root calibrating the int8 backends")
+    pd.add_argument("--no-overlays", action="store_true", help="write the label maps only")
+    pd.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="segment on a Ray cluster: local, auto or HOST:PORT (extra [ray]); "
+        "images already done in --out are skipped",
+    )
+    pd.add_argument(
+        "--actors",
+        type=_positive,
+        default=2,
+        help="with --ray: segmenters at once, --threads each (2)",
+    )
     pd.set_defaults(func=_cmd_predict)
 
 
@@ -922,6 +953,19 @@ def _add_compare(sub: Any) -> None:
         help=f"mIoU a backend may lose against fp32 ({D.ACCURACY_BUDGET})",
     )
     _mixed_flag(c)
+    c.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="run the models on a Ray cluster: local, auto or HOST:PORT (extra [ray])",
+    )
+    c.add_argument(
+        "--bench-node",
+        default=None,
+        metavar="NODE",
+        help="with --ray: node (id, IP or custom resource) timing every model; "
+        "default the driver's",
+    )
     c.add_argument("--config", default=None, help="YAML comparison (CompareConfig)")
     c.add_argument("--demo", action="store_true",
                    help="generated street scenes, three light models, 60 epochs each")  # fmt: skip

@@ -38,7 +38,18 @@ from edgeseg.engine.checkpoint import load_model
 from edgeseg.errors import DataError, EdgesegError
 from edgeseg.utils import thread_count
 
-__all__ = ["IMAGE_SUFFIXES", "Segmenter", "colorize", "overlay", "predict_paths"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "RAY_EXTRA",
+    "Segmenter",
+    "colorize",
+    "overlay",
+    "predict_on_ray",
+    "predict_paths",
+]
+
+#: The pip extra of ``--ray`` in this package (the runtime's is ``edgeseg-runtime[ray]``).
+RAY_EXTRA = "pip install 'edgeseg[ray]'"
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +185,7 @@ def predict_paths(
     calibration: str | None = None,
     legend: bool = False,
     overwrite: bool = False,
+    overlays: bool = True,
 ) -> list[dict[str, str]]:
     """Segment images and every image in folders; write label PNGs and overlays.
 
@@ -183,7 +195,7 @@ def predict_paths(
     ``calibration`` are :class:`Segmenter`'s. ``inputs`` is one image or folder, or a
     list of them: every file is checked before the network is built once for all.
     Earlier predictions of the same images in ``out_dir`` are replaced only with
-    ``overwrite``.
+    ``overwrite``. Without ``overlays`` only the label maps are written.
 
     Returns:
         One ``{"image", "labels", "overlay"}`` dict of paths per input image.
@@ -213,8 +225,78 @@ def predict_paths(
         except EdgesegError as e:
             raise DataError(str(e)) from None
         labels = seg(rgb)
-        paths = write_prediction(out, f.stem, rgb, labels, seg.info.classes, seg.info.palette,
-                                 alpha=alpha, legend=legend)  # fmt: skip
+        paths = write_prediction(
+            out,
+            f.stem,
+            rgb,
+            labels,
+            seg.info.classes,
+            seg.info.palette,
+            alpha=alpha,
+            legend=legend,
+            overlays=overlays,
+        )
         written.append({"image": str(f), **paths})
         log.info("segmented %s", f)
     return written
+
+
+def predict_on_ray(
+    checkpoint: str | Path,
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    address: str,
+    actors: int = 2,
+    threads: int | None = None,
+    input_size: tuple[int, int] | None = None,
+    backend: str | None = None,
+    calibration: str | None = None,
+    alpha: float = 0.5,
+    legend: bool = False,
+    overlays: bool = True,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """:func:`predict_paths` on a Ray cluster: a pool of ``actors`` segmenters of
+    ``threads`` threads each (:func:`edgeseg_runtime.scale.ray_predict`); images whose
+    label file exists in ``out_dir`` are skipped unless ``overwrite`` (a re-run resumes).
+
+    ``inputs`` may also be ``.txt`` lists and glob patterns. Every node needs edgeseg
+    installed and the checkpoint, images and ``out_dir`` at the same paths.
+
+    Returns:
+        The summary (also ``OUT/predict_summary.json``) with one row per image in ``rows``.
+
+    Raises:
+        EdgesegError: Ray missing (naming the extra), an unreachable address, a bad
+            checkpoint or input; all before any image is segmented.
+    """
+    from functools import partial
+
+    from edgeseg_runtime.scale import ray_predict
+
+    threads = thread_count(threads or 1, "--threads")
+    factory = partial(
+        Segmenter,
+        str(checkpoint),
+        threads=threads,
+        input_size=input_size,
+        backend=backend,
+        calibration=calibration,
+    )
+    factory()  # a bad checkpoint fails here, in one line, before a cluster is joined
+    return ray_predict(
+        factory,
+        inputs,
+        out_dir,
+        address=address,
+        actors=actors,
+        threads=threads,
+        alpha=check_alpha(alpha),
+        legend=legend,
+        overlays=overlays,
+        overwrite=overwrite,
+        extra=RAY_EXTRA,
+        progress=progress,
+    )

@@ -21,6 +21,7 @@ training run that was interrupted resumes from its ``last.pt`` with the budget i
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from edgeseg_runtime.scale import ray_session
 from PIL import Image
 
 from edgeseg.config import (
@@ -76,6 +78,7 @@ from edgeseg.utils import (
     format_duration,
     thread_count,
 )
+from edgeseg.workflows.cluster import RAY_EXTRA, run_on_ray
 from edgeseg.workflows.report import write_report
 
 __all__ = [
@@ -118,6 +121,10 @@ class CompareConfig:
     # int8 over accuracy_budget keeps its most sensitive modules in fp32 (bench's option)
     mixed_precision: bool = False
     preview_images: int = 4  # val images in the prediction grid
+    ray: str | None = None  # Ray cluster (local, auto, HOST:PORT) running the models; null: here
+    bench_node: str | None = (
+        None  # with ray: node id/IP/resource timing every model; null: driver's
+    )
     recipe: Config = field(default_factory=Config)  # shared training recipe (edgeseg train's)
 
 
@@ -541,6 +548,7 @@ def compare(
     info, val = check_data(cfg.recipe)
     run = _Run(cfg, Path(cfg.out), info, val, external, not_importable)
     run.size = cfg.size or cfg.recipe.data.eval_size or first_size(val)
+    run.extra = dict(extra_models or {})
     with folder_lock(run.out, "compare folder"):  # one comparison writes a folder at a time
         return _compare_locked(cfg, run, info, specs, report)
 
@@ -552,35 +560,88 @@ def _compare_locked(
     results.data.update(size=list(run.size), classes=list(info.classes),
                         palette=[list(c) for c in info.palette])  # fmt: skip
     results.save()
-    _announce_plan(cfg, run, specs, results)
-    for k, (name, given) in enumerate(specs, start=1):
-        where = f"[{k}/{len(specs)}] {name}"
-        entry = results.model(name)
-        budget = cfg.budgets.get(name, cfg.budget)
-        if entry.get("status") == "done":
-            _label_kept(entry, budget, where)
-            continue
-        entry.pop("error", None)
-        entry["status"] = "running"
-        try:
-            run.model(name, Path(given) if given else None, entry, results, where)
-            entry["status"], entry["budget"] = "done", budget
-            entry.pop("budget_note", None)
-        except BudgetError as e:  # this model cannot fit its budget: the others still run
-            entry["status"], entry["error"] = "failed", f"budget {budget}: {e}"
-            log.error("%s: %s", name, e)
-        except EdgesegError as e:
-            entry["status"], entry["error"] = "failed", str(e)
-            log.error("%s: %s", name, e)
-        results.save()
-        if entry["status"] == "done":
-            miou = entry.get("metrics", {}).get("miou") or 0.0
-            log.info(
-                "%s: mIoU %.3f, best backend %s", where, miou, entry.get("bench", {}).get("best")
-            )
+    # A cluster that cannot be reached fails here, before any plan or work.
+    with ray_session(cfg.ray, extra=RAY_EXTRA) if cfg.ray else contextlib.nullcontext():
+        _announce_plan(cfg, run, specs, results)
+        if cfg.ray:
+            run_on_ray(cfg, specs, results, run.size, run.extra, _label_kept, stages_task)
+        else:
+            for k, (name, given) in enumerate(specs, start=1):
+                _one_model(run, results, name, given, f"[{k}/{len(specs)}] {name}")
     if report:
         write_report(results.data, run.out)
     return results.data
+
+
+def _one_model(run: _Run, results: _Results, name: str, given: str | None, where: str) -> None:
+    """Every stage of one model here; a failure is recorded and the others still run."""
+    cfg = run.cfg
+    entry = results.model(name)
+    budget = cfg.budgets.get(name, cfg.budget)
+    if entry.get("status") == "done":
+        _label_kept(entry, budget, where)
+        return
+    entry.pop("error", None)
+    entry["status"] = "running"
+    try:
+        run.model(name, Path(given) if given else None, entry, results, where)
+        entry["status"], entry["budget"] = "done", budget
+        entry.pop("budget_note", None)
+    except BudgetError as e:  # this model cannot fit its budget: the others still run
+        entry["status"], entry["error"] = "failed", f"budget {budget}: {e}"
+        log.error("%s: %s", name, e)
+    except EdgesegError as e:
+        entry["status"], entry["error"] = "failed", str(e)
+        log.error("%s: %s", name, e)
+    results.save()
+    if entry["status"] == "done":
+        miou = entry.get("metrics", {}).get("miou") or 0.0
+        log.info("%s: mIoU %.3f, best backend %s", where, miou, entry.get("bench", {}).get("best"))
+
+
+class _NoSave:
+    """The results a Ray task sees: its stages record into the entry; the driver saves."""
+
+    def save(self) -> None:
+        pass
+
+
+def stages_task(
+    cfg: CompareConfig,
+    name: str,
+    given: str | None,
+    entry: dict[str, Any],
+    stages: tuple[str, ...],
+    size: tuple[int, int],
+    extra: dict[str, Callable[..., torch.nn.Module]],
+) -> dict[str, Any]:
+    """Some stages of one model, in a Ray worker (:mod:`edgeseg.workflows.cluster`).
+
+    Returns:
+        The model's entry with those stages recorded, the node that ran them under
+        ``nodes``; a model that fails comes back ``failed`` with the reason, as here.
+    """
+    import ray
+
+    external, not_importable = _register_extra(extra)
+    out = Path(cfg.out)
+    if not out.is_dir():  # the driver made it: this node does not share its file system
+        entry["status"], entry["error"] = "failed", f"--out {out} is not on this node"
+        return entry
+    entry.setdefault("nodes", {})[stages[0]] = {
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "cpu": cpu_name(),
+    }
+    budget = cfg.budgets.get(name, cfg.budget)
+    try:
+        info, val = check_data(cfg.recipe)
+        run = _Run(cfg, out, info, val, external, not_importable, size=size)
+        run.model(name, Path(given) if given else None, entry, _NoSave(), name, stages)
+    except BudgetError as e:
+        entry["status"], entry["error"] = "failed", f"budget {budget}: {e}"
+    except EdgesegError as e:
+        entry["status"], entry["error"] = "failed", str(e)
+    return entry
 
 
 def _label_kept(entry: dict[str, Any], budget: str, where: str) -> None:
@@ -654,13 +715,23 @@ class _Run:
     external: dict[str, str]
     not_importable: set[str]
     size: tuple[int, int] = (0, 0)
+    extra: dict[str, Callable[..., torch.nn.Module]] = field(default_factory=dict)
 
     def model(
-        self, name: str, ckpt: Path | None, entry: dict[str, Any], results: _Results, where: str
+        self,
+        name: str,
+        ckpt: Path | None,
+        entry: dict[str, Any],
+        results: _Results | _NoSave,
+        where: str,
+        only: Sequence[str] = STAGES,
     ) -> None:
-        """Run (or resume) every stage of one model; a given checkpoint skips training."""
+        """Run (or resume) the stages (``only``: some of them) of one model; a given
+        checkpoint skips training."""
         stages = entry["stages"]
         for stage in STAGES:
+            if stage not in only and not (stage == "train" and stages.get(stage, {}).get("done")):
+                continue
             if stages.get(stage, {}).get("done"):
                 if stage == "train" and ckpt is None:
                     ckpt = Path(entry["checkpoint"])

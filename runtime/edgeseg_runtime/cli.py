@@ -1,6 +1,7 @@
 """``edgeseg-run``: segment images on a device with an exported network, no PyTorch.
 
     edgeseg-run predict MODEL IMAGES... --out DIR [--backend ort|openvino] [--legend]
+    edgeseg-run predict MODEL IMAGES... --out DIR --ray auto --actors 8 [--no-overlays]
     edgeseg-run info MODEL
 
 MODEL is a bundle folder (``edgeseg export CKPT --bundle DIR``) or an ONNX file; one
@@ -38,11 +39,13 @@ def predict(
     legend: bool = False,
     card: ModelCard | None = None,
     overwrite: bool = False,
+    overlays: bool = True,
 ) -> list[dict[str, Any]]:
     """Segment every image (files or folders) into ``out``'s ``labels/`` and ``overlays/``.
 
     Earlier predictions of the same images in ``out`` are replaced only with
-    ``overwrite``; the refusal comes before any work.
+    ``overwrite``; the refusal comes before any work. Without ``overlays`` only the label
+    maps are written.
 
     Returns:
         One ``{"image", "labels", "overlay", "latency_ms"}`` per image (the network's
@@ -65,8 +68,17 @@ def predict(
     for f in files:
         rgb = read_image(f)
         labels = seg(rgb)
-        paths = write_prediction(out, f.stem, rgb, labels, seg.classes, seg.card.palette,
-                                 alpha=alpha, legend=legend)  # fmt: skip
+        paths = write_prediction(
+            out,
+            f.stem,
+            rgb,
+            labels,
+            seg.classes,
+            seg.card.palette,
+            alpha=alpha,
+            legend=legend,
+            overlays=overlays,
+        )
         rows.append({"image": str(f), **paths, "latency_ms": seg.last_ms})
     return rows
 
@@ -131,6 +143,20 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace earlier predictions, an existing --json FILE",
     )
+    pr.add_argument("--no-overlays", action="store_true", help="write the label maps only")
+    pr.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="segment on a Ray cluster: local, auto or HOST:PORT (extra [ray]); "
+        "images already done in --out are skipped",
+    )
+    pr.add_argument(
+        "--actors",
+        type=_positive,
+        default=2,
+        help="with --ray: inference sessions at once, --threads each (2)",
+    )
     info = sub.add_parser("info", help="what a bundle or ONNX file says about its network")
     info.add_argument("model", help="bundle folder or ONNX file")
     return p
@@ -167,20 +193,77 @@ def _run(args: argparse.Namespace) -> int:
     _check_out(args.out)
     if args.json not in (None, "-"):
         check_replace(args.json, "--json", args.overwrite)
-    rows = predict(args.model, args.images, args.out, backend=args.backend,
-                   threads=args.threads, input_size=args.size, alpha=args.alpha,
-                   legend=args.legend, card=card, overwrite=args.overwrite)  # fmt: skip
+    if args.ray is not None:
+        return _run_ray(args, card)
+    rows = predict(
+        args.model,
+        args.images,
+        args.out,
+        backend=args.backend,
+        threads=args.threads,
+        input_size=args.size,
+        alpha=args.alpha,
+        legend=args.legend,
+        card=card,
+        overwrite=args.overwrite,
+        overlays=not args.no_overlays,
+    )
     if args.json is not None:
-        text = "\n".join(json.dumps(r) for r in rows) + "\n"
-        if args.json == "-":
-            sys.stdout.write(text)
-        else:  # atomic: a full disk leaves no empty or half-written file
-            atomic_write_bytes(args.json, text.encode("utf-8"))
+        _write_rows(args.json, rows)
         return 0
     ms = [r["latency_ms"] for r in rows]
     print(f"segmented {len(rows)} image(s) with {args.backend}: labels and overlays in "
           f"{args.out}; network median {statistics.median(ms):.1f} ms per image "
           f"(min {min(ms):.1f}, max {max(ms):.1f})")  # fmt: skip
+    return 0
+
+
+def _write_rows(where: str, rows: list[dict[str, Any]]) -> None:
+    """One JSON row per image on stdout (``-``) or into a file (atomically: a full disk
+    leaves no empty or half-written file)."""
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    if where == "-":
+        sys.stdout.write(text)
+    else:
+        atomic_write_bytes(where, text.encode("utf-8"))
+
+
+def _run_ray(args: argparse.Namespace, card: ModelCard | None) -> int:
+    """``predict --ray``: the actor pool of :func:`edgeseg_runtime.scale.ray_predict`."""
+    from functools import partial
+
+    from edgeseg_runtime.scale import DRIVER_LOG, native_stderr_to, ray_predict, summary_line
+    from edgeseg_runtime.segmenter import Segmenter
+
+    factory = partial(
+        Segmenter,
+        args.model,
+        backend=args.backend,
+        threads=args.threads or 1,
+        input_size=args.size,
+        card=card,
+    )
+    factory()  # a bad model file fails here, in one line, before a cluster is joined
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    with native_stderr_to(Path(args.out) / DRIVER_LOG):
+        res = ray_predict(
+            factory,
+            args.images,
+            args.out,
+            address=args.ray,
+            actors=args.actors,
+            threads=args.threads or 1,
+            alpha=args.alpha,
+            legend=args.legend,
+            overlays=not args.no_overlays,
+            overwrite=args.overwrite,
+            progress=sys.stderr.isatty(),
+        )
+    if args.json is not None:
+        _write_rows(args.json, res.pop("rows"))
+    line = summary_line(res, args.out)
+    if args.json != "-":
+        print(line)
     return 0
 
 

@@ -137,15 +137,22 @@ def write_prediction(
     *,
     alpha: float = 0.5,
     legend: bool = False,
+    overlays: bool = True,
 ) -> dict[str, str]:
     """Write ``OUT/labels/STEM.png`` (class ids, palette attached) and
     ``OUT/overlays/STEM.png`` (the colours blended over the image; with ``legend``, the
-    class key below it). Returns their paths."""
+    class key below it; none without ``overlays``). Returns their paths.
+
+    The label file is written last, each file atomically: a label file that exists marks
+    an image whose outputs are all complete (a resumed batch job skips it)."""
     o = Path(out)
     lbl, ov = o / "labels" / f"{stem}.png", o / "overlays" / f"{stem}.png"
+    written = {}
+    if overlays:
+        shown = overlay(rgb, colorize(labels, palette), alpha)
+        if legend:
+            shown = with_legend(shown, classes, palette)
+        atomic_write_bytes(ov, rgb_png(shown))
+        written["overlay"] = str(ov)
     atomic_write_bytes(lbl, label_png(labels, palette))
-    shown = overlay(rgb, colorize(labels, palette), alpha)
-    if legend:
-        shown = with_legend(shown, classes, palette)
-    atomic_write_bytes(ov, rgb_png(shown))
-    return {"labels": str(lbl), "overlay": str(ov)}
+    return {"labels": str(lbl), **written}

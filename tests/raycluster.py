@@ -3,6 +3,7 @@ with ``ray start`` (one CPU each), the second one killable mid-run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -93,10 +94,8 @@ class LocalCluster:
         if self.node is None or self.node.poll() is not None:
             return
         for pid in [self.node.pid, *_descendants(self.node.pid)]:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.node.wait(timeout=30)
 
     def stop(self) -> None:

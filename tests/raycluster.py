@@ -53,9 +53,10 @@ def _descendants(pid: int) -> list[int]:
 
 
 class LocalCluster:
-    """``ray start --head`` plus ``ray start --address ... --block`` (the second node)."""
+    """``ray start --head`` plus ``ray start --address ... --block`` (the second node;
+    ``nodes=1``: the head alone)."""
 
-    def __init__(self, cpus_per_node: int = 1) -> None:
+    def __init__(self, cpus_per_node: int = 1, nodes: int = 2) -> None:
         self.temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: socket paths
         self.address = f"{IP}:{_free_port()}"
         common = ["--node-ip-address", IP, "--num-cpus", str(cpus_per_node)]
@@ -66,7 +67,8 @@ class LocalCluster:
         )  # fmt: skip
         self.node: subprocess.Popen[bytes] | None = None
         try:
-            self._start_second(common)
+            if nodes == 2:
+                self._start_second(common)
         except BaseException:
             self.stop()
             raise

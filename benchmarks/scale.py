@@ -58,8 +58,12 @@ def _folder(data: Path, work: Path, n: int) -> Path:
 def _run(args: list[str], out: Path) -> float:
     """Wall seconds of one ``edgeseg-run predict`` into ``out`` (label maps only)."""
     t0 = time.perf_counter()
-    subprocess.run(["edgeseg-run", "predict", *args, "--out", str(out), "--no-overlays"],
-                   check=True, capture_output=True, env=ENV)  # fmt: skip
+    subprocess.run(
+        ["edgeseg-run", "predict", *args, "--out", str(out), "--no-overlays"],
+        check=True,
+        capture_output=True,
+        env=ENV,
+    )
     return time.perf_counter() - t0
 
 
@@ -76,8 +80,12 @@ def _killed_then_resumed(args: list[str], out: Path, n: int) -> dict:
     subprocess.run(cmd, check=True, capture_output=True, env=ENV)
     after = json.loads((out / "predict_summary.json").read_text())
     kept = all((out / "labels" / k).stat().st_mtime_ns == v for k, v in before.items())
-    return {"done_before_kill": len(before), "skipped_on_resume": after["skipped"],
-            "written_on_resume": after["written"], "finished_files_untouched": kept}  # fmt: skip
+    return {
+        "done_before_kill": len(before),
+        "skipped_on_resume": after["skipped"],
+        "written_on_resume": after["written"],
+        "finished_files_untouched": kept,
+    }
 
 
 def _equal(a: Path, b: Path) -> bool:
@@ -109,8 +117,15 @@ def predict_part(data: Path, work: Path, n: int, model: str) -> dict:
         wall = _run([str(onnx), str(images), *extra], out)
         summary = out / "predict_summary.json"
         med = json.loads(summary.read_text())["latency_ms"]["median"] if summary.is_file() else None
-        rows.append({"mode": label, "wall_s": round(wall, 1), "images_per_s": round(n / wall, 1),
-                     "network_median_ms": med, "out": str(out)})  # fmt: skip
+        rows.append(
+            {
+                "mode": label,
+                "wall_s": round(wall, 1),
+                "images_per_s": round(n / wall, 1),
+                "network_median_ms": med,
+                "out": str(out),
+            }
+        )
         print(f"{label}: {wall:.1f} s, {n / wall:.1f} images/s", flush=True)
     same = all(_equal(Path(rows[0]["out"]), Path(r["out"])) for r in rows[1:])
     shutil.rmtree(work / "out_resumed", ignore_errors=True)
@@ -127,16 +142,27 @@ def _compare_once(work: Path, name: str, address: str | None) -> dict:
     """The demo comparison into ``work/name`` (on ``address`` when given); wall seconds."""
     out = work / name
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-m", "edgeseg", "compare", "--demo", "--out", str(out),
-           "threads=1", "--json"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgeseg",
+        "compare",
+        "--demo",
+        "--out",
+        str(out),
+        "threads=1",
+        "--json",
+    ]
     if address:
         cmd += ["--ray", address]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, check=True, capture_output=True, text=True, env=ENV)
     wall = time.perf_counter() - t0
     res = json.loads(r.stdout)
-    models = {m: {"epochs": e["train"]["epochs_done"], "miou": e["metrics"]["miou"]}
-              for m, e in res["models"].items()}  # fmt: skip
+    models = {
+        m: {"epochs": e["train"]["epochs_done"], "miou": e["metrics"]["miou"]}
+        for m, e in res["models"].items()
+    }
     return {"run": name, "wall_s": round(wall, 1), "models": models}
 
 
@@ -151,8 +177,11 @@ def compare_part(work: Path) -> dict:
             cluster.stop()
         print(f"compare on {nodes} node(s): {runs[-1]['wall_s']} s", flush=True)
     same = runs[0]["models"] == runs[1]["models"]
-    return {"runs": runs, "speedup": round(runs[0]["wall_s"] / runs[1]["wall_s"], 2),
-            "same_models_epochs_miou": same}  # fmt: skip
+    return {
+        "runs": runs,
+        "speedup": round(runs[0]["wall_s"] / runs[1]["wall_s"], 2),
+        "same_models_epochs_miou": same,
+    }
 
 
 def render(res: dict) -> str:
@@ -188,10 +217,15 @@ def render(res: dict) -> str:
             "| cluster | wall s |",
             "| --- | ---: |",
         ]
-        lines += [f"| {r['run'].split('_')[1].replace('node', ' node(s) x 1 CPU')} | "
-                  f"{r['wall_s']} |" for r in c["runs"]]  # fmt: skip
-        lines += ["", f"Speed-up of two nodes: {c['speedup']}x; the same models, epochs and "
-                  f"val mIoU on both: {c['same_models_epochs_miou']}."]  # fmt: skip
+        lines += [
+            f"| {r['run'].split('_')[1].replace('node', ' node(s) x 1 CPU')} | {r['wall_s']} |"
+            for r in c["runs"]
+        ]
+        lines += [
+            "",
+            f"Speed-up of two nodes: {c['speedup']}x; the same models, epochs and "
+            f"val mIoU on both: {c['same_models_epochs_miou']}.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -205,8 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    res = {"cpu": cpu_name(), "predict": predict_part(Path(args.data), work, args.images,
-                                                      args.model)}  # fmt: skip
+    res = {
+        "cpu": cpu_name(),
+        "predict": predict_part(Path(args.data), work, args.images, args.model),
+    }
     if not args.skip_compare:
         res["compare"] = compare_part(work)
     RESULTS.mkdir(parents=True, exist_ok=True)

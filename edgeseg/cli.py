@@ -127,10 +127,16 @@ def _cmd_models(args: argparse.Namespace) -> int:
     h, w = args.size
     key, label = FLOP_CONVENTIONS[args.flops]
     table = [
-        (r["name"], r["family"], f"{r['params']:,}", f"{r[key] / 1e9:.2f}",
-         ", ".join(r["pretrained"]) or "-", r["summary"])
+        (
+            r["name"],
+            r["family"],
+            f"{r['params']:,}",
+            f"{r[key] / 1e9:.2f}",
+            ", ".join(r["pretrained"]) or "-",
+            r["summary"],
+        )
         for r in rows
-    ]  # fmt: skip
+    ]
     header = ("model", "family", "params", f"{label}@{h}x{w}", "shipped weights", "description")
     print(_table(table, header))
     return 0
@@ -431,17 +437,26 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.bundle:
         if args.format != "onnx":
             raise EdgesegError("--bundle picks fp32 or int8 itself (the bench rule); drop --format")
-        card = export_bundle(args.checkpoint, args.bundle, data=args.data, split=args.split,
-                             input_size=args.size, threads=args.threads,
-                             calib_images=args.calib_images, budget_miou=args.accuracy_budget,
-                             mixed_precision=args.mixed_precision is not False)  # fmt: skip
+        card = export_bundle(
+            args.checkpoint,
+            args.bundle,
+            data=args.data,
+            split=args.split,
+            input_size=args.size,
+            threads=args.threads,
+            calib_images=args.calib_images,
+            budget_miou=args.accuracy_budget,
+            mixed_precision=args.mixed_precision is not False,
+        )
         if _emit_json(args, card):
             return 0
         m = card["measured"]
         miou = f", mIoU {m['miou']:.4f}" if m.get("miou") is not None else ""
-        print(f"wrote bundle {args.bundle}: model.onnx ({card['precision']}), model.json, "
-              f"README.md; {m['backend']} {m['latency_ms']:.1f} ms here{miou}\n"
-              f"run it: edgeseg-run predict {args.bundle} IMAGES --out DIR")  # fmt: skip
+        print(
+            f"wrote bundle {args.bundle}: model.onnx ({card['precision']}), model.json, "
+            f"README.md; {m['backend']} {m['latency_ms']:.1f} ms here{miou}\n"
+            f"run it: edgeseg-run predict {args.bundle} IMAGES --out DIR"
+        )
         return 0
     res = export_checkpoint(
         args.checkpoint,
@@ -608,8 +623,17 @@ def _cmd_compress(args: argparse.Namespace) -> int:
                 f"{r['miou']:.4f}" if r.get("miou") is not None else "-",
             )
         )
-    header = ("", "params", "GMACs", "zeros %", "file MB", "zip MB", "int8 zip MB",
-              "best ms", "mIoU")  # fmt: skip
+    header = (
+        "",
+        "params",
+        "GMACs",
+        "zeros %",
+        "file MB",
+        "zip MB",
+        "int8 zip MB",
+        "best ms",
+        "mIoU",
+    )
     print(f"{rep['method']} {rep['model']} ({rep['source']})")
     print(_table(rows, header))
     print(", ".join(f"{k} {v:.3f}" for k, v in rep["ratios"].items()))
@@ -641,7 +665,7 @@ def _compare_flags(args: argparse.Namespace) -> list[str]:
         items.append(f"accuracy_budget={args.accuracy_budget}")
     if args.mixed_precision is not None:
         items.append(f"mixed_precision={str(args.mixed_precision).lower()}")
-    return items  # fmt: skip
+    return items
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -693,9 +717,13 @@ _SIZE_HELP = f"input HxW ({D.INPUT_SIZE[0]}x{D.INPUT_SIZE[1]})"
 
 def _json_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--json", nargs="?", const="-", default=None, metavar="FILE",
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        metavar="FILE",
         help="print the result as JSON (or write it to FILE)",
-    )  # fmt: skip
+    )
     _overwrite_flag(p)
 
 
@@ -708,16 +736,21 @@ def _overwrite_flag(p: argparse.ArgumentParser) -> None:
 def _timing_flags(p: argparse.ArgumentParser, size: bool = True) -> None:
     if size:
         p.add_argument("--size", type=_size, default=D.INPUT_SIZE, help=_SIZE_HELP)
-    p.add_argument("--threads", type=_threads, default=D.THREADS,
-                   help=f"intra-op threads ({D.THREADS})")  # fmt: skip
+    p.add_argument(
+        "--threads", type=_threads, default=D.THREADS, help=f"intra-op threads ({D.THREADS})"
+    )
 
 
 def _add_models(sub: Any) -> None:
     m = sub.add_parser("models", help="list models, their cost and shipped weights")
     m.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'squeeze*'")
     m.add_argument("--size", type=_size, default=D.INPUT_SIZE, help="HxW for the FLOPs")
-    m.add_argument("--classes", type=_positive, default=D.NUM_CLASSES,
-                   help=f"number of classes ({D.NUM_CLASSES})")  # fmt: skip
+    m.add_argument(
+        "--classes",
+        type=_positive,
+        default=D.NUM_CLASSES,
+        help=f"number of classes ({D.NUM_CLASSES})",
+    )
     m.add_argument(
         "--flops",
         choices=sorted(FLOP_CONVENTIONS),
@@ -765,17 +798,29 @@ def _add_train(sub: Any) -> None:
         "[section.key=value ...]; under torchrun it trains with DistributedDataParallel.",
     )
     t.add_argument("--model", default=None, help="registered model name (model.name)")
-    t.add_argument("--data", default=None, help="data root (data.root): list files or "
-                   "images/ + masks/; a classes.txt there names the classes")  # fmt: skip
+    t.add_argument(
+        "--data",
+        default=None,
+        help="data root (data.root): list files or "
+        "images/ + masks/; a classes.txt there names the classes",
+    )
     t.add_argument("--epochs", type=_positive, default=None, help="epochs (train.epochs)")
-    t.add_argument("--time", metavar="BUDGET", default=None, help="train within BUDGET: "
-                   "20m, 1.5h (probed here into epochs whose schedule finishes inside it), "
-                   "30 epochs or 20000 images (compare's --budget forms)")  # fmt: skip
+    t.add_argument(
+        "--time",
+        metavar="BUDGET",
+        default=None,
+        help="train within BUDGET: "
+        "20m, 1.5h (probed here into epochs whose schedule finishes inside it), "
+        "30 epochs or 20000 images (compare's --budget forms)",
+    )
     t.add_argument("--recipe", default=None, help="YAML recipe the flags and overrides amend")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (last.pt)")
     t.add_argument("--out", help="run directory (train.out)")
-    t.add_argument("items", nargs="*", help="overrides like optim.lr=2e-3 (a leading "
-                   "RECIPE.yaml is read as --recipe)")  # fmt: skip
+    t.add_argument(
+        "items",
+        nargs="*",
+        help="overrides like optim.lr=2e-3 (a leading RECIPE.yaml is read as --recipe)",
+    )
     t.set_defaults(func=_cmd_train)
 
 
@@ -814,8 +859,12 @@ def _add_predict(sub: Any) -> None:
     pd.add_argument("--legend", action="store_true", help="class colour key under each overlay")
     pd.add_argument("--size", type=_size, default=None, help="run the network at HxW")
     pd.add_argument("--threads", type=_threads, default=None, help="intra-op threads")
-    pd.add_argument("--backend", default=None, choices=D.BACKENDS,
-                    help="inference backend (default channels_last)")  # fmt: skip
+    pd.add_argument(
+        "--backend",
+        default=None,
+        choices=D.BACKENDS,
+        help="inference backend (default channels_last)",
+    )
     pd.add_argument("--calib-data", default=None, help="data root calibrating the int8 backends")
     pd.add_argument("--no-overlays", action="store_true", help="write the label maps only")
     pd.add_argument(
@@ -846,18 +895,31 @@ def _add_export(sub: Any) -> None:
     )
     dest = ex.add_mutually_exclusive_group(required=True)
     dest.add_argument("--out", help="output file, e.g. model.onnx")
-    dest.add_argument("--bundle", metavar="DIR", help="deployment bundle folder for edgeseg-run: "
-                      "the backend benchmark picks fp32 or int8 (accuracy on --data)")  # fmt: skip
-    ex.add_argument("--threads", type=_threads, default=D.THREADS,
-                    help=f"threads of the bundle's benchmark ({D.THREADS})")  # fmt: skip
-    ex.add_argument("--opset", type=_positive, default=D.OPSET,
-                    help=f"ONNX opset, >= 17 ({D.OPSET})")  # fmt: skip
+    dest.add_argument(
+        "--bundle",
+        metavar="DIR",
+        help="deployment bundle folder for edgeseg-run: "
+        "the backend benchmark picks fp32 or int8 (accuracy on --data)",
+    )
+    ex.add_argument(
+        "--threads",
+        type=_threads,
+        default=D.THREADS,
+        help=f"threads of the bundle's benchmark ({D.THREADS})",
+    )
+    ex.add_argument(
+        "--opset", type=_positive, default=D.OPSET, help=f"ONNX opset, >= 17 ({D.OPSET})"
+    )
     ex.add_argument("--size", type=_size, default=None, help="example/check HxW (checkpoint's)")
     ex.add_argument("--data", default=None, help="data root: check parity on real images")
     ex.add_argument("--split", default="val", help="split of --data for the check (val)")
     ex.add_argument("--check-images", type=_positive, default=4, help="images to check (4)")
-    ex.add_argument("--calib-images", type=_positive, default=D.CALIB_IMAGES,
-                    help=f"int8 calibration images ({D.CALIB_IMAGES})")  # fmt: skip
+    ex.add_argument(
+        "--calib-images",
+        type=_positive,
+        default=D.CALIB_IMAGES,
+        help=f"int8 calibration images ({D.CALIB_IMAGES})",
+    )
     ex.add_argument(
         "--accuracy-budget",
         type=float,
@@ -886,8 +948,12 @@ def _add_bench(sub: Any) -> None:
     )
     b.add_argument("source", help="model name, checkpoint / run directory, or .onnx file")
     _timing_flags(b)
-    b.add_argument("--backends", default=None, help=f"comma-separated subset of "
-                   f"{','.join(D.BACKENDS)} (default: all that can run the source)")  # fmt: skip
+    b.add_argument(
+        "--backends",
+        default=None,
+        help=f"comma-separated subset of "
+        f"{','.join(D.BACKENDS)} (default: all that can run the source)",
+    )
     b.add_argument(
         "--classes", type=_positive, default=None, help="K (model name: 11; files: checked)"
     )
@@ -898,10 +964,15 @@ def _add_bench(sub: Any) -> None:
     b.add_argument("--split", default="val", help="split of --data for accuracy (val)")
     b.add_argument("--eval-images", type=_positive, default=None, help="limit accuracy images")
     b.add_argument("--calib-data", default=None, help="calibration root (default: --data)")
-    b.add_argument("--calib-images", type=_positive, default=D.CALIB_IMAGES,
-                   help="calibration images")  # fmt: skip
-    b.add_argument("--accuracy-budget", type=float, default=D.ACCURACY_BUDGET,
-                   help=f"mIoU 'best' may lose ({D.ACCURACY_BUDGET})")  # fmt: skip
+    b.add_argument(
+        "--calib-images", type=_positive, default=D.CALIB_IMAGES, help="calibration images"
+    )
+    b.add_argument(
+        "--accuracy-budget",
+        type=float,
+        default=D.ACCURACY_BUDGET,
+        help=f"mIoU 'best' may lose ({D.ACCURACY_BUDGET})",
+    )
     _mixed_flag(b)
     b.add_argument("--keep", default=None, help="keep the artefacts (ONNX fp32/int8) here")
     _json_flag(b)
@@ -933,8 +1004,11 @@ def _add_compare(sub: Any) -> None:
         "compare",
         help="train, evaluate, profile and benchmark several models; write a report",
     )
-    c.add_argument("--models", default=None, help="comma-separated: zoo names, "
-                   "torchvision:NAME, NAME=CHECKPOINT (already trained)")  # fmt: skip
+    c.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated: zoo names, torchvision:NAME, NAME=CHECKPOINT (already trained)",
+    )
     c.add_argument("--data", default=None, help="data root (recipe.data.root)")
     c.add_argument("--preset", default=None, help="camvid | cityscapes | coco_super | custom")
     c.add_argument(
@@ -967,8 +1041,11 @@ def _add_compare(sub: Any) -> None:
         "default the driver's",
     )
     c.add_argument("--config", default=None, help="YAML comparison (CompareConfig)")
-    c.add_argument("--demo", action="store_true",
-                   help="generated street scenes, three light models, 60 epochs each")  # fmt: skip
+    c.add_argument(
+        "--demo",
+        action="store_true",
+        help="generated street scenes, three light models, 60 epochs each",
+    )
     _json_flag(c)
     c.add_argument("overrides", nargs="*", help="key=value: budget=5m recipe.optim.lr=1e-3")
     c.set_defaults(func=_cmd_compare)
@@ -999,8 +1076,18 @@ def _add_data(sub: Any) -> None:
     d.set_defaults(func=_cmd_data)
 
 
-_COMMANDS = (_add_models, _add_profile, _add_data, _add_train, _add_eval, _add_predict,
-             _add_export, _add_bench, _add_compress, _add_compare)  # fmt: skip
+_COMMANDS = (
+    _add_models,
+    _add_profile,
+    _add_data,
+    _add_train,
+    _add_eval,
+    _add_predict,
+    _add_export,
+    _add_bench,
+    _add_compress,
+    _add_compare,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1018,10 +1105,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: subcommand -> (flag, folder?) of what it writes: checked before any work starts.
 _OUTPUTS = {
-    "train": (("out", True),), "predict": (("out", True),), "compress": (("out", True),),
-    "compare": (("out", True),), "export": (("out", False), ("bundle", True)),
+    "train": (("out", True),),
+    "predict": (("out", True),),
+    "compress": (("out", True),),
+    "compare": (("out", True),),
+    "export": (("out", False), ("bundle", True)),
     "bench": (("keep", True),),
-}  # fmt: skip
+}
 
 
 def _check_outputs(args: argparse.Namespace) -> None:

@@ -99,9 +99,13 @@ class SegmentationLoss(nn.Module):
         # Per-pixel losses (B*H*W,), void pixels at 0; the hard ones lose more than
         # -log(thresh). Unweighted like the references' OHEM when no weight is given.
         loss = F.cross_entropy(
-            logits, target, self.weight, ignore_index=self.ignore_index,
-            label_smoothing=self.label_smoothing, reduction="none",
-        ).flatten()  # fmt: skip
+            logits,
+            target,
+            self.weight,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            reduction="none",
+        ).flatten()
         valid = int((target != self.ignore_index).sum())
         if valid == 0:
             return loss.sum() * 0.0  # keeps the graph; nothing to learn from

@@ -61,10 +61,23 @@ class LocalCluster:
         self.address = f"{IP}:{_free_port()}"
         common = ["--node-ip-address", IP, "--num-cpus", str(cpus_per_node)]
         subprocess.run(
-            ["ray", "start", "--head", "--port", self.address.split(":")[1], *common,
-             "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(self.temp)],
-            check=True, capture_output=True, env=ENV, timeout=120,
-        )  # fmt: skip
+            [
+                "ray",
+                "start",
+                "--head",
+                "--port",
+                self.address.split(":")[1],
+                *common,
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+                "--temp-dir",
+                str(self.temp),
+            ],
+            check=True,
+            capture_output=True,
+            env=ENV,
+            timeout=120,
+        )
         self.node: subprocess.Popen[bytes] | None = None
         try:
             if nodes == 2:
@@ -76,15 +89,21 @@ class LocalCluster:
     def _start_second(self, common: list[str]) -> None:
         self.node = subprocess.Popen(
             ["ray", "start", "--address", self.address, *common, "--block"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
-        )  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=ENV,
+        )
         self._wait_nodes(2)
 
     def _wait_nodes(self, n: int, timeout: float = 90.0) -> None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            r = subprocess.run(["ray", "status", "--address", self.address],
-                               capture_output=True, text=True, env=ENV)  # fmt: skip
+            r = subprocess.run(
+                ["ray", "status", "--address", self.address],
+                capture_output=True,
+                text=True,
+                env=ENV,
+            )
             if r.stdout.count("node_") >= n:
                 return
             time.sleep(1)

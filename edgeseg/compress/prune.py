@@ -155,8 +155,9 @@ class _ConvModuleCut(Cut):
             pw1.bias.copy_(m.pw1.bias[keep_out])
             m.pw1 = pw1
             m.bn2 = _bn_subset(m.bn2, keep_out)
-            dw2 = nn.Conv2d(c2, c2, 3, padding=m.dw2.padding, dilation=m.dw2.dilation,
-                            groups=c2, bias=True)  # fmt: skip
+            dw2 = nn.Conv2d(
+                c2, c2, 3, padding=m.dw2.padding, dilation=m.dw2.dilation, groups=c2, bias=True
+            )
             dw2.weight.copy_(m.dw2.weight[keep_mid])
             dw2.bias.copy_(m.dw2.bias[keep_mid])
             m.dw2 = dw2
@@ -353,15 +354,31 @@ def resize_to_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> nn
             out, in_g = shape[0], shape[1]
             depthwise = mod.groups == mod.in_channels and mod.groups > 1
             groups = out if depthwise else mod.groups
-            new = nn.Conv2d(in_g * groups, out, mod.kernel_size, mod.stride, mod.padding,
-                            mod.dilation, groups, mod.bias is not None)  # fmt: skip
+            new = nn.Conv2d(
+                in_g * groups,
+                out,
+                mod.kernel_size,
+                mod.stride,
+                mod.padding,
+                mod.dilation,
+                groups,
+                mod.bias is not None,
+            )
         elif isinstance(mod, nn.ConvTranspose2d) and tuple(mod.weight.shape) != shape:
             inp, out_g = shape[0], shape[1]
             depthwise = mod.groups == mod.in_channels and mod.groups > 1
             groups = inp if depthwise else mod.groups
-            new = nn.ConvTranspose2d(inp, out_g * groups, mod.kernel_size, mod.stride,
-                                     mod.padding, mod.output_padding, groups,
-                                     mod.bias is not None, mod.dilation)  # fmt: skip
+            new = nn.ConvTranspose2d(
+                inp,
+                out_g * groups,
+                mod.kernel_size,
+                mod.stride,
+                mod.padding,
+                mod.output_padding,
+                groups,
+                mod.bias is not None,
+                mod.dilation,
+            )
         elif isinstance(mod, nn.BatchNorm2d) and mod.num_features != shape[0]:
             new = nn.BatchNorm2d(shape[0], mod.eps, mod.momentum, mod.affine)
         elif isinstance(mod, nn.PReLU) and tuple(mod.weight.shape) != shape:

@@ -92,8 +92,11 @@ def rle_decode(rle: dict[str, Any]) -> np.ndarray:
 
 
 # Where a split's annotation file sits in the exports of the common labelling tools.
-COCO_FILES = ("{split}/_annotations.coco.json", "annotations/instances_{split}.json",
-              "annotations/{split}.json")  # fmt: skip
+COCO_FILES = (
+    "{split}/_annotations.coco.json",
+    "annotations/instances_{split}.json",
+    "annotations/{split}.json",
+)
 
 
 def coco_file(root: str | Path, split: str) -> Path | None:

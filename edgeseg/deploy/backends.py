@@ -53,9 +53,13 @@ def check_backends(names: Sequence[str]) -> list[str]:
 
 #: The ONNX backends: engine of edgeseg_runtime, and whether it runs an int8 file
 #: (``nncf-int8``: NNCF's, the others edgeseg's own QDQ file).
-ONNX_ENGINES = {"ort": ("ort", False), "ort-int8": ("ort", True),
-                "openvino": ("openvino", False), "openvino-int8": ("openvino", True),
-                "nncf-int8": ("openvino", True)}  # fmt: skip
+ONNX_ENGINES = {
+    "ort": ("ort", False),
+    "ort-int8": ("ort", True),
+    "openvino": ("openvino", False),
+    "openvino-int8": ("openvino", True),
+    "nncf-int8": ("openvino", True),
+}
 
 
 def onnx_backend_unavailable(backend: str) -> str | None:

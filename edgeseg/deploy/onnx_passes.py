@@ -355,8 +355,9 @@ def merge_slices(proto: Any) -> int:
         for k, (a, b) in enumerate(zip(first.inputs[1:], second.inputs[1:], strict=True)):
             name = f"{second.name or second.outputs[0].name}_merged_{k}"
             if a.const_value is not None and b.const_value is not None:
-                both = np.concatenate([a.const_value.numpy().reshape(-1),
-                                       b.const_value.numpy().reshape(-1)])  # fmt: skip
+                both = np.concatenate(
+                    [a.const_value.numpy().reshape(-1), b.const_value.numpy().reshape(-1)]
+                )
                 v = ir.Value(name=name, const_value=ir.tensor(both, name=name))
                 g.register_initializer(v)
             else:

@@ -118,8 +118,13 @@ class _Reader:
 _TAIL_OPS = ("Resize", "ConvTranspose")
 
 #: Ops of an ORT-optimised graph that compute in int8, and the fp32 ops they replace.
-_ONNX_INT8_OPS = {"QLinearConv": "Conv", "QLinearMatMul": "MatMul", "ConvInteger": "Conv",
-                  "MatMulInteger": "MatMul", "QGemm": "Gemm"}  # fmt: skip
+_ONNX_INT8_OPS = {
+    "QLinearConv": "Conv",
+    "QLinearMatMul": "MatMul",
+    "ConvInteger": "Conv",
+    "MatMulInteger": "MatMul",
+    "QGemm": "Gemm",
+}
 
 
 #: ORT's fp32 fusions of a weight layer with what follows it (conv + activation).

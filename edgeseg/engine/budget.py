@@ -58,9 +58,21 @@ class Budget:
         return f"{int(self.value)} {self.kind}"
 
 
-_UNITS = {"s": "time", "sec": "time", "m": "time", "min": "time", "h": "time", "hr": "time",
-          "e": "epochs", "ep": "epochs", "epoch": "epochs", "epochs": "epochs",
-          "img": "images", "image": "images", "images": "images"}  # fmt: skip
+_UNITS = {
+    "s": "time",
+    "sec": "time",
+    "m": "time",
+    "min": "time",
+    "h": "time",
+    "hr": "time",
+    "e": "epochs",
+    "ep": "epochs",
+    "epoch": "epochs",
+    "epochs": "epochs",
+    "img": "images",
+    "image": "images",
+    "images": "images",
+}
 
 
 def parse_budget(text: str | float | int, flag: str = "--budget") -> Budget:

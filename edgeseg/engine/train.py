@@ -377,9 +377,13 @@ class Trainer:
         self.train_net = AuxNet(self.model, heads).to(memory_format=self.memory_format)
         self.optimizer = build_optimizer(self.train_net, cfg)
         self.sampler = ResumableSampler(
-            self.train_ds, num_replicas=world, rank=self.ctx.rank, shuffle=True,
-            seed=cfg.train.seed, drop_last=True,
-        )  # fmt: skip
+            self.train_ds,
+            num_replicas=world,
+            rank=self.ctx.rank,
+            shuffle=True,
+            seed=cfg.train.seed,
+            drop_last=True,
+        )
         self.steps_per_epoch = self.sampler.num_samples // bs
         self.scheduler, self.per_iter = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
         for hook in self.hooks:
@@ -766,8 +770,13 @@ class Trainer:
         planned = min(max(done + fits, done), self.epoch_cap)
         if planned == t.epochs:
             return
-        log.info("re-planned: %d -> %d epochs (%.1f s per epoch, %.0f s left)",
-                 t.epochs, planned, cost, left)  # fmt: skip
+        log.info(
+            "re-planned: %d -> %d epochs (%.1f s per epoch, %.0f s left)",
+            t.epochs,
+            planned,
+            cost,
+            left,
+        )
         t.epochs = planned
         self._set_schedule_length(planned)
 
@@ -804,18 +813,21 @@ class Trainer:
             train_seconds=time.perf_counter() - self.t_start,
         )
         if self.ctx.is_main:
-            atomic_write_json(self.run_dir / "summary.json", {
-                "model": self.cfg.model.name,
-                "epochs_done": result.epochs_done,
-                "epochs": self.cfg.train.epochs,
-                "best_miou": result.best_miou,
-                "best_epoch": self.best_epoch,
-                "stopped_by_budget": self.stopped,
-                "world_size": self.ctx.world_size,
-                "rank_weight_checksums": sums,
-                "last_checkpoint": str(self.last_path),
-                "best_checkpoint": str(self.best_path) if self.best_path.is_file() else None,
-            })  # fmt: skip
+            atomic_write_json(
+                self.run_dir / "summary.json",
+                {
+                    "model": self.cfg.model.name,
+                    "epochs_done": result.epochs_done,
+                    "epochs": self.cfg.train.epochs,
+                    "best_miou": result.best_miou,
+                    "best_epoch": self.best_epoch,
+                    "stopped_by_budget": self.stopped,
+                    "world_size": self.ctx.world_size,
+                    "rank_weight_checksums": sums,
+                    "last_checkpoint": str(self.last_path),
+                    "best_checkpoint": str(self.best_path) if self.best_path.is_file() else None,
+                },
+            )
         # Ranks leave together: rank 1 must not tear down its side of the group while
         # rank 0 still writes the summary.
         self.ctx.barrier()

@@ -29,9 +29,14 @@ class BNPReLU(nn.Sequential):
 
 
 def conv_bn_prelu(
-    cin: int, cout: int, k: int | tuple[int, int] = 3, stride: int = 1,
-    dilation: int | tuple[int, int] = 1, groups: int = 1, act: bool = True,
-) -> nn.Sequential:  # fmt: skip
+    cin: int,
+    cout: int,
+    k: int | tuple[int, int] = 3,
+    stride: int = 1,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    act: bool = True,
+) -> nn.Sequential:
     """``Conv2d (no bias, "same" padding) [-> BatchNorm -> PReLU]``."""
     kh, kw = (k, k) if isinstance(k, int) else k
     dh, dw = (dilation, dilation) if isinstance(dilation, int) else dilation

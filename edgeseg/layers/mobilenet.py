@@ -27,9 +27,14 @@ def make_divisible(v: float, divisor: int = 8) -> int:
 
 
 def conv_bn_act(
-    cin: int, cout: int, k: int = 1, stride: int = 1, dilation: int = 1, groups: int = 1,
+    cin: int,
+    cout: int,
+    k: int = 1,
+    stride: int = 1,
+    dilation: int = 1,
+    groups: int = 1,
     act: type[nn.Module] | None = nn.Hardswish,
-) -> nn.Sequential:  # fmt: skip
+) -> nn.Sequential:
     """``Conv2d (no bias) -> BatchNorm -> act`` with "same" padding."""
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, k, stride, (k - 1) // 2 * dilation, dilation, groups, bias=False),

@@ -266,21 +266,33 @@ def bench(
     iterations = positive_int(iterations, "--iterations")
     with work_folder(workdir, "edgeseg-bench-") as work:
         src = _Source.resolve(source, names, work, num_classes, (h, w))
-        job_base = src.job(size=[h, w], threads=threads, warmup=warmup, iterations=iterations,
-                           workdir=str(work), external=dict(external or {}))  # fmt: skip
+        job_base = src.job(
+            size=[h, w],
+            threads=threads,
+            warmup=warmup,
+            iterations=iterations,
+            workdir=str(work),
+            external=dict(external or {}),
+        )
         labels, scorer = _scoring(src, work, data, split, eval_images, (h, w), threads)
         mixed = (scorer, budget_miou) if mixed_precision and scorer is not None else None
         calib = (calib_data or data, calib_split, calib_images)
         quant, errors = _artefacts(src, names, work, (h, w), calib, mixed)
         results = _rounds(names, job_base, repeats, work, timeout, errors, labels is not None)
-        header = {"source": source, "kind": src.kind, "repeats": repeats,
-                  **{k: job_base[k] for k in ("size", "threads", "iterations")},
-                  "cpu": cpu_name(), "torch_version": torch.__version__}  # fmt: skip
+        header = {
+            "source": source,
+            "kind": src.kind,
+            "repeats": repeats,
+            **{k: job_base[k] for k in ("size", "threads", "iterations")},
+            "cpu": cpu_name(),
+            "torch_version": torch.__version__,
+        }
         ok = [b for b in names if b not in errors]
         if not ok:
             raise EdgesegError("; ".join(f"{b}: {e}" for b, e in errors.items()))
-        out = _summarise(results, ok, work, labels, src.num_classes, src.ckpt, budget_miou,
-                         quant, header)  # fmt: skip
+        out = _summarise(
+            results, ok, work, labels, src.num_classes, src.ckpt, budget_miou, quant, header
+        )
         return {**out, "errors": errors}
 
 
@@ -337,8 +349,13 @@ class _Source:
         """The part of a worker's job that says what to load (see :func:`run_job`)."""
         cfg = getattr(self.model, "edgeseg_config", None) or {}
         source = str(self.path.resolve()) if self.kind != "model" else str(self.path)
-        return {"kind": self.kind, "source": source, "num_classes": self.num_classes,
-                "in_channels": int(cfg.get("in_channels", 3)), **settings}  # fmt: skip
+        return {
+            "kind": self.kind,
+            "source": source,
+            "num_classes": self.num_classes,
+            "in_channels": int(cfg.get("in_channels", 3)),
+            **settings,
+        }
 
     @classmethod
     def resolve(
@@ -548,9 +565,14 @@ def _onnx_as_checkpoint(meta: dict[str, Any]) -> dict[str, Any]:
     name = str(meta.get("dataset") or "custom")
     label_map = get_preset(name).label_map if name in PRESETS else None
     info = DatasetInfo(
-        name, tuple(meta["classes"]), tuple(tuple(c) for c in meta["palette"]),
-        int(meta.get("ignore_index", 255)), tuple(meta["mean"]), tuple(meta["std"]), label_map,
-    )  # fmt: skip
+        name,
+        tuple(meta["classes"]),
+        tuple(tuple(c) for c in meta["palette"]),
+        int(meta.get("ignore_index", 255)),
+        tuple(meta["mean"]),
+        tuple(meta["std"]),
+        label_map,
+    )
     return {"dataset": info.to_dict(), "model": meta["model"]}
 
 

@@ -182,11 +182,22 @@ def profile(
         stages, _ = measure_stage_times(best_model, best_x, repeats=stage_n)
         peak = measure_peak_memory(best_model, best_x)
     return ProfileResult(
-        model=name, input_size=(h, w), num_classes=k, **counts, latency_ms=by_fmt[best],
-        memory_format=best, threads=threads_n, peak_memory_bytes=peak, stages=stages,
-        latency_by_format=by_fmt, batch_size=batch_size, repeats=repeats, cpu=cpu_name(),
-        bn_folded=fold_bn, malloc_tuned=malloc_tuned(),
-    )  # fmt: skip
+        model=name,
+        input_size=(h, w),
+        num_classes=k,
+        **counts,
+        latency_ms=by_fmt[best],
+        memory_format=best,
+        threads=threads_n,
+        peak_memory_bytes=peak,
+        stages=stages,
+        latency_by_format=by_fmt,
+        batch_size=batch_size,
+        repeats=repeats,
+        cpu=cpu_name(),
+        bn_folded=fold_bn,
+        malloc_tuned=malloc_tuned(),
+    )
 
 
 def _counts(model: nn.Module, x: torch.Tensor) -> dict[str, int]:

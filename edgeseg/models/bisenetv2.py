@@ -152,10 +152,15 @@ class BiSeNetV2(TappedSegmentationModel):
         self.output_stride = 32
         c = in_channels
         self.detail = nn.Sequential(
-            cbr(c, 64, 3, 2), cbr(64, 64),
-            cbr(64, 64, 3, 2), cbr(64, 64), cbr(64, 64),
-            cbr(64, 128, 3, 2), cbr(128, 128), cbr(128, 128),
-        )  # fmt: skip
+            cbr(c, 64, 3, 2),
+            cbr(64, 64),
+            cbr(64, 64, 3, 2),
+            cbr(64, 64),
+            cbr(64, 64),
+            cbr(64, 128, 3, 2),
+            cbr(128, 128),
+            cbr(128, 128),
+        )
         self.stem = StemBlock(c)
         self.s3 = nn.Sequential(GatherExpand(16, 32, 2), GatherExpand(32, 32))
         self.s4 = nn.Sequential(GatherExpand(32, 64, 2), GatherExpand(64, 64))

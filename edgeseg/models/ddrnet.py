@@ -116,10 +116,12 @@ class Bottleneck(nn.Module):
 
 def stage(cin: int, cout: int, blocks: int, stride: int = 1) -> nn.Sequential:
     """``blocks`` basic blocks, the first strided, the last un-activated."""
-    return nn.Sequential(*(
-        BasicBlock(cin if i == 0 else cout, cout, stride if i == 0 else 1, i < blocks - 1)
-        for i in range(blocks)
-    ))  # fmt: skip
+    return nn.Sequential(
+        *(
+            BasicBlock(cin if i == 0 else cout, cout, stride if i == 0 else 1, i < blocks - 1)
+            for i in range(blocks)
+        )
+    )
 
 
 class DAPPM(nn.Module):
@@ -194,10 +196,16 @@ class DDRNet(TappedSegmentationModel):
         self.output_stride = 8
         self.num_classes, self.head_width = num_classes, head
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, planes, 3, 2, 1), _bn(planes), nn.ReLU(inplace=True),
-            nn.Conv2d(planes, planes, 3, 2, 1), _bn(planes), nn.ReLU(inplace=True),
-            stage(planes, planes, 2), nn.ReLU(), stage(planes, 2 * planes, 2, stride=2),
-        )  # fmt: skip
+            nn.Conv2d(in_channels, planes, 3, 2, 1),
+            _bn(planes),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(planes, planes, 3, 2, 1),
+            _bn(planes),
+            nn.ReLU(inplace=True),
+            stage(planes, planes, 2),
+            nn.ReLU(),
+            stage(planes, 2 * planes, 2, stride=2),
+        )
         low_in, high_in = 2 * planes, 2 * planes
         self.low, self.high, self.fusions = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for i, r in enumerate(rows):
@@ -227,9 +235,10 @@ class DDRNet(TappedSegmentationModel):
     def _head(self, channels: int) -> nn.Sequential:
         return nn.Sequential(
             bn_relu_conv(channels, self.head_width, 3),
-            _bn(self.head_width), nn.ReLU(inplace=True),
+            _bn(self.head_width),
+            nn.ReLU(inplace=True),
             nn.Conv2d(self.head_width, self.num_classes, 1),
-        )  # fmt: skip
+        )
 
     def forward_taps(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Logits at the (padded) input's size and the feature the auxiliary head reads."""

@@ -42,21 +42,32 @@ from edgeseg.models._registry import register_model
 R = BlockRow
 #: The global feature extractor's bottlenecks (Table 1: t = 6; c; n; s), one row per block.
 GLOBAL: tuple[BlockRow, ...] = (
-    R(64, 3, 384, 64, False, "RE", 2), R(64, 3, 384, 64, False, "RE", 1),
+    R(64, 3, 384, 64, False, "RE", 2),
     R(64, 3, 384, 64, False, "RE", 1),
-    R(64, 3, 384, 96, False, "RE", 2), R(96, 3, 576, 96, False, "RE", 1),
+    R(64, 3, 384, 64, False, "RE", 1),
+    R(64, 3, 384, 96, False, "RE", 2),
     R(96, 3, 576, 96, False, "RE", 1),
-    R(96, 3, 576, 128, False, "RE", 1), R(128, 3, 768, 128, False, "RE", 1),
+    R(96, 3, 576, 96, False, "RE", 1),
+    R(96, 3, 576, 128, False, "RE", 1),
     R(128, 3, 768, 128, False, "RE", 1),
-)  # fmt: skip
+    R(128, 3, 768, 128, False, "RE", 1),
+)
 #: Pyramid pooling windows in pixels of the 1/32 map (0: the global average).
 PPM_WINDOWS = (0, 6, 4, 2)
 #: Auxiliary (training-only) heads: tap -> channels.
 TAPS = {"ltd": 64, "gfe": 128}
 
 
-def cbr(cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1,
-        dilation: int = 1, relu: bool = True, bias: bool = False) -> nn.Sequential:  # fmt: skip
+def cbr(
+    cin: int,
+    cout: int,
+    k: int = 1,
+    stride: int = 1,
+    groups: int = 1,
+    dilation: int = 1,
+    relu: bool = True,
+    bias: bool = False,
+) -> nn.Sequential:
     """``Conv2d -> BatchNorm [-> ReLU]`` with "same" padding."""
     pad = (k - 1) // 2 * dilation
     layers: list[nn.Module] = [
@@ -148,9 +159,11 @@ class FastSCNN(TappedSegmentationModel):
         """The two auxiliary heads (training only), keyed by the tap they read."""
         k = self.num_classes
         return nn.ModuleDict(
-            {t: nn.Sequential(cbr(c, 32, 3), nn.Dropout(0.1), nn.Conv2d(32, k, 1))
-             for t, c in TAPS.items()}
-        )  # fmt: skip
+            {
+                t: nn.Sequential(cbr(c, 32, 3), nn.Dropout(0.1), nn.Conv2d(32, k, 1))
+                for t, c in TAPS.items()
+            }
+        )
 
 
 @register_model(tags=("camvid",))

@@ -107,10 +107,9 @@ class LRASPPMobileNetV3(SegmentationModel):
         self.stem = conv_bn_act(in_channels, rows[0].cin, 3, 2)
         self.to8 = nn.Sequential(*(InvertedResidual(r) for r in rows[: low + 1]))
         self.to16 = nn.Sequential(
-            *(InvertedResidual(r, 2 if i >= dilated else 1)
-              for i, r in enumerate(rows) if i > low),
+            *(InvertedResidual(r, 2 if i >= dilated else 1) for i, r in enumerate(rows) if i > low),
             conv_bn_act(rows[-1].cout, last, 1),
-        )  # fmt: skip
+        )
         self.head = LRASPPHead(rows[low].cout, last, num_classes)
         for m in self.modules():  # torchvision's initialisation
             if isinstance(m, nn.Conv2d):

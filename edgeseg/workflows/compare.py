@@ -359,8 +359,9 @@ def _stage_train(
     budget = _budget_of(cfg, name)
     recipe = _model_recipe(cfg, name)
     recipe.train.out = str(run_dir)
-    train_len = sum(len(build_dataset(recipe.data.root, s, info))
-                    for s in recipe.data.train_split.split("+"))  # fmt: skip
+    train_len = sum(
+        len(build_dataset(recipe.data.root, s, info)) for s in recipe.data.train_split.split("+")
+    )
     resume = (run_dir / "last.pt").is_file()
     if resume:
         saved = safe_yaml((run_dir / "config.yaml").read_text(encoding="utf-8"))
@@ -378,8 +379,12 @@ def _stage_train(
         )
         log.info(
             "%s: %.2f s per step here -> %d epochs of %d steps in the %s budget",
-            name, probe["step_s"], probe["epochs"], probe["steps_per_epoch"], cfg.budget,
-        )  # fmt: skip
+            name,
+            probe["step_s"],
+            probe["epochs"],
+            probe["steps_per_epoch"],
+            cfg.budget,
+        )
     else:
         entry["planned_epochs"] = fit_to_work(recipe, budget, train_len)
     result = train(recipe, resume=resume)
@@ -393,10 +398,11 @@ def _stage_train(
         "seconds": _spent_seconds(history),
         "best_epoch": result.best_epoch,
         "stopped_by_budget": result.stopped_by_budget,
-        "schedule_finished": (not result.stopped_by_budget
-                              and result.epochs_done >= recipe.train.epochs),
+        "schedule_finished": (
+            not result.stopped_by_budget and result.epochs_done >= recipe.train.epochs
+        ),
         "run_dir": str(run_dir),
-    }  # fmt: skip
+    }
     entry["history"] = history
     best = run_dir / "best.pt"
     return best if best.is_file() else run_dir / "last.pt"
@@ -449,8 +455,10 @@ def _stage_bench(
     backends = cfg.backends
     if onnx_only:
         backends = [b for b in backends if b in ("ort", "ort-int8")] or ["ort"]
-        log.info("this network is not importable by a fresh process: benchmarking %s only",
-                 ", ".join(backends))  # fmt: skip
+        log.info(
+            "this network is not importable by a fresh process: benchmarking %s only",
+            ", ".join(backends),
+        )
     res = bench(
         str(ckpt),
         size=size,
@@ -557,8 +565,9 @@ def _compare_locked(
     cfg: CompareConfig, run: _Run, info: Any, specs: list[tuple[str, str | None]], report: bool
 ) -> dict[str, Any]:
     results = _Results(run.out, cfg)
-    results.data.update(size=list(run.size), classes=list(info.classes),
-                        palette=[list(c) for c in info.palette])  # fmt: skip
+    results.data.update(
+        size=list(run.size), classes=list(info.classes), palette=[list(c) for c in info.palette]
+    )
     results.save()
     # A cluster that cannot be reached fails here, before any plan or work.
     with ray_session(cfg.ray, extra=RAY_EXTRA) if cfg.ray else contextlib.nullcontext():

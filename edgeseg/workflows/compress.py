@@ -75,8 +75,16 @@ def _measure(
         todo = list(backends)
         if int8_size and data and "ort-int8" not in todo:
             todo.append("ort-int8")
-        res = bench(str(ckpt_path), size=size, threads=threads, backends=todo, iterations=5,
-                    repeats=2, calib_data=data, workdir=work)  # fmt: skip
+        res = bench(
+            str(ckpt_path),
+            size=size,
+            threads=threads,
+            backends=todo,
+            iterations=5,
+            repeats=2,
+            calib_data=data,
+            workdir=work,
+        )
         out["latency_ms"] = {b: r["latency_ms"]["median"] for b, r in res["backends"].items()}
         timed = {b: v for b, v in out["latency_ms"].items() if b in backends}
         if timed:
@@ -138,11 +146,19 @@ def compress_checkpoint(
     if method == "group":  # check applicability on a copy before any long step
         GradualGrouping(copy.deepcopy(model), groups, AlphaSchedule(1))
     report: dict[str, Any] = {
-        "method": method, "source": str(src["path"]), "model": src["model"]["name"],
-        "settings": {"ratio": ratio, "sparsity": sparsity, "groups": groups, "epochs": epochs,
-                     "round_to": round_to},
-        "size": list(size), "threads": threads,
-    }  # fmt: skip
+        "method": method,
+        "source": str(src["path"]),
+        "model": src["model"]["name"],
+        "settings": {
+            "ratio": ratio,
+            "sparsity": sparsity,
+            "groups": groups,
+            "epochs": epochs,
+            "round_to": round_to,
+        },
+        "size": list(size),
+        "threads": threads,
+    }
     measure = data, size, threads, list(backends)
     init = Path(src["path"])
     log.info("measuring the source checkpoint")
@@ -227,8 +243,15 @@ def _fine_tune_config(
     cfg = copy.deepcopy(dict(src.get("config") or {}))
     cfg["model"] = {"name": src["model"]["name"], "kwargs": dict(src["model"].get("kwargs") or {})}
     cfg.setdefault("data", {})["root"] = data
-    train_cfg = {"out": str(run), "epochs": epochs, "init": str(init), "eval_every": 1,
-                 "max_minutes": None, "threads": threads, "compile": False}  # fmt: skip
+    train_cfg = {
+        "out": str(run),
+        "epochs": epochs,
+        "init": str(init),
+        "eval_every": 1,
+        "max_minutes": None,
+        "threads": threads,
+        "compile": False,
+    }
     cfg.setdefault("train", {}).update(train_cfg)
     cfg.setdefault("compress", {}).update(compress)
     out = config_from_dict(apply_overrides(cfg, list(overrides or [])))

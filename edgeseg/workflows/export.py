@@ -222,12 +222,24 @@ def export_bundle(
     dest = _free_bundle_folder(folder)
     _, ckpt = load_model(checkpoint)
     size = parse_size(input_size or ckpt.get("input_size") or INPUT_SIZE)
-    onnx = [b for b in ONNX_ENGINES
-            if not onnx_backend_unavailable(b) and (data or not b.endswith("int8"))]  # fmt: skip
-    res = bench(str(checkpoint), size=size, threads=threads, backends=["eager", *onnx],
-                data=data, split=split, eval_images=eval_images, calib_data=data,
-                calib_images=calib_images, budget_miou=budget_miou,
-                mixed_precision=mixed_precision and bool(data))  # fmt: skip
+    onnx = [
+        b
+        for b in ONNX_ENGINES
+        if not onnx_backend_unavailable(b) and (data or not b.endswith("int8"))
+    ]
+    res = bench(
+        str(checkpoint),
+        size=size,
+        threads=threads,
+        backends=["eager", *onnx],
+        data=data,
+        split=split,
+        eval_images=eval_images,
+        calib_data=data,
+        calib_images=calib_images,
+        budget_miou=budget_miou,
+        mixed_precision=mixed_precision and bool(data),
+    )
     rows = {b: r for b, r in res["backends"].items() if b in onnx}
     if not rows:
         raise EdgesegError(f"no ONNX backend ran for {checkpoint}: {res.get('errors')}")
@@ -235,13 +247,24 @@ def export_bundle(
     chosen = fastest_within_budget(res["backends"], budget_miou, among=list(rows))
     with tempfile.TemporaryDirectory(prefix="edgeseg-bundle-") as tmp:
         model_file = Path(tmp) / "model.onnx"
-        exp = export_checkpoint(checkpoint, model_file, input_size=size, data=data, split=split,
-                                int8=_chosen_int8(chosen, res, calib_images))  # fmt: skip
+        exp = export_checkpoint(
+            checkpoint,
+            model_file,
+            input_size=size,
+            data=data,
+            split=split,
+            int8=_chosen_int8(chosen, res, calib_images),
+        )
         blob = model_file.read_bytes()
     card = _bundle_card(ckpt, size, exp, chosen, rows, res, threads)
     _publish_bundle(dest, blob, card)
-    log.info("bundle %s: %s (%s), %.1f ms here", folder, chosen, exp.precision,
-             rows[chosen]["latency_ms"]["median"])  # fmt: skip
+    log.info(
+        "bundle %s: %s (%s), %.1f ms here",
+        folder,
+        chosen,
+        exp.precision,
+        rows[chosen]["latency_ms"]["median"],
+    )
     return card
 
 

@@ -115,14 +115,15 @@ def verdict(results: dict[str, Any]) -> list[str]:
         middle = front[1:-1]
         if middle:
             between = "; ".join(say(p) for p in middle)
-            out.append("In between, on the Pareto front (no other model is both faster "
-                       f"and more accurate): {between}.")  # fmt: skip
+            out.append(
+                "In between, on the Pareto front (no other model is both faster "
+                f"and more accurate): {between}."
+            )
     else:
         out.append("It is also the fastest: it dominates every other model here.")
     off = [e["name"] for e, _, _ in pts if all(e is not f[0] for f in front)]
     if off:
-        out.append(f"Dominated (another model is both faster and more accurate): "
-                   f"{', '.join(off)}.")  # fmt: skip
+        out.append(f"Dominated (another model is both faster and more accurate): {', '.join(off)}.")
     failed = [e for e in results.get("models", {}).values() if e.get("status") == "failed"]
     if failed:
         out.append(
@@ -133,9 +134,12 @@ def verdict(results: dict[str, Any]) -> list[str]:
     flagged = [(e["name"], training_flags(e)) for e in done]
     flagged = [(n, f) for n, f in flagged if f]
     if flagged:
-        out.append("Do not read these scores as the networks' worth, their training was not "
-                   "complete: " + "; ".join(f"{n} ({', '.join(f)})" for n, f in flagged)
-                   + ". Give them a larger budget before choosing.")  # fmt: skip
+        out.append(
+            "Do not read these scores as the networks' worth, their training was not "
+            "complete: "
+            + "; ".join(f"{n} ({', '.join(f)})" for n, f in flagged)
+            + ". Give them a larger budget before choosing."
+        )
     return out
 
 
@@ -168,10 +172,22 @@ def report_tables(results: dict[str, Any]) -> dict[str, tuple[list[str], list[li
     # One latency per model here (its best backend's); every backend's is in the next
     # table, from the same benchmark processes.
     header = [
-        "model", "mIoU", "pixel acc", "mean acc", "params (M)", "GFLOPs", "size (MB)",
-        "best backend", "best ms", "img/s", "peak MB", "epochs", "images", "train s",
+        "model",
+        "mIoU",
+        "pixel acc",
+        "mean acc",
+        "params (M)",
+        "GFLOPs",
+        "size (MB)",
+        "best backend",
+        "best ms",
+        "img/s",
+        "peak MB",
+        "epochs",
+        "images",
+        "train s",
         "training",
-    ]  # fmt: skip
+    ]
     rows = []
     for e in done:
         m, p = e.get("metrics", {}), e.get("profile", {})
@@ -285,8 +301,14 @@ def _save(fig: Any, path: Path) -> Path:
 
 # Where a point's name may go, in points from the point, tried in turn: above right,
 # below right, above left, below left, then further up or down.
-_NAME_PLACES = ((6, 4, "left"), (6, -12, "left"), (-6, 4, "right"), (-6, -12, "right"),
-                (6, 14, "left"), (6, -22, "left"))  # fmt: skip
+_NAME_PLACES = (
+    (6, 4, "left"),
+    (6, -12, "left"),
+    (-6, 4, "right"),
+    (-6, -12, "right"),
+    (6, 14, "left"),
+    (6, -22, "left"),
+)
 
 
 def _name_points(ax: Any, pts: list[tuple[float, float]], labels: list[str]) -> None:
@@ -301,8 +323,9 @@ def _name_points(ax: Any, pts: list[tuple[float, float]], labels: list[str]) -> 
     renderer = FigureCanvasAgg(ax.figure).get_renderer()
 
     def write(i: int, place: tuple[int, int, str]) -> tuple[Any, Bbox]:
-        text = ax.annotate(labels[i], pts[i], textcoords="offset points", xytext=place[:2],
-                           ha=place[2], fontsize=9)  # fmt: skip
+        text = ax.annotate(
+            labels[i], pts[i], textcoords="offset points", xytext=place[:2], ha=place[2], fontsize=9
+        )
         return text, text.get_window_extent(renderer)
 
     markers = [Bbox.from_bounds(x - 5, y - 5, 10, 10) for x, y in ax.transData.transform(pts)]
@@ -335,12 +358,26 @@ def _pareto_figure(results: dict[str, Any], done: list[dict[str, Any]]) -> Any:
     front = pareto_front(pts)
     for i, (ms, miou) in enumerate(pts):
         on = i in front
-        ax.scatter(ms, miou, s=70 if on else 40, color=_COLOURS(i % 10), zorder=3,
-                   edgecolors="black" if on else "none")  # fmt: skip
-    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1,
-            marker="o", mfc="none", mec="black", ms=9,
-            label="Pareto front: no other model is both faster and more accurate",
-            zorder=2)  # fmt: skip
+        ax.scatter(
+            ms,
+            miou,
+            s=70 if on else 40,
+            color=_COLOURS(i % 10),
+            zorder=3,
+            edgecolors="black" if on else "none",
+        )
+    ax.plot(
+        [pts[i][0] for i in front],
+        [pts[i][1] for i in front],
+        "k--",
+        lw=1,
+        marker="o",
+        mfc="none",
+        mec="black",
+        ms=9,
+        label="Pareto front: no other model is both faster and more accurate",
+        zorder=2,
+    )
     if len(front) < len(pts):
         ax.scatter([], [], s=40, color="grey", label="dominated: another model beats it on both")
     # Under the axes, so it never hides a point.
@@ -378,11 +415,18 @@ def _curves_figure(done: list[dict[str, Any]]) -> Any:
             why = "given checkpoint, not trained here" if not e.get("train") else "no epoch"
             a1.plot([], [], color=c, label=f"{e['name']} ({why})")
             continue
-        a1.plot([r["epoch"] for r in h], [r["train_loss"] for r in h], ".-", color=c,
-                label=e["name"])  # fmt: skip
+        a1.plot(
+            [r["epoch"] for r in h], [r["train_loss"] for r in h], ".-", color=c, label=e["name"]
+        )
         ev = [r for r in h if r.get("val_miou") is not None]
-        a2.plot([r["epoch"] for r in ev], [r["val_miou"] for r in ev], "o-", ms=4,
-                color=c, label=e["name"])  # fmt: skip
+        a2.plot(
+            [r["epoch"] for r in ev],
+            [r["val_miou"] for r in ev],
+            "o-",
+            ms=4,
+            color=c,
+            label=e["name"],
+        )
     a1.set(xlabel="epoch", ylabel="training loss", title="Loss per epoch")
     a2.set(xlabel="epoch", ylabel="val mIoU", title="Validation mIoU per epoch")
     for a in (a1, a2):
@@ -409,8 +453,15 @@ def _timing_figure(done: list[dict[str, Any]]) -> Any:
         for j, st in enumerate((e.get("profile") or {}).get("stages", [])):
             a2.barh(i, st["ms"], left=start, color=_COLOURS(j % 10), edgecolor="white")
             if st["share"] > 0.12:
-                a2.text(start + st["ms"] / 2, i, st["name"], ha="center", va="center",
-                        fontsize=7, color="white")  # fmt: skip
+                a2.text(
+                    start + st["ms"] / 2,
+                    i,
+                    st["name"],
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white",
+                )
             start += st["ms"]
     a2.set_yticks(range(len(done)), names)
     a2.invert_yaxis()
@@ -450,8 +501,10 @@ def _predictions_figure(
                 ax.set_title(cols[j], fontsize=9)
     fig.tight_layout(rect=(0, key_in / (1.8 * n + key_in), 1, 1))
     if key_rows:
-        handles = [Patch(facecolor=np.asarray(c) / 255, edgecolor="black", label=name)
-                   for name, c in zip(classes, palette, strict=False)]  # fmt: skip
+        handles = [
+            Patch(facecolor=np.asarray(c) / 255, edgecolor="black", label=name)
+            for name, c in zip(classes, palette, strict=False)
+        ]
         # void pixels of the ground truth are drawn white
         handles.append(Patch(facecolor="white", edgecolor="black", label="void (not scored)"))
         fig.legend(
@@ -542,12 +595,15 @@ def _intro(results: dict[str, Any]) -> list[str]:
         f"Machine: {m.get('cpu', '?')}, {m.get('threads')} threads, torch {m.get('torch')}; "
         f"edgeseg {results.get('edgeseg_version')}.",
         f"Training budget per model: {cfg.get('budget')}"
-        + (f" ({', '.join(f'{k}: {v}' for k, v in cfg['budgets'].items())})"
-           if cfg.get("budgets") else "")
+        + (
+            f" ({', '.join(f'{k}: {v}' for k, v in cfg['budgets'].items())})"
+            if cfg.get("budgets")
+            else ""
+        )
         + f"; backends: {', '.join(cfg.get('backends', []))}.",
         "Scores are fractions (mIoU 0.750 = 75 %); latencies are medians in ms of fresh "
         "benchmark processes, one input image per run.",
-    ]  # fmt: skip
+    ]
 
 
 def _code_html(text: str) -> str:
@@ -577,8 +633,10 @@ def _figure_key(name: str, results: dict[str, Any]) -> str:
     if name == "curves":
         missing = [e["name"] for e in _done(results) if not e.get("history")]
         if missing:
-            return (f"<p class='note'>No curve for {html.escape(', '.join(missing))}: given as "
-                    "trained checkpoints, not trained here.</p>")  # fmt: skip
+            return (
+                f"<p class='note'>No curve for {html.escape(', '.join(missing))}: given as "
+                "trained checkpoints, not trained here.</p>"
+            )
     return ""
 
 
@@ -599,8 +657,14 @@ def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
     intro = _intro(results)
 
     words = verdict(results)
-    md = ["# edgeseg comparison", "", "**Verdict.** " + " ".join(words), "",
-          *(f"- {line}" for line in intro), ""]  # fmt: skip
+    md = [
+        "# edgeseg comparison",
+        "",
+        "**Verdict.** " + " ".join(words),
+        "",
+        *(f"- {line}" for line in intro),
+        "",
+    ]
     for title, (header, rows) in tables.items():
         md += [f"## {title}", "", _md_table(header, rows), ""]
     for name in FIGURES:

@@ -61,8 +61,11 @@ def ort_session(path: str | Path, threads: int | None = None, optimize: bool = T
     p = Path(path)
     _check_file(p)
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
-                                     else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)  # fmt: skip
+    opts.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if optimize
+        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
     opts.log_severity_level = 3  # errors only: ORT warns about every unused initializer
     if threads:
         opts.intra_op_num_threads = threads

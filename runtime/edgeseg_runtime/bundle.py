@@ -84,10 +84,16 @@ def write_bundle(folder: str | Path, model_bytes: bytes, card: dict[str, Any]) -
     measured = "; ".join(f"{k} {v}" for k, v in m.items()) or "nothing"
     size = parsed.input_size or (0, 0)
     readme = _README.format(
-        name=parsed.name, model_file="model.onnx", precision=data.get("precision", "fp32"),
-        size_mb=len(model_bytes) / 2**20, h=size[0], w=size[1], k=len(parsed.classes),
-        classes=", ".join(parsed.classes), measured=measured,
-    )  # fmt: skip
+        name=parsed.name,
+        model_file="model.onnx",
+        precision=data.get("precision", "fp32"),
+        size_mb=len(model_bytes) / 2**20,
+        h=size[0],
+        w=size[1],
+        k=len(parsed.classes),
+        classes=", ".join(parsed.classes),
+        measured=measured,
+    )
     atomic_write_bytes(d / "model.onnx", model_bytes)
     atomic_write_bytes(d / "model.json", (json.dumps(data, indent=2) + "\n").encode())
     atomic_write_bytes(d / "README.md", readme.encode())

@@ -129,8 +129,12 @@ class ModelCard:
         layout: str = "NCHW",
     ) -> ModelCard:
         """A card given by the caller (an ONNX file without edgeseg metadata)."""
-        data = {"classes": list(classes), "mean": list(mean or IMAGENET_MEAN),
-                "std": list(std or IMAGENET_STD), "layout": layout}  # fmt: skip
+        data = {
+            "classes": list(classes),
+            "mean": list(mean or IMAGENET_MEAN),
+            "std": list(std or IMAGENET_STD),
+            "layout": layout,
+        }
         if palette:
             data["palette"] = [list(c) for c in palette]
         return cls.from_mapping(data, "--classes/--mean/--std")

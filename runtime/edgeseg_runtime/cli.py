@@ -132,12 +132,21 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--size", type=_size, default=None, help="run the network at HxW")
     pr.add_argument("--alpha", type=_alpha, default=0.5, help="overlay opacity (0.5)")
     pr.add_argument("--legend", action="store_true", help="class colour key under overlays")
-    pr.add_argument("--classes", default=None,
-                    help="a,b,c: class names of an ONNX file without edgeseg metadata")  # fmt: skip
+    pr.add_argument(
+        "--classes",
+        default=None,
+        help="a,b,c: class names of an ONNX file without edgeseg metadata",
+    )
     pr.add_argument("--mean", type=_floats, default=None, help="r,g,b input mean (ImageNet's)")
     pr.add_argument("--std", type=_floats, default=None, help="r,g,b input std (ImageNet's)")
-    pr.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
-                    help="print one JSON row per image (to FILE if given)")  # fmt: skip
+    pr.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        metavar="FILE",
+        help="print one JSON row per image (to FILE if given)",
+    )
     pr.add_argument(
         "--overwrite",
         action="store_true",
@@ -212,9 +221,11 @@ def _run(args: argparse.Namespace) -> int:
         _write_rows(args.json, rows)
         return 0
     ms = [r["latency_ms"] for r in rows]
-    print(f"segmented {len(rows)} image(s) with {args.backend}: labels and overlays in "
-          f"{args.out}; network median {statistics.median(ms):.1f} ms per image "
-          f"(min {min(ms):.1f}, max {max(ms):.1f})")  # fmt: skip
+    print(
+        f"segmented {len(rows)} image(s) with {args.backend}: labels and overlays in "
+        f"{args.out}; network median {statistics.median(ms):.1f} ms per image "
+        f"(min {min(ms):.1f}, max {max(ms):.1f})"
+    )
     return 0
 
 

@@ -68,8 +68,7 @@ def read_image(path: str | Path) -> np.ndarray:
                     f"image {p} has mode {img.mode} (16-bit or float); convert it to 8-bit RGB"
                 )
             bands = len(img.getbands())
-            if img.mode not in ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK",
-                                "YCbCr"):  # fmt: skip
+            if img.mode not in ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr"):
                 raise EdgesegError(
                     f"image {p} has {bands} channel(s) in mode {img.mode}; expected grey or RGB"
                 )
@@ -253,9 +252,14 @@ def legend(classes: Sequence[str], palette: Iterable[Iterable[int]], width: int)
     font = ImageFont.load_default()
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     sw, pad = 12, 6
-    cells = [(name, pal[i] if i < len(pal) else (0, 0, 0),
-              sw + 4 + int(probe.textlength(name, font=font)) + 2 * pad)
-             for i, name in enumerate(classes)]  # fmt: skip
+    cells = [
+        (
+            name,
+            pal[i] if i < len(pal) else (0, 0, 0),
+            sw + 4 + int(probe.textlength(name, font=font)) + 2 * pad,
+        )
+        for i, name in enumerate(classes)
+    ]
     rows: list[list[tuple[str, tuple[int, ...], int]]] = [[]]
     used = 0
     for cell in cells:

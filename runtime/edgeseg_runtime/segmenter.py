@@ -135,8 +135,10 @@ class Segmenter(SegmenterBase):
         shape = list(getattr(self._run, "input_shape", []))
         channels = shape[3 if self.card.layout == "NHWC" else 1] if len(shape) == 4 else None
         if isinstance(channels, int) and channels != 3:
-            raise EdgesegError(f"{self.path}: the network takes {channels} input channels; "
-                               "edgeseg segmenters feed RGB (3)")  # fmt: skip
+            raise EdgesegError(
+                f"{self.path}: the network takes {channels} input channels; "
+                "edgeseg segmenters feed RGB (3)"
+            )
         _check_graph(self.path, self.card, shape, list(getattr(self._run, "output_shape", [])))
         fixed = shape[1:3] if self.card.layout == "NHWC" else shape[2:4]
         static = (

@@ -36,8 +36,22 @@ def test_ray_predict_equals_one_process_and_resumes_after_a_kill(
     images = make_list_dataset(tmp_path / "data", {"val": 240}, size=(50, 70)) / "val"
     assert main(["predict", str(onnx), str(images), "--out", str(tmp_path / "one")]) == 0
     out = tmp_path / "ray"
-    cmd = [sys.executable, "-c", _BLOCKED, "predict", str(onnx), str(images), "--out", str(out),
-           "--ray", "local", "--actors", "2", "--threads", "1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-c",
+        _BLOCKED,
+        "predict",
+        str(onnx),
+        str(images),
+        "--out",
+        str(out),
+        "--ray",
+        "local",
+        "--actors",
+        "2",
+        "--threads",
+        "1",
+    ]
     # Killed part-way (SIGKILL of the driver: no clean-up of any kind), then run again.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
     end = time.monotonic() + 300
@@ -76,8 +90,18 @@ def test_bad_images_fail_alone_and_labels_only(
     bad.write_bytes(b"not a png")
     listed.write_text("".join(f"{p}\n" for p in sorted(images.glob("*.png"))) + f"{bad}\n")
     out = tmp_path / "o"
-    args = ["predict", str(onnx), str(listed), "--out", str(out), "--ray", "local",
-            "--no-overlays", "--json", str(tmp_path / "rows.jsonl")]  # fmt: skip
+    args = [
+        "predict",
+        str(onnx),
+        str(listed),
+        "--out",
+        str(out),
+        "--ray",
+        "local",
+        "--no-overlays",
+        "--json",
+        str(tmp_path / "rows.jsonl"),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "1 of 4 image(s) failed" in err and "broken" in err

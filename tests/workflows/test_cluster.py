@@ -53,10 +53,19 @@ def test_compare_on_two_nodes_equals_one_machine_and_survives_a_lost_node(
     cluster = local_cluster()
     try:
         out = tmp_path / "ray"
-        cmd = [sys.executable, "-m", "edgeseg", "compare", *_overrides(data, out),
-               "--ray", cluster.address, "--json"]  # fmt: skip
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=ENV)  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "edgeseg",
+            "compare",
+            *_overrides(data, out),
+            "--ray",
+            cluster.address,
+            "--json",
+        ]
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
+        )
         # Kill the second node once both nodes train (two run folders have a log).
         end = time.monotonic() + 300
         while time.monotonic() < end and proc.poll() is None:
@@ -85,8 +94,18 @@ def test_compare_on_two_nodes_equals_one_machine_and_survives_a_lost_node(
 
 def test_without_the_extra_or_a_head_ray_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
     data = make_list_dataset(tmp_path / "data", {"train": 4, "val": 2}, size=(24, 32))
-    args = ["compare", "--models", "l3unet", "--data", str(data), "--preset", "custom",
-            "--out", str(tmp_path / "o"), "recipe.data.classes=[a, b, c]"]  # fmt: skip
+    args = [
+        "compare",
+        "--models",
+        "l3unet",
+        "--data",
+        str(data),
+        "--preset",
+        "custom",
+        "--out",
+        str(tmp_path / "o"),
+        "recipe.data.classes=[a, b, c]",
+    ]
     with socket.socket() as s:  # a port where nothing listens
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

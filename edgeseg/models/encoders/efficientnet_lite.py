@@ -217,9 +217,13 @@ class EfficientNetLite(Encoder):
             prefix |= {"_conv_head.": "head.0.", "_bn1.": "head.1.", "_fc.": "classifier."}
         order = [(s, b) for s, stage in enumerate(self.stages) for b in range(len(stage))]
         inner = {
-            "_expand_conv.": "expand.0.", "_bn0.": "expand.1.", "_depthwise_conv.": "dw.0.",
-            "_bn1.": "dw.1.", "_project_conv.": "project.0.", "_bn2.": "project.1.",
-        }  # fmt: skip
+            "_expand_conv.": "expand.0.",
+            "_bn0.": "expand.1.",
+            "_depthwise_conv.": "dw.0.",
+            "_bn1.": "dw.1.",
+            "_project_conv.": "project.0.",
+            "_bn2.": "project.1.",
+        }
         for key, value in state.items():
             if key.startswith("_blocks."):
                 _, n, rest = key.split(".", 2)

@@ -86,6 +86,7 @@ def run_on_ray(
     extra: dict[str, Callable[..., torch.nn.Module]],
     label_kept: Callable[[dict[str, Any], str, str], None],
     task: Callable[..., dict[str, Any]],
+    on_model_done: Callable[[], None] | None = None,
 ) -> None:
     """Run every unfinished model of a comparison on the Ray cluster ``cfg.ray``.
 
@@ -99,6 +100,7 @@ def run_on_ray(
         task: ``task(cfg, name, checkpoint, entry, stages, size, extra) -> entry``, run
             in a worker: the comparison's stages of one model (a module-level function,
             so workers import it rather than unpickle it).
+        on_model_done: called after each model's results are saved (the report so far).
 
     Raises:
         EdgesegError: Ray missing, the cluster unreachable, the bench node not found.
@@ -112,7 +114,9 @@ def run_on_ray(
             "nodes": sum(1 for n in ray.nodes() if n.get("Alive")),
             "bench_node": bench,
         }
-        _Driver(ray, cfg, results, size, extra, bench, task).run(specs, label_kept)
+        driver = _Driver(ray, cfg, results, size, extra, bench, task)
+        driver.on_model_done = on_model_done
+        driver.run(specs, label_kept)
 
 
 class _Driver:
@@ -141,6 +145,7 @@ class _Driver:
         self.pending: dict[Any, tuple[str, str]] = {}
         self.queue: list[str] = []
         self.given: dict[str, str | None] = {}
+        self.on_model_done: Callable[[], None] | None = None
 
     def run(
         self,
@@ -195,6 +200,7 @@ class _Driver:
         if entry.get("status") == "failed":
             self.results.save()
             self._bench_next()
+            self._model_done()
             return
         if phase == "train":
             self.queue.append(name)
@@ -210,3 +216,9 @@ class _Driver:
             )
         self.results.save()
         self._bench_next()
+        if phase == "bench":
+            self._model_done()
+
+    def _model_done(self) -> None:
+        if self.on_model_done is not None:
+            self.on_model_done()

@@ -572,14 +572,22 @@ def _compare_locked(
     # A cluster that cannot be reached fails here, before any plan or work.
     with ray_session(cfg.ray, extra=RAY_EXTRA) if cfg.ray else contextlib.nullcontext():
         _announce_plan(cfg, run, specs, results)
-        if cfg.ray:
-            run_on_ray(cfg, specs, results, run.size, run.extra, _label_kept, stages_task)
+        if cfg.ray:  # the report so far after each model: results stream in as they end
+            so_far = (lambda: write_report(_finished(results.data), run.out)) if report else None
+            run_on_ray(cfg, specs, results, run.size, run.extra, _label_kept, stages_task, so_far)
         else:
             for k, (name, given) in enumerate(specs, start=1):
                 _one_model(run, results, name, given, f"[{k}/{len(specs)}] {name}")
     if report:
         write_report(results.data, run.out)
     return results.data
+
+
+def _finished(data: dict[str, Any]) -> dict[str, Any]:
+    """The results with only the models that ended (done or failed): a report so far."""
+    models = {k: v for k, v in data["models"].items() if v.get("status") in ("done", "failed")}
+    order = [n for n in data["order"] if n in models]
+    return {**data, "models": models, "order": order}
 
 
 def _one_model(run: _Run, results: _Results, name: str, given: str | None, where: str) -> None:

@@ -20,8 +20,6 @@ from tests.raycluster import ENV
 from tests.runtime.test_torch_free import _BLOCKED, exported  # noqa: F401 - the fixture
 from tests.synthetic import make_list_dataset
 
-pytest.importorskip("ray")
-
 
 def _labels(folder: Path) -> dict[str, np.ndarray]:
     return {p.name: np.asarray(Image.open(p)) for p in sorted((folder / "labels").glob("*.png"))}
@@ -32,6 +30,7 @@ def test_ray_predict_equals_one_process_and_resumes_after_a_kill(
     exported: tuple[Path, Path],  # noqa: F811
     tmp_path: Path,
 ) -> None:
+    pytest.importorskip("ray")
     onnx, _ = exported
     images = make_list_dataset(tmp_path / "data", {"val": 240}, size=(50, 70)) / "val"
     assert main(["predict", str(onnx), str(images), "--out", str(tmp_path / "one")]) == 0
@@ -84,6 +83,7 @@ def test_bad_images_fail_alone_and_labels_only(
     tmp_path: Path,
     capsys,
 ) -> None:
+    pytest.importorskip("ray")
     onnx, images = exported
     listed = tmp_path / "list.txt"
     bad = tmp_path / "broken.png"
@@ -118,13 +118,15 @@ def test_without_ray_or_a_head_is_one_line(
 ) -> None:
     onnx, images = exported
     args = ["predict", str(onnx), str(images), "--out", str(tmp_path / "o")]
+    monkeypatch.setitem(sys.modules, "ray", None)  # first without Ray installed
+    assert main([*args, "--ray", "auto"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install 'edgeseg-runtime[ray]'" in err, err
+    monkeypatch.undo()
+    pytest.importorskip("ray")
     assert main([*args, "--ray", "127.0.0.1:1"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no Ray head answers" in err, err
     assert main([*args, "--ray", "nonsense"]) == 2
     assert "expected local, auto or HOST:PORT" in capsys.readouterr().err
-    monkeypatch.setitem(sys.modules, "ray", None)
-    assert main([*args, "--ray", "auto"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "pip install 'edgeseg-runtime[ray]'" in err, err
     assert not (tmp_path / "o" / "labels").exists()

@@ -97,9 +97,9 @@ def test_compare_on_two_nodes_equals_one_machine_and_survives_a_lost_node(
         assert set(ray_e["stages"]) == {"train", "evaluate", "profile", "bench", "preview"}
 
 
-def test_without_the_extra_or_a_head_ray_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+def _args(tmp_path: Path) -> list[str]:
     data = make_list_dataset(tmp_path / "data", {"train": 4, "val": 2}, size=(24, 32))
-    args = [
+    return [
         "compare",
         "--models",
         "l3unet",
@@ -111,6 +111,11 @@ def test_without_the_extra_or_a_head_ray_is_one_line(tmp_path: Path, capsys, mon
         str(tmp_path / "o"),
         "recipe.data.classes=[a, b, c]",
     ]
+
+
+def test_an_address_without_a_ray_head_is_one_line(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("ray")
+    args = _args(tmp_path)
     with socket.socket() as s:  # a port where nothing listens
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -127,8 +132,12 @@ def test_without_the_extra_or_a_head_ray_is_one_line(tmp_path: Path, capsys, mon
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no Ray head answers" in err, err
     silent.close()
+    assert not (tmp_path / "o" / "runs").exists()  # nothing trained
+
+
+def test_without_the_extra_ray_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # Ray not installed
-    assert main([*args, "--ray", "auto"]) == 2
+    assert main([*_args(tmp_path), "--ray", "auto"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install 'edgeseg[ray]'" in err, err
     assert not (tmp_path / "o" / "runs").exists()  # nothing trained

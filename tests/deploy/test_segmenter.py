@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +107,37 @@ def test_predict_bad_inputs(tiny_run: tuple[Path, Path], tmp_path: Path) -> None
         predict_paths(run, tmp_path / "empty", tmp_path / "out")
     with pytest.raises(DataError, match=r"image or folder not found: .*missing\.png"):
         predict_paths(run, tmp_path / "missing.png", tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_predict_on_ray_equals_predict_paths(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    from edgeseg.cli import main
+
+    data, run = tiny_run
+    images = data / "val"
+    predict_paths(run / "best.pt", images, tmp_path / "one", threads=1)
+    args = [
+        "predict",
+        str(run / "best.pt"),
+        str(images),
+        "--out",
+        str(tmp_path / "ray"),
+        "--ray",
+        "local",
+        "--actors",
+        "2",
+        "--threads",
+        "1",
+        "--no-overlays",
+    ]
+    assert main(args) == 0
+    names = sorted(p.name for p in (tmp_path / "one" / "labels").glob("*.png"))
+    assert names == sorted(p.name for p in (tmp_path / "ray" / "labels").glob("*.png"))
+    for n in names:
+        a = np.asarray(Image.open(tmp_path / "one" / "labels" / n))
+        assert (a == np.asarray(Image.open(tmp_path / "ray" / "labels" / n))).all()
+    assert not (tmp_path / "ray" / "overlays").exists()
+    assert main(args) == 0  # a second run finds every image done
+    summary = json.loads((tmp_path / "ray" / "predict_summary.json").read_text())
+    assert summary["skipped"] == len(names) and summary["written"] == 0

@@ -266,34 +266,31 @@ def bench(
     iterations = positive_int(iterations, "--iterations")
     with work_folder(workdir, "edgeseg-bench-") as work:
         src = _Source.resolve(source, names, work, num_classes, (h, w))
-        job_base = src.job(
-            size=[h, w],
-            threads=threads,
-            warmup=warmup,
-            iterations=iterations,
-            workdir=str(work),
-            external=dict(external or {}),
-        )
+        runs = {"threads": threads, "warmup": warmup, "iterations": iterations}
+        job_base = src.job(size=[h, w], workdir=str(work), external=dict(external or {}), **runs)
         labels, scorer = _scoring(src, work, data, split, eval_images, (h, w), threads)
         mixed = (scorer, budget_miou) if mixed_precision and scorer is not None else None
         calib = (calib_data or data, calib_split, calib_images)
         quant, errors = _artefacts(src, names, work, (h, w), calib, mixed)
         results = _rounds(names, job_base, repeats, work, timeout, errors, labels is not None)
-        header = {
-            "source": source,
-            "kind": src.kind,
-            "repeats": repeats,
-            **{k: job_base[k] for k in ("size", "threads", "iterations")},
-            "cpu": cpu_name(),
-            "torch_version": torch.__version__,
-        }
         ok = [b for b in names if b not in errors]
-        if not ok:
+        if not ok:  # not one backend ran: every reason, in one line
             raise EdgesegError("; ".join(f"{b}: {e}" for b, e in errors.items()))
-        out = _summarise(
-            results, ok, work, labels, src.num_classes, src.ckpt, budget_miou, quant, header
-        )
-        return {**out, "errors": errors}
+        header = _header(source, src, job_base, repeats)
+        args = (src.num_classes, src.ckpt, budget_miou, quant, header)
+        return {**_summarise(results, ok, work, labels, *args), "errors": errors}
+
+
+def _header(source: str, src: _Source, job: dict[str, Any], repeats: int) -> dict[str, Any]:
+    """What every bench result names: the source, the run's settings, the CPU."""
+    return {
+        "source": source,
+        "kind": src.kind,
+        "repeats": repeats,
+        **{k: job[k] for k in ("size", "threads", "iterations")},
+        "cpu": cpu_name(),
+        "torch_version": torch.__version__,
+    }
 
 
 def _check_budget(budget: float, mixed_precision: bool, data: str | None) -> None:

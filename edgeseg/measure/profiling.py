@@ -177,10 +177,7 @@ def profile(
         by_fmt = {f: _summary(t) for f, t in times.items()}
         best = min(by_fmt, key=lambda f: by_fmt[f]["median"])
         log.info("%s: %s", name, {f: round(v["median"], 2) for f, v in by_fmt.items()})
-        best_model, best_x = to_memory_format(timed, x, best)
-        stage_n = stage_repeats or max(3, repeats // 2)
-        stages, _ = measure_stage_times(best_model, best_x, repeats=stage_n)
-        peak = measure_peak_memory(best_model, best_x)
+        stages, peak = _in_best_format(timed, x, best, stage_repeats or max(3, repeats // 2))
     return ProfileResult(
         model=name,
         input_size=(h, w),
@@ -198,6 +195,15 @@ def profile(
         bn_folded=fold_bn,
         malloc_tuned=malloc_tuned(),
     )
+
+
+def _in_best_format(
+    model: nn.Module, x: torch.Tensor, fmt: str, repeats: int
+) -> tuple[list[StageTime], int]:
+    """``(time per stage, peak bytes)`` of the network in its fastest memory format."""
+    best_model, best_x = to_memory_format(model, x, fmt)
+    stages, _ = measure_stage_times(best_model, best_x, repeats=repeats)
+    return stages, measure_peak_memory(best_model, best_x)
 
 
 def _counts(model: nn.Module, x: torch.Tensor) -> dict[str, int]:

@@ -164,62 +164,41 @@ def _fmt(v: Any, spec: str = ".3f", none: str = "-") -> str:
     return format(v, spec)
 
 
-def report_tables(results: dict[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]:
-    """The report's tables as ``{title: (header, rows)}`` (strings, ready to render)."""
-    done = _done(results)
-    classes = results.get("classes", [])
-    tables: dict[str, tuple[list[str], list[list[str]]]] = {}
-    # One latency per model here (its best backend's); every backend's is in the next
-    # table, from the same benchmark processes.
-    header = [
-        "model",
-        "mIoU",
-        "pixel acc",
-        "mean acc",
-        "params (M)",
-        "GFLOPs",
-        "size (MB)",
-        "best backend",
-        "best ms",
-        "img/s",
-        "peak MB",
-        "epochs",
-        "images",
-        "train s",
-        "training",
+Table = tuple[list[str], list[list[str]]]
+
+#: The "Accuracy and cost" columns: one latency per model (its best backend's); every
+#: backend's is in the next table, from the same benchmark processes.
+_COST_HEADER = ["model", "mIoU", "pixel acc", "mean acc", "params (M)", "GFLOPs", "size (MB)",
+                "best backend", "best ms", "img/s", "peak MB", "epochs", "images", "train s",
+                "training"]  # fmt: skip
+
+
+def _cost_row(e: dict[str, Any]) -> list[str]:
+    """One model's row of the accuracy-and-cost table."""
+    m, p = e.get("metrics", {}), e.get("profile", {})
+    best, best_ms = _best_latency(e)
+    tr = e.get("train") or {}
+    return [
+        e["name"],
+        _fmt(m.get("miou")),
+        _fmt(m.get("pixel_acc")),
+        _fmt(m.get("mean_acc")),
+        _fmt(p.get("params", 0) / 1e6, ".3f"),
+        _fmt(p.get("flops", 0) / 1e9, ".2f"),
+        _fmt(p.get("size_bytes", 0) / 2**20, ".2f"),
+        best or "-",
+        _fmt(best_ms, ".1f"),
+        _fmt(1000 / best_ms if best_ms else None, ".1f"),
+        _fmt(p.get("peak_memory_bytes", 0) / 2**20, ".0f"),
+        f"{tr.get('epochs_done', '-')}/{tr.get('epochs', '-')}" if tr else "(given)",
+        _fmt(tr.get("images"), ",d") if tr else "-",
+        _fmt(tr.get("seconds"), ".0f") if tr else "-",
+        "; ".join(training_flags(e)) or ("complete" if tr else "not trained here"),
     ]
-    rows = []
-    for e in done:
-        m, p = e.get("metrics", {}), e.get("profile", {})
-        best, best_ms = _best_latency(e)
-        tr = e.get("train") or {}
-        rows.append(
-            [
-                e["name"],
-                _fmt(m.get("miou")),
-                _fmt(m.get("pixel_acc")),
-                _fmt(m.get("mean_acc")),
-                _fmt(p.get("params", 0) / 1e6, ".3f"),
-                _fmt(p.get("flops", 0) / 1e9, ".2f"),
-                _fmt(p.get("size_bytes", 0) / 2**20, ".2f"),
-                best or "-",
-                _fmt(best_ms, ".1f"),
-                _fmt(1000 / best_ms if best_ms else None, ".1f"),
-                _fmt(p.get("peak_memory_bytes", 0) / 2**20, ".0f"),
-                f"{tr.get('epochs_done', '-')}/{tr.get('epochs', '-')}" if tr else "(given)",
-                _fmt(tr.get("images"), ",d") if tr else "-",
-                _fmt(tr.get("seconds"), ".0f") if tr else "-",
-                "; ".join(training_flags(e)) or ("complete" if tr else "not trained here"),
-            ]
-        )
-    tables["Accuracy and cost"] = (header, rows)
 
-    rows = []
-    for e in done:
-        iou = e.get("metrics", {}).get("iou", {})
-        rows.append([e["name"], *[_fmt(iou.get(c)) for c in classes]])
-    tables["IoU per class"] = (["model", *classes], rows)
 
+def _latency_table(done: list[dict[str, Any]]) -> Table:
+    """Every backend's median latency per model, with its mIoU on the bench images."""
     backends: list[str] = []
     for e in done:
         for b in (e.get("bench") or {}).get("backends", {}):
@@ -231,27 +210,34 @@ def report_tables(results: dict[str, Any]) -> dict[str, tuple[list[str], list[li
         errors = (e.get("bench") or {}).get("errors", {})
         row = [e["name"]]
         for b in backends:
-            if b in bb:
-                r = bb[b]
-                cell = f"{r['latency_ms']['median']:.1f}"
-                if r.get("miou") is not None:
-                    cell += f" ({r['miou']:.3f})"
-                row.append(cell)
-            else:
+            if b not in bb:
                 row.append("failed" if b in errors else "-")
+                continue
+            cell = f"{bb[b]['latency_ms']['median']:.1f}"
+            if bb[b].get("miou") is not None:
+                cell += f" ({bb[b]['miou']:.3f})"
+            row.append(cell)
         rows.append(row)
-    tables["Latency per backend: median ms (mIoU on the bench images)"] = (
-        ["model", *backends],
-        rows,
-    )
+    return ["model", *backends], rows
 
+
+def report_tables(results: dict[str, Any]) -> dict[str, Table]:
+    """The report's tables as ``{title: (header, rows)}`` (strings, ready to render)."""
+    done = _done(results)
+    classes = results.get("classes", [])
+    tables: dict[str, Table] = {"Accuracy and cost": (_COST_HEADER, [_cost_row(e) for e in done])}
+    iou = [
+        [e["name"], *[_fmt(e.get("metrics", {}).get("iou", {}).get(c)) for c in classes]]
+        for e in done
+    ]
+    tables["IoU per class"] = (["model", *classes], iou)
+    tables["Latency per backend: median ms (mIoU on the bench images)"] = _latency_table(done)
     stage_names = ["train", "evaluate", "profile", "bench", "preview"]
     rows = []
     for e in done:
         st = e.get("stages", {})
         rows.append([e["name"], *[_fmt(st.get(s, {}).get("seconds"), ".0f") for s in stage_names]])
     tables["Time per stage of the comparison (s)"] = (["model", *stage_names], rows)
-
     failed = [m for m in results.get("models", {}).values() if m.get("status") == "failed"]
     if failed:
         tables["Failed"] = (["model", "error"], [[m["name"], m.get("error", "")] for m in failed])

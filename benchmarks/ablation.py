@@ -92,9 +92,11 @@ def plan(base: dict, names: list[str], args: argparse.Namespace) -> dict:
             recipe, _ = _recipe(base, name, args)
             probe = fit_to_budget(recipe, args.minutes * 60, name=f"{args.model} ({name})")
             kept["variants"][name] = {
-                "epochs": recipe.train.epochs, "eval_every": recipe.train.eval_every,
-                "step_s": probe["step_s"], "steps_per_epoch": probe["steps_per_epoch"],
-            }  # fmt: skip
+                "epochs": recipe.train.epochs,
+                "eval_every": recipe.train.eval_every,
+                "step_s": probe["step_s"],
+                "steps_per_epoch": probe["steps_per_epoch"],
+            }
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, kept)  # after each probe: an interrupted plan resumes
     return kept
@@ -107,8 +109,12 @@ def run_variant(base: dict, name: str, planned: dict, args: argparse.Namespace) 
     recipe.train.eval_every = planned["eval_every"]
     recipe.train.max_minutes, recipe.train.replan = None, False  # the work is fixed
     run = Path(recipe.train.out)
-    row = {"variant": name, "overrides": items, "planned_epochs": planned["epochs"],
-           "step_s": planned["step_s"]}  # fmt: skip
+    row = {
+        "variant": name,
+        "overrides": items,
+        "planned_epochs": planned["epochs"],
+        "step_s": planned["step_s"],
+    }
     try:
         res = train(recipe, resume=(run / "last.pt").is_file())
     except EdgesegError as e:  # a run that diverges is a result too: the row says where
@@ -124,8 +130,11 @@ def _from_log(run: Path) -> dict:
     """Epochs done, wall time and updates skipped for non-finite gradients (bf16), from
     the run's ``log.jsonl``."""
     done = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
-    return {"epochs": len(done), "train_seconds": sum(r.get("epoch_seconds", 0) for r in done),
-            "skipped_steps": sum(r.get("skipped_steps", 0) for r in done)}  # fmt: skip
+    return {
+        "epochs": len(done),
+        "train_seconds": sum(r.get("epoch_seconds", 0) for r in done),
+        "skipped_steps": sum(r.get("skipped_steps", 0) for r in done),
+    }
 
 
 def write_results(rows: list[dict], args: argparse.Namespace) -> str:
@@ -136,22 +145,28 @@ def write_results(rows: list[dict], args: argparse.Namespace) -> str:
         out.with_suffix(".json"), {"model": args.model, "minutes": args.minutes, "rows": rows}
     )
     base = next((r["miou"] for r in rows if r["variant"] == "plain"), None)
-    lines = [f"{args.model} on CamVid val, {args.minutes:g} min of training per variant\n",
-             "(epochs: what fits that time on an idle machine, from a probe of each "
-             "variant's step; val mIoU of the run's best checkpoint)\n",
-             "| variant | overrides | val mIoU | vs plain | epochs | skipped steps | step s "
-             "| train s |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines = [
+        f"{args.model} on CamVid val, {args.minutes:g} min of training per variant\n",
+        "(epochs: what fits that time on an idle machine, from a probe of each "
+        "variant's step; val mIoU of the run's best checkpoint)\n",
+        "| variant | overrides | val mIoU | vs plain | epochs | skipped steps | step s | train s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in rows:
         score = r.get("diverged") or f"{r['miou']:.4f}"
         delta = "" if r["miou"] is None or base is None else f"{r['miou'] - base:+.4f}"
-        lines.append(f"| {r['variant']} | {' '.join(r['overrides']) or '-'} | {score} "
-                     f"| {delta} | {r['epochs']}/{r['planned_epochs']} "
-                     f"| {r.get('skipped_steps', 0)} | {r['step_s']:.2f} "
-                     f"| {r['train_seconds']:.0f} |")  # fmt: skip
+        lines.append(
+            f"| {r['variant']} | {' '.join(r['overrides']) or '-'} | {score} "
+            f"| {delta} | {r['epochs']}/{r['planned_epochs']} "
+            f"| {r.get('skipped_steps', 0)} | {r['step_s']:.2f} "
+            f"| {r['train_seconds']:.0f} |"
+        )
     seeds = [r["miou"] for r in rows if r["variant"] in ("plain", *SAME_WORK) and r["miou"]]
     if len(seeds) > 1:
-        lines.append(f"\nplain recipe across {len(seeds)} seeds: {min(seeds):.4f} to "
-                     f"{max(seeds):.4f} (spread {max(seeds) - min(seeds):.4f})")  # fmt: skip
+        lines.append(
+            f"\nplain recipe across {len(seeds)} seeds: {min(seeds):.4f} to "
+            f"{max(seeds):.4f} (spread {max(seeds) - min(seeds):.4f})"
+        )
     atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     return "\n".join(lines)
 

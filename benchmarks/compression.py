@@ -90,9 +90,12 @@ def main() -> None:
     p.add_argument("--json", default=str(RESULTS / "compression.json"))
     p.add_argument("--size", default="360x480", help="latency and accuracy size HxW")
     p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="recipe override for every training and fine-tune (repeatable)",
-    )  # fmt: skip
+    )
     args = p.parse_args()
     torch.set_num_threads(2)
     work = Path(args.work)
@@ -114,28 +117,47 @@ def main() -> None:
         key = f"prune50/{model}"
         if key not in res:
             res[key] = compress_checkpoint(
-                source(model), "prune", work / key, data=args.data, epochs=args.epochs,
-                ratio=0.5, backends=("channels_last", "ort"),
-                overrides=["train.progress=false", "train.tensorboard=false", *args.set], size=size,
-            )  # fmt: skip
+                source(model),
+                "prune",
+                work / key,
+                data=args.data,
+                epochs=args.epochs,
+                ratio=0.5,
+                backends=("channels_last", "ort"),
+                overrides=["train.progress=false", "train.tensorboard=false", *args.set],
+                size=size,
+            )
             atomic_write_json(path, res)
     if "sparsify60+int8/erfnet" not in res:
         res["sparsify60+int8/erfnet"] = compress_checkpoint(
-            source("erfnet"), "sparsify", work / "sparsify-erfnet", data=args.data,
-            epochs=args.epochs, sparsity=0.6, backends=("channels_last",),
-            overrides=["train.progress=false", "train.tensorboard=false", *args.set], size=size,
-        )  # fmt: skip
+            source("erfnet"),
+            "sparsify",
+            work / "sparsify-erfnet",
+            data=args.data,
+            epochs=args.epochs,
+            sparsity=0.6,
+            backends=("channels_last",),
+            overrides=["train.progress=false", "train.tensorboard=false", *args.set],
+            size=size,
+        )
         atomic_write_json(path, res)
     if "grouping/essnet" not in res:
         # Same epochs for both arms, planned on the slower one (dense weights under a mask).
         gradual, epochs = _train_for(
-            "essnet", work / "essnet-gradual-dg2", args.data, args.minutes,
+            "essnet",
+            work / "essnet-gradual-dg2",
+            args.data,
+            args.minutes,
             ["compress.groups=2", "model.kwargs={layer: D}", *args.set],
-        )  # fmt: skip
+        )
         scratch, _ = _train_for(
-            "essnet", work / "essnet-dg2-scratch", args.data, args.minutes,
-            ["model.kwargs={layer: DG2}", *args.set], epochs=epochs,
-        )  # fmt: skip
+            "essnet",
+            work / "essnet-dg2-scratch",
+            args.data,
+            args.minutes,
+            ["model.kwargs={layer: DG2}", *args.set],
+            epochs=epochs,
+        )
         res["grouping/essnet"] = {
             name: evaluate(ck, args.data, "val", input_size=size, threads=2)["miou"]
             for name, ck in (("gradual_dg2", gradual), ("scratch_dg2", scratch))

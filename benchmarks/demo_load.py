@@ -37,8 +37,11 @@ def _burn(seconds: float) -> None:
 
 def _demo(out: Path) -> float:
     t0 = time.time()
-    subprocess.run([sys.executable, "-m", "edgeseg", "compare", "--demo", "--out", str(out)],
-                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "edgeseg", "compare", "--demo", "--out", str(out)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.time() - t0
 
 
@@ -47,11 +50,19 @@ def _summary(folder: Path, wall: float | None) -> dict:
     rows = {}
     for name in res["order"]:
         e = res["models"][name]
-        rows[name] = {"miou": e["metrics"]["miou"], "epochs": e["train"]["epochs_done"],
-                      "train_s": e["train"]["seconds"]}  # fmt: skip
+        rows[name] = {
+            "miou": e["metrics"]["miou"],
+            "epochs": e["train"]["epochs_done"],
+            "train_s": e["train"]["seconds"],
+        }
     ranking = sorted(rows, key=lambda n: -rows[n]["miou"])
-    return {"folder": folder.name, "wall_s": wall, "budget": res["config"]["budget"],
-            "models": rows, "ranking": ranking}  # fmt: skip
+    return {
+        "folder": folder.name,
+        "wall_s": wall,
+        "budget": res["config"]["budget"],
+        "models": rows,
+        "ranking": ranking,
+    }
 
 
 def _table(idle: dict, busy: dict, competitor: str) -> str:
@@ -79,8 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", default=None, help="folder for the two demos (a temporary one)")
     p.add_argument("--idle", default=None, help="a finished idle demo folder to tabulate")
     p.add_argument("--busy", default=None, help="a finished busy demo folder to tabulate")
-    p.add_argument("--competitor", default="a two-thread matrix-product process",
-                   help="what competed in the busy run (for the table)")  # fmt: skip
+    p.add_argument(
+        "--competitor",
+        default="a two-thread matrix-product process",
+        help="what competed in the busy run (for the table)",
+    )
     p.add_argument("--out", default=str(RESULTS / "demo_load"), help="results stem")
     args = p.parse_args(argv)
     if args.idle and args.busy:
@@ -95,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             burner.terminate()
     out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(
-        {"idle": idle, "busy": busy, "competitor": args.competitor}, indent=2))  # fmt: skip
+    out.with_suffix(".json").write_text(
+        json.dumps({"idle": idle, "busy": busy, "competitor": args.competitor}, indent=2)
+    )
     table = _table(idle, busy, args.competitor)
     out.with_suffix(".md").write_text(table)
     print(table)

@@ -53,17 +53,19 @@ def _rows(res: dict) -> list[dict]:
         best = bench.get("best")
         ms = bench["backends"][best]["latency_ms"]["median"] if best else None
         train = e.get("train") or {}
-        rows.append({
-            "model": name,
-            "miou": e["metrics"]["miou"],
-            "best_backend": best,
-            "best_ms": ms,
-            "gflops": e["profile"]["flops"] / 1e9,
-            "params": e["profile"]["params"],
-            "epochs": train.get("epochs_done"),
-            "planned_epochs": train.get("epochs"),
-            "schedule_finished": not train.get("stopped_by_budget", False),
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": name,
+                "miou": e["metrics"]["miou"],
+                "best_backend": best,
+                "best_ms": ms,
+                "gflops": e["profile"]["flops"] / 1e9,
+                "params": e["profile"]["params"],
+                "epochs": train.get("epochs_done"),
+                "planned_epochs": train.get("epochs"),
+                "schedule_finished": not train.get("stopped_by_budget", False),
+            }
+        )
     pts = [(r["best_ms"], r["miou"]) for r in rows if r["best_ms"] is not None]
     front = set(pareto_front(pts))
     scored = [r for r in rows if r["best_ms"] is not None]
@@ -115,18 +117,26 @@ def _plan(cfg) -> dict:
     for name in [m for m in cfg.models if m not in plan["budgets"]]:
         recipe = copy.deepcopy(cfg.recipe)
         recipe.model.name, recipe.train.threads = name, cfg.threads
-        items, times = (plan["overrides"][name], {}) if name in plan["overrides"] else (
-            _precision(recipe, name))  # fmt: skip
+        items, times = (
+            (plan["overrides"][name], {})
+            if name in plan["overrides"]
+            else (_precision(recipe, name))
+        )
         if items:
             plan["overrides"][name] = items
             recipe.train.bf16 = False
         p = fit_to_budget(recipe, budget.value, name=name)
         plan["budgets"][name] = f"{recipe.train.epochs} epochs"
-        plan["probe"][name] = {"step_s": p["step_s"], "steps_per_epoch": p["steps_per_epoch"],
-                               "precision_step_s": times}  # fmt: skip
+        plan["probe"][name] = {
+            "step_s": p["step_s"],
+            "steps_per_epoch": p["steps_per_epoch"],
+            "precision_step_s": times,
+        }
         precision = "bf16" if recipe.train.bf16 else "fp32"
-        print(f"{name}: {p['step_s']:.2f} s per step in {precision} -> "
-              f"{recipe.train.epochs} epochs", flush=True)  # fmt: skip
+        print(
+            f"{name}: {p['step_s']:.2f} s per step in {precision} -> {recipe.train.epochs} epochs",
+            flush=True,
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, plan)  # after each probe: an interrupted plan resumes
     return plan
@@ -181,12 +191,16 @@ def _drop_bench(out: Path) -> None:
 
 
 def _table(rows: list[dict], res: dict) -> str:
-    head = (f"CamVid val (101 images), {res['size'][0]}x{res['size'][1]}, "
-            f"{res.get('machine', {}).get('cpu', '')}; one recipe, one training budget each "
-            f"({res.get('config', {}).get('budget')}).\n\n")  # fmt: skip
-    lines = ["| model | val mIoU | best backend | best ms | GFLOPs | params | epochs | "
-             "trained in | Pareto |",
-             "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- | :---: |"]  # fmt: skip
+    head = (
+        f"CamVid val (101 images), {res['size'][0]}x{res['size'][1]}, "
+        f"{res.get('machine', {}).get('cpu', '')}; one recipe, one training budget each "
+        f"({res.get('config', {}).get('budget')}).\n\n"
+    )
+    lines = [
+        "| model | val mIoU | best backend | best ms | GFLOPs | params | epochs | "
+        "trained in | Pareto |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- | :---: |",
+    ]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['miou']:.4f} | {r['best_backend']} | {r['best_ms']:.1f} | "
@@ -206,10 +220,18 @@ def _write(res: dict, plan: dict, out: Path, work: Path) -> None:
         r["precision"] = "bf16" if bf16 and not fp32 else "fp32"
     out.parent.mkdir(parents=True, exist_ok=True)
     entries = {n: res["models"].get(n, {}) for n in res["order"]}
-    missing = {n: e.get("error") or e.get("status", "pending") for n, e in entries.items()
-               if e.get("status") != "done"}  # fmt: skip
-    keep = {"config": res.get("config"), "machine": res.get("machine"), "plan": plan,
-            "rows": rows, "not_done": missing}  # fmt: skip
+    missing = {
+        n: e.get("error") or e.get("status", "pending")
+        for n, e in entries.items()
+        if e.get("status") != "done"
+    }
+    keep = {
+        "config": res.get("config"),
+        "machine": res.get("machine"),
+        "plan": plan,
+        "rows": rows,
+        "not_done": missing,
+    }
     atomic_write_json(out.with_suffix(".json"), keep)
     table = _table(rows, res)
     if missing:
@@ -232,10 +254,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", default=None, help="comparison folder (runs/frontier)")
     p.add_argument("--out", default=str(RESULTS / "frontier"), help="results stem")
     p.add_argument("--plan-only", action="store_true", help="probe and plan, do not train")
-    p.add_argument("--rebench", action="store_true",
-                   help="re-measure every trained model's backends back to back")  # fmt: skip
-    p.add_argument("--render", action="store_true",
-                   help="write the table from WORK's results so far; train nothing")  # fmt: skip
+    p.add_argument(
+        "--rebench",
+        action="store_true",
+        help="re-measure every trained model's backends back to back",
+    )
+    p.add_argument(
+        "--render",
+        action="store_true",
+        help="write the table from WORK's results so far; train nothing",
+    )
     args = p.parse_args(argv)
     items = [f"recipe.data.root={args.data}"] if args.data else []
     items += [f"budget={args.budget}"] if args.budget else []
@@ -254,8 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan_only:
         print(json.dumps(plan, indent=2))
         return 0
-    cfg = with_overrides(cfg, [f"budgets={json.dumps(plan['budgets'])}",
-                               f"overrides={json.dumps(plan.get('overrides', {}))}"])  # fmt: skip
+    cfg = with_overrides(
+        cfg,
+        [
+            f"budgets={json.dumps(plan['budgets'])}",
+            f"overrides={json.dumps(plan.get('overrides', {}))}",
+        ],
+    )
     if args.rebench:
         _drop_bench(Path(cfg.out))
     _write(compare(cfg), plan, Path(args.out), Path(cfg.out))

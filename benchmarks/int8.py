@@ -30,9 +30,18 @@ def _run(model: str, data: str, budget: float, mixed: bool, threads: int) -> dic
     from edgeseg.measure.bench import bench
 
     backends = FP32 + INT8 if not mixed else ["eager", *INT8]
-    return bench(model, size=(360, 480), threads=threads, backends=backends, iterations=10,
-                 repeats=3, data=data, calib_data=data, budget_miou=budget,
-                 mixed_precision=mixed)  # fmt: skip
+    return bench(
+        model,
+        size=(360, 480),
+        threads=threads,
+        backends=backends,
+        iterations=10,
+        repeats=3,
+        data=data,
+        calib_data=data,
+        budget_miou=budget,
+        mixed_precision=mixed,
+    )
 
 
 def _rows(model: str, plain: dict, mixed: dict, budget: float) -> dict[str, Any]:
@@ -64,18 +73,25 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
 def _markdown(out: list[dict], cpu: str, budget: float) -> str:
     from edgeseg.deploy.mixed import Sensitivity
 
-    lines = [f"360x480, 2 threads, {cpu}; fresh processes, median ms; mIoU on the whole "
-             f"CamVid val split; budget {budget:.3f} mIoU. Plain and mixed int8 come from two "
-             "bench runs back to back: when no module is kept in fp32 the files are the same, "
-             "and their latencies differ by the runs' noise.", ""]  # fmt: skip
+    lines = [
+        f"360x480, 2 threads, {cpu}; fresh processes, median ms; mIoU on the whole "
+        f"CamVid val split; budget {budget:.3f} mIoU. Plain and mixed int8 come from two "
+        "bench runs back to back: when no module is kept in fp32 the files are the same, "
+        "and their latencies differ by the runs' noise.",
+        "",
+    ]
     for m in out:
         lines += [f"## {m['model']}", "", "| backend | ms | mIoU |", "| --- | ---: | ---: |"]
         for b, r in m["rows"].items():
             miou = f"{r['miou']:.4f}" if r["miou"] is not None else "-"
             lines.append(f"| {b} | {r['ms']:.1f} | {miou} |")
-        lines += ["", f"kept in fp32: {', '.join(m['kept_fp32']) or 'none'}; deployed "
-                  f"without mixed precision: {m['deploy_plain']}, with it: "
-                  f"{m['deploy_mixed']}", ""]  # fmt: skip
+        lines += [
+            "",
+            f"kept in fp32: {', '.join(m['kept_fp32']) or 'none'}; deployed "
+            f"without mixed precision: {m['deploy_plain']}, with it: "
+            f"{m['deploy_mixed']}",
+            "",
+        ]
         if m["sensitivity"]:
             table = Sensitivity.from_dict(m["sensitivity"]).table()
             lines += ["```text", table, "```", ""]

@@ -56,24 +56,54 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         h, w = photo(t / "photo.jpg", args.megapixels)
-        subprocess.run([py, "-m", "edgeseg", "export", args.weights, "--out", str(t / "m.onnx")],
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [py, "-m", "edgeseg", "export", args.weights, "--out", str(t / "m.onnx")],
+            check=True,
+            capture_output=True,
+        )
         runs = {
-            "edgeseg.Segmenter": [py, "-c", f"import edgeseg; edgeseg.Segmenter("
-                                  f"{args.weights!r})({str(t / 'photo.jpg')!r})"],
-            "edgeseg predict (labels + overlay)": [py, "-m", "edgeseg", "predict", "--model",
-                                                   args.weights, str(t / "photo.jpg"), "--out",
-                                                   str(t / "p")],
-            "edgeseg_runtime.Segmenter (ort)": [py, "-c", "from edgeseg_runtime import "
-                                                f"Segmenter; Segmenter({str(t / 'm.onnx')!r})"
-                                                f"({str(t / 'photo.jpg')!r})"],
-            "edgeseg-run predict (labels + overlay)": [py, "-m", "edgeseg_runtime", "predict",
-                                                       str(t / "m.onnx"), str(t / "photo.jpg"),
-                                                       "--out", str(t / "q")],
-        }  # fmt: skip
+            "edgeseg.Segmenter": [
+                py,
+                "-c",
+                f"import edgeseg; edgeseg.Segmenter({args.weights!r})({str(t / 'photo.jpg')!r})",
+            ],
+            "edgeseg predict (labels + overlay)": [
+                py,
+                "-m",
+                "edgeseg",
+                "predict",
+                "--model",
+                args.weights,
+                str(t / "photo.jpg"),
+                "--out",
+                str(t / "p"),
+            ],
+            "edgeseg_runtime.Segmenter (ort)": [
+                py,
+                "-c",
+                "from edgeseg_runtime import "
+                f"Segmenter; Segmenter({str(t / 'm.onnx')!r})"
+                f"({str(t / 'photo.jpg')!r})",
+            ],
+            "edgeseg-run predict (labels + overlay)": [
+                py,
+                "-m",
+                "edgeseg_runtime",
+                "predict",
+                str(t / "m.onnx"),
+                str(t / "photo.jpg"),
+                "--out",
+                str(t / "q"),
+            ],
+        }
         rows = [{"entry point": k, "peak_mb": round(peak_mb(v), 1)} for k, v in runs.items()]
-    result = {"cpu": cpu_name(), "weights": args.weights, "photo_hw": [h, w],
-              "work_pixels": max_work_pixels(), "rows": rows}  # fmt: skip
+    result = {
+        "cpu": cpu_name(),
+        "weights": args.weights,
+        "photo_hw": [h, w],
+        "work_pixels": max_work_pixels(),
+        "rows": rows,
+    }
     lines = [
         f"# Peak memory of one {h}x{w} photo ({args.weights}, {cpu_name()})",
         "",

@@ -32,27 +32,48 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(RESULTS / "nncf_int8"))
     args = p.parse_args(argv)
     h, w = (int(v) for v in args.size.split("x"))
-    res = bench(args.model, size=(h, w), threads=args.threads, backends=BACKENDS,
-                iterations=5, repeats=2, data=args.data, calib_data=args.data)  # fmt: skip
+    res = bench(
+        args.model,
+        size=(h, w),
+        threads=args.threads,
+        backends=BACKENDS,
+        iterations=5,
+        repeats=2,
+        data=args.data,
+        calib_data=args.data,
+    )
     rows = {
-        b: {"latency_ms": r["latency_ms"]["median"], "miou": r.get("miou"),
-            "size_bytes": r.get("size_bytes")}
+        b: {
+            "latency_ms": r["latency_ms"]["median"],
+            "miou": r.get("miou"),
+            "size_bytes": r.get("size_bytes"),
+        }
         for b, r in res["backends"].items()
-    }  # fmt: skip
-    lines = [f"{args.model} at {h}x{w}, {args.threads} threads, {res['cpu']}; fresh "
-             "processes, median ms; mIoU on the whole val split.", "",
-             "| backend | file | ms | mIoU | MB |",
-             "| --- | --- | ---: | ---: | ---: |"]  # fmt: skip
-    files = {"ort": "fp32", "openvino": "fp32", "openvino-int8": "edgeseg QDQ int8",
-             "nncf-int8": "NNCF int8"}  # fmt: skip
+    }
+    lines = [
+        f"{args.model} at {h}x{w}, {args.threads} threads, {res['cpu']}; fresh "
+        "processes, median ms; mIoU on the whole val split.",
+        "",
+        "| backend | file | ms | mIoU | MB |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    files = {
+        "ort": "fp32",
+        "openvino": "fp32",
+        "openvino-int8": "edgeseg QDQ int8",
+        "nncf-int8": "NNCF int8",
+    }
     for b, r in rows.items():
         mb = f"{r['size_bytes'] / 1e6:.2f}" if r["size_bytes"] else "-"
         lines.append(f"| {b} | {files[b]} | {r['latency_ms']:.1f} | {r['miou']:.4f} | {mb} |")
     table = "\n".join(lines) + "\n"
     out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(
-        {"model": args.model, "cpu": res["cpu"], "rows": rows, "errors": res.get("errors")},
-        indent=2))  # fmt: skip
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            {"model": args.model, "cpu": res["cpu"], "rows": rows, "errors": res.get("errors")},
+            indent=2,
+        )
+    )
     out.with_suffix(".md").write_text(table)
     print(table)
     return 0

@@ -54,8 +54,13 @@ HELDOUT_DIR = Path("benchmarks/results/heldout")
 # what may differ between a release and its train-only twin: the split, and settings that
 # do not change the weights (where and how often it logs and validates, when a session
 # stops it: resumption is exact)
-_TWIN_FREE = {("data", "train_split"), ("train", "out"), ("train", "progress"),
-              ("train", "eval_every"), ("train", "max_minutes")}  # fmt: skip
+_TWIN_FREE = {
+    ("data", "train_split"),
+    ("train", "out"),
+    ("train", "progress"),
+    ("train", "eval_every"),
+    ("train", "max_minutes"),
+}
 
 
 def _finished(run: Path) -> dict:
@@ -95,8 +100,11 @@ def _recipe_diff(a: dict, b: dict) -> list[str]:
         if not (isinstance(x, dict) and isinstance(y, dict)):
             out += [] if x == y else [sec]
             continue
-        out += [f"{sec}.{k}" for k in sorted(set(x) | set(y))
-                if (sec, k) not in _TWIN_FREE and x.get(k) != y.get(k)]  # fmt: skip
+        out += [
+            f"{sec}.{k}"
+            for k in sorted(set(x) | set(y))
+            if (sec, k) not in _TWIN_FREE and x.get(k) != y.get(k)
+        ]
     return out
 
 
@@ -109,8 +117,10 @@ def _heldout(run: Path, storage: str, data: str) -> dict:
         return json.loads(run.read_text())
     model, last = _final_model(run)
     if last["config"]["data"]["train_split"] != "train":
-        sys.exit(f"{run}: a held-out twin trains on 'train' alone, not on "
-                 f"{last['config']['data']['train_split']!r}")  # fmt: skip
+        sys.exit(
+            f"{run}: a held-out twin trains on 'train' alone, not on "
+            f"{last['config']['data']['train_split']!r}"
+        )
     metrics = _val(_as_stored(model, storage), last, data)
     rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines() if x.strip()]
     return {
@@ -221,12 +231,17 @@ def _card(entries: list[dict]) -> str:
         score = [
             f"- val mIoU **{v['miou']:.4f}**, pixel accuracy {v['pixel_acc']:.4f}, mean "
             f"accuracy {v['mean_acc']:.4f} ({v['num_images']} images)"
-            + (" with the same recipe trained on `train` only (held out; table below);"
-               if held else ";"),
-        ]  # fmt: skip
+            + (
+                " with the same recipe trained on `train` only (held out; table below);"
+                if held
+                else ";"
+            ),
+        ]
         if held:
-            score.append(f"- the released weights (val seen in training): val mIoU "
-                         f"{e['val']['miou']:.4f}, not a held-out figure;")  # fmt: skip
+            score.append(
+                f"- the released weights (val seen in training): val mIoU "
+                f"{e['val']['miou']:.4f}, not a held-out figure;"
+            )
         lines += [
             f"## {e['name']} ({e['model']})",
             "",
@@ -282,10 +297,19 @@ def main() -> None:
     )
     p.add_argument("--json", default="benchmarks/results/pretrained.json")
     p.add_argument("--note", action="append", default=[], help="NAME=TEXT for the card")
-    p.add_argument("--heldout", action="append", default=[],
-                   help="NAME=RUN_DIR|JSON: a train+val release's recipe run on train")  # fmt: skip
-    p.add_argument("--record-heldout", action="append", default=[], metavar="NAME=RUN_DIR",
-                   help=f"score a train-only twin into {HELDOUT_DIR}/NAME.json")  # fmt: skip
+    p.add_argument(
+        "--heldout",
+        action="append",
+        default=[],
+        help="NAME=RUN_DIR|JSON: a train+val release's recipe run on train",
+    )
+    p.add_argument(
+        "--record-heldout",
+        action="append",
+        default=[],
+        metavar="NAME=RUN_DIR",
+        help=f"score a train-only twin into {HELDOUT_DIR}/NAME.json",
+    )
     args = p.parse_args()
     torch.set_num_threads(2)
     for item in args.record_heldout:

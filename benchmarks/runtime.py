@@ -183,8 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     ceiling = conv_ceiling(args.threads)
     ceilings = int8_ceilings(args.threads)
-    print(f"dense conv ceiling: {ceiling:.1f} GFLOP/s; ONNX engines: "
-          + ", ".join(f"{k} {v:.0f}" for k, v in ceilings.items()), flush=True)  # fmt: skip
+    print(
+        f"dense conv ceiling: {ceiling:.1f} GFLOP/s; ONNX engines: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in ceilings.items()),
+        flush=True,
+    )
     out = Path(args.out)
     rows = []
     if args.resume and out.with_suffix(".json").is_file():

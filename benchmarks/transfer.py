@@ -84,8 +84,10 @@ def run_one(model: str, root: Path, run: Path, minutes: float) -> dict:
         cfg = load_config(ROOT / RECIPES[model], overrides)
         cfg.train.epochs = 1000  # the cap of the plan: the budget decides
         plan = fit_to_budget(cfg, minutes * 60, name=model)
-        print(f"{model} on {root.name}: {plan['step_s']:.2f} s/step -> "
-              f"{cfg.train.epochs} epochs", flush=True)  # fmt: skip
+        print(
+            f"{model} on {root.name}: {plan['step_s']:.2f} s/step -> {cfg.train.epochs} epochs",
+            flush=True,
+        )
     result = train(cfg, resume=resume)
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     curve, spent = [], 0.0

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from edgeseg_runtime.files import atomic_write_bytes
+
 from edgeseg.errors import EdgesegError
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX,]\s*(\d+)\s*$")
@@ -138,33 +140,6 @@ def format_duration(seconds: float) -> str:
 def finish_time(seconds: float) -> str:
     """The wall-clock time ``seconds`` from now, ``HH:MM`` (local time)."""
     return time.strftime("%H:%M", time.localtime(time.time() + max(0.0, seconds)))
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
-
-    A crash mid-write leaves the previous file intact, never a half-written one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make every output private
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as e:  # a full disk says which file it could not write
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise OSError(e.errno, e.strerror, str(path)) from None
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

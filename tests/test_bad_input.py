@@ -82,8 +82,23 @@ def test_decompression_bomb_is_one_line_with_the_limit(
 def test_an_output_under_a_file_is_one_line(tmp_path: Path, capsys) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert main(["profile", "l3unet", "--size", "32x32", "--repeats", "1", "--warmup", "1",
-                 "--json", str(blocker / "p.json")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "profile",
+                "l3unet",
+                "--size",
+                "32x32",
+                "--repeats",
+                "1",
+                "--warmup",
+                "1",
+                "--json",
+                str(blocker / "p.json"),
+            ]
+        )
+        == 2
+    )
     assert str(blocker) in _one_line(capsys)
     assert blocker.read_text() == "x"
 
@@ -92,8 +107,15 @@ def test_predict_refuses_two_inputs_with_one_output_name(tmp_path: Path, capsys)
     for sub, ext in (("a", ".png"), ("a", ".jpg"), ("b", ".png")):
         (tmp_path / sub).mkdir(exist_ok=True)
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / sub / f"x{ext}")
-    argv = ["predict", "--model", "segfast_camvid", str(tmp_path / "a" / "x.png"),
-            str(tmp_path / "b" / "x.png"), "--out", str(tmp_path / "out")]  # fmt: skip
+    argv = [
+        "predict",
+        "--model",
+        "segfast_camvid",
+        str(tmp_path / "a" / "x.png"),
+        str(tmp_path / "b" / "x.png"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main(argv) == 2
     assert "would both write x.png" in _one_line(capsys)
     assert not (tmp_path / "out").exists()
@@ -111,8 +133,9 @@ def test_forged_onnx_metadata_and_bad_opset_are_one_line(tmp_path: Path, capsys)
     onnx.save(m, tmp_path / "forged.onnx")
     assert main(["bench", str(tmp_path / "forged.onnx"), "--backends", "ort"]) == 2
     assert "metadata is incomplete" in _one_line(capsys)
-    assert main(["export", "segfast_camvid", "--out", str(tmp_path / "m.onnx"),
-                 "--opset", "99"]) == 2  # fmt: skip
+    assert (
+        main(["export", "segfast_camvid", "--out", str(tmp_path / "m.onnx"), "--opset", "99"]) == 2
+    )
     assert "--opset 99: choose 17 to" in _one_line(capsys)
     assert not (tmp_path / "m.onnx").exists()
 
@@ -137,10 +160,17 @@ def test_a_bench_worker_dies_with_its_parent() -> None:
 
     from edgeseg.measure.bench import _die_with_parent
 
-    probe = ("import ctypes, ctypes.util; libc = ctypes.CDLL(ctypes.util.find_library('c'));"
-             "s = ctypes.c_int(); libc.prctl(2, ctypes.byref(s)); print(s.value)")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         preexec_fn=_die_with_parent, check=True)  # fmt: skip
+    probe = (
+        "import ctypes, ctypes.util; libc = ctypes.CDLL(ctypes.util.find_library('c'));"
+        "s = ctypes.c_int(); libc.prctl(2, ctypes.byref(s)); print(s.value)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        preexec_fn=_die_with_parent,
+        check=True,
+    )
     assert out.stdout.strip() == "9"  # PR_GET_PDEATHSIG: SIGKILL when the parent dies
 
 

@@ -230,9 +230,24 @@ def test_train_time_budget_plans_and_says_so(tmp_path: Path, capsys, caplog) -> 
 
     data = make_list_dataset(tmp_path / "data", {"train": 8, "val": 2}, size=(32, 48))
     run = tmp_path / "run"
-    argv = ["train", "--model", "segfast", "--data", str(data), "--out", str(run),
-            "--time", "2m", "--epochs", "3", "data.preset=custom", "data.classes=[a, b, c]",
-            "data.crop_size=32x48", "train.batch_size=2", "train.progress=false"]  # fmt: skip
+    argv = [
+        "train",
+        "--model",
+        "segfast",
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--time",
+        "2m",
+        "--epochs",
+        "3",
+        "data.preset=custom",
+        "data.classes=[a, b, c]",
+        "data.crop_size=32x48",
+        "train.batch_size=2",
+        "train.progress=false",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr()
     assert "planned: " in out.out and "epochs of 4 steps" in out.out

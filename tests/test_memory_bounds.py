@@ -77,19 +77,47 @@ def test_48_megapixel_photo_stays_under_2_gb(tmp_path: Path) -> None:
     del img, x, y
     onnx = tmp_path / "m.onnx"
     py = sys.executable
-    subprocess.run([py, "-m", "edgeseg", "export", "segfast_camvid", "--out", str(onnx)],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [py, "-m", "edgeseg", "export", "segfast_camvid", "--out", str(onnx)],
+        check=True,
+        capture_output=True,
+    )
     runs = {
-        "Segmenter": [py, "-c", f"import edgeseg; assert edgeseg.Segmenter('segfast_camvid')"
-                      f"({str(photo)!r}).shape == (6000, 8000)"],
-        "runtime Segmenter": [py, "-c", "from edgeseg_runtime import Segmenter; "
-                              f"assert Segmenter({str(onnx)!r})({str(photo)!r}).shape == "
-                              "(6000, 8000)"],
-        "predict": [py, "-m", "edgeseg", "predict", "--model", "segfast_camvid", str(photo),
-                    "--out", str(tmp_path / "p")],
-        "edgeseg-run": [py, "-m", "edgeseg_runtime", "predict", str(onnx), str(photo), "--out",
-                        str(tmp_path / "q")],
-    }  # fmt: skip
+        "Segmenter": [
+            py,
+            "-c",
+            f"import edgeseg; assert edgeseg.Segmenter('segfast_camvid')"
+            f"({str(photo)!r}).shape == (6000, 8000)",
+        ],
+        "runtime Segmenter": [
+            py,
+            "-c",
+            "from edgeseg_runtime import Segmenter; "
+            f"assert Segmenter({str(onnx)!r})({str(photo)!r}).shape == "
+            "(6000, 8000)",
+        ],
+        "predict": [
+            py,
+            "-m",
+            "edgeseg",
+            "predict",
+            "--model",
+            "segfast_camvid",
+            str(photo),
+            "--out",
+            str(tmp_path / "p"),
+        ],
+        "edgeseg-run": [
+            py,
+            "-m",
+            "edgeseg_runtime",
+            "predict",
+            str(onnx),
+            str(photo),
+            "--out",
+            str(tmp_path / "q"),
+        ],
+    }
     for name, code in runs.items():
         peak = _peak_rss(code)
         assert peak < 2 * GB, f"{name}: {peak / GB:.2f} GB"

@@ -86,6 +86,7 @@ def test_best_shipped_weights_reach_their_card_mIoU_on_camvid_val() -> None:
 def test_bench_takes_shipped_weights_by_name(fake_weights: Path) -> None:
     from edgeseg.measure.bench import bench
 
-    res = bench("segfast_camvid", size=(32, 48), backends=["eager"], iterations=1, warmup=1,
-                repeats=1)  # fmt: skip
+    res = bench(
+        "segfast_camvid", size=(32, 48), backends=["eager"], iterations=1, warmup=1, repeats=1
+    )
     assert res["kind"] == "checkpoint" and res["best"] == "eager"

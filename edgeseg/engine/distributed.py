@@ -9,7 +9,6 @@ process and these helpers are no-ops.
 from __future__ import annotations
 
 import atexit
-import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -137,8 +136,3 @@ class ResumableSampler(DistributedSampler):
 def shard(n: int, ctx: DistContext) -> list[int]:
     """Indices ``rank, rank + world, ...`` of ``n`` items: disjoint, no padding (evaluation)."""
     return list(range(ctx.rank, n, ctx.world_size))
-
-
-def ceil_div(a: int, b: int) -> int:
-    """``ceil(a / b)`` for positive ints."""
-    return math.ceil(a / b)

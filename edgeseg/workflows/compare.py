@@ -782,10 +782,3 @@ class _Run:
         else:
             entry["preview"] = _stage_preview(cfg, ckpt, name, self.out, self.val)
         return ckpt
-
-
-def config_summary(cfg: CompareConfig) -> dict[str, Any]:
-    """The comparison as plain data (for logs and the report)."""
-    d = _plain(dataclasses.asdict(cfg))
-    d["recipe"] = config_to_dict(cfg.recipe)
-    return d

@@ -35,13 +35,18 @@ OVERWRITE_HINT = "add --overwrite to replace"
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename: a reader never
-    sees half a file, and an interrupted write leaves the old one (or none)."""
+    sees half a file, and an interrupted write leaves the old one (or none).
+
+    The data reach the disk before the rename (``fsync``), so a power cut cannot leave an
+    empty file under the final name either: the one atomic writer of both packages."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.")
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make every output private

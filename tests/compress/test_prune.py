@@ -71,8 +71,11 @@ def test_removing_dead_channels_keeps_outputs(name: str, kw: dict) -> None:
 def test_shuffle_is_not_treated_as_identity() -> None:
     """The inner cut of a DGCS module maps pw1's channels through the permutation."""
     model = create_model("essnet", num_classes=3, layer="DG2", shuffle=True)
-    cuts = [c for c in plan_pruning(model, 0.5, torch.randn(1, 3, 32, 32))
-            if isinstance(c, _ConvModuleCut)]  # fmt: skip
+    cuts = [
+        c
+        for c in plan_pruning(model, 0.5, torch.randn(1, 3, 32, 32))
+        if isinstance(c, _ConvModuleCut)
+    ]
     assert cuts
     cut = cuts[0]
     assert cut._mid != cut._pw1_out  # identity would keep the same positions

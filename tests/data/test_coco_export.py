@@ -15,8 +15,10 @@ from edgeseg.errors import DataError
 
 H, W = 24, 32
 # CVAT numbers categories from 1 in the order they were defined; "road" first.
-CATEGORIES = [{"id": 1, "name": "road", "supercategory": ""},
-              {"id": 2, "name": "car", "supercategory": ""}]  # fmt: skip
+CATEGORIES = [
+    {"id": 1, "name": "road", "supercategory": ""},
+    {"id": 2, "name": "car", "supercategory": ""},
+]
 
 
 def _images_and_annotations(n: int) -> tuple[list[dict], list[dict]]:
@@ -34,8 +36,16 @@ def _images_and_annotations(n: int) -> tuple[list[dict], list[dict]]:
                 "segmentation": [[0, 12, 31, 12, 31, 23, 0, 23]],
             }
         )
-        anns.append({"id": 2 * i + 1, "image_id": i, "category_id": 2, "iscrowd": 0,
-                     "area": 36.0, "segmentation": [[4, 14, 9, 14, 9, 19, 4, 19]]})  # fmt: skip
+        anns.append(
+            {
+                "id": 2 * i + 1,
+                "image_id": i,
+                "category_id": 2,
+                "iscrowd": 0,
+                "area": 36.0,
+                "segmentation": [[4, 14, 9, 14, 9, 19, 4, 19]],
+            }
+        )
     return images, anns
 
 
@@ -77,9 +87,22 @@ def test_train_and_data_check_read_a_coco_export_without_flags(
     printed = capsys.readouterr().out
     assert "road" in printed and "car" in printed and "background" in printed
     out = tmp_path / "run"
-    code = main(["train", "--model", "segfast", "--data", str(root), "--out", str(out),
-                 "train.epochs=1", "train.batch_size=2", "data.crop_size=16x16",
-                 "train.progress=false", "train.tensorboard=false"])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--model",
+            "segfast",
+            "--data",
+            str(root),
+            "--out",
+            str(out),
+            "train.epochs=1",
+            "train.batch_size=2",
+            "data.crop_size=16x16",
+            "train.progress=false",
+            "train.tensorboard=false",
+        ]
+    )
     assert code == 0 and (out / "best.pt").is_file()
 
 

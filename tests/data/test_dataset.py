@@ -124,8 +124,10 @@ def test_rgb_label_of_unknown_colours_is_refused(root: Path) -> None:
     _expect(
         r"label .*trainannot/000\.png has 1 colour\(s\) the label map does not name: "
         r"\(1,2,3\) 768 px",
-        root, "train", INFO,
-    )  # fmt: skip
+        root,
+        "train",
+        INFO,
+    )
 
 
 def test_non_rgb_images_are_converted(root: Path) -> None:

@@ -53,8 +53,20 @@ def test_classes_txt_names_the_classes(tmp_path: Path) -> None:
 def test_train_on_a_plain_folder_then_eval_the_run(tmp_path: Path) -> None:
     root = make_folder_dataset(tmp_path / "d", n=10, classes=["a", "b", "c"])
     run = tmp_path / "run"
-    argv = ["train", "--model", "l3unet", "--data", str(root), "--epochs", "1", "--out", str(run),
-            "data.crop_size=[24,32]", "train.batch_size=4", "train.progress=false"]  # fmt: skip
+    argv = [
+        "train",
+        "--model",
+        "l3unet",
+        "--data",
+        str(root),
+        "--epochs",
+        "1",
+        "--out",
+        str(run),
+        "data.crop_size=[24,32]",
+        "train.batch_size=4",
+        "train.progress=false",
+    ]
     assert main(argv) == 0
     assert (run / "best.pt").is_file()
     assert main(["eval", str(run), "--data", str(root), "--json"]) == 0

@@ -33,8 +33,10 @@ def test_drop_zero_pad_values_keeps_nonzero_ones() -> None:
     pads = numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")
     zero = numpy_helper.from_array(np.array(0.0, np.float32), "zero")
     two = numpy_helper.from_array(np.array(2.0, np.float32), "two")
-    nodes = [helper.make_node("Pad", ["x", "pads", "zero"], ["a"]),
-             helper.make_node("Pad", ["a", "pads", "two"], ["y"])]  # fmt: skip
+    nodes = [
+        helper.make_node("Pad", ["x", "pads", "zero"], ["a"]),
+        helper.make_node("Pad", ["a", "pads", "two"], ["y"]),
+    ]
     m = _model(nodes, [_f("x", [1, 1, 2, 2])], [_f("y")], [pads, zero, two])
     x = np.random.default_rng(0).random((1, 1, 2, 2), np.float32)
     before = _run(m, x=x)[0]
@@ -46,15 +48,19 @@ def test_drop_zero_pad_values_keeps_nonzero_ones() -> None:
 
 def _qdq_pad_graph(scale_out: float = 0.1):  # type: ignore[no-untyped-def]
     pads = np.array([0, 0, 1, 2, 0, 0, 1, 2], np.int64)
-    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
-             numpy_helper.from_array(np.array(scale_out, np.float32), "s2"),
-             numpy_helper.from_array(np.array(7, np.uint8), "zp"),
-             numpy_helper.from_array(pads, "pads")]  # fmt: skip
-    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["xq"]),
-             helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["xd"]),
-             helper.make_node("Pad", ["xd", "pads"], ["p"]),
-             helper.make_node("QuantizeLinear", ["p", "s2", "zp"], ["pq"]),
-             helper.make_node("DequantizeLinear", ["pq", "s2", "zp"], ["y"])]  # fmt: skip
+    inits = [
+        numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+        numpy_helper.from_array(np.array(scale_out, np.float32), "s2"),
+        numpy_helper.from_array(np.array(7, np.uint8), "zp"),
+        numpy_helper.from_array(pads, "pads"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["xd"]),
+        helper.make_node("Pad", ["xd", "pads"], ["p"]),
+        helper.make_node("QuantizeLinear", ["p", "s2", "zp"], ["pq"]),
+        helper.make_node("DequantizeLinear", ["pq", "s2", "zp"], ["y"]),
+    ]
     return _model(nodes, [_f("x", [1, 2, 3, 3])], [_f("y")], inits)
 
 
@@ -70,11 +76,15 @@ def test_pads_in_uint8_is_bit_exact_and_needs_equal_scales() -> None:
 
 
 def test_shapes_read_the_quantized_tensor() -> None:
-    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
-             numpy_helper.from_array(np.array(0, np.uint8), "zp")]  # fmt: skip
-    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["xq"]),
-             helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["xd"]),
-             helper.make_node("Shape", ["xd"], ["y"])]  # fmt: skip
+    inits = [
+        numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+        numpy_helper.from_array(np.array(0, np.uint8), "zp"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["xd"]),
+        helper.make_node("Shape", ["xd"], ["y"]),
+    ]
     out = helper.make_tensor_value_info("y", TensorProto.INT64, None)
     m = _model(nodes, [_f("x", [1, 2, 5, 7])], [out], inits)
     x = np.zeros((1, 2, 5, 7), np.float32)
@@ -85,15 +95,20 @@ def test_shapes_read_the_quantized_tensor() -> None:
 
 def test_unfolded_batchnorms_read_the_float_tensor() -> None:
     c = 2
-    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
-             numpy_helper.from_array(np.array(0, np.uint8), "zp"),
-             *(numpy_helper.from_array(np.full(c, v, np.float32), k)
-               for k, v in (("g", 1.5), ("b", 0.2), ("mu", 0.1), ("var", 2.0)))]  # fmt: skip
-    nodes = [helper.make_node("Concat", ["x", "x"], ["cat"], axis=1),
-             helper.make_node("QuantizeLinear", ["cat", "s", "zp"], ["cq"]),
-             helper.make_node("DequantizeLinear", ["cq", "s", "zp"], ["cd"]),
-             helper.make_node("BatchNormalization", ["cd", "g", "b", "mu", "var"], ["y"]),
-             ]  # fmt: skip
+    inits = [
+        numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+        numpy_helper.from_array(np.array(0, np.uint8), "zp"),
+        *(
+            numpy_helper.from_array(np.full(c, v, np.float32), k)
+            for k, v in (("g", 1.5), ("b", 0.2), ("mu", 0.1), ("var", 2.0))
+        ),
+    ]
+    nodes = [
+        helper.make_node("Concat", ["x", "x"], ["cat"], axis=1),
+        helper.make_node("QuantizeLinear", ["cat", "s", "zp"], ["cq"]),
+        helper.make_node("DequantizeLinear", ["cq", "s", "zp"], ["cd"]),
+        helper.make_node("BatchNormalization", ["cd", "g", "b", "mu", "var"], ["y"]),
+    ]
     m = _model(nodes, [_f("x", [1, 1, 3, 3])], [_f("y")], inits)
     x = np.random.default_rng(2).normal(size=(1, 1, 3, 3)).astype(np.float32)
     quantized = _run(m, x=x)[0]

@@ -225,8 +225,9 @@ def test_concat_scale_is_shared_along_copy_chains_and_inner_concats() -> None:
     qdq("outer", "out_q", 0.3)
     io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in "ab"]
     io.append(helper.make_tensor_value_info("skip", TensorProto.FLOAT, None))
-    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in
-            ("out_q_f", "elsewhere")]  # fmt: skip
+    outs = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("out_q_f", "elsewhere")
+    ]
     m = helper.make_model(helper.make_graph(nodes, "g", io, outs, inits))
     assert P.concat_inputs_share_scale(m) == 3  # two phases, then the upsampled branch
     scales = {n.output[0]: n.input[1] for n in m.graph.node if n.op_type == "QuantizeLinear"}
@@ -251,8 +252,11 @@ def test_segfast_basic_concats_copy_all_but_their_skip(tmp_path: Path) -> None:
     for n in g.node:
         for i in n.input:
             readers.setdefault(i, []).append(n)
-    cats = [n for n in g.node if n.op_type == "Concat" and producer.get(n.input[0], n).op_type
-            == "DequantizeLinear"]  # fmt: skip
+    cats = [
+        n
+        for n in g.node
+        if n.op_type == "Concat" and producer.get(n.input[0], n).op_type == "DequantizeLinear"
+    ]
     assert len(cats) == 3 * 2 + 3 + 3 + 3  # fire modules, phases, skips
     for cat in cats:
         scale = readers[cat.output[0]][0].input[1]

@@ -228,8 +228,9 @@ def test_zero_pads_run_on_uint8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     for n in pads:
         assert producer.get(n.input[0]) != "DequantizeLinear"
         assert inits[n.input[2]].dtype == np.uint8  # the zero point
-    assert all(producer.get(n.input[0]) != "DequantizeLinear" for n in graph.node
-               if n.op_type == "Shape")  # fmt: skip
+    assert all(
+        producer.get(n.input[0]) != "DequantizeLinear" for n in graph.node if n.op_type == "Shape"
+    )
     used = {i for n in graph.node for i in n.input}
     assert all(t.name in used for t in graph.initializer)
     # exact: the same logits as the file quantized without the rewrites, at another size

@@ -35,10 +35,20 @@ def data(tmp_path: Path) -> Path:
 
 
 def _cfg(root: Path, out: Path, model: str = "l3unet", **extra: object) -> Config:
-    items = {"data.root": root, "data.preset": "custom", "data.classes": "[a, b, c]",
-             "data.crop_size": "64x64", "train.out": out, "train.epochs": 1,
-             "train.batch_size": 4, "train.progress": "false", "train.threads": 2,
-             "model.name": model, "optim.lr": "3e-3", "train.tensorboard": "false"}  # fmt: skip
+    items = {
+        "data.root": root,
+        "data.preset": "custom",
+        "data.classes": "[a, b, c]",
+        "data.crop_size": "64x64",
+        "train.out": out,
+        "train.epochs": 1,
+        "train.batch_size": 4,
+        "train.progress": "false",
+        "train.threads": 2,
+        "model.name": model,
+        "optim.lr": "3e-3",
+        "train.tensorboard": "false",
+    }
     items.update({k.replace("__", "."): v for k, v in extra.items()})
     return load_config(None, [f"{k}={v}" for k, v in items.items()])
 
@@ -96,8 +106,11 @@ def test_ema_is_validated_and_saved_as_best(data: Path, tmp_path: Path) -> None:
     assert best["epoch"] == last["epoch"] == 1
     for k, v in best["state_dict"].items():
         assert torch.equal(v, avg[f"module.{k}"]), k
-    assert any(not torch.equal(v, last["state_dict"][k])
-               for k, v in best["state_dict"].items() if v.is_floating_point())  # fmt: skip
+    assert any(
+        not torch.equal(v, last["state_dict"][k])
+        for k, v in best["state_dict"].items()
+        if v.is_floating_point()
+    )
     # last.pt as a model (eval, export, shipping) is the average too, as validated.
     final = load_model(tmp_path / "run" / "last.pt")[0].state_dict()
     assert all(torch.equal(v, final[k]) for k, v in best["state_dict"].items())
@@ -138,10 +151,10 @@ def test_distillation_adds_a_pixelwise_kl_and_checks_the_teacher(
     x, y = next(iter(torch.utils.data.DataLoader(trainer.train_ds, batch_size=2)))
     extra = hook.extra_loss(trainer, x, y, torch.zeros(2, 3, *y.shape[-2:]))
     assert extra > 0
-    other = make_list_dataset(tmp_path / "d5", {"train": 8, "val": 4}, size=(64, 64),
-                              num_classes=5)  # fmt: skip
-    bad = _cfg(other, tmp_path / "s2", "segfast", train__teacher=teacher,
-               data__classes="[a, b, c, d, e]")  # fmt: skip
+    other = make_list_dataset(tmp_path / "d5", {"train": 8, "val": 4}, size=(64, 64), num_classes=5)
+    bad = _cfg(
+        other, tmp_path / "s2", "segfast", train__teacher=teacher, data__classes="[a, b, c, d, e]"
+    )
     with pytest.raises(ConfigError, match="predicts 3 classes, the data has 5"):
         Trainer(bad).setup()
 
@@ -155,8 +168,10 @@ def test_resume_restores_the_average_and_the_boosters(data: Path, tmp_path: Path
     ).stopped_by_budget
     train(_cfg(data, tmp_path / "b", "bisenetv2", **kw), resume=True)
     a, b = (load_checkpoint(tmp_path / r / "last.pt")["train_state"] for r in "ab")
-    pairs = [(a["hooks"]["EMAHook"]["ema"], b["hooks"]["EMAHook"]["ema"]),
-             (a["aux_heads"], b["aux_heads"])]  # fmt: skip
+    pairs = [
+        (a["hooks"]["EMAHook"]["ema"], b["hooks"]["EMAHook"]["ema"]),
+        (a["aux_heads"], b["aux_heads"]),
+    ]
     for x, y in pairs:
         for k, v in x.items():
             assert torch.allclose(v.float(), y[k].float(), atol=1e-6), k
@@ -166,10 +181,22 @@ def test_misused_features_are_one_line_exit_2_from_the_cli(
     data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def run(root: Path, model: str, classes: str, *extra: str) -> str:
-        argv = ["train", "--model", model, "--data", str(root), "--epochs", "1",
-                "--out", str(tmp_path / "run"), "data.preset=custom",
-                f"data.classes={classes}", "data.crop_size=64x64", "train.progress=false",
-                *extra]  # fmt: skip
+        argv = [
+            "train",
+            "--model",
+            model,
+            "--data",
+            str(root),
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "data.preset=custom",
+            f"data.classes={classes}",
+            "data.crop_size=64x64",
+            "train.progress=false",
+            *extra,
+        ]
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "Traceback" not in err, err
@@ -178,8 +205,7 @@ def test_misused_features_are_one_line_exit_2_from_the_cli(
 
     assert "has no auxiliary heads" in run(data, "l3unet", "[a, b, c]", "train.aux_weight=0.4")
     teacher = train(_cfg(data, tmp_path / "teacher")).run_dir / "best.pt"
-    other = make_list_dataset(tmp_path / "d5", {"train": 8, "val": 4}, size=(64, 64),
-                              num_classes=5)  # fmt: skip
+    other = make_list_dataset(tmp_path / "d5", {"train": 8, "val": 4}, size=(64, 64), num_classes=5)
     err = run(other, "segfast", "[a, b, c, d, e]", f"train.teacher={teacher}")
     assert "predicts 3 classes, the data has 5" in err and str(teacher) in err
 
@@ -200,12 +226,19 @@ def test_a_time_budget_pays_for_every_feature_of_the_recipe(
 
         return wrapped
 
-    monkeypatch.setattr(extras.DistillHook, "extra_loss",
-                        count("teacher", extras.DistillHook.extra_loss))  # fmt: skip
+    monkeypatch.setattr(
+        extras.DistillHook, "extra_loss", count("teacher", extras.DistillHook.extra_loss)
+    )
     monkeypatch.setattr(extras.EMAHook, "after_step", count("ema", extras.EMAHook.after_step))
     monkeypatch.setattr(SegmentationLoss, "forward", count("loss", SegmentationLoss.forward))
-    cfg = _cfg(data, tmp_path / "s", "bisenetv2", train__teacher=teacher, train__ema=0.9,
-               train__aux_weight=0.4)  # fmt: skip
+    cfg = _cfg(
+        data,
+        tmp_path / "s",
+        "bisenetv2",
+        train__teacher=teacher,
+        train__ema=0.9,
+        train__aux_weight=0.4,
+    )
     seconds = step_seconds(cfg, (64, 64), warmup=1, timed=2)  # its value is not checked: load
     assert isinstance(seconds, float)
     assert calls == {"teacher": 3, "loss": 3 * 5, "ema": 3}  # 3 steps; main + 4 boosters

@@ -22,10 +22,18 @@ MODEL = "lraspp_efficientnet_lite0"
 
 def _overrides(data: Path, out: Path, *extra: str) -> list[str]:
     return [
-        f"data.root={data}", "data.preset=custom", "data.classes=[a, b, c]",
-        "data.crop_size=64x64", f"model.name={MODEL}", f"train.out={out}", "train.epochs=1",
-        "train.batch_size=4", "train.progress=false", "train.tensorboard=false", *extra,
-    ]  # fmt: skip
+        f"data.root={data}",
+        "data.preset=custom",
+        "data.classes=[a, b, c]",
+        "data.crop_size=64x64",
+        f"model.name={MODEL}",
+        f"train.out={out}",
+        "train.epochs=1",
+        "train.batch_size=4",
+        "train.progress=false",
+        "train.tensorboard=false",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +58,14 @@ def test_pretrained_run_keeps_normalisation_and_provenance(data: Path, tmp_path:
     run = tmp_path / "run"
     cfg = load_config(
         None,
-        _overrides(data, run, "model.encoder_weights=imagenet", "train.freeze_encoder_epochs=1",
-                   "train.freeze_encoder_bn=true"),
-    )  # fmt: skip
+        _overrides(
+            data,
+            run,
+            "model.encoder_weights=imagenet",
+            "train.freeze_encoder_epochs=1",
+            "train.freeze_encoder_bn=true",
+        ),
+    )
     imagenet = create_model(MODEL, num_classes=3)
     load_pretrained_encoder(imagenet, "imagenet")
     train(cfg)

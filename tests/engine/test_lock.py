@@ -17,9 +17,22 @@ from tests.synthetic import make_list_dataset
 
 
 def _argv(data: Path, run: Path) -> list[str]:
-    return ["train", "--model", "segfast", "--data", str(data), "--out", str(run), "--epochs",
-            "1", "data.preset=custom", "data.classes=[a, b, c]", "data.crop_size=24x32",
-            "train.batch_size=2", "train.progress=false"]  # fmt: skip
+    return [
+        "train",
+        "--model",
+        "segfast",
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--epochs",
+        "1",
+        "data.preset=custom",
+        "data.classes=[a, b, c]",
+        "data.crop_size=24x32",
+        "train.batch_size=2",
+        "train.progress=false",
+    ]
 
 
 def test_second_training_into_a_busy_run_directory_is_refused(tmp_path: Path, capsys) -> None:

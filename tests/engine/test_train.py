@@ -102,8 +102,11 @@ def test_a_step_with_a_non_finite_gradient_is_skipped_not_applied(
 def test_non_finite_steps_in_a_row_stop_training_as_diverged(data: Path, tmp_path: Path) -> None:
     trainer = Trainer(_cfg(data, tmp_path / "run"), hooks=[_NanGradient(set(range(99)))])
     # 2 steps per epoch: the fifth bad step in a row is epoch 3's first
-    with pytest.raises(EdgesegError, match=r"training diverged at epoch 3 step 1: gradient norm "
-                       r"is nan for 5 steps in a row; lower optim.lr"):  # fmt: skip
+    with pytest.raises(
+        EdgesegError,
+        match=r"training diverged at epoch 3 step 1: gradient norm "
+        r"is nan for 5 steps in a row; lower optim.lr",
+    ):
         trainer.fit()
 
 
@@ -313,8 +316,16 @@ def test_a_plan_shrunk_by_slow_epochs_grows_back_to_the_recipe_length(
 
 
 def test_replanned_length_survives_a_resume(data: Path, tmp_path: Path) -> None:
-    res = train(_cfg(data, tmp_path / "run", train__epochs=2, train__max_epochs=6,
-                     train__max_minutes=30, train__replan="true"))  # fmt: skip
+    res = train(
+        _cfg(
+            data,
+            tmp_path / "run",
+            train__epochs=2,
+            train__max_epochs=6,
+            train__max_minutes=30,
+            train__replan="true",
+        )
+    )
     assert res.epochs_done == 6  # the plan grew to the cap: 30 minutes fit far more
     ts = load_checkpoint(tmp_path / "run" / "last.pt")["train_state"]
     assert ts["epochs"] == 6
@@ -331,8 +342,9 @@ def test_the_replan_cap_survives_a_resume_whose_config_holds_a_shrunk_plan(
     ckpt = load_checkpoint(out / "last.pt")
     ckpt["train_state"]["epochs"], ckpt["train_state"]["epoch_cap"] = 2, 40
     torch.save(ckpt, out / "last.pt")
-    t = Trainer(_cfg(data, out, train__epochs=2, train__max_minutes=10, train__replan="true"),
-                resume=True)  # fmt: skip
+    t = Trainer(
+        _cfg(data, out, train__epochs=2, train__max_minutes=10, train__replan="true"), resume=True
+    )
     t.resume(t.setup())
     assert t.cfg.train.epochs == 2 and t.epoch_cap == 40
 
@@ -348,9 +360,10 @@ def test_resume_with_more_epochs_re_plans_the_schedule(data: Path, tmp_path: Pat
 
 
 def test_replan_needs_a_budget_and_a_replannable_schedule(data: Path, tmp_path: Path) -> None:
-    for extra, msg in [({"train__replan": "true"}, "needs train.max_minutes"),
-                       ({"train__replan": "true", "train__max_minutes": 1,
-                         "sched__name": "onecycle"}, "onecycle"),
-                       ({"train__max_epochs": 2}, "max_epochs")]:  # fmt: skip
+    for extra, msg in [
+        ({"train__replan": "true"}, "needs train.max_minutes"),
+        ({"train__replan": "true", "train__max_minutes": 1, "sched__name": "onecycle"}, "onecycle"),
+        ({"train__max_epochs": 2}, "max_epochs"),
+    ]:
         with pytest.raises(ConfigError, match=msg):
             train(_cfg(data, tmp_path / "x", **extra))

@@ -109,38 +109,117 @@ R = "data.preset=custom"  # overrides a train case needs besides the one under t
 CASES = [
     # output paths
     ("train-out-file", ["train", "--model", "l3unet", "--data", "data", "--out", "afile"], "afile"),
-    ("train-out-under-file", ["train", "--model", "l3unet", "--data", "data", "--out", "afile/run"], "afile"),
+    (
+        "train-out-under-file",
+        ["train", "--model", "l3unet", "--data", "data", "--out", "afile/run"],
+        "afile",
+    ),
     ("predict-out-file", ["predict", "good.pt", "x.png", "--out", "afile"], "afile"),
     ("export-out-under-file", ["export", "good.pt", "--out", "afile/m.onnx"], "afile"),
     ("export-out-folder", ["export", "good.pt", "--out", "b"], "is a folder"),
-    ("bench-json-under-file", ["bench", "l3unet", "--size", "32x32", "--backends", "ort", "--json", "afile/b.json"], "afile"),
-    ("bench-keep-file", ["bench", "l3unet", "--size", "32x32", "--backends", "ort", "--keep", "afile"], "afile"),
-    ("profile-json-under-file", ["profile", "l3unet", "--size", "32x32", "--json", "afile/p.json"], "afile"),
-    ("eval-json-under-file", ["eval", "good.pt", "--data", "data", "--json", "afile/m.json"], "afile"),
+    (
+        "bench-json-under-file",
+        ["bench", "l3unet", "--size", "32x32", "--backends", "ort", "--json", "afile/b.json"],
+        "afile",
+    ),
+    (
+        "bench-keep-file",
+        ["bench", "l3unet", "--size", "32x32", "--backends", "ort", "--keep", "afile"],
+        "afile",
+    ),
+    (
+        "profile-json-under-file",
+        ["profile", "l3unet", "--size", "32x32", "--json", "afile/p.json"],
+        "afile",
+    ),
+    (
+        "eval-json-under-file",
+        ["eval", "good.pt", "--data", "data", "--json", "afile/m.json"],
+        "afile",
+    ),
     ("compress-out-file", ["compress", "good.pt", "--method", "prune", "--out", "afile"], "afile"),
-    ("compare-out-file", ["compare", "--models", "l3unet", "--data", "data", "--out", "afile", "recipe.data.preset=custom", "recipe.data.classes=[a, b, c]"], "afile"),
+    (
+        "compare-out-file",
+        [
+            "compare",
+            "--models",
+            "l3unet",
+            "--data",
+            "data",
+            "--out",
+            "afile",
+            "recipe.data.preset=custom",
+            "recipe.data.classes=[a, b, c]",
+        ],
+        "afile",
+    ),
     # runs and outputs that would be overwritten
-    ("train-over-best-only", ["train", "--model", "l3unet", "--data", "data", "--out", "best_only"], "already holds a run"),
-    ("train-out-empty", ["train", "--model", "l3unet", "--data", "data", "train.out="], "train.out"),
-    ("predict-same-stem", ["predict", "good.pt", "x.png", "b/x.png", "--out", "p"], "would both write x.png"),
+    (
+        "train-over-best-only",
+        ["train", "--model", "l3unet", "--data", "data", "--out", "best_only"],
+        "already holds a run",
+    ),
+    (
+        "train-out-empty",
+        ["train", "--model", "l3unet", "--data", "data", "train.out="],
+        "train.out",
+    ),
+    (
+        "predict-same-stem",
+        ["predict", "good.pt", "x.png", "b/x.png", "--out", "p"],
+        "would both write x.png",
+    ),
     # files the command did not create: replaced only with --overwrite
     ("export-out-existing", ["export", "good.pt", "--out", "afile"], "--out afile: exists"),
-    ("eval-json-existing", ["eval", "good.pt", "--data", "data", "--json", "afile"], "--json afile: exists"),
-    ("profile-json-existing", ["profile", "l3unet", "--size", "32x32", "--json", "afile"], "--json afile: exists"),
-    ("bench-keep-not-empty", ["bench", "l3unet", "--size", "32x32", "--backends", "ort", "--keep", "b"], "--keep b: not empty"),
+    (
+        "eval-json-existing",
+        ["eval", "good.pt", "--data", "data", "--json", "afile"],
+        "--json afile: exists",
+    ),
+    (
+        "profile-json-existing",
+        ["profile", "l3unet", "--size", "32x32", "--json", "afile"],
+        "--json afile: exists",
+    ),
+    (
+        "bench-keep-not-empty",
+        ["bench", "l3unet", "--size", "32x32", "--backends", "ort", "--keep", "b"],
+        "--keep b: not empty",
+    ),
     ("predict-over-earlier", ["predict", "good.pt", "x.png", "--out", "prev"], "prev/labels/x.png"),
-    ("predict-alpha-nan", ["predict", "good.pt", "x.png", "--out", "p", "--alpha", "nan"], "--alpha"),
+    (
+        "predict-alpha-nan",
+        ["predict", "good.pt", "x.png", "--out", "p", "--alpha", "nan"],
+        "--alpha",
+    ),
     # checkpoints
-    *[(f"{cmd}-{bad}", [*argv, f"{bad}.pt", *rest], f"{bad}.pt")
-      for bad in ("no_state", "no_dataset", "model_str", "short_palette", "version_str",
-                  "palette_bad", "std_zero", "mean_str", "ignore_neg")
-      for cmd, argv, rest in (("eval", ["eval"], ["--data", "data"]),
-                              ("export", ["export", "--out", "m.onnx"], []),
-                              ("bench", ["bench", "--backends", "eager"], []))],
+    *[
+        (f"{cmd}-{bad}", [*argv, f"{bad}.pt", *rest], f"{bad}.pt")
+        for bad in (
+            "no_state",
+            "no_dataset",
+            "model_str",
+            "short_palette",
+            "version_str",
+            "palette_bad",
+            "std_zero",
+            "mean_str",
+            "ignore_neg",
+        )
+        for cmd, argv, rest in (
+            ("eval", ["eval"], ["--data", "data"]),
+            ("export", ["export", "--out", "m.onnx"], []),
+            ("bench", ["bench", "--backends", "eager"], []),
+        )
+    ],
     # ONNX files without edgeseg's metadata
     ("bench-onnx-noinfo", ["bench", "noinfo.onnx"], "noinfo.onnx"),
     ("predict-onnx-noinfo", ["predict", "noinfo.onnx", "x.png", "--out", "p"], "noinfo.onnx"),
-    ("eval-onnx", ["eval", "noinfo.onnx", "--data", "data"], "noinfo.onnx is an ONNX file, not a checkpoint"),
+    (
+        "eval-onnx",
+        ["eval", "noinfo.onnx", "--data", "data"],
+        "noinfo.onnx is an ONNX file, not a checkpoint",
+    ),
     # text that is not UTF-8
     ("recipe-latin1", ["train", "--recipe", "latin1.yaml", "--data", "data"], "latin1.yaml"),
     ("recipe-binary", ["train", "--recipe", "binary.yaml", "--data", "data"], "binary.yaml"),
@@ -148,39 +227,107 @@ CASES = [
     ("list-latin1", ["eval", "good.pt", "--data", "latin1_data", "--split", "train"], "train.txt"),
     # images and sizes
     ("predict-bomb", ["predict", "good.pt", "bomb.png", "--out", "p"], "bomb.png"),
-    *[(f"{c}-size-{s}", [*argv, "--size", s], "--size")
-      for s in ("20000x20000", "100000x100000", "0x0")
-      for c, argv in (("profile", ["profile", "l3unet"]), ("bench", ["bench", "l3unet"]),
-                      ("predict", ["predict", "good.pt", "x.png", "--out", "p"]),
-                      ("eval", ["eval", "good.pt", "--data", "data"]))],
+    *[
+        (f"{c}-size-{s}", [*argv, "--size", s], "--size")
+        for s in ("20000x20000", "100000x100000", "0x0")
+        for c, argv in (
+            ("profile", ["profile", "l3unet"]),
+            ("bench", ["bench", "l3unet"]),
+            ("predict", ["predict", "good.pt", "x.png", "--out", "p"]),
+            ("eval", ["eval", "good.pt", "--data", "data"]),
+        )
+    ],
     # numbers
     ("profile-threads", ["profile", "l3unet", "--threads", "10000"], "--threads"),
-    *[(f"train-{o}", ["train", "--model", "l3unet", "--data", "data", "--out", "r", o], o.split("=")[0])
-      for o in ("train.threads=10000", "train.threads=-1", "train.label_smoothing=2",
-                "optim.betas=[2, 0.9]", "optim.momentum=-1", "data.crop_size=[0, 0]",
-                "data.crop_size=[-5, 10]", "data.eval_size=0x0", "train.epochs=0",
-                "sched.factor=2", "train.max_minutes=-1", "optim.grad_clip=0",
-                "train.seed=10000000000", "data.scale=[1, .inf]", "sched.min_lr=.inf",
-                "data.num_workers=10000")],
-    ("train-void-is-a-class", ["train", "--model", "l3unet", "--data", "data", "--out", "r", R,
-                               "data.classes=[a, b, c]", "data.ignore_index=1"], "ignore_index"),
-    *[(f"bench-budget-{b}", ["bench", "good.pt", "--data", "data", "--accuracy-budget", b], "--accuracy-budget")
-      for b in ("nan", "-1")],
-    ("compare-budget-nan", ["compare", "--models", "l3unet", "--data", "data", "--out", "c",
-                            "--accuracy-budget", "nan"], "accuracy_budget nan"),
+    *[
+        (
+            f"train-{o}",
+            ["train", "--model", "l3unet", "--data", "data", "--out", "r", o],
+            o.split("=")[0],
+        )
+        for o in (
+            "train.threads=10000",
+            "train.threads=-1",
+            "train.label_smoothing=2",
+            "optim.betas=[2, 0.9]",
+            "optim.momentum=-1",
+            "data.crop_size=[0, 0]",
+            "data.crop_size=[-5, 10]",
+            "data.eval_size=0x0",
+            "train.epochs=0",
+            "sched.factor=2",
+            "train.max_minutes=-1",
+            "optim.grad_clip=0",
+            "train.seed=10000000000",
+            "data.scale=[1, .inf]",
+            "sched.min_lr=.inf",
+            "data.num_workers=10000",
+        )
+    ],
+    (
+        "train-void-is-a-class",
+        [
+            "train",
+            "--model",
+            "l3unet",
+            "--data",
+            "data",
+            "--out",
+            "r",
+            R,
+            "data.classes=[a, b, c]",
+            "data.ignore_index=1",
+        ],
+        "ignore_index",
+    ),
+    *[
+        (
+            f"bench-budget-{b}",
+            ["bench", "good.pt", "--data", "data", "--accuracy-budget", b],
+            "--accuracy-budget",
+        )
+        for b in ("nan", "-1")
+    ],
+    (
+        "compare-budget-nan",
+        [
+            "compare",
+            "--models",
+            "l3unet",
+            "--data",
+            "data",
+            "--out",
+            "c",
+            "--accuracy-budget",
+            "nan",
+        ],
+        "accuracy_budget nan",
+    ),
     ("export-opset", ["export", "good.pt", "--out", "m.onnx", "--opset", "99"], "--opset 99"),
     # memory known to be out of reach, refused before it is allocated
-    ("bench-classes-huge", ["bench", "segfast", "--size", "512x512", "--classes", "1000000",
-                            "--backends", "eager"], "lower --size (or --classes)"),
-    ("profile-batch-huge", ["profile", "segfast", "--size", "64x64", "--batch-size", "1000000"],
-     "lower --size or --batch-size"),
-    *[(f"train-{o.split('=')[0]}-huge", ["train", "--model", m, "--data", "data", "--out", "r", o],
-       needle)
-      for m, o, needle in (("segfast", "data.crop_size=[8192, 8192]", "lower data.crop_size"),
-                           ("unet", "data.eval_size=[8192, 8192]", "lower data.eval_size"),
-                           ("segfast", "model.kwargs={width: 100000}",
-                            "choose smaller model options"))],
-]  # fmt: skip
+    (
+        "bench-classes-huge",
+        ["bench", "segfast", "--size", "512x512", "--classes", "1000000", "--backends", "eager"],
+        "lower --size (or --classes)",
+    ),
+    (
+        "profile-batch-huge",
+        ["profile", "segfast", "--size", "64x64", "--batch-size", "1000000"],
+        "lower --size or --batch-size",
+    ),
+    *[
+        (
+            f"train-{o.split('=')[0]}-huge",
+            ["train", "--model", m, "--data", "data", "--out", "r", o],
+            needle,
+        )
+        for m, o, needle in (
+            ("segfast", "data.crop_size=[8192, 8192]", "lower data.crop_size"),
+            ("unet", "data.eval_size=[8192, 8192]", "lower data.eval_size"),
+            ("segfast", "model.kwargs={width: 100000}", "choose smaller model options"),
+        )
+    ],
+]
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -198,9 +345,13 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     before = _hashes(world)
     env = {**os.environ, "PYTHONPATH": str(REPO), "EDGESEG_CACHE_DIR": str(world / ".cache")}
     proc = subprocess.run(
-        [sys.executable, "-m", "edgeseg", *argv], cwd=world, env=env,
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [sys.executable, "-m", "edgeseg", *argv],
+        cwd=world,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, (case, proc.returncode, proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]

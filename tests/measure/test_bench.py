@@ -114,10 +114,26 @@ def test_bench_model_name_fresh_processes(tmp_path: Path) -> None:
 def test_bench_checkpoint_accuracy_and_int8(tiny_run, tmp_path: Path, capsys) -> None:
     data, run = tiny_run
     argv = [
-        "bench", str(run), "--size", "40x56", "--threads", "1", "--backends",
-        "eager,ort,ort-int8", "--iterations", "2", "--warmup", "1", "--repeats", "1",
-        "--data", str(data), "--calib-images", "4", "--json",
-    ]  # fmt: skip
+        "bench",
+        str(run),
+        "--size",
+        "40x56",
+        "--threads",
+        "1",
+        "--backends",
+        "eager,ort,ort-int8",
+        "--iterations",
+        "2",
+        "--warmup",
+        "1",
+        "--repeats",
+        "1",
+        "--data",
+        str(data),
+        "--calib-images",
+        "4",
+        "--json",
+    ]
     assert main(argv) == 0
     res = json.loads(capsys.readouterr().out)
     rows = res["backends"]
@@ -275,9 +291,23 @@ def test_bench_onnx_file_with_its_defaults_scores_each_backend(
 
     data, run = tiny_run
     export_checkpoint(run, tmp_path / "m.onnx")
-    argv = ["bench", str(tmp_path / "m.onnx"), "--data", str(data), "--iterations", "1",
-            "--warmup", "1", "--repeats", "1", "--calib-images", "4", "--size", "40x56",
-            "--json"]  # fmt: skip
+    argv = [
+        "bench",
+        str(tmp_path / "m.onnx"),
+        "--data",
+        str(data),
+        "--iterations",
+        "1",
+        "--warmup",
+        "1",
+        "--repeats",
+        "1",
+        "--calib-images",
+        "4",
+        "--size",
+        "40x56",
+        "--json",
+    ]
     assert main(argv) == 0
     res = json.loads(capsys.readouterr().out)
     ov = {"openvino", "openvino-int8"} if HAVE_OPENVINO else set()
@@ -291,9 +321,16 @@ def test_bench_onnx_file_with_its_defaults_scores_each_backend(
 @pytest.mark.skipif(not HAVE_OPENVINO, reason="needs the openvino package (extra)")
 def test_openvino_backends_side_by_side_with_accuracy(tiny_run, tmp_path: Path) -> None:
     data, run = tiny_run
-    res = bench(str(run), size=(40, 56), backends=["eager", "ort", "ort-int8", "openvino",
-                "openvino-int8"], iterations=1, warmup=1, repeats=1, data=str(data),
-                calib_images=4)  # fmt: skip
+    res = bench(
+        str(run),
+        size=(40, 56),
+        backends=["eager", "ort", "ort-int8", "openvino", "openvino-int8"],
+        iterations=1,
+        warmup=1,
+        repeats=1,
+        data=str(data),
+        calib_images=4,
+    )
     assert set(res["backends"]) == {"eager", "ort", "ort-int8", "openvino", "openvino-int8"}
     for b in ("openvino", "openvino-int8"):
         row = res["backends"][b]
@@ -307,9 +344,17 @@ def test_openvino_backends_side_by_side_with_accuracy(tiny_run, tmp_path: Path) 
 @pytest.mark.skipif(not HAVE_NNCF, reason="needs the nncf and openvino packages (extras)")
 def test_nncf_int8_runs_nncfs_own_file_with_accuracy(tiny_run, tmp_path: Path) -> None:
     data, run = tiny_run
-    res = bench(str(run), size=(40, 56), backends=["eager", "openvino-int8", "nncf-int8"],
-                iterations=1, warmup=1, repeats=1, data=str(data), calib_images=4,
-                workdir=tmp_path / "work")  # fmt: skip
+    res = bench(
+        str(run),
+        size=(40, 56),
+        backends=["eager", "openvino-int8", "nncf-int8"],
+        iterations=1,
+        warmup=1,
+        repeats=1,
+        data=str(data),
+        calib_images=4,
+        workdir=tmp_path / "work",
+    )
     assert set(res["backends"]) == {"eager", "openvino-int8", "nncf-int8"}
     row = res["backends"]["nncf-int8"]
     assert isinstance(row["latency_ms"]["median"], float)
@@ -332,8 +377,16 @@ def test_nncf_failure_costs_its_backend_only(tiny_run, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(bench_mod, "quantize_onnx_nncf", fail)
     data, run = tiny_run
-    res = bench(str(run), size=(40, 56), backends=["ort", "nncf-int8"], iterations=1,
-                warmup=1, repeats=1, data=str(data), calib_images=4)  # fmt: skip
+    res = bench(
+        str(run),
+        size=(40, 56),
+        backends=["ort", "nncf-int8"],
+        iterations=1,
+        warmup=1,
+        repeats=1,
+        data=str(data),
+        calib_images=4,
+    )
     assert set(res["backends"]) == {"ort"}
     assert res["errors"]["nncf-int8"] == "NNCF could not quantize this network: unsupported pattern"
 
@@ -343,8 +396,9 @@ def test_nncf_int8_without_nncf_is_unavailable(monkeypatch: pytest.MonkeyPatch) 
     from edgeseg.deploy.backends import onnx_backend_unavailable
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "nncf" else real(name, *a))  # fmt: skip
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "nncf" else real(name, *a)
+    )
     assert "nncf is not installed" in q.nncf_unavailable()
     assert "edgeseg[nncf]" in onnx_backend_unavailable("nncf-int8")
     with pytest.raises(EdgesegError, match="nncf is not installed"):
@@ -357,12 +411,17 @@ def test_missing_engine_is_reported_and_the_rest_run(
 ) -> None:
     import edgeseg.measure.bench as bench_mod
 
-    monkeypatch.setattr(bench_mod, "onnx_backend_unavailable",
-                        lambda b: "backend openvino needs the openvino package"
-                        if b.startswith("openvino") else None)  # fmt: skip
+    monkeypatch.setattr(
+        bench_mod,
+        "onnx_backend_unavailable",
+        lambda b: (
+            "backend openvino needs the openvino package" if b.startswith("openvino") else None
+        ),
+    )
     _, run = tiny_run
-    res = bench(str(run), size=(40, 56), backends=["ort", "openvino"], iterations=1,
-                warmup=1, repeats=1)  # fmt: skip
+    res = bench(
+        str(run), size=(40, 56), backends=["ort", "openvino"], iterations=1, warmup=1, repeats=1
+    )
     assert set(res["backends"]) == {"ort"}
     assert "needs the openvino package" in res["errors"]["openvino"]
 
@@ -385,10 +444,28 @@ def test_bench_mixed_precision_prints_the_sensitivity_and_what_stayed_fp32(
     data, run = tiny_run
     backends = "eager,ort-int8" + (",nncf-int8" if HAVE_NNCF else "")
     argv = [
-        "bench", str(run), "--size", "40x56", "--threads", "1", "--backends", backends,
-        "--iterations", "1", "--warmup", "1", "--repeats", "1", "--data", str(data),
-        "--calib-images", "4", "--mixed-precision", "--accuracy-budget", "0",
-    ]  # fmt: skip
+        "bench",
+        str(run),
+        "--size",
+        "40x56",
+        "--threads",
+        "1",
+        "--backends",
+        backends,
+        "--iterations",
+        "1",
+        "--warmup",
+        "1",
+        "--repeats",
+        "1",
+        "--data",
+        str(data),
+        "--calib-images",
+        "4",
+        "--mixed-precision",
+        "--accuracy-budget",
+        "0",
+    ]
     assert main([*argv, "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     mixed = res["quantization"]["ort-int8"]["mixed"]

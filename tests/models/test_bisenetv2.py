@@ -26,8 +26,11 @@ def test_boosters_read_the_semantic_branch_and_forward_is_plain() -> None:
         plain = model(x)
     assert logits.shape == plain.shape == (1, 5, 64, 96)
     assert {k: v.shape[-2:] for k, v in taps.items()} == {
-        "s2": (16, 24), "s3": (8, 12), "s4": (4, 6), "s5": (2, 3)
-    }  # fmt: skip
+        "s2": (16, 24),
+        "s3": (8, 12),
+        "s4": (4, 6),
+        "s5": (2, 3),
+    }
     assert all(a.shape[:2] == (1, 5) for a in aux.values())
     # the boosters are not part of the model: its state and export stay the plain network
     assert not any(k.startswith("aux") for k in model.state_dict())

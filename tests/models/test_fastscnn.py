@@ -37,7 +37,8 @@ def test_taps_and_plain_forward() -> None:
         _, aux = model.forward_aux(x, model.aux_heads().eval())
     assert logits.shape == plain.shape == (1, 5, 64, 96)
     assert {k: tuple(v.shape[1:]) for k, v in taps.items()} == {
-        "ltd": (64, 8, 12), "gfe": (128, 2, 3)
-    }  # fmt: skip
+        "ltd": (64, 8, 12),
+        "gfe": (128, 2, 3),
+    }
     assert [a.shape for a in aux] == [(1, 5, 64, 96)] * 2
     assert not any(k.startswith("aux") for k in model.state_dict())

@@ -17,10 +17,15 @@ from PIL import Image
 from edgeseg.deploy.export import export_onnx
 from edgeseg.models import create_model
 
-CARD = {"name": "l3unet", "classes": ["a", "b", "c"],
-        "palette": [[255, 0, 0], [0, 255, 0], [0, 0, 255]],
-        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "layout": "NCHW",
-        "input_size": [48, 64]}  # fmt: skip
+CARD = {
+    "name": "l3unet",
+    "classes": ["a", "b", "c"],
+    "palette": [[255, 0, 0], [0, 255, 0], [0, 0, 255]],
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "layout": "NCHW",
+    "input_size": [48, 64],
+}
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +84,10 @@ def test_thread_counts_beyond_the_machine_are_refused(bundle, tmp_path: Path, ca
 def test_a_card_nested_thousands_deep_is_one_line(bundle, tmp_path: Path, capsys) -> None:
     folder = _tampered(bundle[0], tmp_path / "b")
     (folder / "model.json").write_text("[" * 100_000 + "]" * 100_000)
-    for argv in (["info", str(folder)], ["predict", str(folder), str(bundle[1]), "--out",
-                                         str(tmp_path / "o")]):  # fmt: skip
+    for argv in (
+        ["info", str(folder)],
+        ["predict", str(folder), str(bundle[1]), "--out", str(tmp_path / "o")],
+    ):
         assert run_main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert "not readable JSON (RecursionError)" in err and len(err.splitlines()) == 1

@@ -23,8 +23,10 @@ from PIL import Image
 from edgeseg.data import normalize_image
 
 
-@pytest.mark.parametrize(("src", "dst"), [((7, 9), (15, 20)), ((45, 60), (360, 480)),
-                                          ((360, 480), (97, 131)), ((5, 5), (5, 8))])  # fmt: skip
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [((7, 9), (15, 20)), ((45, 60), (360, 480)), ((360, 480), (97, 131)), ((5, 5), (5, 8))],
+)
 def test_resize_is_torch_bilinear(src: tuple[int, int], dst: tuple[int, int]) -> None:
     x = np.random.default_rng(0).standard_normal((1, 4, *src)).astype(np.float32)
     ref = F.interpolate(torch.from_numpy(x), size=dst, mode="bilinear", align_corners=False)
@@ -74,8 +76,9 @@ def test_legend_names_every_class_within_the_width() -> None:
 def test_predictions_and_inputs(tmp_path: Path) -> None:
     rgb = np.zeros((8, 10, 3), np.uint8)
     labels = np.ones((8, 10), np.uint8)
-    paths = write_prediction(tmp_path, "a", rgb, labels, ["x", "y"], [(0, 0, 0), (255, 0, 0)],
-                             legend=True)  # fmt: skip
+    paths = write_prediction(
+        tmp_path, "a", rgb, labels, ["x", "y"], [(0, 0, 0), (255, 0, 0)], legend=True
+    )
     lbl = Image.open(paths["labels"])
     assert lbl.mode == "P" and (np.asarray(lbl) == 1).all()  # ids, palette attached
     assert Image.open(paths["overlay"]).size[1] > 8  # the key is under the overlay
@@ -93,8 +96,13 @@ def test_bundle_card_names_its_model() -> None:
     """A bundle card's top-level name is the model's (not "network")."""
     from edgeseg_runtime.card import ModelCard
 
-    card = {"name": "ddrnet23_slim", "classes": ["a", "b"], "palette": [[0, 0, 0], [9, 9, 9]],
-            "mean": [0.5] * 3, "std": [0.5] * 3}  # fmt: skip
+    card = {
+        "name": "ddrnet23_slim",
+        "classes": ["a", "b"],
+        "palette": [[0, 0, 0], [9, 9, 9]],
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+    }
     assert ModelCard.from_mapping(card, "model.json").name == "ddrnet23_slim"
     onnx_meta = {**card, "name": None, "model": {"name": "segfast"}}
     assert ModelCard.from_mapping(onnx_meta, "x.onnx").name == "segfast"

@@ -39,13 +39,23 @@ sys.exit(rc)
 
 def run_blocked(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """``edgeseg-run ARGS`` with torch and edgeseg unimportable."""
-    return subprocess.run([sys.executable, "-c", _BLOCKED, *map(str, args)],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", _BLOCKED, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
-META = {"model": {"name": "l3unet", "num_classes": 3}, "classes": ["a", "b", "c"],
-        "palette": [[255, 0, 0], [0, 255, 0], [0, 0, 255]], "ignore_index": 255,
-        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "layout": "NCHW"}  # fmt: skip
+META = {
+    "model": {"name": "l3unet", "num_classes": 3},
+    "classes": ["a", "b", "c"],
+    "palette": [[255, 0, 0], [0, 255, 0], [0, 0, 255]],
+    "ignore_index": 255,
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "layout": "NCHW",
+}
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +99,18 @@ def test_a_file_without_metadata_needs_classes(exported: tuple[Path, Path], tmp_
     assert len(list((tmp_path / "p" / "labels").iterdir())) == 3
 
 
-@pytest.mark.parametrize("case", ["corrupt-onnx", "bundle-json", "bundle-format",
-                                  "bundle-model", "deep-image", "out-is-file",
-                                  "mean-without-classes"])  # fmt: skip
+@pytest.mark.parametrize(
+    "case",
+    [
+        "corrupt-onnx",
+        "bundle-json",
+        "bundle-format",
+        "bundle-model",
+        "deep-image",
+        "out-is-file",
+        "mean-without-classes",
+    ],
+)
 def test_bad_input_is_one_line(case: str, exported: tuple[Path, Path], tmp_path: Path) -> None:
     onnx, images = exported
     model, inputs, extra = onnx, [images], []

@@ -38,9 +38,13 @@ def test_compare_config_yaml_strict(tmp_path: Path) -> None:
 
 def test_per_model_overrides_change_only_that_models_recipe(tmp_path: Path) -> None:
     cfg = load_compare_config(
-        None, ["models=[segfast, cgnet]", "recipe.train.bf16=true",
-               'overrides={"cgnet": ["train.bf16=false", "optim.lr=0.01"]}'],
-    )  # fmt: skip
+        None,
+        [
+            "models=[segfast, cgnet]",
+            "recipe.train.bf16=true",
+            'overrides={"cgnet": ["train.bf16=false", "optim.lr=0.01"]}',
+        ],
+    )
     assert recipe_of(cfg, "segfast").train.bf16 and recipe_of(cfg, "segfast").optim.lr != 0.01
     cg = recipe_of(cfg, "cgnet")
     assert not cg.train.bf16 and cg.optim.lr == 0.01
@@ -122,8 +126,14 @@ def test_compare_end_to_end(compared: tuple[Path, Path, dict]) -> None:
         assert e["bench"]["best"] in ("eager", "ort")
         assert "miou" in e["bench"]["backends"]["ort"]
         assert (out / "artefacts" / name / "fp32.onnx").is_file()  # the deployable winner
-    for f in ("report.md", "report.html", "pareto.png", "curves.png", "timing.png",
-              "predictions.png"):  # fmt: skip
+    for f in (
+        "report.md",
+        "report.html",
+        "pareto.png",
+        "curves.png",
+        "timing.png",
+        "predictions.png",
+    ):
         assert (out / f).stat().st_size > 0, f
     md = (out / "report.md").read_text()
     assert "| l3unet |" in md and "| tinynet |" in md and "![" in md
@@ -180,8 +190,16 @@ def _bad_compare_input(data: Path, out: Path, tmp_path: Path, capsys) -> None:
         (["--models", "segfast,segfast", "--data", str(data)], "listed twice"),
     ]
     for argv, msg in cases:
-        code = main(["compare", *argv, "--out", str(out), "recipe.data.preset=custom",
-                     "recipe.data.classes=[a, b, c]"])  # fmt: skip
+        code = main(
+            [
+                "compare",
+                *argv,
+                "--out",
+                str(out),
+                "recipe.data.preset=custom",
+                "recipe.data.classes=[a, b, c]",
+            ]
+        )
         err = capsys.readouterr().err.strip()
         assert code == 2 and msg in err and len(err.splitlines()) == 1, err
 
@@ -212,11 +230,18 @@ def test_report_renders_in_headless_chromium(
     """Open report.html in Chromium: every figure decodes, tables are there, screenshot taken."""
     _, out, _ = compared
     flags = [
-        "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
         "--virtual-time-budget=5000",
-    ]  # fmt: skip
+    ]
     url = (out / "report.html").resolve().as_uri()
     dom = subprocess.run(
         [*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True
@@ -231,8 +256,10 @@ def test_report_renders_in_headless_chromium(
     shot = tmp_path / "report.png"
     subprocess.run(
         [*flags, f"--screenshot={shot}", "--window-size=1280,2400", url],
-        capture_output=True, timeout=120, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     from PIL import Image
 
     img = Image.open(shot).convert("RGB")
@@ -249,10 +276,25 @@ def test_compare_with_a_model_too_big_for_its_budget_still_reports(
     trainings and of the benchmark's remaining rounds is stated before each is spent."""
     data = make_list_dataset(tmp_path / "d", {"train": 8, "val": 3}, size=(40, 56))
     out = tmp_path / "o"
-    code = main(["compare", "--models", "l3unet,segfast", "--data", str(data), "--budget",
-                 "1 epochs", "--out", str(out), "--backends", "eager", "budgets={l3unet: 0.01s}",
-                 "recipe.data.preset=custom", "recipe.data.classes=[a, b, c]",
-                 "recipe.data.crop_size=32x48"])  # fmt: skip
+    code = main(
+        [
+            "compare",
+            "--models",
+            "l3unet,segfast",
+            "--data",
+            str(data),
+            "--budget",
+            "1 epochs",
+            "--out",
+            str(out),
+            "--backends",
+            "eager",
+            "budgets={l3unet: 0.01s}",
+            "recipe.data.preset=custom",
+            "recipe.data.classes=[a, b, c]",
+            "recipe.data.crop_size=32x48",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 1 and "l3unet: failed (budget 0.01s:" in printed
     res = json.loads((out / "results.json").read_text())

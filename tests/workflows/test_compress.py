@@ -20,11 +20,21 @@ def essnet_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("cmp")
     data = make_list_dataset(base / "data", {"train": 4, "val": 2}, size=(32, 48))
     run = base / "run"
-    cfg = load_config(None, [
-        f"data.root={data}", "data.preset=custom", "data.classes=[a, b, c]",
-        "data.crop_size=32x48", f"train.out={run}", "train.epochs=1", "train.batch_size=2",
-        "train.progress=false", "train.tensorboard=false", "model.name=essnet",
-    ])  # fmt: skip
+    cfg = load_config(
+        None,
+        [
+            f"data.root={data}",
+            "data.preset=custom",
+            "data.classes=[a, b, c]",
+            "data.crop_size=32x48",
+            f"train.out={run}",
+            "train.epochs=1",
+            "train.batch_size=2",
+            "train.progress=false",
+            "train.tensorboard=false",
+            "model.name=essnet",
+        ],
+    )
     train(cfg)
     return data, run
 
@@ -36,10 +46,15 @@ def test_compress_methods(
 ) -> None:
     data, run = essnet_run
     rep = compress_checkpoint(
-        run, method, tmp_path / method, data=str(data), epochs=1, size=(32, 48),
-        backends=("channels_last",), overrides=["train.batch_size=2", "train.progress=false",
-                                                 "train.tensorboard=false"],
-    )  # fmt: skip
+        run,
+        method,
+        tmp_path / method,
+        data=str(data),
+        epochs=1,
+        size=(32, 48),
+        backends=("channels_last",),
+        overrides=["train.batch_size=2", "train.progress=false", "train.tensorboard=false"],
+    )
     b, a = rep["before"], rep["after"]
     assert "of training left" in caplog.text  # the fine-tune's plan, before the long part
     assert (tmp_path / method / "report.json").is_file()

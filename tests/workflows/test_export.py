@@ -26,8 +26,24 @@ def test_bundle_is_picked_measured_and_runs_without_torch(
 ) -> None:
     data, run = tiny_run
     bundle = tmp_path / "bundle"
-    assert main(["export", str(run), "--bundle", str(bundle), "--data", str(data),
-                 "--size", "40x56", "--calib-images", "4", "--json"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "export",
+                str(run),
+                "--bundle",
+                str(bundle),
+                "--data",
+                str(data),
+                "--size",
+                "40x56",
+                "--calib-images",
+                "4",
+                "--json",
+            ]
+        )
+        == 0
+    )
     card = json.loads(capsys.readouterr().out)
     assert "planned: 2 more rounds of " in caplog.text  # the bench's rest, from its first
     assert sorted(p.name for p in bundle.iterdir()) == ["README.md", "model.json", "model.onnx"]
@@ -55,29 +71,47 @@ def test_int8_export_with_mixed_precision_names_what_stayed_fp32(
 ) -> None:
     data, run = tiny_run
     out = tmp_path / "m.onnx"
-    argv = ["export", str(run), "--out", str(out), "--format", "onnx-int8", "--data",
-            str(data), "--calib-images", "4", "--mixed-precision",
-            "--accuracy-budget", "0"]  # fmt: skip
+    argv = [
+        "export",
+        str(run),
+        "--out",
+        str(out),
+        "--format",
+        "onnx-int8",
+        "--data",
+        str(data),
+        "--calib-images",
+        "4",
+        "--mixed-precision",
+        "--accuracy-budget",
+        "0",
+    ]
     assert main([*argv, "--json"]) == 0
     q = json.loads(capsys.readouterr().out)["quantization"]
     assert q["kept_fp32_modules"] == q["mixed"]["kept_fp32"]
     assert q["mixed"]["miou"] >= q["mixed"]["int8_miou"]
-    assert_one_line_exit_2([*argv[:-3], "--overwrite", "--data", "", "--mixed-precision"],
-                           "needs --data", capsys)  # fmt: skip
+    assert_one_line_exit_2(
+        [*argv[:-3], "--overwrite", "--data", "", "--mixed-precision"], "needs --data", capsys
+    )
 
 
 def test_bundle_bad_input(tmp_path: Path, capsys) -> None:
     full = tmp_path / "full"
     full.mkdir()
     (full / "keep.txt").write_text("mine")
-    assert_one_line_exit_2(["export", "segfast_camvid", "--bundle", str(full)],
-                           "not an empty folder", capsys)  # fmt: skip
+    assert_one_line_exit_2(
+        ["export", "segfast_camvid", "--bundle", str(full)], "not an empty folder", capsys
+    )
     assert (full / "keep.txt").read_text() == "mine" and len(list(full.iterdir())) == 1
-    assert_one_line_exit_2(["export", "segfast_camvid", "--bundle", str(tmp_path / "b"),
-                            "--format", "onnx-int8"], "drop --format", capsys)  # fmt: skip
+    assert_one_line_exit_2(
+        ["export", "segfast_camvid", "--bundle", str(tmp_path / "b"), "--format", "onnx-int8"],
+        "drop --format",
+        capsys,
+    )
     (tmp_path / "f").write_text("x")
-    assert_one_line_exit_2(["export", "segfast_camvid", "--bundle", str(tmp_path / "f")],
-                           "--bundle", capsys)  # fmt: skip
+    assert_one_line_exit_2(
+        ["export", "segfast_camvid", "--bundle", str(tmp_path / "f")], "--bundle", capsys
+    )
 
 
 @pytest.mark.slow
@@ -87,9 +121,26 @@ def test_export_nncf_int8_keeps_metadata_and_parity(tiny_run, tmp_path: Path, ca
 
     data, run = tiny_run
     out = tmp_path / "m.onnx"
-    assert main(["export", str(run), "--out", str(out), "--format", "onnx-int8-nncf",
-                 "--data", str(data), "--size", "40x56", "--calib-images", "4",
-                 "--json"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "export",
+                str(run),
+                "--out",
+                str(out),
+                "--format",
+                "onnx-int8-nncf",
+                "--data",
+                str(data),
+                "--size",
+                "40x56",
+                "--calib-images",
+                "4",
+                "--json",
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert res["precision"] == "int8" and res["quantization"]["method"] == "nncf-int8"
     assert res["pixel_agreement"] > 0.9
@@ -101,11 +152,22 @@ def test_bundle_card_names_the_engine_of_the_chosen_backend() -> None:
     from edgeseg.deploy.export import ExportResult
     from edgeseg.workflows.export import _bundle_card
 
-    ckpt = {"model": {"name": "m"}, "dataset": {"classes": ["a"], "palette": [[0, 0, 0]],
-            "mean": [0.5] * 3, "std": [0.2] * 3}}  # fmt: skip
-    exp = ExportResult(path="m.onnx", size_bytes=1, opset=18, exporter="dynamo",
-                       max_abs_diff=0.0, pixel_agreement=1.0, check_images=1,
-                       check_source="random", precision="int8", fp32_size_bytes=4)  # fmt: skip
+    ckpt = {
+        "model": {"name": "m"},
+        "dataset": {"classes": ["a"], "palette": [[0, 0, 0]], "mean": [0.5] * 3, "std": [0.2] * 3},
+    }
+    exp = ExportResult(
+        path="m.onnx",
+        size_bytes=1,
+        opset=18,
+        exporter="dynamo",
+        max_abs_diff=0.0,
+        pixel_agreement=1.0,
+        check_images=1,
+        check_source="random",
+        precision="int8",
+        fp32_size_bytes=4,
+    )
     rows = {"nncf-int8": {"latency_ms": {"median": 3.0}, "miou": 0.5}}
     card = _bundle_card(ckpt, (40, 56), exp, "nncf-int8", rows, {"backends": {}}, 2)
     assert card["backend"] == "openvino"  # NNCF's file runs in OpenVINO on the device

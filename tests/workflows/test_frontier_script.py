@@ -17,13 +17,20 @@ def _frontier():
 
 
 def test_a_run_diverged_in_bf16_is_planned_again_in_fp32_and_the_run_kept(tmp_path: Path) -> None:
-    plan = {"budget": "1200 s", "budgets": {"a": "9 epochs", "b": "5 epochs"},
-            "probe": {"a": {}, "b": {}}, "overrides": {}}  # fmt: skip
+    plan = {
+        "budget": "1200 s",
+        "budgets": {"a": "9 epochs", "b": "5 epochs"},
+        "probe": {"a": {}, "b": {}},
+        "overrides": {},
+    }
     err = "training diverged at epoch 2 step 21: loss is nan for 5 steps in a row"
-    res = {"order": ["a", "b"], "models": {
-        "a": {"status": "failed", "error": err, "stages": {"x": 1}},
-        "b": {"status": "done", "metrics": {"miou": 0.5}},
-    }}  # fmt: skip
+    res = {
+        "order": ["a", "b"],
+        "models": {
+            "a": {"status": "failed", "error": err, "stages": {"x": 1}},
+            "b": {"status": "done", "metrics": {"miou": 0.5}},
+        },
+    }
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     (tmp_path / "results.json").write_text(json.dumps(res))
     (tmp_path / "runs" / "a").mkdir(parents=True)

@@ -57,8 +57,23 @@ def test_every_command_reads_the_users_data(tmp_path: Path, form: str, capsys) -
     small = ["train.batch_size=2", "data.crop_size=96x128", "train.progress=false"]
     assert main(["data", "check", str(data)]) == 0
     assert "my_road" in capsys.readouterr().out
-    assert main(["train", "--model", "segfast", "--data", str(data), "--epochs", "1",
-                 "--out", str(run), *small]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "segfast",
+                "--data",
+                str(data),
+                "--epochs",
+                "1",
+                "--out",
+                str(run),
+                *small,
+            ]
+        )
+        == 0
+    )
     assert main(["eval", str(run), "--data", str(data)]) == 0
     assert "my_road" in capsys.readouterr().out
     assert main(["predict", str(run), str(data / "images"), "--out", str(tmp_path / "p")]) == 0
@@ -73,9 +88,23 @@ def test_every_command_reads_the_users_data(tmp_path: Path, form: str, capsys) -
     assert run_main(["predict", str(bundle), str(image), "--out", str(tmp_path / "q")]) == 0
     assert list((tmp_path / "q").rglob("*.png"))
     out = tmp_path / "cmp"
-    code = main(["compare", "--models", "segfast", "--data", str(data), "--budget", "1 epochs",
-                 "--out", str(out), "--backends", "eager,ort", "recipe.data.crop_size=96x128",
-                 "recipe.train.batch_size=2"])  # fmt: skip
+    code = main(
+        [
+            "compare",
+            "--models",
+            "segfast",
+            "--data",
+            str(data),
+            "--budget",
+            "1 epochs",
+            "--out",
+            str(out),
+            "--backends",
+            "eager,ort",
+            "recipe.data.crop_size=96x128",
+            "recipe.train.batch_size=2",
+        ]
+    )
     assert code == 0
     res = json.loads((out / "results.json").read_text())
     assert res["classes"] == NAMES

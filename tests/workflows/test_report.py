@@ -9,34 +9,60 @@ from typing import Any
 from edgeseg.workflows.report import _pareto_figure, training_flags, verdict, write_report
 
 
-def _entry(name: str, miou: float, ms: float, *, epochs: int = 40, planned: int = 40,
-           cut: bool = False, rising: bool = False) -> dict[str, Any]:  # fmt: skip
+def _entry(
+    name: str,
+    miou: float,
+    ms: float,
+    *,
+    epochs: int = 40,
+    planned: int = 40,
+    cut: bool = False,
+    rising: bool = False,
+) -> dict[str, Any]:
     curve = [0.2 + 0.5 * min(1.0, e / 10) for e in range(1, epochs + 1)]
     if rising:
         curve = [0.2 + 0.01 * e for e in range(1, epochs + 1)]
-    history = [{"epoch": e, "train_loss": 1.0 / e, "val_miou": v, "epoch_seconds": 1.0}
-               for e, v in enumerate(curve, start=1)]  # fmt: skip
+    history = [
+        {"epoch": e, "train_loss": 1.0 / e, "val_miou": v, "epoch_seconds": 1.0}
+        for e, v in enumerate(curve, start=1)
+    ]
     return {
-        "name": name, "status": "done", "stages": {},
+        "name": name,
+        "status": "done",
+        "stages": {},
         "metrics": {"miou": miou, "pixel_acc": 0.9, "mean_acc": 0.8, "iou": {}},
         "profile": {"params": 1e6, "flops": 1e9, "size_bytes": 4e6, "latency_ms": {"median": ms}},
         "bench": {"best": "ort", "backends": {"ort": {"latency_ms": {"median": ms}}}},
-        "train": {"epochs_done": epochs, "epochs": planned, "images": epochs * 100,
-                  "seconds": epochs * 1.0, "stopped_by_budget": cut},
+        "train": {
+            "epochs_done": epochs,
+            "epochs": planned,
+            "images": epochs * 100,
+            "seconds": epochs * 1.0,
+            "stopped_by_budget": cut,
+        },
         "history": history,
-    }  # fmt: skip
+    }
 
 
 def _results(*entries: dict[str, Any]) -> dict[str, Any]:
-    return {"order": [e["name"] for e in entries], "models": {e["name"]: e for e in entries},
-            "classes": ["sky", "road"], "palette": [[128, 128, 128], [128, 64, 128]],
-            "size": [96, 128], "config": {"budget": "60 epochs", "backends": ["ort"]},
-            "machine": {"cpu": "x", "threads": 2}}  # fmt: skip
+    return {
+        "order": [e["name"] for e in entries],
+        "models": {e["name"]: e for e in entries},
+        "classes": ["sky", "road"],
+        "palette": [[128, 128, 128], [128, 64, 128]],
+        "size": [96, 128],
+        "config": {"budget": "60 epochs", "backends": ["ort"]},
+        "machine": {"cpu": "x", "threads": 2},
+    }
 
 
 def test_verdict_names_the_front_and_the_dominated() -> None:
-    res = _results(_entry("fast", 0.70, 5.0), _entry("mid", 0.75, 9.0),
-                   _entry("best", 0.80, 20.0), _entry("worse", 0.60, 30.0))  # fmt: skip
+    res = _results(
+        _entry("fast", 0.70, 5.0),
+        _entry("mid", 0.75, 9.0),
+        _entry("best", 0.80, 20.0),
+        _entry("worse", 0.60, 30.0),
+    )
     text = " ".join(verdict(res))
     assert text.startswith("Pick best (0.800 mIoU, 20.0 ms with ort) for the best accuracy")
     assert "Pick fast (0.700 mIoU, 5.0 ms with ort) when latency comes first" in text
@@ -74,9 +100,15 @@ def test_names_of_near_points_do_not_overlap() -> None:
     # The 10-minute frontier: LR-ASPP Large and BiSeNet V2 at 8.9 ms (0.522, 0.527 mIoU),
     # Fast-SCNN, DDRNet and EdgeSegNet within 0.3 ms; their names were written over each
     # other and over the markers.
-    pts = {"fastscnn": (4.9, 0.571), "ddrnet23_slim": (5.1, 0.580), "edgesegnet": (5.05, 0.600),
-           "lraspp_mobilenetv3_large": (8.87, 0.522), "bisenetv2": (8.9, 0.527),
-           "cgnet": (12.8, 0.477), "essnet": (8.8, 0.253)}  # fmt: skip
+    pts = {
+        "fastscnn": (4.9, 0.571),
+        "ddrnet23_slim": (5.1, 0.580),
+        "edgesegnet": (5.05, 0.600),
+        "lraspp_mobilenetv3_large": (8.87, 0.522),
+        "bisenetv2": (8.9, 0.527),
+        "cgnet": (12.8, 0.477),
+        "essnet": (8.8, 0.253),
+    }
     res = _results(*(_entry(n, miou, ms) for n, (ms, miou) in pts.items()))
     fig = _pareto_figure(res, list(res["models"].values()))
     (ax,) = fig.axes
@@ -106,8 +138,13 @@ def test_int8_sensitivity_table_names_what_stayed_fp32() -> None:
 
     parts = [PartSensitivity("enc.s0", 2, 0.44, 0.72), PartSensitivity("dec", 4, 0.72, 0.60)]
     sens = Sensitivity(0.72, 0.60, parts, 32)
-    mixed = {"sensitivity": sens.to_dict(), "kept_fp32": ["enc.s0"], "int8_miou": 0.60,
-             "fp32_miou": 0.72, "miou": 0.719}  # fmt: skip
+    mixed = {
+        "sensitivity": sens.to_dict(),
+        "kept_fp32": ["enc.s0"],
+        "int8_miou": 0.60,
+        "fp32_miou": 0.72,
+        "miou": 0.719,
+    }
     a = {"name": "a", "status": "done", "bench": {"quantization": {"ort-int8": {"mixed": mixed}}}}
     b = {"name": "b", "status": "done", "bench": {"quantization": {}}}
     results = {"models": {"a": a, "b": b}}

@@ -344,10 +344,11 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(data) - names, key=str)  # YAML keys may be numbers too
     if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise ConfigError(f"unknown key {where}{unknown[0]} (known: {', '.join(sorted(names))})")
+        where, key = f"{prefix}." if prefix else "", str(unknown[0])
+        key = key if key.isprintable() else repr(key)  # a newline in a key stays on one line
+        raise ConfigError(f"unknown key {where}{key} (known: {', '.join(sorted(names))})")
     kw = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
     return cls(**kw)
 

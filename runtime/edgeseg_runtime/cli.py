@@ -284,7 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args)
     except EdgesegError as e:
-        print(f"edgeseg-run: error: {e}", file=sys.stderr)
+        text = " ".join(str(e).strip().splitlines())  # one line, whatever the message holds
+        print(f"edgeseg-run: error: {text}", file=sys.stderr)
         return 2
     except OSError as e:  # a path the user gave: unreadable, full disk, no permission
         print(f"edgeseg-run: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)

@@ -414,19 +414,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         written = predict_paths(checkpoint, inputs, args.out, **common)
         print(f"segmented {len(written)} image(s): labels and overlays in {args.out}")
         return 0
-    from edgeseg_runtime.scale import DRIVER_LOG, native_stderr_to, summary_line
+    from edgeseg_runtime.scale import summary_line
 
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    with native_stderr_to(Path(args.out) / DRIVER_LOG):
-        res = predict_on_ray(
-            checkpoint,
-            inputs,
-            args.out,
-            address=args.ray,
-            actors=args.actors,
-            progress=sys.stderr.isatty(),
-            **common,
-        )
+    res = predict_on_ray(
+        checkpoint,
+        inputs,
+        args.out,
+        address=args.ray,
+        actors=args.actors,
+        progress=sys.stderr.isatty(),
+        **common,
+    )
     print(summary_line(res, args.out))
     return 0
 

@@ -243,7 +243,7 @@ def _run_ray(args: argparse.Namespace, card: ModelCard | None) -> int:
     """``predict --ray``: the actor pool of :func:`edgeseg_runtime.scale.ray_predict`."""
     from functools import partial
 
-    from edgeseg_runtime.scale import DRIVER_LOG, native_stderr_to, ray_predict, summary_line
+    from edgeseg_runtime.scale import ray_predict, summary_line
     from edgeseg_runtime.segmenter import Segmenter
 
     factory = partial(
@@ -255,21 +255,19 @@ def _run_ray(args: argparse.Namespace, card: ModelCard | None) -> int:
         card=card,
     )
     factory()  # a bad model file fails here, in one line, before a cluster is joined
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    with native_stderr_to(Path(args.out) / DRIVER_LOG):
-        res = ray_predict(
-            factory,
-            args.images,
-            args.out,
-            address=args.ray,
-            actors=args.actors,
-            threads=args.threads or 1,
-            alpha=args.alpha,
-            legend=args.legend,
-            overlays=not args.no_overlays,
-            overwrite=args.overwrite,
-            progress=sys.stderr.isatty(),
-        )
+    res = ray_predict(
+        factory,
+        args.images,
+        args.out,
+        address=args.ray,
+        actors=args.actors,
+        threads=args.threads or 1,
+        alpha=args.alpha,
+        legend=args.legend,
+        overlays=not args.no_overlays,
+        overwrite=args.overwrite,
+        progress=sys.stderr.isatty(),
+    )
     if args.json is not None:
         _write_rows(args.json, res.pop("rows"))
     line = summary_line(res, args.out)

@@ -290,8 +290,9 @@ def ray_predict(
             an object with ``__call__(rgb) -> labels``, ``classes`` and ``palette`` (both
             packages' ``Segmenter``); it must pickle (a ``functools.partial`` does).
         inputs: files, folders, ``.txt`` lists and glob patterns (:func:`gather_images`).
-        out: output folder (``labels/``, ``overlays/``, :data:`SUMMARY_FILE`); every node
-            must see it at the same path (a shared file system on a real cluster).
+        out: output folder (``labels/``, ``overlays/``, :data:`SUMMARY_FILE`, and Ray's
+            native notices of this driver in :data:`DRIVER_LOG`); every node must see it
+            at the same path (a shared file system on a real cluster).
         address: the Ray cluster (:func:`ray_session`).
         actors: inference sessions running at once (the actor pool's size).
         threads: intra-op threads of each session; that many CPUs reserved per actor.
@@ -313,7 +314,7 @@ def ray_predict(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     options = {"alpha": alpha, "legend": legend, "overlays": overlays, "overwrite": overwrite}
-    with ray_session(address, extra=extra) as ray:
+    with native_stderr_to(out / DRIVER_LOG), ray_session(address, extra=extra) as ray:
         t0 = time.perf_counter()
         rows = _run_pool(ray, factory, files, out, options, actors, threads, batch_size, progress)
         seconds = time.perf_counter() - t0

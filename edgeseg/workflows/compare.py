@@ -121,10 +121,8 @@ class CompareConfig:
     # int8 over accuracy_budget keeps its most sensitive modules in fp32 (bench's option)
     mixed_precision: bool = False
     preview_images: int = 4  # val images in the prediction grid
-    ray: str | None = None  # Ray cluster (local, auto, HOST:PORT) running the models; null: here
-    bench_node: str | None = (
-        None  # with ray: node id/IP/resource timing every model; null: driver's
-    )
+    ray: str | None = None  # Ray cluster running the models: local, auto, HOST:PORT; null: here
+    bench_node: str | None = None  # with ray: node (id, IP, resource) timing every model
     recipe: Config = field(default_factory=Config)  # shared training recipe (edgeseg train's)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import struct
 import subprocess
 import sys
@@ -338,6 +339,17 @@ def _hashes(root: Path) -> dict[str, str]:
     return out
 
 
+#: Address space of each case's process: a runaway allocation fails that case (MemoryError,
+#: a traceback the test reports) instead of taking the machine's memory. Above what the
+#: memory checks of the cases' valid parts need (a U-Net training estimate is 8.6 GB), so
+#: each case is still refused for its own culprit.
+MEMORY_LIMIT = 16 * 2**30
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
 @pytest.mark.parametrize(("case", "argv", "needle"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     world: Path, case: str, argv: list[str], needle: str
@@ -351,6 +363,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
         capture_output=True,
         text=True,
         timeout=600,
+        preexec_fn=_limit_memory,
     )
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, (case, proc.returncode, proc.stderr[-2000:])

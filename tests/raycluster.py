@@ -9,6 +9,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +27,11 @@ ENV = {
     "RAY_AUTH_MODE": "token",
     "RAY_AUTH_TOKEN": secrets.token_hex(32),
 }
+
+
+# The `ray` command of this interpreter's environment (PATH may hold another, or none).
+_HERE = Path(sys.executable).with_name("ray")
+RAY = str(_HERE) if _HERE.exists() else "ray"
 
 
 def _free_port() -> int:
@@ -62,7 +68,7 @@ class LocalCluster:
         common = ["--node-ip-address", IP, "--num-cpus", str(cpus_per_node)]
         subprocess.run(
             [
-                "ray",
+                RAY,
                 "start",
                 "--head",
                 "--port",
@@ -88,7 +94,7 @@ class LocalCluster:
 
     def _start_second(self, common: list[str]) -> None:
         self.node = subprocess.Popen(
-            ["ray", "start", "--address", self.address, *common, "--block"],
+            [RAY, "start", "--address", self.address, *common, "--block"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=ENV,
@@ -99,7 +105,7 @@ class LocalCluster:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             r = subprocess.run(
-                ["ray", "status", "--address", self.address],
+                [RAY, "status", "--address", self.address],
                 capture_output=True,
                 text=True,
                 env=ENV,

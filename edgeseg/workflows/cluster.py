@@ -114,9 +114,7 @@ def run_on_ray(
             "nodes": sum(1 for n in ray.nodes() if n.get("Alive")),
             "bench_node": bench,
         }
-        driver = _Driver(ray, cfg, results, size, extra, bench, task)
-        driver.on_model_done = on_model_done
-        driver.run(specs, label_kept)
+        _Driver(ray, cfg, results, size, extra, bench, task, on_model_done).run(specs, label_kept)
 
 
 class _Driver:
@@ -131,6 +129,7 @@ class _Driver:
         extra: dict[str, Callable[..., torch.nn.Module]],
         bench: dict[str, Any],
         task: Callable[..., dict[str, Any]],
+        on_model_done: Callable[[], None] | None = None,
     ) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -145,7 +144,7 @@ class _Driver:
         self.pending: dict[Any, tuple[str, str]] = {}
         self.queue: list[str] = []
         self.given: dict[str, str | None] = {}
-        self.on_model_done: Callable[[], None] | None = None
+        self.on_model_done = on_model_done
 
     def run(
         self,

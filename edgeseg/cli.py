@@ -198,6 +198,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
                 warmup=args.warmup,
                 repeats=args.repeats,
                 fold_bn=not args.no_fold_bn,
+                peak=not args.no_peak,
             )
         )
     payload: Any = [r.to_dict() for r in results]
@@ -218,6 +219,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
             f"{r.latency_ms['p90']:.1f}",
             r.memory_format,
             _mb(r.peak_memory_bytes),
+            _pct(r.peak_fraction),
         )
         for r in results
     ]
@@ -234,18 +236,47 @@ def _cmd_profile(args: argparse.Namespace) -> int:
                 "p90 ms",
                 "best format",
                 "peak MB",
+                "% fp32 peak",
             ),
         )
     )
+    if results[0].peak_gflops:
+        print(f"fp32 peak of this CPU on {args.threads} threads: {results[0].peak_gflops:.0f}")
     for r in results:
         print(f"\n{r.model}: time per stage ({r.memory_format})")
-        print(
-            _table(
-                [(s.name, f"{s.ms:.1f}", f"{100 * s.share:.1f}%") for s in r.stages],
-                ("stage", "ms", "share"),
+        rows = [
+            (
+                s.name,
+                f"{s.ms:.1f}",
+                f"{100 * s.share:.1f}%",
+                f"{s.gflops:.1f}",
+                _pct(s.peak_fraction),
             )
-        )
+            for s in r.stages
+        ]
+        print(_table(rows, ("stage", "ms", "share", "GFLOP/s", "% peak")))
+        if slow := _slow_stages(r):
+            print(f"far below the fp32 peak (< {SLOW_STAGE:.0%}, >= 10 % of the time): {slow}")
     return 0
+
+
+#: A stage attaining less than this share of the CPU's peak is named by ``edgeseg profile``.
+SLOW_STAGE = 0.10
+
+
+def _slow_stages(r: Any) -> str:
+    """The stages that take a tenth of the time or more at under :data:`SLOW_STAGE` of the
+    peak: where a faster kernel, layout or precision would pay."""
+    slow = [
+        f"{s.name} ({100 * s.peak_fraction:.0f} %)"
+        for s in r.stages
+        if s.peak_fraction is not None and s.peak_fraction < SLOW_STAGE and s.share >= 0.1
+    ]
+    return ", ".join(slow)
+
+
+def _pct(fraction: float | None) -> str:
+    return f"{100 * fraction:.0f}%" if fraction is not None else "-"
 
 
 def _train_config(args: argparse.Namespace) -> tuple[Any, bool]:
@@ -464,6 +495,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         data=args.data,
         split=args.split,
         check_images=args.check_images,
+        output=args.output,
         int8=None
         if args.format == "onnx"
         else Int8Options(
@@ -477,12 +509,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
         return 0
     from edgeseg.measure.counts import zip_size
 
+    diff = "" if res.max_abs_diff is None else f"max |logit diff| {res.max_abs_diff:.2e}, "
     print(
-        f"wrote {res.path} ({res.precision}, {_mb(res.size_bytes)} MB, zipped "
-        f"{_mb(zip_size(res.path))} MB; opset {res.opset}, {res.exporter} exporter, dynamic "
-        f"batch/height/width)\n"
-        f"parity with PyTorch fp32 on {res.check_images} {res.check_source} image(s): max "
-        f"|logit diff| {res.max_abs_diff:.2e}, pixel agreement {100 * res.pixel_agreement:.3f} %"
+        f"wrote {res.path} ({res.precision}, output {res.output}, {_mb(res.size_bytes)} MB, "
+        f"zipped {_mb(zip_size(res.path))} MB; opset {res.opset}, {res.exporter} exporter, "
+        f"dynamic batch/height/width)\n"
+        f"parity with PyTorch fp32 on {res.check_images} {res.check_source} image(s): "
+        f"{diff}pixel agreement {100 * res.pixel_agreement:.3f} %"
     )
     if res.quantization:
         q = res.quantization
@@ -515,11 +548,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         budget_miou=args.accuracy_budget,
         mixed_precision=bool(args.mixed_precision),
         workdir=args.keep,
+        peak=not args.no_peak,
     )
     if _emit_json(args, res):
         return 0
     h, w = res["size"]
     print(f"{res['source']} at {h}x{w}, {res['threads']} threads, {res['cpu']}")
+    if res.get("peak"):
+        peaks = ", ".join(f"{p} {v:.0f}" for p, v in res["peak"]["gops"].items())
+        print(f"measured peak G(FL)OP/s here: {peaks} (edgeseg peak)")
     rows = []
     for name, r in res["backends"].items():
         rows.append(
@@ -534,6 +571,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 _mb(r["zip_bytes"]) if "zip_bytes" in r else "-",
                 f"{r['miou']:.4f}" if "miou" in r else "-",
                 f"{100 * r['pixel_agreement']:.2f}" if "pixel_agreement" in r else "-",
+                r.get("precision", "-"),
+                f"{r['gops']:.1f}" if "gops" in r else "-",
+                _pct(r.get("peak_fraction")),
             )
         )
     print(
@@ -550,6 +590,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 "zip MB",
                 "mIoU",
                 "agree %",
+                "precision",
+                "G(FL)OP/s",
+                "% peak",
             ),
         )
     )
@@ -731,6 +774,14 @@ def _overwrite_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _peak_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-peak",
+        action="store_true",
+        help="skip measuring this CPU's arithmetic peak (a few seconds; see `edgeseg peak`)",
+    )
+
+
 def _timing_flags(p: argparse.ArgumentParser, size: bool = True) -> None:
     if size:
         p.add_argument("--size", type=_size, default=D.INPUT_SIZE, help=_SIZE_HELP)
@@ -784,6 +835,7 @@ def _add_profile(sub: Any) -> None:
     pr.add_argument(
         "--no-malloc-tuning", action="store_true", help="leave glibc's allocator at its defaults"
     )
+    _peak_flag(pr)
     _json_flag(pr)
     pr.set_defaults(func=_cmd_profile)
 
@@ -909,6 +961,14 @@ def _add_export(sub: Any) -> None:
         "--opset", type=_positive, default=D.OPSET, help=f"ONNX opset, >= 17 ({D.OPSET})"
     )
     ex.add_argument("--size", type=_size, default=None, help="example/check HxW (checkpoint's)")
+    ex.add_argument(
+        "--output",
+        choices=D.OUTPUTS,
+        default="logits",
+        help="what the graph outputs: logits (N,K,H,W float), or the uint8 label map: "
+        "labels (arg-max at full size) or labels-low (arg-max at the network's output "
+        "resolution, labels upsampled: the fastest) (logits)",
+    )
     ex.add_argument("--data", default=None, help="data root: check parity on real images")
     ex.add_argument("--split", default="val", help="split of --data for the check (val)")
     ex.add_argument("--check-images", type=_positive, default=4, help="images to check (4)")
@@ -973,8 +1033,29 @@ def _add_bench(sub: Any) -> None:
     )
     _mixed_flag(b)
     b.add_argument("--keep", default=None, help="keep the artefacts (ONNX fp32/int8) here")
+    _peak_flag(b)
     _json_flag(b)
     b.set_defaults(func=_cmd_bench)
+
+
+def _cmd_peak(args: argparse.Namespace) -> int:
+    from edgeseg.measure.peak import measure_peak
+
+    res = measure_peak(args.threads)
+    if _emit_json(args, res.to_dict()):
+        return 0
+    print(res.table())
+    return 0
+
+
+def _add_peak(sub: Any) -> None:
+    p = sub.add_parser(
+        "peak",
+        help="this CPU's arithmetic peak per precision (fp32, bf16, int8), measured here",
+    )
+    _timing_flags(p, size=False)
+    _json_flag(p)
+    p.set_defaults(func=_cmd_peak)
 
 
 def _add_compress(sub: Any) -> None:
@@ -1083,6 +1164,7 @@ _COMMANDS = (
     _add_predict,
     _add_export,
     _add_bench,
+    _add_peak,
     _add_compress,
     _add_compare,
 )

@@ -23,14 +23,18 @@ def cpu_isa(flags: set[str] | None = None) -> str:
     Returns:
         A label from :data:`_ISA_LEVELS`, or ``""`` when nothing is known.
     """
-    if flags is None:
-        flags = set()
-        with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith(("flags", "Features")):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
+    flags = cpu_flags() if flags is None else flags
     return next((label for need, label in _ISA_LEVELS if need <= flags), "")
+
+
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags as ``/proc/cpuinfo`` lists them (empty where it cannot be
+    read): ``avx2``, ``avx512_vnni``, ``amx_int8`` ... on x86, ``asimddp`` ... on Arm."""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
+    return set()
 
 
 def cpu_name() -> str:

@@ -12,6 +12,7 @@ __all__ = [
     "INPUT_SIZE",
     "NUM_CLASSES",
     "OPSET",
+    "OUTPUTS",
     "THREADS",
 ]
 
@@ -23,18 +24,25 @@ NUM_CLASSES = 11
 THREADS = 2
 #: ONNX opset of exported models (the dynamo exporter's native one; >= 17).
 OPSET = 18
+#: What an exported graph outputs: the logits (the model contract's) or a uint8 label map
+#: computed in the graph, arg-maxed at full size or at the network's output resolution.
+OUTPUTS = ("logits", "labels", "labels-low")
 #: The CPU inference backends, fastest-to-build first (see :mod:`edgeseg.deploy.backends`).
 BACKENDS = (
     "eager",
     "channels_last",
     "compile",
+    "bf16",
+    "compile-bf16",
     "ort",
     "ort-int8",
     "pt2e-int8",
     "openvino",
+    "openvino-bf16",
     "openvino-int8",
     "nncf-int8",
-)  # openvino*: with the optional openvino package; nncf-int8: NNCF's int8 file in OpenVINO
+)  # openvino*: with the optional openvino package; nncf-int8: NNCF's int8 file in OpenVINO;
+#  *bf16: by default only on a CPU with bf16 units (elsewhere they emulate it, slowly)
 #: mIoU (a fraction, like every metric edgeseg reports) a faster backend may lose against
 #: eager PyTorch and still be picked as the best one.
 ACCURACY_BUDGET = 0.01

@@ -4,10 +4,19 @@
 ``eager``          the PyTorch model as trained: eval mode, NCHW, fp32 (the reference point)
 ``channels_last``  eager with BatchNorm folded into the convs and NHWC tensors
 ``compile``        ``torch.compile`` (Inductor, weights frozen), channels_last
+``bf16``           ``channels_last`` under bfloat16 autocast (convs and matmuls in bf16)
+``compile-bf16``   ``compile`` traced under bfloat16 autocast
 ``ort``            the fp32 ONNX export in ONNX Runtime (all graph optimisations)
 ``ort-int8``       ONNX Runtime static int8 (QDQ, per-channel), calibrated on training images
 ``pt2e-int8``      PyTorch PT2E int8 (torchao X86 Inductor quantizer) compiled with Inductor
+``openvino``       the fp32 ONNX export in OpenVINO, its inference precision forced to f32
+``openvino-bf16``  the same file in OpenVINO with bf16 inference precision
+``openvino-int8``  edgeseg's QDQ int8 file in OpenVINO
+``nncf-int8``      NNCF's int8 file (from the fp32 export) in OpenVINO
 =================  ==========================================================================
+
+Every runner carries ``precision``: what its float layers compute in, read from the engine
+where the engine decides (OpenVINO), from the backend otherwise.
 
 :func:`edgeseg.measure.bench.bench` times them side by side; :class:`edgeseg.Segmenter`
 runs one.
@@ -32,7 +41,19 @@ log = logging.getLogger(__name__)
 
 
 #: Backends that need a PyTorch model (not available for a bare ONNX file).
-TORCH_BACKENDS = ("eager", "channels_last", "compile", "pt2e-int8")
+TORCH_BACKENDS = ("eager", "channels_last", "compile", "bf16", "compile-bf16", "pt2e-int8")
+#: Backends whose float layers run in bfloat16.
+BF16_BACKENDS = ("bf16", "compile-bf16", "openvino-bf16")
+#: CPU flags of native bf16 arithmetic (x86 AVX-512 BF16 or AMX, Arm BF16).
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def native_bf16(flags: set[str] | None = None) -> bool:
+    """Whether this CPU computes bf16 in hardware (elsewhere bf16 is emulated, slowly, so
+    the bf16 backends are left out of the defaults)."""
+    from edgeseg.cpu import cpu_flags
+
+    return bool(BF16_FLAGS & (cpu_flags() if flags is None else flags))
 
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
@@ -57,6 +78,7 @@ ONNX_ENGINES = {
     "ort": ("ort", False),
     "ort-int8": ("ort", True),
     "openvino": ("openvino", False),
+    "openvino-bf16": ("openvino-bf16", False),
     "openvino-int8": ("openvino", True),
     "nncf-int8": ("openvino", True),
 }
@@ -88,7 +110,28 @@ def _engine_runner(backend: str, path: Path, threads: int | None, example: Any) 
 
     if example is not None:
         run(example)
+    run.engine = engine  # type: ignore[attr-defined]  # its precision, read by bench
     return run
+
+
+def runner_precision(backend: str, run: Runner) -> str:
+    """What ``run``'s convolutions compute in: ``int8`` for the int8 backends (their
+    other layers in the engine's float precision, e.g. ``int8+fp32``), else the engine's
+    own report (OpenVINO) or the backend's (``bf16``, ``fp32``)."""
+    engine = getattr(getattr(run, "engine", None), "precision", None)
+    if backend.endswith("int8"):
+        return f"int8+{engine}" if engine else "int8"
+    return engine or ("bf16" if backend in BF16_BACKENDS else "fp32")
+
+
+def _autocast(run: Runner) -> Runner:
+    """``run`` under bfloat16 autocast, its logits back in float32."""
+
+    def bf16(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return run(x).float()
+
+    return bf16
 
 
 def make_runner(
@@ -131,16 +174,21 @@ def make_runner(
         assert model is not None
         m = model.eval()
         return lambda x: m(x)
-    if backend == "channels_last":
+    if backend in ("channels_last", "bf16"):
         m = inference_graph(model).to(memory_format=torch.channels_last)  # type: ignore[arg-type]
-        return lambda x: m(x.contiguous(memory_format=torch.channels_last))
-    if example is None and backend in ("compile", "pt2e-int8"):
+        run = lambda x: m(x.contiguous(memory_format=torch.channels_last))  # noqa: E731
+        return run if backend == "channels_last" else _autocast(run)
+    if example is None and backend in ("compile", "compile-bf16", "pt2e-int8"):
         raise EdgesegError(f"backend {backend!r} needs an example input size")
-    if backend == "compile":
+    if backend in ("compile", "compile-bf16"):
         cl = inference_graph(model).to(memory_format=torch.channels_last)  # type: ignore[arg-type]
         ex = example.contiguous(memory_format=torch.channels_last)
-        m = compile_for_inference(cl, ex)
-        return lambda x: m(x.contiguous(memory_format=torch.channels_last))
+        if backend == "compile":
+            m = compile_for_inference(cl, ex)
+            return lambda x: m(x.contiguous(memory_format=torch.channels_last))
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # traced with bf16 casts inside
+            m = compile_for_inference(cl, ex)
+        return _autocast(lambda x: m(x.contiguous(memory_format=torch.channels_last)))
     if backend == "pt2e-int8":
         from edgeseg.deploy.pt2e import quantize_pt2e
 

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from edgeseg.defaults import INPUT_SIZE, OPSET
+from edgeseg.deploy.labels import label_output
 from edgeseg.deploy.onnx_passes import EXPORT_PASSES, run_passes
 from edgeseg.deploy.rewrites import fuse_folding
 from edgeseg.errors import EdgesegError
@@ -60,13 +61,15 @@ class ExportResult:
     size_bytes: int  # its size on disk
     opset: int  # ONNX opset
     exporter: str  # "dynamo" or "torchscript"
-    max_abs_diff: float  # largest |logit difference| against PyTorch over the check images
+    max_abs_diff: float | None  # largest |logit difference| against PyTorch on the check
+    # images (None for a label-map output: it has no logits)
     pixel_agreement: float  # fraction of pixels whose argmax class agrees with PyTorch
     check_images: int  # images the parity check ran on
     check_source: str  # "data" (real images) or "random"
     precision: str = "fp32"  # "fp32" or "int8" (ORT static quantization)
     fp32_size_bytes: int = 0  # the fp32 model's size (int8 exports: for comparison)
     quantization: dict[str, Any] | None = None  # int8: QuantReport.to_dict()
+    output: str = "logits"  # logits, or a label map computed in the graph (labels, labels-low)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -151,6 +154,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     dynamic: bool = True,
     metadata: dict[str, Any] | None = None,
+    output: str = "logits",
 ) -> str:
     """Export ``model`` (eval mode, fp32) to one self-contained ONNX file, atomically.
 
@@ -161,6 +165,8 @@ def export_onnx(
         opset: ONNX opset (>= 17).
         dynamic: symbolic batch, height and width.
         metadata: JSON-able values stored under ``metadata_props`` (``edgeseg.<key>``).
+        output: ``logits``, or a uint8 label map (``labels``, ``labels-low``:
+            :mod:`edgeseg.deploy.labels`), recorded as the ``output`` metadata.
 
     Returns:
         The exporter used: ``"dynamo"`` or ``"torchscript"``.
@@ -191,6 +197,8 @@ def export_onnx(
         proto = onnx.load(str(tmp))
         run_passes(proto, EXPORT_PASSES)
         meta = {"format": "edgeseg.onnx", **(metadata or {})}
+        if output != "logits":
+            meta["output"] = f"{label_output(proto, output)} (N, H, W) uint8 class ids"
         for key, value in meta.items():
             entry = proto.metadata_props.add()
             entry.key = f"{META_KEY}.{key}"
@@ -261,7 +269,9 @@ def onnx_session(path: str | os.PathLike[str], threads: int | None = None) -> An
 def parity(
     model: nn.Module, session: Any, images: list[torch.Tensor] | torch.Tensor
 ) -> tuple[float, float]:
-    """Max |logit difference| and argmax pixel agreement between PyTorch and ONNX Runtime.
+    """Max |logit difference| and argmax pixel agreement between PyTorch and ONNX Runtime
+    (for a file that outputs labels, :mod:`edgeseg.deploy.labels`: ``None`` and the
+    agreement of its labels with PyTorch's arg-max).
 
     Args:
         model: the PyTorch model (eval mode).
@@ -270,12 +280,17 @@ def parity(
     """
     batch = list(images) if isinstance(images, list) else list(images.unbind(0))
     name = session.get_inputs()[0].name
-    max_diff, agree, total = 0.0, 0, 0
+    max_diff: float | None = 0.0
+    agree, total = 0, 0
     with torch.inference_mode():
         for x in batch:
             ref = model(x[None]).float().numpy()
             got = session.run(None, {name: x[None].numpy().astype(np.float32)})[0]
-            max_diff = max(max_diff, float(np.abs(ref - got).max()))
-            agree += int((ref.argmax(1) == got.argmax(1)).sum())
+            if got.ndim == 3:  # a label map
+                max_diff, labels = None, got
+            else:
+                max_diff = max(max_diff or 0.0, float(np.abs(ref - got).max()))
+                labels = got.argmax(1)
+            agree += int((ref.argmax(1) == labels).sum())
             total += ref.shape[0] * ref.shape[2] * ref.shape[3]
     return max_diff, agree / max(total, 1)

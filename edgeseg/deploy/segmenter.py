@@ -161,7 +161,8 @@ class Segmenter(SegmenterBase):
         size = self.input_size if self.input_size != rgb.shape[:2] else None
         x = torch.from_numpy(to_input(rgb, self.info.mean, self.info.std, size))
         with _threads(self.threads):
-            return self._run(x).float().numpy()
+            y = self._run(x)  # logits, or the labels of a file exported with a label output
+            return (y.float() if y.is_floating_point() else y).numpy()
 
     @property
     def palette(self) -> tuple[tuple[int, int, int], ...]:  # type: ignore[override]

@@ -46,11 +46,14 @@ from edgeseg.defaults import (
     THREADS,
 )
 from edgeseg.deploy.backends import (
+    BF16_BACKENDS,
     ONNX_ENGINES,
     TORCH_BACKENDS,
     check_backends,
     make_runner,
+    native_bf16,
     onnx_backend_unavailable,
+    runner_precision,
 )
 from edgeseg.deploy.export import checkpoint_metadata, export_onnx, onnx_metadata
 from edgeseg.deploy.mixed import Scorer, mixed_model_onnx, mixed_precision
@@ -63,9 +66,10 @@ from edgeseg.deploy.quantize import (
 )
 from edgeseg.deploy.scopes import nodes_in_modules
 from edgeseg.deploy.tuning import tune_malloc
-from edgeseg.engine.checkpoint import load_model
+from edgeseg.engine.checkpoint import build_model, load_model
 from edgeseg.errors import EdgesegError
-from edgeseg.measure.counts import zip_size
+from edgeseg.measure.counts import count_flops, zip_size
+from edgeseg.measure.peak import Peak, measure_peak
 from edgeseg.metrics import confusion_matrix, mean_iou
 from edgeseg.models import create_model, model_info, register_external
 from edgeseg.models.footprint import check_forward
@@ -160,9 +164,21 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             times.append((time.perf_counter() - t) * 1e3)
         if job.get("predict"):
             images = torch.load(work / "eval.pt")
-            preds = np.stack([run(im[None])[0].argmax(0).to(torch.uint8).numpy() for im in images])
+            preds = np.stack([_labels(run(im[None])[0]) for im in images])
             np.save(work / f"pred-{job['backend']}.npy", preds)
-    return {"times_ms": times, "build_s": build_s, "peak_rss": _rss_bytes(), "base_rss": rss0}
+    return {
+        "times_ms": times,
+        "build_s": build_s,
+        "peak_rss": _rss_bytes(),
+        "base_rss": rss0,
+        "precision": runner_precision(job["backend"], run),
+    }
+
+
+def _labels(y: torch.Tensor) -> np.ndarray:
+    """Class ids ``(H, W)`` uint8 of one output: logits ``(K, H, W)`` arg-maxed, or a
+    label map (a file exported with a label output) as it is."""
+    return (y.argmax(0) if y.is_floating_point() else y).to(torch.uint8).numpy()
 
 
 def _die_with_parent() -> None:
@@ -222,8 +238,10 @@ def bench(
     workdir: str | os.PathLike[str] | None = None,
     timeout: float = 1800.0,
     external: dict[str, str] | None = None,
+    peak: bool = True,
 ) -> dict[str, Any]:
-    """Latency, memory, size and accuracy of each backend, each in a fresh process.
+    """Latency, memory, size and accuracy of each backend, each in a fresh process, and
+    the share of this CPU's arithmetic peak each one attains.
 
     Args:
         source: a registered model name (random weights), a checkpoint or run directory,
@@ -248,12 +266,15 @@ def bench(
             PyTorch backends' fresh processes register before loading (the ONNX Runtime
             backends do not need them).
         timeout: seconds per process.
+        peak: measure the CPU's peak of each precision (:mod:`edgeseg.measure.peak`, a
+            few seconds) and set each backend's attained G(FL)OP/s against its own.
 
     Returns:
-        JSON-ready ``{source, size, threads, cpu, backends: {name: {latency_ms {median,
-        p90}, images_per_s, peak_rss_bytes, build_s, size_bytes, zip_bytes, miou,
-        pixel_agreement, speedup}}, best, best_reason, quantization, errors}``; ``errors``
-        names the backends that could not run on this model, and why.
+        JSON-ready ``{source, size, threads, cpu, ops, peak, backends: {name: {latency_ms
+        {median, p90}, images_per_s, peak_rss_bytes, build_s, size_bytes, zip_bytes, miou,
+        pixel_agreement, speedup, precision, gops, peak_fraction}}, best, best_reason,
+        quantization, errors}``; ``errors`` names the backends that could not run on this
+        model, and why; ``ops`` is the network's arithmetic (2 x MACs) at ``size``.
 
     Raises:
         EdgesegError: unknown backend, bad source, missing calibration data, a backend
@@ -278,7 +299,31 @@ def bench(
             raise EdgesegError("; ".join(f"{b}: {e}" for b, e in errors.items()))
         header = _header(source, src, job_base, repeats)
         args = (src.num_classes, src.ckpt, budget_miou, quant, header)
-        return {**_summarise(results, ok, work, labels, *args), "errors": errors}
+        out = _summarise(results, ok, work, labels, *args)
+        _attained(out, src, (h, w), measure_peak(threads, 0.1, 3, gemm=False) if peak else None)
+        return {**out, "errors": errors}
+
+
+def _attained(out: dict[str, Any], src: _Source, size: tuple[int, int], peak: Peak | None) -> None:
+    """Add the network's arithmetic, each backend's G(FL)OP/s and, given the CPU's
+    ``peak``, the share of its own precision's peak (rows of an unknown network: none)."""
+    model = src.model
+    if model is None and src.ckpt and not src.ckpt["model"].get("pruned"):
+        # An ONNX file: its metadata names the network (a pruned one's widths it does not).
+        with contextlib.suppress(EdgesegError, TypeError, KeyError, ValueError):
+            model = build_model(src.ckpt).eval()
+    if model is None:
+        return
+    c = int(src.job()["in_channels"]) if src.model is not None else 3
+    ops = count_flops(model, torch.zeros(1, c, *size))
+    out["ops"] = ops
+    if peak is not None:
+        out["peak"] = peak.to_dict()
+    for row in out["backends"].values():
+        row["gops"] = ops / row["latency_ms"]["median"] / 1e6  # ms -> G per s
+        top = peak.of(row["precision"].split("+")[0]) if peak is not None else None
+        if top:
+            row["peak_fraction"] = row["gops"] / top
 
 
 def _header(source: str, src: _Source, job: dict[str, Any], repeats: int) -> dict[str, Any]:
@@ -326,6 +371,8 @@ def _backends_for(source: str, backends: Sequence[str] | None, calib_data: str |
         return check_backends(backends)
     default = ONNX_BACKENDS if str(source).endswith(".onnx") else BACKENDS
     runnable = [b for b in default if not onnx_backend_unavailable(b)]
+    if not native_bf16():
+        runnable = [b for b in runnable if b not in BF16_BACKENDS]
     if calib_data is None and any(b.endswith("int8") for b in runnable):
         log.info("no --data: the int8 backends are left out (they calibrate on images)")
         runnable = [b for b in runnable if not b.endswith("int8")]
@@ -504,6 +551,7 @@ def _rounds(
             res["peak_rss_bytes"] = max(res.get("peak_rss_bytes", 0), out["peak_rss"])
             res["base_rss_bytes"] = out["base_rss"]
             res["build_s"] = out["build_s"]
+            res["precision"] = out["precision"]
     return results
 
 
@@ -625,8 +673,10 @@ def _summarise(
             "base_rss_bytes": results[b]["base_rss_bytes"],
             "build_s": results[b]["build_s"],
             "runs": len(t),
+            "precision": results[b]["precision"],
         }
-        art = {"ort": "fp32.onnx", "openvino": "fp32.onnx", **INT8_FILES}.get(b)
+        fp32 = "fp32.onnx"
+        art = {"ort": fp32, "openvino": fp32, "openvino-bf16": fp32, **INT8_FILES}.get(b)
         art = work / art if art else None
         if art is not None and art.is_file():
             row["size_bytes"] = art.stat().st_size

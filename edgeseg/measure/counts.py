@@ -60,6 +60,17 @@ def count_flops(model: nn.Module, x: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
+def stage_flops(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
+    """FLOPs of each stage (``model.stages()``, else the top-level children) on ``x``, as
+    :func:`count_flops` counts them; a stage run twice is charged twice."""
+    stages = model.stages() if hasattr(model, "stages") else list(model.named_children())
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(x)
+    counts = counter.get_flop_counts()
+    root = type(model).__name__
+    return {name: int(sum(counts.get(f"{root}.{name}", {}).values())) for name, _ in stages}
+
+
 def _pixels(t: torch.Tensor) -> int:
     return int(np.prod(t.shape[2:]))
 

@@ -28,9 +28,11 @@ from edgeseg.measure.counts import (
     count_flops,
     paper_macs,
     param_count,
+    stage_flops,
     state_dict_bytes,
     thesis_flops,
 )
+from edgeseg.measure.peak import measure_peak
 from edgeseg.measure.timing import (
     MEMORY_FORMATS,
     StageTime,
@@ -98,6 +100,8 @@ class ProfileResult:
     bn_folded: bool = False  # BatchNorm folded into convs for the timing (outputs unchanged)
     malloc_tuned: bool = False  # glibc kept freed memory (edgeseg.deploy.rewrites.tune_malloc)
     thesis_flops: int = 0  # the ESSNet thesis' convention, conv MACs + 2 x transposed MACs
+    peak_gflops: float | None = None  # this CPU's measured fp32 peak on ``threads`` threads
+    peak_fraction: float | None = None  # the whole pass's GFLOP/s over ``peak_gflops``
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (lists instead of tuples)."""
@@ -128,6 +132,7 @@ def profile(
     memory_formats: Sequence[str] = ("contiguous", "channels_last"),
     fold_bn: bool = True,
     name: str | None = None,
+    peak: bool = True,
 ) -> ProfileResult:
     """Profile a model on this CPU.
 
@@ -177,7 +182,10 @@ def profile(
         by_fmt = {f: _summary(t) for f, t in times.items()}
         best = min(by_fmt, key=lambda f: by_fmt[f]["median"])
         log.info("%s: %s", name, {f: round(v["median"], 2) for f, v in by_fmt.items()})
-        stages, peak = _in_best_format(timed, x, best, stage_repeats or max(3, repeats // 2))
+        stages, mem = _in_best_format(timed, x, best, stage_repeats or max(3, repeats // 2))
+        top = measure_peak(threads_n, 0.1, 3, gemm=False).of("fp32") if peak else None
+    _attain(stages, stage_flops(model, x), top)
+    whole = counts["flops"] * batch_size / by_fmt[best]["median"] / 1e6
     return ProfileResult(
         model=name,
         input_size=(h, w),
@@ -186,7 +194,7 @@ def profile(
         latency_ms=by_fmt[best],
         memory_format=best,
         threads=threads_n,
-        peak_memory_bytes=peak,
+        peak_memory_bytes=mem,
         stages=stages,
         latency_by_format=by_fmt,
         batch_size=batch_size,
@@ -194,7 +202,17 @@ def profile(
         cpu=cpu_name(),
         bn_folded=fold_bn,
         malloc_tuned=malloc_tuned(),
+        peak_gflops=top,
+        peak_fraction=whole / top if top else None,
     )
+
+
+def _attain(stages: list[StageTime], flops: dict[str, int], peak: float | None) -> None:
+    """Each stage's operations, GFLOP/s and share of the CPU's fp32 ``peak``."""
+    for st in stages:
+        st.flops = flops.get(st.name, 0)
+        st.gflops = st.flops / st.ms / 1e6 if st.ms > 0 else 0.0
+        st.peak_fraction = st.gflops / peak if peak else None
 
 
 def _in_best_format(

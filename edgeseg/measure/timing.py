@@ -199,6 +199,9 @@ class StageTime:
     name: str  # stage name, e.g. "ds1"
     ms: float  # median milliseconds
     share: float  # fraction of the whole forward pass timed in the same runs
+    flops: int = 0  # its operations (2 x MACs), as edgeseg.measure.counts counts them
+    gflops: float = 0.0  # flops / ms: what the stage attains
+    peak_fraction: float | None = None  # gflops over the CPU's measured fp32 peak
 
 
 def pretrained_latency(

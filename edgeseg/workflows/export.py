@@ -25,6 +25,7 @@ from edgeseg.deploy.export import (
     onnx_session,
     parity,
 )
+from edgeseg.deploy.labels import OUTPUTS, labels_file
 from edgeseg.errors import EdgesegError
 from edgeseg.utils import parse_size
 
@@ -141,6 +142,7 @@ def export_checkpoint(
     split: str = "val",
     check_images: int = 4,
     int8: Int8Options | None = None,
+    output: str = "logits",
 ) -> ExportResult:
     """Export a checkpoint to ONNX (fp32, or int8) and check it against PyTorch.
 
@@ -156,12 +158,17 @@ def export_checkpoint(
         int8: quantize as :class:`Int8Options` says (QDQ, per-channel int8 weights,
             uint8 activations); the parity check then measures the int8 model against
             fp32 PyTorch.
+        output: ``logits`` (the model contract's), or the uint8 label map computed in
+            the graph: ``labels`` (arg-max at full resolution) or ``labels-low`` (arg-max
+            at the network's output resolution, labels upsampled; :mod:`edgeseg.deploy.labels`).
 
     Raises:
         CheckpointError, DataError, EdgesegError: one line each, naming the file.
     """
     from edgeseg.engine.checkpoint import load_model
 
+    if output not in OUTPUTS:
+        raise EdgesegError(f"--output {output!r}: choose one of {', '.join(OUTPUTS)}")
     model, ckpt = load_model(checkpoint)
     size = parse_size(input_size or ckpt.get("input_size") or INPUT_SIZE)
     meta = checkpoint_metadata(ckpt)
@@ -171,6 +178,8 @@ def export_checkpoint(
         exporter, fp32_size, quant = _export_int8(model, ckpt, out, size, opset, int8, data, split)
     else:
         exporter = export_onnx(model, out, input_size=size, opset=opset, metadata=meta)
+    if output != "logits":
+        output = labels_file(out, output)
     images, source = _check_images(ckpt, data, split, check_images, size)
     session = onnx_session(out)
     max_diff, agreement = parity(model, session, images)
@@ -186,6 +195,7 @@ def export_checkpoint(
         precision="int8" if int8 is not None else "fp32",
         fp32_size_bytes=fp32_size or Path(out).stat().st_size,
         quantization=quant,
+        output=output,
     )
 
 

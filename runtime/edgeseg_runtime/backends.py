@@ -1,7 +1,12 @@
 """Inference engines for an ONNX file: ONNX Runtime (always) and OpenVINO (optional).
 
-Each runner takes the network's input array and returns its logits as float32; the
-int8 variant of a backend is the same runner on edgeseg's QDQ int8 file.
+Each runner takes the network's input array and returns its logits as float32 (or, for
+a file exported with a label output, its ``(N, H, W)`` uint8 labels); the int8 variant
+of a backend is the same runner on edgeseg's QDQ int8 file. Each says what precision its
+engine computes in (:attr:`precision`, read from the engine itself where it chooses:
+OpenVINO's CPU plugin runs bf16 wherever the CPU has bf16 units unless told otherwise,
+so ``openvino`` asks for f32 and ``openvino-bf16`` for bf16, and both report what the
+compiled model really uses).
 """
 
 from __future__ import annotations
@@ -20,16 +25,20 @@ __all__ = ["RUNTIME_BACKENDS", "make_runner", "onnx_props", "ort_session", "unav
 
 log = logging.getLogger(__name__)
 
-RUNTIME_BACKENDS = ("ort", "openvino")
+RUNTIME_BACKENDS = ("ort", "openvino", "openvino-bf16")
+#: OpenVINO's inference precision hint of each OpenVINO backend.
+OPENVINO_PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}
+#: OpenVINO element type names -> the precision names edgeseg prints.
+_PRECISION_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
 
 
 def unavailable(backend: str) -> str | None:
     """Why ``backend`` cannot run here (a missing package), or ``None`` when it can."""
     if backend not in RUNTIME_BACKENDS:
         return f"unknown backend {backend!r} (one of {', '.join(RUNTIME_BACKENDS)})"
-    module = {"ort": "onnxruntime", "openvino": "openvino"}[backend]
+    module = "onnxruntime" if backend == "ort" else "openvino"
     if importlib.util.find_spec(module) is None:
-        extra = ' (pip install "edgeseg-runtime[openvino]")' if backend == "openvino" else ""
+        extra = ' (pip install "edgeseg-runtime[openvino]")' if module == "openvino" else ""
         return f"backend {backend} needs the {module} package{extra}"
     return None
 
@@ -78,7 +87,10 @@ def ort_session(path: str | Path, threads: int | None = None, optimize: bool = T
 
 
 class OrtRunner:
-    """ONNX Runtime on the CPU, every graph optimisation on."""
+    """ONNX Runtime on the CPU, every graph optimisation on (fp32 math for fp32 layers:
+    its CPU provider has no bf16 kernels)."""
+
+    precision = "fp32"
 
     def __init__(self, path: Path, threads: int | None) -> None:
         self.session = ort_session(path, threads)
@@ -87,13 +99,14 @@ class OrtRunner:
         self.output_shape = list(self.session.get_outputs()[0].shape)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.session.run(None, {self.input_name: x})[0], dtype=np.float32)
+        return _as_output(self.session.run(None, {self.input_name: x})[0])
 
 
 class OpenVinoRunner:
-    """OpenVINO on the CPU (latency hint), compiled once per input shape."""
+    """OpenVINO on the CPU (latency hint), compiled once per input shape, its float
+    layers in ``precision`` (``f32`` or ``bf16``; int8 layers of a QDQ file stay int8)."""
 
-    def __init__(self, path: Path, threads: int | None) -> None:
+    def __init__(self, path: Path, threads: int | None, precision: str = "f32") -> None:
         import openvino as ov
 
         self.core = ov.Core()
@@ -101,10 +114,10 @@ class OpenVinoRunner:
             self.model = self.core.read_model(str(path))
         except Exception as e:
             raise EdgesegError(f"{path}: OpenVINO cannot read it ({type(e).__name__})") from None
-        # fp32 math for fp32 layers (the file's own precision; no bf16/fp16 down-casting)
+        # Asked for explicitly: left to itself the plugin picks bf16 on a bf16 CPU.
         self.config: dict[str, Any] = {
             "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_PRECISION_HINT": precision,
         }
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = threads
@@ -114,14 +127,37 @@ class OpenVinoRunner:
         self.output_shape = [d.get_length() if d.is_static else None for d in out]
         self.shape: tuple[int, ...] | None = None
         self.compiled: Any = None
+        self.asked = precision
+
+    @property
+    def precision(self) -> str:
+        """The precision the compiled model's float layers run in, as OpenVINO reports
+        it (``fp32``, ``bf16``); what was asked for until the first input compiles it."""
+        if self.compiled is None:
+            return _PRECISION_NAMES.get(self.asked, self.asked)
+        got = self.compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type
+        got = got.get_type_name() if hasattr(got, "get_type_name") else str(got)
+        return _PRECISION_NAMES.get(got, got)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        if x.shape != self.shape:  # a static shape compiles to the fastest kernels
-            self.model.reshape({self.model.inputs[0]: list(x.shape)})
-            self.compiled = self.core.compile_model(self.model, "CPU", self.config)
-            self.shape = x.shape
-        out = self.compiled({0: x})
-        return np.asarray(out[self.compiled.outputs[0]], dtype=np.float32)
+        try:
+            if x.shape != self.shape:  # a static shape compiles to the fastest kernels
+                self.model.reshape({self.model.inputs[0]: list(x.shape)})
+                self.compiled = self.core.compile_model(self.model, "CPU", self.config)
+                self.shape = x.shape
+            out = self.compiled({0: x})
+        except RuntimeError as e:  # e.g. a pooling window larger than this input's map
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise EdgesegError(
+                f"OpenVINO cannot run this network at {tuple(x.shape)}: {first}"
+            ) from None
+        return _as_output(out[self.compiled.outputs[0]])
+
+
+def _as_output(y: Any) -> np.ndarray:
+    """Logits as float32; a label map (an integer output) as uint8, unconverted."""
+    y = np.asarray(y)
+    return y.astype(np.uint8, copy=False) if y.dtype.kind in "iu" else y.astype(np.float32)
 
 
 def make_runner(backend: str, path: str | Path, threads: int | None = None) -> Any:
@@ -138,4 +174,6 @@ def make_runner(backend: str, path: str | Path, threads: int | None = None) -> A
         raise EdgesegError(f"threads {threads!r}: give 1 to {cpus} (this machine's CPUs)")
     p = Path(path)
     _check_file(p)
-    return OrtRunner(p, threads) if backend == "ort" else OpenVinoRunner(p, threads)
+    if backend == "ort":
+        return OrtRunner(p, threads)
+    return OpenVinoRunner(p, threads, OPENVINO_PRECISION[backend])

@@ -52,12 +52,14 @@ def load_card(model: str | Path, card: ModelCard | None = None) -> tuple[Path, M
 
 
 def _check_graph(path: Path, card: ModelCard, inp: list[Any], out: list[Any]) -> None:
-    """Refuse a card that does not describe its graph (one line): rank-4 input and logits,
-    one logit channel per class of the card."""
+    """Refuse a card that does not describe its graph (one line): rank-4 input; rank-4
+    logits with one channel per class of the card, or a rank-3 label map."""
     if inp and len(inp) != 4:
         raise EdgesegError(f"{path}: the graph's input has rank {len(inp)}, not 4 (N, C, H, W)")
-    if out and len(out) != 4:
-        raise EdgesegError(f"{path}: the graph's output has rank {len(out)}, not 4 (logits)")
+    if out and len(out) not in (3, 4):
+        raise EdgesegError(
+            f"{path}: the graph's output has rank {len(out)}, not 4 (logits) or 3 (labels)"
+        )
     k = out[1] if len(out) == 4 else None
     if isinstance(k, int) and k != len(card.classes):
         raise EdgesegError(
@@ -68,7 +70,8 @@ def _check_graph(path: Path, card: ModelCard, inp: list[Any], out: list[Any]) ->
 
 class SegmenterBase:
     """What every segmenter does with its network's logits; a subclass gives
-    :meth:`_forward` (RGB ``(H, W, 3)`` uint8 -> logits ``(1, K, h, w)`` float32) and
+    :meth:`_forward` (RGB ``(H, W, 3)`` uint8 -> logits ``(1, K, h, w)`` float32, or the
+    ``(1, h, w)`` uint8 labels of a graph exported with a label output) and
     :attr:`palette`. ``edgeseg.Segmenter`` (PyTorch) and :class:`Segmenter` share it."""
 
     palette: tuple[tuple[int, int, int], ...]
@@ -77,9 +80,16 @@ class SegmenterBase:
         raise NotImplementedError
 
     def logits(self, image: Any) -> np.ndarray:
-        """Logits ``(K, H, W)`` float32 at the image's size."""
+        """Logits ``(K, H, W)`` float32 at the image's size.
+
+        Raises:
+            EdgesegError: the network outputs labels (exported with ``--output labels``).
+        """
         rgb = as_rgb(image)
-        return resize_bilinear(self._forward(rgb)[0], rgb.shape[:2])
+        out = np.asarray(self._forward(rgb))
+        if out.ndim == 3:
+            raise EdgesegError("this network outputs class labels, not logits")
+        return resize_bilinear(out[0], rgb.shape[:2])
 
     def __call__(self, image: Any) -> np.ndarray:
         """Class ids ``(H, W)`` uint8 of an RGB image (array, PIL image or path).
@@ -89,7 +99,11 @@ class SegmenterBase:
         stays bounded whatever the photo's size."""
         rgb = as_rgb(image)
         small = work_copy(rgb)
-        labels = to_labels(self._forward(small), small.shape[:2])
+        out = np.asarray(self._forward(small))
+        if out.ndim == 3:  # the graph's own labels, at the size the network ran
+            labels = upsample_labels(out[0].astype(np.uint8), small.shape[:2])
+        else:
+            labels = to_labels(out, small.shape[:2])
         return labels if small is rgb else upsample_labels(labels, rgb.shape[:2])
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:
@@ -160,6 +174,6 @@ class Segmenter(SegmenterBase):
     def _forward(self, rgb: np.ndarray) -> np.ndarray:
         x = to_input(rgb, self.card.mean, self.card.std, self.input_size, self.card.layout)
         t = time.perf_counter()
-        out = self._run(x)  # (1, K, h, w) logits
+        out = self._run(x)  # (1, K, h, w) logits, or (1, h, w) labels
         self.last_ms = (time.perf_counter() - t) * 1000
         return out

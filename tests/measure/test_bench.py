@@ -82,6 +82,54 @@ def test_runners_agree_with_eager(backend: str) -> None:
         torch.testing.assert_close(run(x), model(x), rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("backend", ["bf16", "openvino-bf16"])
+def test_bf16_runners_stay_close_to_eager(backend: str) -> None:
+    """bf16 keeps 8 bits of mantissa: the logits move a little, the float32 dtype and the
+    shape do not; the runner says which precision its engine really used."""
+    from edgeseg.deploy.backends import native_bf16, runner_precision
+    from edgeseg.models import create_model
+
+    if backend.startswith("openvino") and not HAVE_OPENVINO:
+        pytest.skip("needs the openvino package (extra)")
+    torch.manual_seed(0)
+    model = create_model("segfast", num_classes=3).eval()
+    x = torch.randn(1, 3, 64, 96)
+    run = make_runner(backend, model=model, example=x)
+    with torch.inference_mode():
+        y, ref = run(x), model(x)
+    assert y.dtype == torch.float32 and y.shape == ref.shape
+    assert (y.argmax(1) == ref.argmax(1)).float().mean() > 0.9
+    got = runner_precision(backend, run)
+    if backend == "bf16" or native_bf16():
+        assert got == "bf16"
+    else:  # OpenVINO declines bf16 where the CPU has no bf16 units, and says so
+        assert got == "fp32"
+
+
+def test_openvino_fp32_is_fp32_whatever_the_cpu() -> None:
+    """Left to itself OpenVINO's CPU plugin runs bf16 on a bf16 CPU; ``openvino`` asks
+    for f32 and the compiled model is read back to prove it."""
+    from edgeseg.deploy.backends import runner_precision
+    from edgeseg.models import create_model
+
+    if not HAVE_OPENVINO:
+        pytest.skip("needs the openvino package (extra)")
+    x = torch.randn(1, 3, 32, 48)
+    run = make_runner("openvino", model=create_model("l3unet", num_classes=3).eval(), example=x)
+    assert runner_precision("openvino", run) == "fp32"
+    assert runner_precision("openvino-int8", run) == "int8+fp32"
+
+
+def test_bf16_backends_are_default_only_on_a_bf16_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeseg.measure import bench as bench_mod
+
+    monkeypatch.setattr(bench_mod, "native_bf16", lambda: False)
+    assert not any("bf16" in b for b in bench_mod._backends_for("l3unet", None, None))
+    monkeypatch.setattr(bench_mod, "native_bf16", lambda: True)
+    with_bf16 = bench_mod._backends_for("l3unet", None, None)
+    assert "bf16" in with_bf16 and "compile-bf16" in with_bf16
+
+
 def test_unknown_backend() -> None:
     with pytest.raises(EdgesegError, match="unknown backend 'tensorrt'"):
         make_runner("tensorrt")
@@ -105,6 +153,8 @@ def test_bench_model_name_fresh_processes(tmp_path: Path) -> None:
     for row in res["backends"].values():
         assert row["runs"] == 4 and isinstance(row["latency_ms"]["median"], float)
         assert row["peak_rss_bytes"] > 0
+        assert row["precision"] == "fp32" and "gops" in row
+    assert res["ops"] > 0 and set(res["peak"]["gops"]) <= {"fp32", "bf16", "int8"}
     assert res["backends"]["eager"]["speedup"] == pytest.approx(1.0)
     assert res["backends"]["ort"]["zip_bytes"] < res["backends"]["ort"]["size_bytes"]
     assert res["best"] in BACKENDS

@@ -242,7 +242,9 @@ def _rate(fn: Any, kernel: Kernel, threads: int, seconds: float, rounds: int) ->
     return best
 
 
-def gemm_peak(threads: int, n: int = 2048, rounds: int = 3) -> dict[str, float]:
+def gemm_peak(
+    threads: int, n: int = 2048, rounds: int = 3, precisions: tuple[str, ...] = PRECISIONS
+) -> dict[str, float]:
     """G(FL)OP/s of an ``n``-cube matrix product per precision through PyTorch's CPU
     library (oneDNN/MKL: AVX-512, VNNI or AMX as the CPU has them): what a well-tiled
     kernel attains with loads and stores, the practical ceiling of a dense layer."""
@@ -252,7 +254,7 @@ def gemm_peak(threads: int, n: int = 2048, rounds: int = 3) -> dict[str, float]:
     torch.set_num_threads(threads)
     out: dict[str, float] = {}
     try:
-        for p in PRECISIONS:
+        for p in precisions:
             if p == "int8":
                 a = torch.randint(-64, 64, (n, n), dtype=torch.int8)
                 b = torch.randint(-64, 64, (n, n), dtype=torch.int8)
@@ -293,7 +295,13 @@ def chosen_kernels(flags: set[str]) -> dict[str, str]:
     return chosen
 
 
-def measure_peak(threads: int, seconds: float = 0.25, rounds: int = 5, gemm: bool = True) -> Peak:
+def measure_peak(
+    threads: int,
+    seconds: float = 0.25,
+    rounds: int = 5,
+    gemm: bool = True,
+    precisions: tuple[str, ...] = PRECISIONS,
+) -> Peak:
     """The peak of each precision this CPU has, on ``threads`` threads.
 
     Args:
@@ -301,13 +309,14 @@ def measure_peak(threads: int, seconds: float = 0.25, rounds: int = 5, gemm: boo
         seconds: length of one timed run of a loop.
         rounds: runs per loop; the best is kept (load only ever lowers it).
         gemm: also time the library matrix product of each precision.
+        precisions: the precisions to measure (default: all the CPU has).
 
     Returns:
         A :class:`Peak`; a precision the CPU cannot compute natively is absent.
     """
     flags = cpu_flags()
     peak = Peak(cpu_name(), [f for f in ISA_FLAGS if f in flags], threads)
-    chosen = chosen_kernels(flags)
+    chosen = {p: k for p, k in chosen_kernels(flags).items() if p in precisions}
     if chosen:
         try:
             with tempfile.TemporaryDirectory(prefix="edgeseg-peak-") as tmp:
@@ -318,11 +327,11 @@ def measure_peak(threads: int, seconds: float = 0.25, rounds: int = 5, gemm: boo
                     peak.instruction[p] = k.instruction
         except EdgesegError as e:
             peak.note = f"no instruction peak: {e}"
-    missing = [p for p in PRECISIONS if p not in chosen]
+    missing = [p for p in precisions if p not in chosen]
     if missing and not peak.note:
         peak.note = f"no native {' or '.join(missing)} instruction on this CPU"
     if gemm:
-        peak.gemm = gemm_peak(threads)
+        peak.gemm = gemm_peak(threads, precisions=precisions)
     return peak
 
 

@@ -487,6 +487,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
             f"run it: edgeseg-run predict {args.bundle} IMAGES --out DIR"
         )
         return 0
+    if args.format.startswith("litert"):
+        return _export_litert(args)
     res = export_checkpoint(
         args.checkpoint,
         args.out,
@@ -525,6 +527,31 @@ def _cmd_export(args: argparse.Namespace) -> int:
             f"{_mb(res.fp32_size_bytes)} MB"
         )
         _print_mixed({"int8": q})
+    return 0
+
+
+def _export_litert(args: argparse.Namespace) -> int:
+    from edgeseg.workflows.export import Int8Options, export_litert_checkpoint
+
+    if args.output != "logits":
+        raise EdgesegError("--output: a LiteRT file outputs logits (label outputs are ONNX's)")
+    res = export_litert_checkpoint(
+        args.checkpoint,
+        args.out,
+        input_size=args.size,
+        data=args.data,
+        split=args.split,
+        check_images=args.check_images,
+        int8=Int8Options(calib_images=args.calib_images) if args.format.endswith("int8") else None,
+    )
+    if _emit_json(args, res.to_dict()):
+        return 0
+    print(
+        f"wrote {res.path} ({res.precision} LiteRT, {_mb(res.size_bytes)} MB; "
+        f"{res.exporter})\nparity with PyTorch fp32 on {res.check_images} {res.check_source} "
+        f"image(s): max |logit diff| {res.max_abs_diff:.2e}, pixel agreement "
+        f"{100 * res.pixel_agreement:.3f} %"
+    )
     return 0
 
 
@@ -938,10 +965,11 @@ def _add_export(sub: Any) -> None:
     ex.add_argument("checkpoint", help="checkpoint file, run directory or shipped name")
     ex.add_argument(
         "--format",
-        choices=["onnx", "onnx-int8", "onnx-int8-nncf"],
+        choices=["onnx", "onnx-int8", "onnx-int8-nncf", "litert", "litert-int8"],
         default="onnx",
-        help="onnx (fp32), onnx-int8 (ORT static int8) or onnx-int8-nncf (NNCF's int8, "
-        "for OpenVINO); int8 is calibrated on --data's train split",
+        help="onnx (fp32), onnx-int8 (ORT static int8), onnx-int8-nncf (NNCF's int8, "
+        "for OpenVINO), litert / litert-int8 (a .tflite file, the litert extra); int8 is "
+        "calibrated on --data's train split",
     )
     dest = ex.add_mutually_exclusive_group(required=True)
     dest.add_argument("--out", help="output file, e.g. model.onnx")

@@ -41,7 +41,10 @@ BACKENDS = (
     "openvino-bf16",
     "openvino-int8",
     "nncf-int8",
-)  # openvino*: with the optional openvino package; nncf-int8: NNCF's int8 file in OpenVINO;
+    "litert",
+    "litert-int8",
+)  # litert*: with the optional litert extra (a .tflite file in the LiteRT interpreter);
+#  openvino*: with the optional openvino package; nncf-int8: NNCF's int8 file in OpenVINO;
 #  *bf16: by default only on a CPU with bf16 units (elsewhere they emulate it, slowly)
 #: mIoU (a fraction, like every metric edgeseg reports) a faster backend may lose against
 #: eager PyTorch and still be picked as the best one.

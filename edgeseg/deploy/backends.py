@@ -13,6 +13,9 @@
 ``openvino-bf16``  the same file in OpenVINO with bf16 inference precision
 ``openvino-int8``  edgeseg's QDQ int8 file in OpenVINO
 ``nncf-int8``      NNCF's int8 file (from the fp32 export) in OpenVINO
+``litert``         the network as a LiteRT ``.tflite`` file (:mod:`edgeseg.deploy.litert`),
+                   run by the LiteRT interpreter (XNNPACK)
+``litert-int8``    the same, PT2E int8 (litert-torch's quantizer), calibrated like ONNX int8
 =================  ==========================================================================
 
 Every runner carries ``precision``: what its float layers compute in, read from the engine
@@ -84,10 +87,19 @@ ONNX_ENGINES = {
 }
 
 
+#: The LiteRT backends: their ``.tflite`` file in a bench's work folder.
+LITERT_FILES = {"litert": "model.tflite", "litert-int8": "int8.tflite"}
+
+
 def onnx_backend_unavailable(backend: str) -> str | None:
-    """Why an ONNX backend cannot run here (its engine's package is missing), or None."""
+    """Why a file backend (ONNX, LiteRT) cannot run here (its engine's or converter's
+    package is missing), or None."""
     from edgeseg_runtime.backends import unavailable
 
+    if backend in LITERT_FILES:
+        from edgeseg.deploy.litert import litert_export_unavailable
+
+        return unavailable("litert") or litert_export_unavailable()
     if backend not in ONNX_ENGINES:
         return None
     if backend == "nncf-int8":
@@ -103,7 +115,9 @@ def _engine_runner(backend: str, path: Path, threads: int | None, example: Any) 
     on ``example`` once, so a per-shape compile (OpenVINO) counts as build time."""
     from edgeseg_runtime.backends import make_runner as make_engine
 
-    engine = make_engine(ONNX_ENGINES[backend][0], path, threads)
+    engine = make_engine(
+        ONNX_ENGINES[backend][0] if backend in ONNX_ENGINES else "litert", path, threads
+    )
 
     def run(x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(engine(x.contiguous().numpy()))
@@ -120,7 +134,7 @@ def runner_precision(backend: str, run: Runner) -> str:
     own report (OpenVINO) or the backend's (``bf16``, ``fp32``)."""
     engine = getattr(getattr(run, "engine", None), "precision", None)
     if backend.endswith("int8"):
-        return f"int8+{engine}" if engine else "int8"
+        return f"int8+{engine}" if engine and engine != "int8" else "int8"
     return engine or ("bf16" if backend in BF16_BACKENDS else "fp32")
 
 
@@ -143,6 +157,7 @@ def make_runner(
     example: torch.Tensor | None = None,
     calibration: list[torch.Tensor] | None = None,
     threads: int | None = None,
+    litert_path: str | os.PathLike[str] | None = None,
 ) -> Runner:
     """A callable for one backend.
 
@@ -155,6 +170,8 @@ def make_runner(
         example: an input of the size the compiled backends will run at.
         calibration: normalised ``(C, H, W)`` images for the int8 backends.
         threads: intra-op threads (ONNX Runtime; torch uses the process setting).
+        litert_path: the ``.tflite`` file of a ``litert*`` backend (converted from
+            ``model`` if missing).
 
     Raises:
         EdgesegError: unknown backend, or what it needs is missing.
@@ -197,6 +214,9 @@ def make_runner(
     # Files made here (an export, an int8 copy) live only until the session has loaded
     # them: nothing is left in the temporary folder, nothing is written next to a user's file.
     with tempfile.TemporaryDirectory(prefix="edgeseg-") as tmp:
+        if backend in LITERT_FILES:
+            path = _litert_file(backend, model, litert_path, Path(tmp), example, calibration)
+            return _engine_runner(backend, path, threads, example)
         if onnx_path is None or not Path(onnx_path).is_file():
             if model is None:
                 raise EdgesegError(f"backend {backend!r} needs an ONNX file or a model to export")
@@ -216,6 +236,30 @@ def make_runner(
             else:
                 _quantize(model, Path(onnx_path), int8_path, calibration, example)
         return _engine_runner(backend, Path(int8_path), threads, example)
+
+
+def _litert_file(
+    backend: str,
+    model: nn.Module | None,
+    given: str | os.PathLike[str] | None,
+    tmp: Path,
+    example: torch.Tensor | None,
+    calibration: list[torch.Tensor] | None,
+) -> Path:
+    """The ``.tflite`` file of a LiteRT backend: the one given, or converted into ``tmp``."""
+    if given is not None and Path(given).is_file():
+        return Path(given)
+    if model is None:
+        raise EdgesegError(f"backend {backend!r} needs a .tflite file or a model to convert")
+    from edgeseg.deploy.litert import export_litert
+
+    path = tmp / LITERT_FILES[backend]
+    size = tuple(example.shape[-2:]) if example is not None else INPUT_SIZE
+    calib = (calibration or []) if backend == "litert-int8" else None
+    if calib is not None and not calib:
+        raise EdgesegError("backend 'litert-int8' needs calibration images")
+    export_litert(model, path, input_size=size, calibration=calib)  # type: ignore[arg-type]
+    return path
 
 
 def _quantize(

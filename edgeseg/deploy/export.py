@@ -275,17 +275,25 @@ def parity(
 
     Args:
         model: the PyTorch model (eval mode).
-        session: an ONNX Runtime session of its export.
+        session: an ONNX Runtime session of its export, or any callable ``input array
+            -> output array`` (a runtime runner: OpenVINO, LiteRT).
         images: normalised ``(C, H, W)`` tensors (or one ``(B, C, H, W)`` batch).
     """
     batch = list(images) if isinstance(images, list) else list(images.unbind(0))
-    name = session.get_inputs()[0].name
+    if callable(session):
+        run = session
+    else:
+        name = session.get_inputs()[0].name
+
+        def run(x: np.ndarray) -> np.ndarray:
+            return session.run(None, {name: x})[0]
+
     max_diff: float | None = 0.0
     agree, total = 0, 0
     with torch.inference_mode():
         for x in batch:
             ref = model(x[None]).float().numpy()
-            got = session.run(None, {name: x[None].numpy().astype(np.float32)})[0]
+            got = run(x[None].numpy().astype(np.float32))
             if got.ndim == 3:  # a label map
                 max_diff, labels = None, got
             else:

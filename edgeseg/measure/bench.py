@@ -47,6 +47,7 @@ from edgeseg.defaults import (
 )
 from edgeseg.deploy.backends import (
     BF16_BACKENDS,
+    LITERT_FILES,
     ONNX_ENGINES,
     TORCH_BACKENDS,
     check_backends,
@@ -106,7 +107,7 @@ def _rss_bytes() -> int:
 def _load_model(job: dict[str, Any]) -> nn.Module | None:
     # The ONNX Runtime backends run the exported file: no need to rebuild the network (so
     # they also work for a network this fresh process cannot import).
-    if job["kind"] == "onnx" or job["backend"] in ("ort", "ort-int8"):
+    if job["kind"] == "onnx" or job["backend"] in ("ort", "ort-int8", *LITERT_FILES):
         return None
     for name, target in (job.get("external") or {}).items():
         # Networks from outside the zoo, registered by their importable factory.
@@ -152,6 +153,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         example=x,
         calibration=list(calib) if calib is not None else None,
         threads=job["threads"],
+        litert_path=work / LITERT_FILES.get(job["backend"], "model.tflite"),
     )
     build_s = time.perf_counter() - t0
     times = []
@@ -467,6 +469,7 @@ def _artefacts(
     # A backend whose engine is not installed is reported as unavailable; the rest run.
     errors = {b: why for b in names if (why := onnx_backend_unavailable(b))}
     if not any(b.endswith("int8") for b in names):
+        _litert_artefacts(src, names, work, size, [], meta, errors)
         return quant, errors
     images = _calibration(src.ckpt, src.kind, *calib, size)
     torch.save(torch.stack(images), work / "calib.pt")
@@ -485,6 +488,7 @@ def _artefacts(
             quant["nncf-int8"] = {**nncf.to_dict(), "kept_fp32_modules": kept}
         except Exception as e:  # a third-party quantizer's failure costs its backend only
             errors["nncf-int8"] = f"NNCF could not quantize this network: {e}".splitlines()[0]
+    _litert_artefacts(src, names, work, size, images, meta, errors)
     if "pt2e-int8" in names:
         example = torch.randn(1, images[0].shape[0], *size)
         try:
@@ -492,6 +496,32 @@ def _artefacts(
         except EdgesegError as e:
             errors["pt2e-int8"] = str(e)
     return quant, errors
+
+
+def _litert_artefacts(
+    src: _Source,
+    names: list[str],
+    work: Path,
+    size: tuple[int, int],
+    images: list[torch.Tensor],
+    meta: dict[str, Any] | None,
+    errors: dict[str, str],
+) -> None:
+    """The ``.tflite`` files of the LiteRT backends asked for; a network the converter
+    cannot take costs those backends only (the reason goes to ``errors``)."""
+    from edgeseg.deploy.litert import export_litert
+
+    for b in (b for b in LITERT_FILES if b in names and b not in errors):
+        if src.model is None:
+            errors[b] = "LiteRT backends convert the network: give a checkpoint or model name"
+            continue
+        calib = images if b == "litert-int8" else None
+        try:
+            export_litert(
+                src.model, work / LITERT_FILES[b], input_size=size, calibration=calib, metadata=meta
+            )
+        except EdgesegError as e:
+            errors[b] = str(e)
 
 
 def _qdq_file(
@@ -676,7 +706,13 @@ def _summarise(
             "precision": results[b]["precision"],
         }
         fp32 = "fp32.onnx"
-        art = {"ort": fp32, "openvino": fp32, "openvino-bf16": fp32, **INT8_FILES}.get(b)
+        art = {
+            "ort": fp32,
+            "openvino": fp32,
+            "openvino-bf16": fp32,
+            **INT8_FILES,
+            **LITERT_FILES,
+        }.get(b)
         art = work / art if art else None
         if art is not None and art.is_file():
             row["size_bytes"] = art.stat().st_size

@@ -16,7 +16,12 @@ from typing import Any
 import torch
 
 from edgeseg.defaults import ACCURACY_BUDGET, CALIB_IMAGES, INPUT_SIZE, THREADS
-from edgeseg.deploy.backends import ONNX_ENGINES, onnx_backend_unavailable
+from edgeseg.deploy.backends import (
+    BF16_BACKENDS,
+    ONNX_ENGINES,
+    native_bf16,
+    onnx_backend_unavailable,
+)
 from edgeseg.deploy.export import (
     DEFAULT_OPSET,
     ExportResult,
@@ -199,6 +204,55 @@ def export_checkpoint(
     )
 
 
+def export_litert_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    input_size: tuple[int, int] | str | None = None,
+    data: str | None = None,
+    split: str = "val",
+    check_images: int = 4,
+    int8: Int8Options | None = None,
+) -> ExportResult:
+    """Export a checkpoint to a LiteRT ``.tflite`` file (fp32, or int8 calibrated on
+    ``data``'s ``int8.calib_split`` like ONNX int8) and check it against PyTorch in the
+    LiteRT interpreter (:mod:`edgeseg.deploy.litert`).
+
+    Raises:
+        CheckpointError, DataError, EdgesegError: one line each, naming the file.
+    """
+    from edgeseg_runtime.backends import make_runner
+
+    from edgeseg.deploy.litert import export_litert
+    from edgeseg.deploy.quantize import calibration_images
+    from edgeseg.engine.checkpoint import load_model
+
+    if Path(out).suffix != ".tflite":
+        raise EdgesegError(f"--out {out}: a LiteRT file is named *.tflite")
+    model, ckpt = load_model(checkpoint)
+    size = parse_size(input_size or ckpt.get("input_size") or INPUT_SIZE)
+    calib = None
+    if int8 is not None:
+        calib = calibration_images(ckpt, data, int8.calib_split, int8.calib_images, size)
+    made = export_litert(
+        model, out, input_size=size, calibration=calib, metadata=checkpoint_metadata(ckpt)
+    )
+    images, source = _check_images(ckpt, data, split, check_images, size)
+    max_diff, agreement = parity(model, make_runner("litert", out), images)
+    return ExportResult(
+        path=str(out),
+        size_bytes=made["size_bytes"],
+        opset=0,
+        exporter=made["converter"],
+        max_abs_diff=max_diff,
+        pixel_agreement=agreement,
+        check_images=len(images),
+        check_source=source,
+        precision=made["precision"],
+        fp32_size_bytes=made["size_bytes"],
+    )
+
+
 def export_bundle(
     checkpoint: str | os.PathLike[str],
     folder: str | os.PathLike[str],
@@ -235,7 +289,9 @@ def export_bundle(
     onnx = [
         b
         for b in ONNX_ENGINES
-        if not onnx_backend_unavailable(b) and (data or not b.endswith("int8"))
+        if not onnx_backend_unavailable(b)
+        and (data or not b.endswith("int8"))
+        and (b not in BF16_BACKENDS or native_bf16())
     ]
     res = bench(
         str(checkpoint),
@@ -346,8 +402,9 @@ def _bundle_card(
         "std": list(ds["std"]),
         "layout": "NCHW",
         "input_size": list(size),
-        "precision": exp.precision,
-        "backend": ONNX_ENGINES[chosen][0],  # the runtime's engine: ort | openvino
+        # the file's precision, or bf16: an fp32 file the engine runs in bf16
+        "precision": "bf16" if chosen in BF16_BACKENDS else exp.precision,
+        "backend": ONNX_ENGINES[chosen][0],  # the runtime's: ort | openvino | openvino-bf16
         "measured": {
             "backend": chosen,
             "latency_ms": round(rows[chosen]["latency_ms"]["median"], 2),

@@ -25,7 +25,7 @@ __all__ = ["RUNTIME_BACKENDS", "make_runner", "onnx_props", "ort_session", "unav
 
 log = logging.getLogger(__name__)
 
-RUNTIME_BACKENDS = ("ort", "openvino", "openvino-bf16")
+RUNTIME_BACKENDS = ("ort", "openvino", "openvino-bf16", "litert")
 #: OpenVINO's inference precision hint of each OpenVINO backend.
 OPENVINO_PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}
 #: OpenVINO element type names -> the precision names edgeseg prints.
@@ -36,6 +36,10 @@ def unavailable(backend: str) -> str | None:
     """Why ``backend`` cannot run here (a missing package), or ``None`` when it can."""
     if backend not in RUNTIME_BACKENDS:
         return f"unknown backend {backend!r} (one of {', '.join(RUNTIME_BACKENDS)})"
+    if backend == "litert":
+        from edgeseg_runtime.litert import litert_unavailable
+
+        return litert_unavailable()
     module = "onnxruntime" if backend == "ort" else "openvino"
     if importlib.util.find_spec(module) is None:
         extra = ' (pip install "edgeseg-runtime[openvino]")' if module == "openvino" else ""
@@ -174,6 +178,14 @@ def make_runner(backend: str, path: str | Path, threads: int | None = None) -> A
         raise EdgesegError(f"threads {threads!r}: give 1 to {cpus} (this machine's CPUs)")
     p = Path(path)
     _check_file(p)
+    if (backend == "litert") != (p.suffix == ".tflite"):
+        raise EdgesegError(
+            f"{p}: a .tflite file runs with the litert backend, an ONNX file with ort or openvino"
+        )
+    if backend == "litert":
+        from edgeseg_runtime.litert import LiteRtRunner
+
+        return LiteRtRunner(p, threads)
     if backend == "ort":
         return OrtRunner(p, threads)
     return OpenVinoRunner(p, threads, OPENVINO_PRECISION[backend])

@@ -48,7 +48,7 @@ def read_bundle(folder: str | Path) -> tuple[Path, ModelCard]:
 
 _README = """# {name}: an edgeseg deployment bundle
 
-`{model_file}` ({precision} ONNX, {size_mb:.2f} MB) segments {h}x{w} RGB images into
+`{model_file}` (ONNX, {size_mb:.2f} MB, run in {precision} by {backend}) segments {h}x{w} RGB images into
 {k} classes: {classes}.
 
 Measured when it was exported: {measured}
@@ -58,12 +58,12 @@ Run it with PyTorch nowhere on the device:
 ```bash
 # edgeseg's runtime/ folder (numpy, Pillow, ONNX Runtime), from its source checkout:
 pip install EDGESEG_SOURCE/runtime
-edgeseg-run predict . images/ --out predictions/ --legend
+edgeseg-run predict . images/ --out predictions/ --legend{backend_flag}
 ```
 
 ```python
 from edgeseg_runtime import Segmenter
-seg = Segmenter("path/to/this/folder")
+seg = Segmenter("path/to/this/folder"{backend_arg})
 labels = seg("image.png")                        # (H, W) uint8 class ids
 ```
 
@@ -83,6 +83,7 @@ def write_bundle(folder: str | Path, model_bytes: bytes, card: dict[str, Any]) -
     m = data.get("measured") or {}
     measured = "; ".join(f"{k} {v}" for k, v in m.items()) or "nothing"
     size = parsed.input_size or (0, 0)
+    backend = str(data.get("backend", "ort"))  # the engine it was measured fastest on
     readme = _README.format(
         name=parsed.name,
         model_file="model.onnx",
@@ -93,6 +94,9 @@ def write_bundle(folder: str | Path, model_bytes: bytes, card: dict[str, Any]) -
         k=len(parsed.classes),
         classes=", ".join(parsed.classes),
         measured=measured,
+        backend=backend,
+        backend_flag=f" --backend {backend}" if backend != "ort" else "",
+        backend_arg=f', backend="{backend}"' if backend != "ort" else "",
     )
     atomic_write_bytes(d / "model.onnx", model_bytes)
     atomic_write_bytes(d / "model.json", (json.dumps(data, indent=2) + "\n").encode())

@@ -107,7 +107,8 @@ class ModelCard:
 
     @classmethod
     def from_onnx_metadata(cls, props: Mapping[str, str], where: str) -> ModelCard | None:
-        """A card from an ONNX file's ``metadata_props``; ``None`` when edgeseg wrote none."""
+        """A card from an ONNX file's ``metadata_props`` (or a LiteRT file's named
+        metadata); ``None`` when edgeseg wrote none."""
         meta: dict[str, Any] = {}
         for key, value in props.items():
             if key.startswith(META_KEY + "."):
@@ -115,7 +116,7 @@ class ModelCard:
                     meta[key[len(META_KEY) + 1 :]] = json.loads(value)
                 except json.JSONDecodeError:
                     meta[key[len(META_KEY) + 1 :]] = value
-        if meta.get("format") != "edgeseg.onnx":
+        if meta.get("format") not in ("edgeseg.onnx", "edgeseg.litert"):
             return None
         return cls.from_mapping(meta, where)
 

@@ -1,6 +1,6 @@
 """``edgeseg-run``: segment images on a device with an exported network, no PyTorch.
 
-    edgeseg-run predict MODEL IMAGES... --out DIR [--backend ort|openvino] [--legend]
+    edgeseg-run predict MODEL IMAGES... --out DIR [--backend ort|openvino|litert] [--legend]
     edgeseg-run predict MODEL IMAGES... --out DIR --ray auto --actors 8 [--no-overlays]
     edgeseg-run info MODEL
 
@@ -32,7 +32,7 @@ def predict(
     inputs: Sequence[str | Path],
     out: str | Path,
     *,
-    backend: str = "ort",
+    backend: str | None = None,
     threads: int | None = None,
     input_size: tuple[int, int] | None = None,
     alpha: float = 0.5,
@@ -127,7 +127,12 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("model", help="bundle folder or ONNX file")
     pr.add_argument("images", nargs="+", help="image files or folders")
     pr.add_argument("--out", required=True, help="output folder: labels/ and overlays/")
-    pr.add_argument("--backend", choices=RUNTIME_BACKENDS, default="ort", help="engine (ort)")
+    pr.add_argument(
+        "--backend",
+        choices=RUNTIME_BACKENDS,
+        default=None,
+        help="engine (litert for a .tflite file, else ort)",
+    )
     pr.add_argument("--threads", type=_positive, default=None, help="intra-op threads")
     pr.add_argument("--size", type=_size, default=None, help="run the network at HxW")
     pr.add_argument("--alpha", type=_alpha, default=0.5, help="overlay opacity (0.5)")
@@ -222,7 +227,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     ms = [r["latency_ms"] for r in rows]
     print(
-        f"segmented {len(rows)} image(s) with {args.backend}: labels and overlays in "
+        f"segmented {len(rows)} image(s) with {args.backend or 'its default engine'}: "
+        "labels and overlays in "
         f"{args.out}; network median {statistics.median(ms):.1f} ms per image "
         f"(min {min(ms):.1f}, max {max(ms):.1f})"
     )

@@ -42,7 +42,13 @@ def load_card(model: str | Path, card: ModelCard | None = None) -> tuple[Path, M
     p = Path(model)
     if p.is_dir():
         return read_bundle(p)
-    found = ModelCard.from_onnx_metadata(onnx_props(p), str(p))
+    if p.suffix == ".tflite":
+        from edgeseg_runtime.litert import tflite_props
+
+        props = tflite_props(p)
+    else:
+        props = onnx_props(p)
+    found = ModelCard.from_onnx_metadata(props, str(p))
     if found is None and card is None:
         raise EdgesegError(
             f"{p} carries no edgeseg metadata: give its classes (--classes a,b,c, and "
@@ -125,7 +131,9 @@ class Segmenter(SegmenterBase):
     Args:
         model: a bundle folder or an ONNX file (edgeseg's carry their classes,
             palette and normalisation).
-        backend: ``ort`` (ONNX Runtime) or ``openvino``.
+        backend: ``ort`` (ONNX Runtime), ``openvino``, ``openvino-bf16`` or, for a
+            ``.tflite`` file, ``litert``; default: ``litert`` for a ``.tflite`` file,
+            else ``ort``.
         threads: intra-op threads (default: the engine's).
         input_size: run the network at ``(H, W)``, logits resized back to each image's
             size; default: the card's size if the network needs one, else each image's.
@@ -136,7 +144,7 @@ class Segmenter(SegmenterBase):
         self,
         model: str | Path,
         *,
-        backend: str = "ort",
+        backend: str | None = None,
         threads: int | None = None,
         input_size: tuple[int, int] | None = None,
         card: ModelCard | None = None,
@@ -144,6 +152,7 @@ class Segmenter(SegmenterBase):
         if input_size is not None:
             input_size = check_size(input_size)
         self.path, self.card = load_card(model, card)
+        backend = backend or ("litert" if self.path.suffix == ".tflite" else "ort")
         self.backend = backend
         self._run = make_runner(backend, self.path, threads)
         shape = list(getattr(self._run, "input_shape", []))

@@ -48,8 +48,8 @@ def read_bundle(folder: str | Path) -> tuple[Path, ModelCard]:
 
 _README = """# {name}: an edgeseg deployment bundle
 
-`{model_file}` (ONNX, {size_mb:.2f} MB, run in {precision} by {backend}) segments {h}x{w} RGB images into
-{k} classes: {classes}.
+`{model_file}` (ONNX, {size_mb:.2f} MB, run in {precision} by {backend}) segments
+{h}x{w} RGB images into {k} classes: {classes}.
 
 Measured when it was exported: {measured}
 

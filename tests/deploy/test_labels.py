@@ -21,7 +21,7 @@ from edgeseg.deploy.labels import labels_file
 from edgeseg.errors import EdgesegError
 from edgeseg.models import create_model
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]
 HAVE_OPENVINO = importlib.util.find_spec("openvino") is not None
 
 
@@ -99,7 +99,6 @@ def test_runtime_segmenter_reads_labels_and_refuses_logits(net, tmp_path) -> Non
         assert (ov == by_logits).mean() > 0.99
 
 
-@pytest.mark.slow
 def test_export_labels_from_a_checkpoint_fp32_and_int8(tiny_run, tmp_path, capsys) -> None:
     data, run = tiny_run
     out = tmp_path / "m.onnx"

@@ -78,10 +78,10 @@ def test_every_command_reads_the_users_data(tmp_path: Path, form: str, capsys) -
     assert "my_road" in capsys.readouterr().out
     assert main(["predict", str(run), str(data / "images"), "--out", str(tmp_path / "p")]) == 0
     assert len(list((tmp_path / "p" / "labels").glob("*.png"))) == 6
-    # With --data the bundle's backends are scored on the user's masks (int8 included):
-    # the colour form is the hardest read; the other forms export fp32 (a third of the time).
-    scored = ["--data", str(data)] if form == "colour" else []
-    assert main(["export", str(run), "--bundle", str(bundle), *scored]) == 0
+    if form != "colour":
+        return  # the forms differ in how masks are read: bundle and compare take the hardest
+    # With --data the bundle's backends are scored on the user's masks (int8 included).
+    assert main(["export", str(run), "--bundle", str(bundle), "--data", str(data)]) == 0
     card = json.loads((bundle / "model.json").read_text())
     assert "my_road" in json.dumps(card)
     image = next((data / "images").iterdir())

@@ -206,6 +206,12 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         payload = payload[0]
     if _emit_json(args, payload):
         return 0
+    _print_profile(results, args)
+    return 0
+
+
+def _print_profile(results: list[Any], args: argparse.Namespace) -> None:
+    """``edgeseg profile``'s tables: the models, then each one's stages."""
     h, w = args.size
     print(f"CPU: {results[0].cpu}; {args.threads} threads; input {h}x{w}, batch {args.batch_size}")
     rows = [
@@ -257,7 +263,6 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         print(_table(rows, ("stage", "ms", "share", "GFLOP/s", "% peak")))
         if slow := _slow_stages(r):
             print(f"far below the fp32 peak (< {SLOW_STAGE:.0%}, >= 10 % of the time): {slow}")
-    return 0
 
 
 #: A stage attaining less than this share of the CPU's peak is named by ``edgeseg profile``.

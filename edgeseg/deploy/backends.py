@@ -176,41 +176,16 @@ def make_runner(
     Raises:
         EdgesegError: unknown backend, or what it needs is missing.
     """
-    from edgeseg.deploy.rewrites import inference_graph
-    from edgeseg.deploy.tuning import compile_for_inference
-
     check_backends([backend])
     why = onnx_backend_unavailable(backend)
     if why:
         raise EdgesegError(why)
-    if backend in TORCH_BACKENDS and model is None:
-        raise EdgesegError(
-            f"backend {backend!r} needs a checkpoint or model name, not an ONNX file"
-        )
-    if backend == "eager":
-        assert model is not None
-        m = model.eval()
-        return lambda x: m(x)
-    if backend in ("channels_last", "bf16"):
-        m = inference_graph(model).to(memory_format=torch.channels_last)  # type: ignore[arg-type]
-        run = lambda x: m(x.contiguous(memory_format=torch.channels_last))  # noqa: E731
-        return run if backend == "channels_last" else _autocast(run)
-    if example is None and backend in ("compile", "compile-bf16", "pt2e-int8"):
-        raise EdgesegError(f"backend {backend!r} needs an example input size")
-    if backend in ("compile", "compile-bf16"):
-        cl = inference_graph(model).to(memory_format=torch.channels_last)  # type: ignore[arg-type]
-        ex = example.contiguous(memory_format=torch.channels_last)
-        if backend == "compile":
-            m = compile_for_inference(cl, ex)
-            return lambda x: m(x.contiguous(memory_format=torch.channels_last))
-        with torch.autocast("cpu", dtype=torch.bfloat16):  # traced with bf16 casts inside
-            m = compile_for_inference(cl, ex)
-        return _autocast(lambda x: m(x.contiguous(memory_format=torch.channels_last)))
-    if backend == "pt2e-int8":
-        from edgeseg.deploy.pt2e import quantize_pt2e
-
-        m, _ = quantize_pt2e(model, calibration or [], example)  # type: ignore[arg-type]
-        return lambda x: m(x)
+    if backend in TORCH_BACKENDS:
+        if model is None:
+            raise EdgesegError(
+                f"backend {backend!r} needs a checkpoint or model name, not an ONNX file"
+            )
+        return _torch_runner(backend, model, example, calibration)
     # Files made here (an export, an int8 copy) live only until the session has loaded
     # them: nothing is left in the temporary folder, nothing is written next to a user's file.
     with tempfile.TemporaryDirectory(prefix="edgeseg-") as tmp:
@@ -236,6 +211,41 @@ def make_runner(
             else:
                 _quantize(model, Path(onnx_path), int8_path, calibration, example)
         return _engine_runner(backend, Path(int8_path), threads, example)
+
+
+def _torch_runner(
+    backend: str,
+    model: nn.Module,
+    example: torch.Tensor | None,
+    calibration: list[torch.Tensor] | None,
+) -> Runner:
+    """A PyTorch backend's callable (see the module's table)."""
+    from edgeseg.deploy.rewrites import inference_graph
+    from edgeseg.deploy.tuning import compile_for_inference
+
+    if backend == "eager":
+        m = model.eval()
+        return lambda x: m(x)
+    nhwc = torch.channels_last
+    if backend in ("channels_last", "bf16"):
+        m = inference_graph(model).to(memory_format=nhwc)
+        run = lambda x: m(x.contiguous(memory_format=nhwc))  # noqa: E731
+        return run if backend == "channels_last" else _autocast(run)
+    if example is None:
+        raise EdgesegError(f"backend {backend!r} needs an example input size")
+    if backend == "pt2e-int8":
+        from edgeseg.deploy.pt2e import quantize_pt2e
+
+        m, _ = quantize_pt2e(model, calibration or [], example)
+        return lambda x: m(x)
+    cl = inference_graph(model).to(memory_format=nhwc)
+    ex = example.contiguous(memory_format=nhwc)
+    if backend == "compile":
+        m = compile_for_inference(cl, ex)
+        return lambda x: m(x.contiguous(memory_format=nhwc))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # compile-bf16: traced with bf16 casts
+        m = compile_for_inference(cl, ex)
+    return _autocast(lambda x: m(x.contiguous(memory_format=nhwc)))
 
 
 def _litert_file(

@@ -61,7 +61,7 @@ def _quantized(graph: nn.Module, x: torch.Tensor, calibration: list[torch.Tensor
     """``(quantized graph, quant_config)``: PT2E with litert-torch's int8 quantizer."""
     from litert_torch.quantize import pt2e_quantizer
     from litert_torch.quantize.quant_config import QuantConfig
-    from torchao.quantization.pt2e import quantize_pt2e
+    from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
 
     quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
         pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
@@ -72,7 +72,7 @@ def _quantized(graph: nn.Module, x: torch.Tensor, calibration: list[torch.Tensor
         for im in calibration:
             prepared(im[None])
     q = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
-    return q, QuantConfig(pt2e_quantizer=quantizer)
+    return move_exported_model_to_eval(q), QuantConfig(pt2e_quantizer=quantizer)
 
 
 def export_litert(

@@ -268,15 +268,13 @@ def bench(
             PyTorch backends' fresh processes register before loading (the ONNX Runtime
             backends do not need them).
         timeout: seconds per process.
-        peak: measure the CPU's peak of each precision (:mod:`edgeseg.measure.peak`, a
-            few seconds) and set each backend's attained G(FL)OP/s against its own.
+        peak: set each backend against the CPU's peak of its precision (measured, 1-2 s).
 
     Returns:
         JSON-ready ``{source, size, threads, cpu, ops, peak, backends: {name: {latency_ms
         {median, p90}, images_per_s, peak_rss_bytes, build_s, size_bytes, zip_bytes, miou,
         pixel_agreement, speedup, precision, gops, peak_fraction}}, best, best_reason,
-        quantization, errors}``; ``errors`` names the backends that could not run on this
-        model, and why; ``ops`` is the network's arithmetic (2 x MACs) at ``size``.
+        quantization, errors}``; ``errors``: why a backend could not run; ``ops``: 2 x MACs.
 
     Raises:
         EdgesegError: unknown backend, bad source, missing calibration data, a backend
@@ -285,8 +283,7 @@ def bench(
     names = _backends_for(source, backends, calib_data or data)
     h, w = parse_size(size)
     _check_budget(budget_miou, mixed_precision, data)
-    threads, repeats = thread_count(threads, "--threads"), positive_int(repeats, "--repeats")
-    iterations = positive_int(iterations, "--iterations")
+    threads, repeats, iterations = _counts(threads, repeats, iterations)
     with work_folder(workdir, "edgeseg-bench-") as work:
         src = _Source.resolve(source, names, work, num_classes, (h, w))
         runs = {"threads": threads, "warmup": warmup, "iterations": iterations}
@@ -296,14 +293,29 @@ def bench(
         calib = (calib_data or data, calib_split, calib_images)
         quant, errors = _artefacts(src, names, work, (h, w), calib, mixed)
         results = _rounds(names, job_base, repeats, work, timeout, errors, labels is not None)
-        ok = [b for b in names if b not in errors]
-        if not ok:  # not one backend ran: every reason, in one line
-            raise EdgesegError("; ".join(f"{b}: {e}" for b, e in errors.items()))
+        ok = _ran(names, errors)
         header = _header(source, src, job_base, repeats)
         args = (src.num_classes, src.ckpt, budget_miou, quant, header)
         out = _summarise(results, ok, work, labels, *args)
         _attained(out, src, (h, w), measure_peak(threads, 0.1, 3, gemm=False) if peak else None)
         return {**out, "errors": errors}
+
+
+def _counts(threads: Any, repeats: Any, iterations: Any) -> tuple[int, int, int]:
+    """The run's counts, each checked (one line naming the flag)."""
+    return (
+        thread_count(threads, "--threads"),
+        positive_int(repeats, "--repeats"),
+        positive_int(iterations, "--iterations"),
+    )
+
+
+def _ran(names: list[str], errors: dict[str, str]) -> list[str]:
+    """The backends that ran; when not one did, every reason in one line."""
+    ok = [b for b in names if b not in errors]
+    if not ok:
+        raise EdgesegError("; ".join(f"{b}: {e}" for b, e in errors.items()))
+    return ok
 
 
 def _attained(out: dict[str, Any], src: _Source, size: tuple[int, int], peak: Peak | None) -> None:

@@ -151,6 +151,7 @@ def profile(
             as any deployment runs it (:func:`edgeseg.deploy.rewrites.inference_graph`); counts
             are unaffected.
         name: label for the result (default: the registry name or class name).
+        peak: set the pass and each stage against the CPU's measured fp32 peak (~1 s).
 
     Returns:
         A :class:`ProfileResult`.
@@ -159,17 +160,10 @@ def profile(
         EdgesegError: on a bad size, thread count, format or model name.
     """
     h, w = parse_size(input_size, "input_size")
-    batch_size = positive_int(batch_size, "batch_size")
-    repeats = positive_int(repeats, "repeats")
+    batch_size, repeats = positive_int(batch_size, "batch_size"), positive_int(repeats, "repeats")
     threads_n = torch.get_num_threads() if threads is None else thread_count(threads, "threads")
-    bad = [f for f in memory_formats if f not in MEMORY_FORMATS]
-    if bad or not memory_formats:
-        raise EdgesegError(f"memory_formats: expected some of {list(MEMORY_FORMATS)}, got {bad}")
-    if isinstance(model, str):
-        name = name or model
-        model = create_model(model, num_classes=num_classes or NUM_CLASSES)
-    name = name or getattr(model, "edgeseg_config", {}).get("name") or type(model).__name__
-    model = model.eval()
+    _check_formats(memory_formats)
+    model, name = _named_model(model, name, num_classes)
     in_ch = int(getattr(model, "edgeseg_config", {}).get("in_channels", 3))
     check_forward(model, (batch_size, in_ch, h, w), False, "lower --size or --batch-size")
     x = torch.randn(batch_size, in_ch, h, w)
@@ -185,7 +179,7 @@ def profile(
         stages, mem = _in_best_format(timed, x, best, stage_repeats or max(3, repeats // 2))
         top = measure_peak(threads_n, 0.1, 3, False, ("fp32",)).of("fp32") if peak else None
     _attain(stages, stage_flops(model, x), top)
-    whole = counts["flops"] * batch_size / by_fmt[best]["median"] / 1e6
+    whole = counts["flops"] * batch_size / by_fmt[best]["median"] / 1e6  # GFLOP/s
     return ProfileResult(
         model=name,
         input_size=(h, w),
@@ -205,6 +199,23 @@ def profile(
         peak_gflops=top,
         peak_fraction=whole / top if top else None,
     )
+
+
+def _check_formats(formats: Sequence[str]) -> None:
+    bad = [f for f in formats if f not in MEMORY_FORMATS]
+    if bad or not formats:
+        raise EdgesegError(f"memory_formats: expected some of {list(MEMORY_FORMATS)}, got {bad}")
+
+
+def _named_model(
+    model: nn.Module | str, name: str | None, num_classes: int | None
+) -> tuple[nn.Module, str]:
+    """The eval-mode network (built from a registry name) and its label."""
+    if isinstance(model, str):
+        name = name or model
+        model = create_model(model, num_classes=num_classes or NUM_CLASSES)
+    name = name or getattr(model, "edgeseg_config", {}).get("name") or type(model).__name__
+    return model.eval(), name
 
 
 def _attain(stages: list[StageTime], flops: dict[str, int], peak: float | None) -> None:

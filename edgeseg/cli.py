@@ -466,63 +466,59 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from edgeseg.workflows.export import Int8Options, export_bundle, export_checkpoint
+    from edgeseg.workflows.export import export_checkpoint, export_litert_checkpoint
 
     if args.bundle:
-        if args.format != "onnx":
-            raise EdgesegError("--bundle picks fp32 or int8 itself (the bench rule); drop --format")
-        card = export_bundle(
-            args.checkpoint,
-            args.bundle,
-            data=args.data,
-            split=args.split,
-            input_size=args.size,
-            threads=args.threads,
-            calib_images=args.calib_images,
-            budget_miou=args.accuracy_budget,
-            mixed_precision=args.mixed_precision is not False,
-        )
-        if _emit_json(args, card):
-            return 0
-        m = card["measured"]
-        miou = f", mIoU {m['miou']:.4f}" if m.get("miou") is not None else ""
-        print(
-            f"wrote bundle {args.bundle}: model.onnx ({card['precision']}), model.json, "
-            f"README.md; {m['backend']} {m['latency_ms']:.1f} ms here{miou}\n"
-            f"run it: edgeseg-run predict {args.bundle} IMAGES --out DIR"
-        )
-        return 0
+        return _export_bundle(args)
+    common = {
+        "input_size": args.size,
+        "data": args.data,
+        "split": args.split,
+        "check_images": args.check_images,
+        "int8": _int8_options(args),
+    }
     if args.format.startswith("litert"):
-        return _export_litert(args)
-    res = export_checkpoint(
-        args.checkpoint,
-        args.out,
-        input_size=args.size,
-        opset=args.opset,
-        data=args.data,
-        split=args.split,
-        check_images=args.check_images,
-        output=args.output,
-        int8=None
-        if args.format == "onnx"
-        else Int8Options(
-            "nncf" if args.format == "onnx-int8-nncf" else "ort",
-            calib_images=args.calib_images,
-            mixed_precision=bool(args.mixed_precision),
-            budget_miou=args.accuracy_budget,
-        ),
-    )
+        if args.output != "logits":
+            raise EdgesegError("--output: a LiteRT file outputs logits (label outputs are ONNX's)")
+        res = export_litert_checkpoint(args.checkpoint, args.out, **common)
+    else:
+        res = export_checkpoint(
+            args.checkpoint, args.out, opset=args.opset, output=args.output, **common
+        )
     if _emit_json(args, res.to_dict()):
         return 0
+    _print_export(res)
+    return 0
+
+
+def _int8_options(args: argparse.Namespace) -> Any:
+    """The export's int8 options from ``--format`` and its flags (``None``: fp32)."""
+    from edgeseg.workflows.export import Int8Options
+
+    if not args.format.endswith(("int8", "int8-nncf")):
+        return None
+    return Int8Options(
+        "nncf" if args.format == "onnx-int8-nncf" else "ort",
+        calib_images=args.calib_images,
+        mixed_precision=bool(args.mixed_precision),
+        budget_miou=args.accuracy_budget,
+    )
+
+
+def _print_export(res: Any) -> None:
     from edgeseg.measure.counts import zip_size
 
     diff = "" if res.max_abs_diff is None else f"max |logit diff| {res.max_abs_diff:.2e}, "
+    what = (
+        f"{res.precision} LiteRT, {_mb(res.size_bytes)} MB; {res.exporter}"
+        if res.opset == 0
+        else f"{res.precision}, output {res.output}, {_mb(res.size_bytes)} MB, zipped "
+        f"{_mb(zip_size(res.path))} MB; opset {res.opset}, {res.exporter} exporter, dynamic "
+        "batch/height/width"
+    )
     print(
-        f"wrote {res.path} ({res.precision}, output {res.output}, {_mb(res.size_bytes)} MB, "
-        f"zipped {_mb(zip_size(res.path))} MB; opset {res.opset}, {res.exporter} exporter, "
-        f"dynamic batch/height/width)\n"
-        f"parity with PyTorch fp32 on {res.check_images} {res.check_source} image(s): "
-        f"{diff}pixel agreement {100 * res.pixel_agreement:.3f} %"
+        f"wrote {res.path} ({what})\nparity with PyTorch fp32 on {res.check_images} "
+        f"{res.check_source} image(s): {diff}pixel agreement {100 * res.pixel_agreement:.3f} %"
     )
     if res.quantization:
         q = res.quantization
@@ -532,30 +528,32 @@ def _cmd_export(args: argparse.Namespace) -> int:
             f"{_mb(res.fp32_size_bytes)} MB"
         )
         _print_mixed({"int8": q})
-    return 0
 
 
-def _export_litert(args: argparse.Namespace) -> int:
-    from edgeseg.workflows.export import Int8Options, export_litert_checkpoint
+def _export_bundle(args: argparse.Namespace) -> int:
+    from edgeseg.workflows.export import export_bundle
 
-    if args.output != "logits":
-        raise EdgesegError("--output: a LiteRT file outputs logits (label outputs are ONNX's)")
-    res = export_litert_checkpoint(
+    if args.format != "onnx":
+        raise EdgesegError("--bundle picks fp32 or int8 itself (the bench rule); drop --format")
+    card = export_bundle(
         args.checkpoint,
-        args.out,
-        input_size=args.size,
+        args.bundle,
         data=args.data,
         split=args.split,
-        check_images=args.check_images,
-        int8=Int8Options(calib_images=args.calib_images) if args.format.endswith("int8") else None,
+        input_size=args.size,
+        threads=args.threads,
+        calib_images=args.calib_images,
+        budget_miou=args.accuracy_budget,
+        mixed_precision=args.mixed_precision is not False,
     )
-    if _emit_json(args, res.to_dict()):
+    if _emit_json(args, card):
         return 0
+    m = card["measured"]
+    miou = f", mIoU {m['miou']:.4f}" if m.get("miou") is not None else ""
     print(
-        f"wrote {res.path} ({res.precision} LiteRT, {_mb(res.size_bytes)} MB; "
-        f"{res.exporter})\nparity with PyTorch fp32 on {res.check_images} {res.check_source} "
-        f"image(s): max |logit diff| {res.max_abs_diff:.2e}, pixel agreement "
-        f"{100 * res.pixel_agreement:.3f} %"
+        f"wrote bundle {args.bundle}: model.onnx ({card['precision']}), model.json, "
+        f"README.md; {m['backend']} {m['latency_ms']:.1f} ms here{miou}\n"
+        f"run it: edgeseg-run predict {args.bundle} IMAGES --out DIR"
     )
     return 0
 

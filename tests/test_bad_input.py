@@ -184,3 +184,19 @@ def test_an_error_from_a_dataloader_worker_is_its_own_line() -> None:
     )
     assert _one_line(wrapped) == "label 7 out of range in a.png"
     assert _one_line(DataError("plain")) == "plain"
+
+
+def test_litert_without_its_extra_or_with_a_wrong_name_is_one_line(tmp_path, capsys) -> None:
+    """``--format litert`` names the extra when litert-torch is missing, and a LiteRT file
+    must be called ``*.tflite``; both before any export work."""
+    import importlib.util
+
+    litert = ["export", "segfast_camvid", "--format", "litert", "--out"]
+    if importlib.util.find_spec("litert_torch") is None:
+        assert main([*litert, str(tmp_path / "m.tflite")]) == 2
+        assert 'pip install "edgeseg[litert]"' in _one_line(capsys)
+    assert main([*litert, str(tmp_path / "m.onnx")]) == 2
+    assert "named *.tflite" in _one_line(capsys)
+    assert main([*litert, str(tmp_path / "m.tflite"), "--output", "labels"]) == 2
+    assert "--output" in _one_line(capsys)
+    assert not list(tmp_path.iterdir())

@@ -223,12 +223,14 @@ def export_litert_checkpoint(
     """
     from edgeseg_runtime.backends import make_runner
 
-    from edgeseg.deploy.litert import export_litert
+    from edgeseg.deploy.litert import export_litert, litert_export_unavailable
     from edgeseg.deploy.quantize import calibration_images
     from edgeseg.engine.checkpoint import load_model
 
     if Path(out).suffix != ".tflite":
         raise EdgesegError(f"--out {out}: a LiteRT file is named *.tflite")
+    if why := litert_export_unavailable():
+        raise EdgesegError(why)
     model, ckpt = load_model(checkpoint)
     size = parse_size(input_size or ckpt.get("input_size") or INPUT_SIZE)
     calib = None

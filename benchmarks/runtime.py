@@ -186,9 +186,10 @@ def _scored(res: dict[str, Any], cols: list[str]) -> list[str]:
         row = m["backends"][pick]
         top = peak_of(pick, row, res)
         gops = m["flops"] / (row["latency_ms"]["median"] / 1e3) / 1e9
-        share = f", {100 * gops / top:.0f} % of {row.get('precision')} peak" if top else ""
+        prec = (row.get("precision") or precision_of(pick)).split("+")[0]
+        share = f", {100 * gops / top:.0f} % of the {prec} peak" if top else ""
         lines.append(
-            f"| {m['model']} | {m['source']} | "
+            f"| {m['model']} | {Path(m['source']).name} | "
             + " | ".join(cells)
             + f" | {pick}: {row['latency_ms']['median']:.1f} ms{share} |"
         )

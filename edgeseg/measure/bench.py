@@ -268,7 +268,7 @@ def bench(
             PyTorch backends' fresh processes register before loading (the ONNX Runtime
             backends do not need them).
         timeout: seconds per process.
-        peak: set each backend against the CPU's peak of its precision (measured, 1-2 s).
+        peak: set each backend against the CPU's peak of its precision (measured, ~4 s).
 
     Returns:
         JSON-ready ``{source, size, threads, cpu, ops, peak, backends: {name: {latency_ms
@@ -297,7 +297,7 @@ def bench(
         header = _header(source, src, job_base, repeats)
         args = (src.num_classes, src.ckpt, budget_miou, quant, header)
         out = _summarise(results, ok, work, labels, *args)
-        _attained(out, src, (h, w), measure_peak(threads, 0.1, 3, gemm=False) if peak else None)
+        _attained(out, src, (h, w), measure_peak(threads, gemm=False) if peak else None)
         return {**out, "errors": errors}
 
 

@@ -151,7 +151,7 @@ def profile(
             as any deployment runs it (:func:`edgeseg.deploy.rewrites.inference_graph`); counts
             are unaffected.
         name: label for the result (default: the registry name or class name).
-        peak: set the pass and each stage against the CPU's measured fp32 peak (~1 s).
+        peak: set the pass and each stage against the CPU's measured fp32 peak (~1.5 s).
 
     Returns:
         A :class:`ProfileResult`.
@@ -177,7 +177,7 @@ def profile(
         best = min(by_fmt, key=lambda f: by_fmt[f]["median"])
         log.info("%s: %s", name, {f: round(v["median"], 2) for f, v in by_fmt.items()})
         stages, mem = _in_best_format(timed, x, best, stage_repeats or max(3, repeats // 2))
-        top = measure_peak(threads_n, 0.1, 3, False, ("fp32",)).of("fp32") if peak else None
+        top = measure_peak(threads_n, gemm=False, precisions=("fp32",)).of("fp32") if peak else None
     _attain(stages, stage_flops(model, x), top)
     whole = counts["flops"] * batch_size / by_fmt[best]["median"] / 1e6  # GFLOP/s
     return ProfileResult(

@@ -141,11 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "data": Path(args.data).name,
         "split": args.split,
-        "images": None,
+        "images": len(list((Path(args.data) / args.split).glob("*.png"))),
         "image": "360x480",
         "models": rows,
     }
-    res["images"] = len(list((Path(args.data) / args.split).glob("*.png")))
     out = Path(args.out)
     atomic_write_json(out.with_suffix(".json"), res)
     md = markdown(res)

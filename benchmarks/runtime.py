@@ -33,9 +33,9 @@ from typing import Any
 import torch
 
 from edgeseg.cpu import cpu_name
-from edgeseg.deploy.backends import BACKENDS, BF16_BACKENDS, native_bf16
+from edgeseg.deploy.backends import BACKENDS, BF16_BACKENDS, backend_precision, native_bf16
 from edgeseg.measure.bench import bench, fastest_within_budget
-from edgeseg.measure.peak import Peak, measure_peak, precision_of
+from edgeseg.measure.peak import Peak, measure_peak
 from edgeseg.measure.timing import num_threads, time_interleaved
 from edgeseg.models import list_models
 from edgeseg.pretrained import PRETRAINED, pretrained_path
@@ -96,7 +96,7 @@ def int8_ceilings(threads: int, repeats: int = 10) -> dict[str, float]:
 def peak_of(backend: str, row: dict[str, Any], res: dict[str, Any]) -> float | None:
     """The peak a backend's row is set against: its own precision's (``int8+fp32`` ->
     int8's); in older files without a measured peak, the dense conv ceiling of it."""
-    precision = (row.get("precision") or precision_of(backend)).split("+")[0]
+    precision = (row.get("precision") or backend_precision(backend)).split("+")[0]
     if "peak" in res:
         return Peak.from_dict(res["peak"]).of(precision)
     int8 = [v for k, v in res.get("ceilings", {}).items() if k.endswith("int8")]
@@ -186,7 +186,7 @@ def _scored(res: dict[str, Any], cols: list[str]) -> list[str]:
         row = m["backends"][pick]
         top = peak_of(pick, row, res)
         gops = m["flops"] / (row["latency_ms"]["median"] / 1e3) / 1e9
-        prec = (row.get("precision") or precision_of(pick)).split("+")[0]
+        prec = (row.get("precision") or backend_precision(pick)).split("+")[0]
         share = f", {100 * gops / top:.0f} % of the {prec} peak" if top else ""
         lines.append(
             f"| {m['model']} | {Path(m['source']).name} | "

@@ -135,7 +135,14 @@ def runner_precision(backend: str, run: Runner) -> str:
     engine = getattr(getattr(run, "engine", None), "precision", None)
     if backend.endswith("int8"):
         return f"int8+{engine}" if engine and engine != "int8" else "int8"
-    return engine or ("bf16" if backend in BF16_BACKENDS else "fp32")
+    return engine or backend_precision(backend)
+
+
+def backend_precision(backend: str) -> str:
+    """The precision a backend's convolutions compute in, by its name alone."""
+    if backend.endswith("int8"):
+        return "int8"
+    return "bf16" if backend in BF16_BACKENDS else "fp32"
 
 
 def _autocast(run: Runner) -> Runner:

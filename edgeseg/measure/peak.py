@@ -51,7 +51,6 @@ __all__ = [
     "chosen_kernels",
     "gemm_peak",
     "measure_peak",
-    "precision_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -333,13 +332,6 @@ def measure_peak(
     if gemm:
         peak.gemm = gemm_peak(threads, precisions=precisions)
     return peak
-
-
-def precision_of(backend: str) -> str:
-    """The precision a bench backend computes its convolutions in, by name."""
-    if backend.endswith("int8"):
-        return "int8"
-    return "bf16" if backend.endswith("bf16") else "fp32"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,8 +25,9 @@ THREADS = 2
 #: ONNX opset of exported models (the dynamo exporter's native one; >= 17).
 OPSET = 18
 #: What an exported graph outputs: the logits (the model contract's) or a uint8 label map
-#: computed in the graph, arg-maxed at full size or at the network's output resolution.
-OUTPUTS = ("logits", "labels", "labels-low")
+#: computed in the graph, arg-maxed at full size, at the network's output resolution, or
+#: at 1/2 or 1/4 of the output size (:mod:`edgeseg.deploy.labels`).
+OUTPUTS = ("logits", "labels", "labels-low", "labels-half", "labels-quarter")
 #: The CPU inference backends, fastest-to-build first (see :mod:`edgeseg.deploy.backends`).
 BACKENDS = (
     "eager",

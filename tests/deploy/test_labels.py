@@ -34,7 +34,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path
     torch.manual_seed(0)
     model = create_model("segfast", num_classes=5).eval()
     d = tmp_path_factory.mktemp("labels")
-    for kind in ("logits", "labels", "labels-low"):
+    for kind in ("logits", "labels", "labels-low", "labels-half", "labels-quarter"):
         export_onnx(model, d / f"{kind}.onnx", input_size=(64, 96), output=kind)
     return model, d
 
@@ -49,6 +49,43 @@ def test_label_outputs_are_uint8_maps_at_the_input_size(net, size) -> None:
     assert full.shape == low.shape == (2, *size) and full.dtype == low.dtype == np.uint8
     np.testing.assert_array_equal(full, ref)  # the same arg-max, computed in the graph
     assert (low == ref).mean() > 0.5  # taken before the upsampling: only edges differ
+    for kind in ("labels-half", "labels-quarter"):
+        reduced = _run(d / f"{kind}.onnx", x)
+        assert reduced.shape == (2, *size) and reduced.dtype == np.uint8
+        assert (reduced == ref).mean() > 0.5
+
+
+def test_reduced_labels_resize_bilinearly_to_a_fraction_of_the_output(net) -> None:
+    _, d = net
+    proto = onnx.load(str(d / "labels-half.onnx"))
+    resize = [n for n in proto.graph.node if n.op_type == "Resize"][-2:]
+    modes = [next(a.s for a in n.attribute if a.name == "mode") for n in resize]
+    assert modes == [b"linear", b"nearest"]  # logits to 1/2 of the output, then the labels
+    assert resize[0].input[3] == "es_reduced" and resize[1].input[0] == "es_low"
+
+
+class _ScaledHead(torch.nn.Module):
+    """A head upsampled by a scale factor (the ONNX Resize then has scales, not sizes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, stride=4, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)  # (N, 4, H/4, W/4)
+        return torch.nn.functional.interpolate(y, scale_factor=4.0, mode="bilinear")
+
+
+def test_reduced_labels_of_a_resize_given_scales(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = _ScaledHead().eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode():
+        ref = model(x).argmax(1).numpy()
+    for kind in ("labels-low", "labels-half", "labels-quarter"):
+        export_onnx(model, tmp_path / f"{kind}.onnx", input_size=(64, 96), output=kind)
+        y = _run(tmp_path / f"{kind}.onnx", x)
+        assert y.shape == (1, 64, 96) and (y == ref).mean() > 0.6
 
 
 def test_low_resolution_labels_drop_the_full_size_resize(net) -> None:

@@ -337,6 +337,7 @@ def test_bench_onnx_file_with_its_defaults_scores_each_backend(
 ) -> None:
     # An ONNX file runs on the backends that can run it, and its metadata (classes,
     # normalisation) is enough to calibrate int8 and to score both on --data.
+    from edgeseg.deploy.backends import native_bf16
     from edgeseg.workflows.export import export_checkpoint
 
     data, run = tiny_run
@@ -362,6 +363,8 @@ def test_bench_onnx_file_with_its_defaults_scores_each_backend(
     res = json.loads(capsys.readouterr().out)
     ov = {"openvino", "openvino-int8"} if HAVE_OPENVINO else set()
     ov |= {"nncf-int8"} if HAVE_NNCF else set()
+    # bf16 joins the defaults only on a CPU with bf16 arithmetic.
+    ov |= {"openvino-bf16"} if HAVE_OPENVINO and native_bf16() else set()
     assert set(res["backends"]) == {"ort", "ort-int8"} | ov
     assert all(0 <= row["miou"] <= 1 for row in res["backends"].values())
     assert "against ort" in res["best_reason"]

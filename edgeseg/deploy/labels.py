@@ -23,7 +23,8 @@ needs). Two rewrites of an exported file, both exact about shapes (any H, W, bat
 ==============  ===========================================================================
 
 A network whose last layer already runs at full resolution (a transposed conv, U-Net's
-last conv) has no final resize: ``labels-low`` (and the reduced forms) is then the same graph as ``labels``.
+last conv) has no final resize: ``labels-low`` and the reduced forms are then the same
+graph as ``labels``.
 """
 
 from __future__ import annotations

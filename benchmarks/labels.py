@@ -1,7 +1,8 @@
 """Labels out of the graph against logits + host arg-max, side by side, with the mIoU cost.
 
-For each shipped model: the fp32 ONNX export three ways (``--output logits``, ``labels``,
-``labels-low``; :mod:`edgeseg.deploy.labels`), each run by the torch-free runtime's
+For each shipped model: the fp32 ONNX export in every output form (``--output logits``,
+``labels``, ``labels-low``, ``labels-half``, ``labels-quarter``;
+:mod:`edgeseg.deploy.labels`), each run by the torch-free runtime's
 :class:`edgeseg_runtime.Segmenter` on every engine given, timed end to end on one image
 (normalisation, network, arg-max or label copy, exactly what ``edgeseg-run`` pays per
 image) in interleaved rounds; and each file's mIoU on the data split, scored on the
@@ -17,17 +18,13 @@ Writes ``benchmarks/results/labels.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from edgeseg_runtime import Segmenter
-from edgeseg_runtime.backends import make_runner
 from edgeseg_runtime.processing import read_image
 
 from edgeseg.cpu import cpu_name
@@ -35,87 +32,76 @@ from edgeseg.defaults import OUTPUTS
 from edgeseg.deploy.backends import onnx_backend_unavailable
 from edgeseg.engine.checkpoint import load_model
 from edgeseg.measure.bench import eval_set
-from edgeseg.metrics import confusion_matrix, mean_iou
+from edgeseg.measure.outputs import measure_outputs
 from edgeseg.pretrained import PRETRAINED, pretrained_path
 from edgeseg.utils import atomic_write_json, atomic_write_text
 from edgeseg.workflows.export import export_checkpoint
 
 
-def _score(path: Path, images: torch.Tensor, labels: np.ndarray, k: int, ignore: int) -> float:
-    """mIoU of the file's labels (its own, or its logits' arg-max) on the split."""
-    run = make_runner("ort", path)
-    preds = []
-    for x in images:
-        y = run(x[None].numpy())[0]
-        preds.append(y if y.ndim == 2 else y.argmax(0))
-    return mean_iou(confusion_matrix(np.stack(preds), labels, k, ignore))
-
-
-def _time(segs: dict[str, Segmenter], rgb: np.ndarray, rounds: int) -> dict[str, list[float]]:
-    """Milliseconds of ``seg(rgb)`` per segmenter, rounds interleaved (order alternating)."""
-    names = list(segs)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for n in names:  # warm-up: first compile / allocation
-        for _ in range(3):
-            segs[n](rgb)
-    for r in range(rounds):
-        for n in names if r % 2 == 0 else names[::-1]:
-            t = time.perf_counter()
-            segs[n](rgb)
-            times[n].append((time.perf_counter() - t) * 1e3)
-    return times
-
-
 def run_model(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """Export the three outputs, score them, time them on every engine."""
+    """Export the logits file, then every output form of it scored (on the first engine:
+    the labels are the same on every engine within float rounding) and timed on each."""
     ckpt_path = pretrained_path(name)
     _, ckpt = load_model(ckpt_path)
     size = tuple(ckpt.get("input_size") or (360, 480))
     images, labels = eval_set(ckpt, args.data, args.split, None, size)
-    k, ignore = int(ckpt["model"]["num_classes"]), ckpt["dataset"]["ignore_index"]
-    files, miou, applied = {}, {}, {}
-    for out in OUTPUTS:
-        files[out] = work / f"{name}-{out}.onnx"
-        res = export_checkpoint(ckpt_path, files[out], input_size=size, output=out)
-        applied[out] = res.output
-        miou[out] = _score(files[out], images, labels, k, ignore)
+    scoring = (images, labels, int(ckpt["model"]["num_classes"]), ckpt["dataset"]["ignore_index"])
+    logits = work / f"{name}.onnx"
+    export_checkpoint(ckpt_path, logits, input_size=size)
     image = next(iter(sorted((Path(args.data) / args.split).glob("*.png"))), None)
     rgb = read_image(image) if image else (np.random.rand(*size, 3) * 255).astype(np.uint8)
     rows: dict[str, Any] = {}
+    miou: dict[str, float] = {}
+    applied: dict[str, str] = {}
     for b in args.backends.split(","):
         if onnx_backend_unavailable(b):
             continue
-        segs = {o: Segmenter(files[o], backend=b, threads=args.threads) for o in OUTPUTS}
-        times = _time(segs, rgb, args.rounds)
-        rows[b] = {o: {"median_ms": statistics.median(t), "runs": len(t)} for o, t in times.items()}
+        once = None if miou else scoring
+        measured = measure_outputs(
+            logits, b, rgb, scoring=once, threads=args.threads, rounds=args.rounds
+        )
+        if not miou:
+            miou = {o: r.miou for o, r in measured.items()}
+            applied = {o: r.applied for o, r in measured.items()}
+        rows[b] = {o: {"median_ms": r.median_ms, "runs": args.rounds} for o, r in measured.items()}
     return {"model": name, "size": list(size), "miou": miou, "applied": applied, "backends": rows}
 
 
+def _cells(m: dict[str, Any], r: dict[str, Any]) -> list[str]:
+    """One row's cells after the engine: each output's ms and speed-up over logits + host
+    arg-max, then its mIoU and the change from the logits' (a form that fell back to full
+    resolution reads ``= labels``)."""
+    mi, base = m["miou"], r["logits"]["median_ms"]
+    cells = [f"{base:.1f}"]
+    for o in OUTPUTS[1:]:
+        ms = r[o]["median_ms"]
+        cells.append(f"{ms:.1f} ({base / ms:.2f}x)")
+    cells.append(f"{mi['logits']:.4f}")
+    for o in OUTPUTS[1:]:
+        same = m["applied"][o] != o
+        cells.append("= labels" if same else f"{mi[o] - mi['logits']:+.4f}")
+    return cells
+
+
 def markdown(res: dict[str, Any]) -> str:
+    forms = OUTPUTS[1:]
     lines = [
         f"Label output against logits + host arg-max: torch-free `Segmenter`, one "
         f"{res['image']} image end to end (normalise, network, labels), median of "
         f"{res['rounds']} interleaved rounds, {res['threads']} threads, {res['cpu']}. "
         f"mIoU on {res['data']} {res['split']} ({res['images']} images), scored on each "
-        "file's own labels.",
+        "file's own labels; ms (speed-up over logits) per form, then the mIoU change.",
         "",
-        "| model | engine | logits ms | labels ms | labels-low ms | labels speed-up "
-        "| labels-low speed-up | mIoU logits | labels | labels-low |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | engine | logits ms | "
+        + " | ".join(f"{o} ms" for o in forms)
+        + " | mIoU logits | "
+        + " | ".join(f"{o} mIoU" for o in forms)
+        + " |",
+        "| --- | --- | " + " | ".join(["---:"] * (2 + 2 * len(forms))) + " |",
     ]
     for m in res["models"]:
-        mi = m["miou"]
-        low = mi["labels-low"] if m["applied"]["labels-low"] == "labels-low" else None
         for b, r in m["backends"].items():
-            ms = {o: r[o]["median_ms"] for o in OUTPUTS}
-            lines.append(
-                f"| {m['model']} | {b} | {ms['logits']:.1f} | {ms['labels']:.1f} | "
-                f"{ms['labels-low']:.1f} | {ms['logits'] / ms['labels']:.2f}x | "
-                f"{ms['logits'] / ms['labels-low']:.2f}x | {mi['logits']:.4f} | "
-                f"{mi['labels']:.4f} | "
-                + (f"{low:.4f} ({low - mi['logits']:+.4f})" if low is not None else "= labels")
-                + " |"
-            )
+            lines.append(f"| {m['model']} | {b} | " + " | ".join(_cells(m, r)) + " |")
     return "\n".join(lines) + "\n"
 
 

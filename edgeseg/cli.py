@@ -478,12 +478,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
         "int8": _int8_options(args),
     }
     if args.format.startswith("litert"):
-        if args.output != "logits":
+        if args.output not in (None, "logits"):
             raise EdgesegError("--output: a LiteRT file outputs logits (label outputs are ONNX's)")
         res = export_litert_checkpoint(args.checkpoint, args.out, **common)
     else:
         res = export_checkpoint(
-            args.checkpoint, args.out, opset=args.opset, output=args.output, **common
+            args.checkpoint, args.out, opset=args.opset, output=args.output or "logits", **common
         )
     if _emit_json(args, res.to_dict()):
         return 0
@@ -545,13 +545,15 @@ def _export_bundle(args: argparse.Namespace) -> int:
         calib_images=args.calib_images,
         budget_miou=args.accuracy_budget,
         mixed_precision=args.mixed_precision is not False,
+        output=args.output,
     )
     if _emit_json(args, card):
         return 0
     m = card["measured"]
     miou = f", mIoU {m['miou']:.4f}" if m.get("miou") is not None else ""
     print(
-        f"wrote bundle {args.bundle}: model.onnx ({card['precision']}), model.json, "
+        f"wrote bundle {args.bundle}: model.onnx ({card['precision']}, output "
+        f"{card['output']}), model.json, "
         f"README.md; {m['backend']} {m['latency_ms']:.1f} ms here{miou}\n"
         f"run it: edgeseg-run predict {args.bundle} IMAGES --out DIR"
     )
@@ -995,10 +997,11 @@ def _add_export(sub: Any) -> None:
     ex.add_argument(
         "--output",
         choices=D.OUTPUTS,
-        default="logits",
+        default=None,
         help="what the graph outputs: logits (N,K,H,W float), or the uint8 label map: "
-        "labels (arg-max at full size) or labels-low (arg-max at the network's output "
-        "resolution, labels upsampled: the fastest) (logits)",
+        "labels (arg-max at full size), labels-half / labels-quarter (arg-max at 1/2 or "
+        "1/4 of it), labels-low (at the network's output resolution); labels upsampled "
+        "(logits; with --bundle: the fastest within --accuracy-budget, measured)",
     )
     ex.add_argument("--data", default=None, help="data root: check parity on real images")
     ex.add_argument("--split", default="val", help="split of --data for the check (val)")

@@ -267,6 +267,7 @@ def export_bundle(
     budget_miou: float = ACCURACY_BUDGET,
     calib_images: int = CALIB_IMAGES,
     mixed_precision: bool = True,
+    output: str | None = None,
 ) -> dict[str, Any]:
     """A deployment bundle (:mod:`edgeseg_runtime.bundle`) for the torch-free runtime.
 
@@ -279,6 +280,12 @@ def export_bundle(
     With ``mixed_precision`` (and ``data``), an int8 file over the budget keeps its most
     sensitive modules in fp32 (bench's); the card's ``kept_fp32`` names them.
 
+    The file's output form (logits or a label map, :mod:`edgeseg.deploy.labels`) is
+    ``output`` when given; else the forms are measured on the chosen engine
+    (:func:`edgeseg.measure.outputs.measure_outputs`: end to end per image, and scored on
+    ``data``) and the fastest within the same budget is taken (without ``data``, only the
+    exact forms compete); the card's ``output`` and ``outputs`` say which and why.
+
     Returns:
         The bundle's card (``model.json``'s content).
     """
@@ -286,6 +293,8 @@ def export_bundle(
     from edgeseg.measure.bench import bench, fastest_within_budget
 
     dest = _free_bundle_folder(folder)
+    if output is not None and output not in OUTPUTS:
+        raise EdgesegError(f"--output {output!r}: choose one of {', '.join(OUTPUTS)}")
     _, ckpt = load_model(checkpoint)
     size = parse_size(input_size or ckpt.get("input_size") or INPUT_SIZE)
     onnx = [
@@ -323,8 +332,14 @@ def export_bundle(
             split=split,
             int8=_chosen_int8(chosen, res, calib_images),
         )
+        scoring = _scoring_set(ckpt, data, split, eval_images, size)
+        ref = res["backends"].get("eager", {}).get("miou")
+        form, outputs = _bundle_output(
+            model_file, ONNX_ENGINES[chosen][0], output, size, scoring, threads, ref, budget_miou
+        )
         blob = model_file.read_bytes()
     card = _bundle_card(ckpt, size, exp, chosen, rows, res, threads)
+    card.update(output=form, outputs=outputs)
     _publish_bundle(dest, blob, card)
     log.info(
         "bundle %s: %s (%s), %.1f ms here",
@@ -334,6 +349,52 @@ def export_bundle(
         rows[chosen]["latency_ms"]["median"],
     )
     return card
+
+
+def _scoring_set(
+    ckpt: dict[str, Any], data: str | None, split: str, n: int | None, size: tuple[int, int]
+) -> tuple[Any, Any, int, int] | None:
+    """``(images, labels, classes, ignore index)`` of ``data``'s split to score output
+    forms on, or ``None`` without data."""
+    from edgeseg.measure.bench import eval_set
+
+    if not data:
+        return None
+    images, labels = eval_set(ckpt, data, split, n, size)
+    return images, labels, int(ckpt["model"]["num_classes"]), ckpt["dataset"]["ignore_index"]
+
+
+def _bundle_output(
+    model_file: Path,
+    engine: str,
+    output: str | None,
+    size: tuple[int, int],
+    scoring: tuple[Any, Any, int, int] | None,
+    threads: int,
+    reference_miou: float | None,
+    budget: float,
+) -> tuple[str, dict[str, Any]]:
+    """Rewrite the bundle's file to its output form: ``output`` when asked for, else the
+    fastest measured within ``budget`` of ``reference_miou``. Returns ``(form applied,
+    {form: measured row})``."""
+    import numpy as np
+
+    from edgeseg.measure.outputs import EXACT, choose_output, measure_outputs
+
+    if output is not None:
+        return (output if output == "logits" else labels_file(model_file, output)), {}
+    rgb = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    forms = OUTPUTS if scoring is not None else EXACT
+    rows = measure_outputs(model_file, engine, rgb, forms=forms, scoring=scoring, threads=threads)
+    form = choose_output(rows, reference_miou, budget)
+    applied = form if form == "logits" else labels_file(model_file, form)
+    log.info(
+        "output %s: %.1f ms per image against %.1f ms for logits + host arg-max",
+        applied,
+        rows[form].median_ms,
+        rows["logits"].median_ms,
+    )
+    return applied, {f: r.to_dict() for f, r in rows.items()}
 
 
 def _chosen_int8(chosen: str, res: dict[str, Any], calib_images: int) -> Int8Options | None:

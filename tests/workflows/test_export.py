@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from edgeseg.cli import main
+from edgeseg.defaults import OUTPUTS
 from edgeseg.deploy.segmenter import Segmenter
 from edgeseg.errors import EdgesegError
 from tests.cli_checks import assert_one_line_exit_2
@@ -58,6 +59,14 @@ def test_bundle_is_picked_measured_and_runs_without_torch(
     assert isinstance(card["kept_fp32"], list)  # mixed precision: modules left in fp32
     assert not card["kept_fp32"] or m["backend"].endswith("int8")
     assert "edgeseg-run predict" in (bundle / "README.md").read_text()
+    # The output form was measured on the chosen engine: the fastest within the budget.
+    outs = card["outputs"]
+    assert set(outs) == set(OUTPUTS) and card["output"] == outs[card["output"]]["applied"]
+    chosen = min(
+        (f for f, r in outs.items() if r["miou"] >= ref - 0.01),
+        key=lambda f: outs[f]["median_ms"],
+    )
+    assert card["output"] == outs[chosen]["applied"]
     r = run_blocked("predict", bundle, data / "val", "--out", tmp_path / "p", "--json")
     assert r.returncode == 0, r.stderr
     seg = Segmenter(bundle / "model.onnx")

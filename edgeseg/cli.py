@@ -180,6 +180,9 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from edgeseg.measure.profiling import profile
     from edgeseg.models import list_models, model_info
 
+    files = [m for m in args.models if m.endswith(".onnx")]
+    if files or args.engine:
+        return _profile_layers(files, args)
     names = args.models or list_models()
     for n in names:
         model_info(n)  # unknown names fail before any time is spent
@@ -207,6 +210,35 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if _emit_json(args, payload):
         return 0
     _print_profile(results, args)
+    return 0
+
+
+def _profile_layers(files: list[str], args: argparse.Namespace) -> int:
+    """``edgeseg profile FILE.onnx --engine E``: per-layer times inside the engine."""
+    from edgeseg.measure.layers import profile_layers
+
+    if not files or len(files) != len(args.models):
+        raise EdgesegError("--engine profiles ONNX files: give only .onnx files, no model names")
+    results = [
+        profile_layers(
+            f,
+            args.engine or "ort",
+            args.size,
+            threads=args.threads,
+            warmup=args.warmup,
+            runs=args.repeats,
+            peak=not args.no_peak,
+        )
+        for f in files
+    ]
+    payload: Any = [r.to_dict() for r in results]
+    if _emit_json(args, payload[0] if len(payload) == 1 else payload):
+        return 0
+    for r in results:
+        print(f"{r.file}\n{r.table()}")
+        if slow := r.slow():
+            names = ", ".join(f"{x.name} ({_pct(x.peak_fraction)})" for x in slow[:8])
+            print(f"far below their precision's peak, >= 3 % of the time: {names}")
     return 0
 
 
@@ -857,8 +889,19 @@ def _add_models(sub: Any) -> None:
 
 def _add_profile(sub: Any) -> None:
     pr = sub.add_parser("profile", help="measure size, FLOPs, latency, memory, stage times")
-    pr.add_argument("models", nargs="*", help="registered model names (default: all)")
+    pr.add_argument(
+        "models",
+        nargs="*",
+        help="registered model names (default: all), or ONNX files: per-layer times "
+        "inside --engine",
+    )
     _timing_flags(pr)
+    pr.add_argument(
+        "--engine",
+        choices=D.LAYER_ENGINES,
+        default=None,
+        help="the engine whose own profiler times each layer of the ONNX files given (ort)",
+    )
     pr.add_argument("--classes", type=_positive, default=D.NUM_CLASSES, help="number of classes")
     pr.add_argument("--batch-size", type=_positive, default=1, help="images per pass (1)")
     pr.add_argument("--warmup", type=_positive, default=2, help="untimed runs per format (2)")

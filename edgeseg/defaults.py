@@ -10,6 +10,7 @@ __all__ = [
     "CALIB_IMAGES",
     "COMPRESS_METHODS",
     "INPUT_SIZE",
+    "LAYER_ENGINES",
     "NUM_CLASSES",
     "OPSET",
     "OUTPUTS",
@@ -28,6 +29,8 @@ OPSET = 18
 #: computed in the graph, arg-maxed at full size, at the network's output resolution, or
 #: at 1/2 or 1/4 of the output size (:mod:`edgeseg.deploy.labels`).
 OUTPUTS = ("logits", "labels", "labels-low", "labels-half", "labels-quarter")
+#: Engines whose own profiler times each layer of an ONNX file (``edgeseg profile FILE``).
+LAYER_ENGINES = ("ort", "openvino", "openvino-bf16")
 #: The CPU inference backends, fastest-to-build first (see :mod:`edgeseg.deploy.backends`).
 BACKENDS = (
     "eager",

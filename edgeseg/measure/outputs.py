@@ -118,7 +118,8 @@ def measure_outputs(
             f: (Segmenter(files[f], backend=backend, threads=threads, card=card), rgb)
             for f in forms
         }
-        times = time_interleaved(segs, warmup=3, repeats=rounds)
+        # One session's spinning threads must not slow the next: settle before each timing.
+        times = time_interleaved(segs, warmup=3, repeats=rounds, settle=1)
     return {f: OutputRow(f, applied[f], statistics.median(times[f]), miou.get(f)) for f in forms}
 
 

@@ -72,13 +72,15 @@ def measure_latency(
 
 
 def time_interleaved(
-    runs: dict[Any, tuple[Any, Any]], *, warmup: int = 2, repeats: int = 10
+    runs: dict[Any, tuple[Any, Any]], *, warmup: int = 2, repeats: int = 10, settle: int = 0
 ) -> dict[Any, list[float]]:
     """Milliseconds of ``fn(x)`` for each ``key: (fn, x)``, timed in interleaved rounds.
 
     Every round runs each entry once, in an order that alternates between rounds, so a
     slow drift of the machine (thermal, another process) hits all entries alike and
-    per-round ratios stay meaningful. Runs under ``torch.inference_mode``.
+    per-round ratios stay meaningful. Runs under ``torch.inference_mode``. ``settle``
+    untimed runs of an entry precede each timed one: engines whose idle threads spin for
+    a while after a run (ONNX Runtime's) would otherwise slow whichever entry runs next.
 
     Returns:
         ``{key: [ms of each timed run]}`` (``repeats`` values each).
@@ -92,6 +94,8 @@ def time_interleaved(
         for r in range(repeats):
             for k in keys if r % 2 == 0 else keys[::-1]:
                 fn, xi = runs[k]
+                for _ in range(settle):
+                    fn(xi)
                 t0 = time.perf_counter()
                 fn(xi)
                 times[k].append((time.perf_counter() - t0) * 1e3)

@@ -271,20 +271,15 @@ def export_bundle(
 ) -> dict[str, Any]:
     """A deployment bundle (:mod:`edgeseg_runtime.bundle`) for the torch-free runtime.
 
-    The ONNX backends that can run here (ONNX Runtime, and OpenVINO when installed) are
-    benchmarked side by side in fresh processes, fp32 and int8; the artefact is the one
-    of the fastest backend within ``budget_miou`` of PyTorch fp32 on ``data``'s
-    ``split`` (without ``data`` no accuracy can be checked, so int8 is not considered).
-    It is exported with its metadata and parity check, and ``model.json`` records the
-    classes, palette, normalisation, input size, each backend's latency and mIoU here.
-    With ``mixed_precision`` (and ``data``), an int8 file over the budget keeps its most
-    sensitive modules in fp32 (bench's); the card's ``kept_fp32`` names them.
-
-    The file's output form (logits or a label map, :mod:`edgeseg.deploy.labels`) is
-    ``output`` when given; else the forms are measured on the chosen engine
-    (:func:`edgeseg.measure.outputs.measure_outputs`: end to end per image, and scored on
-    ``data``) and the fastest within the same budget is taken (without ``data``, only the
-    exact forms compete); the card's ``output`` and ``outputs`` say which and why.
+    The ONNX backends that can run here are benchmarked side by side in fresh processes;
+    the artefact is the fastest backend's within ``budget_miou`` of PyTorch fp32 on
+    ``data``'s ``split`` (without ``data``, no int8), exported with its metadata and parity
+    check. With ``mixed_precision`` (and ``data``), an int8 file over the budget keeps its
+    most sensitive modules in fp32 (the card's ``kept_fp32``). Its output form
+    (:mod:`edgeseg.deploy.labels`) is ``output`` when given, else the fastest within the
+    same budget as measured on the chosen engine (:mod:`edgeseg.measure.outputs`; without
+    ``data``, the exact forms only). ``model.json`` records the classes, palette,
+    normalisation, input size, and each backend's and output form's latency and mIoU here.
 
     Returns:
         The bundle's card (``model.json``'s content).
@@ -297,13 +292,7 @@ def export_bundle(
         raise EdgesegError(f"--output {output!r}: choose one of {', '.join(OUTPUTS)}")
     _, ckpt = load_model(checkpoint)
     size = parse_size(input_size or ckpt.get("input_size") or INPUT_SIZE)
-    onnx = [
-        b
-        for b in ONNX_ENGINES
-        if not onnx_backend_unavailable(b)
-        and (data or not b.endswith("int8"))
-        and (b not in BF16_BACKENDS or native_bf16())
-    ]
+    onnx = _bundle_engines(data)
     res = bench(
         str(checkpoint),
         size=size,
@@ -320,8 +309,7 @@ def export_bundle(
     rows = {b: r for b, r in res["backends"].items() if b in onnx}
     if not rows:
         raise EdgesegError(f"no ONNX backend ran for {checkpoint}: {res.get('errors')}")
-    # The bench rule among the ONNX backends, PyTorch fp32 (eager) the accuracy reference.
-    chosen = fastest_within_budget(res["backends"], budget_miou, among=list(rows))
+    chosen = fastest_within_budget(res["backends"], budget_miou, among=list(rows))  # eager: ref
     with tempfile.TemporaryDirectory(prefix="edgeseg-bundle-") as tmp:
         model_file = Path(tmp) / "model.onnx"
         exp = export_checkpoint(
@@ -332,23 +320,33 @@ def export_bundle(
             split=split,
             int8=_chosen_int8(chosen, res, calib_images),
         )
-        scoring = _scoring_set(ckpt, data, split, eval_images, size)
         ref = res["backends"].get("eager", {}).get("miou")
         form, outputs = _bundle_output(
-            model_file, ONNX_ENGINES[chosen][0], output, size, scoring, threads, ref, budget_miou
+            model_file,
+            ONNX_ENGINES[chosen][0],
+            output,
+            size,
+            _scoring_set(ckpt, data, split, eval_images, size),
+            (threads, ref, budget_miou),
         )
         blob = model_file.read_bytes()
     card = _bundle_card(ckpt, size, exp, chosen, rows, res, threads)
     card.update(output=form, outputs=outputs)
     _publish_bundle(dest, blob, card)
-    log.info(
-        "bundle %s: %s (%s), %.1f ms here",
-        folder,
-        chosen,
-        exp.precision,
-        rows[chosen]["latency_ms"]["median"],
-    )
+    log.info("bundle %s: %s (%s), output %s", folder, chosen, exp.precision, form)
     return card
+
+
+def _bundle_engines(data: str | None) -> list[str]:
+    """The ONNX backends a bundle chooses among here: installed, int8 only with data to
+    check it on, bf16 only on a CPU with bf16 arithmetic."""
+    return [
+        b
+        for b in ONNX_ENGINES
+        if not onnx_backend_unavailable(b)
+        and (data or not b.endswith("int8"))
+        and (b not in BF16_BACKENDS or native_bf16())
+    ]
 
 
 def _scoring_set(
@@ -370,19 +368,18 @@ def _bundle_output(
     output: str | None,
     size: tuple[int, int],
     scoring: tuple[Any, Any, int, int] | None,
-    threads: int,
-    reference_miou: float | None,
-    budget: float,
+    rule: tuple[int, float | None, float],
 ) -> tuple[str, dict[str, Any]]:
     """Rewrite the bundle's file to its output form: ``output`` when asked for, else the
-    fastest measured within ``budget`` of ``reference_miou``. Returns ``(form applied,
-    {form: measured row})``."""
+    fastest measured (``rule``: threads, reference mIoU, budget) within the budget of the
+    reference. Returns ``(form applied, {form: measured row})``."""
     import numpy as np
 
     from edgeseg.measure.outputs import EXACT, choose_output, measure_outputs
 
     if output is not None:
         return (output if output == "logits" else labels_file(model_file, output)), {}
+    threads, reference_miou, budget = rule
     rgb = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
     forms = OUTPUTS if scoring is not None else EXACT
     rows = measure_outputs(model_file, engine, rgb, forms=forms, scoring=scoring, threads=threads)

@@ -1,0 +1,139 @@
+"""A full disk, for real: commands write onto a small tmpfs (mounted where this process
+may mount one; skipped with the reason where it may not) and must end with exit status 2
+and one line naming the file, leaving nothing half-written and nothing of before lost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _mount(where: Path, size: str) -> str | None:
+    """Mount a tmpfs of ``size`` at ``where``; the reason it could not, or None."""
+    where.mkdir(parents=True, exist_ok=True)
+    try:
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"cannot run mount: {e}"
+    return None if r.returncode == 0 else f"cannot mount a tmpfs here: {r.stderr.strip()}"
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB file system at ``tmp_path/small``."""
+    where = tmp_path / "small"
+    why = _mount(where, "512k")
+    if why:
+        pytest.skip(why)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30)
+
+
+def _fill(folder: Path) -> None:
+    """Take every free byte of the file system holding ``folder``."""
+    with open(folder / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    with open(folder / "filler", "ab") as f:  # the last partial block
+        try:
+            while True:
+                f.write(b"\0")
+                f.flush()
+        except OSError:
+            pass
+
+
+def _run(*argv: str | Path, tool: str = "edgeseg") -> subprocess.CompletedProcess[str]:
+    mod = "edgeseg.cli" if tool == "edgeseg" else "edgeseg_runtime.cli"
+    code = f"import sys; from {mod} import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True, timeout=600
+    )
+
+
+def _one_line_naming(r: subprocess.CompletedProcess[str], path: Path) -> None:
+    err = [line for line in r.stderr.strip().splitlines() if line.strip()]
+    assert r.returncode == 2, r.stderr
+    assert len(err) == 1 and str(path) in err[0] and "space" in err[0], r.stderr
+
+
+def _left(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.name != "filler")
+
+
+def test_export_onto_a_full_disk(small: Path) -> None:
+    r = _run("export", "segfast_camvid", "--size", "64x64", "--out", small / "m.onnx")
+    _one_line_naming(r, small)
+    assert _left(small) == []  # no partial file, no temporary
+
+
+def test_eval_json_onto_a_full_disk(small: Path, tiny_run) -> None:
+    data, run = tiny_run
+    (small / "e.json").write_text('{"before": true}')  # a file of before: kept as it was
+    _fill(small)
+    r = _run("eval", run, "--data", data, "--json", small / "e.json", "--overwrite")
+    _one_line_naming(r, small / "e.json")
+    assert (small / "e.json").read_text() == '{"before": true}' and _left(small) == ["e.json"]
+
+
+def test_runtime_predict_and_json_onto_a_full_disk(small: Path, tiny_run, tmp_path: Path) -> None:
+    from edgeseg.workflows.export import export_checkpoint
+
+    data, run = tiny_run
+    model = tmp_path / "m.onnx"
+    export_checkpoint(run, model)
+    images = sorted((data / "val").glob("*.png"))[:2] or sorted(data.rglob("*.png"))[:2]
+    _fill(small)
+    r = _run("predict", model, *images, "--out", small / "p", tool="runtime")
+    _one_line_naming(r, small / "p")
+    assert not list((small / "p").glob("*.png")) if (small / "p").exists() else True
+    assert not [n for n in _left(small) if n.endswith(".tmp")]
+    r = _run(
+        "predict",
+        model,
+        images[0],
+        "--out",
+        tmp_path / "ok",
+        "--json",
+        small / "rows.jsonl",
+        tool="runtime",
+    )
+    _one_line_naming(r, small / "rows.jsonl")
+    assert not (small / "rows.jsonl").exists()
+
+
+def test_training_onto_a_full_disk(small: Path, tiny_run) -> None:
+    data, _ = tiny_run
+    r = _run(
+        "train",
+        "--model",
+        "segfast",
+        "--data",
+        data,
+        "--epochs",
+        "1",
+        "--out",
+        small / "run",
+        "data.crop_size=32x48",
+        "train.batch_size=4",
+        "train.progress=false",
+    )
+    _one_line_naming(r, small / "run")
+    assert not [n for n in _left(small) if n.endswith(".tmp")]

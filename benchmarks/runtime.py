@@ -86,8 +86,8 @@ def int8_ceilings(threads: int, repeats: int = 10) -> dict[str, float]:
                 continue
             run = make_runner(b, onnx_path=fp32, int8_path=int8, example=x, threads=threads)
             runs[b] = (run, x)
-        with num_threads(threads):
-            times = time_interleaved(runs, warmup=3, repeats=repeats)
+        with num_threads(threads):  # settle: one engine's spinning threads slow the next
+            times = time_interleaved(runs, warmup=3, repeats=repeats, settle=1)
     for b, t in times.items():
         out[b] = flops / (min(t) / 1e3) / 1e9
     return out

@@ -4,6 +4,7 @@ and one line naming the file, leaving nothing half-written and nothing of before
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -44,20 +45,16 @@ def small(tmp_path: Path) -> Iterator[Path]:
 
 def _fill(folder: Path) -> None:
     """Take every free byte of the file system holding ``folder``."""
-    with open(folder / "filler", "wb") as f:
-        try:
+    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for chunk in (65536, 4096, 1):
             while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
-    with open(folder / "filler", "ab") as f:  # the last partial block
-        try:
-            while True:
-                f.write(b"\0")
-                f.flush()
-        except OSError:
-            pass
+                try:
+                    os.write(fd, b"\0" * chunk)
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
 
 
 def _run(*argv: str | Path, tool: str = "edgeseg") -> subprocess.CompletedProcess[str]:
@@ -69,9 +66,11 @@ def _run(*argv: str | Path, tool: str = "edgeseg") -> subprocess.CompletedProces
 
 
 def _one_line_naming(r: subprocess.CompletedProcess[str], path: Path) -> None:
-    err = [line for line in r.stderr.strip().splitlines() if line.strip()]
-    assert r.returncode == 2, r.stderr
-    assert len(err) == 1 and str(path) in err[0] and "space" in err[0], r.stderr
+    lines = [line for line in r.stderr.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if ": error: " in line]
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    # One error line, the last, naming the file (a training's plan line may precede it).
+    assert errors == lines[-1:] and str(path) in errors[0] and "space" in errors[0], r.stderr
 
 
 def _left(folder: Path) -> list[str]:
@@ -131,6 +130,8 @@ def test_training_onto_a_full_disk(small: Path, tiny_run) -> None:
         "1",
         "--out",
         small / "run",
+        "data.preset=custom",
+        "data.classes=[a, b, c]",
         "data.crop_size=32x48",
         "train.batch_size=4",
         "train.progress=false",

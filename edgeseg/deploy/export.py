@@ -109,10 +109,11 @@ def _export(model: nn.Module, x: torch.Tensor, path: Path, opset: int, dynamic: 
                 )
         finally:
             registry.setLevel(level)
-        program.save(str(path), external_data=False)
-        return "dynamo"
     except Exception as e:  # the dynamo exporter raises many kinds; fall back, say why
         log.warning("dynamo ONNX export failed (%s); using the TorchScript exporter", e)
+    else:  # writing is not exporting: a full disk is the user's error, not a fallback's
+        program.save(str(path), external_data=False)
+        return "dynamo"
     axes = {"image": {0: "batch", 2: "height", 3: "width"}}
     axes["logits"] = dict(axes["image"])
     with warnings.catch_warnings():

@@ -439,7 +439,7 @@ class _Source:
             bad = [b for b in names if b in TORCH_BACKENDS]
             if bad:
                 raise EdgesegError(f"backend {bad[0]!r} needs a checkpoint or model name")
-            (work / "fp32.onnx").write_bytes(src.read_bytes())
+            _copy_onnx(src, work / "fp32.onnx")
             found = cls("onnx", src, len(meta["classes"]), ckpt=_onnx_as_checkpoint(meta))
         elif src.exists():
             model, ckpt = load_model(src)
@@ -458,6 +458,24 @@ class _Source:
             c = int(found.job()["in_channels"])
             check_forward(found.model, (1, c, *size), False, "lower --size (or --classes)")
         return found
+
+
+def _copy_onnx(src: Path, dst: Path) -> None:
+    """Copy an ONNX file into bench's folder, its weights with it: a file whose tensors sit
+    in external-data files beside it (a > 2 GB export, or any ``save_as_external_data``)
+    is loaded with them and written as one file."""
+    import onnx
+
+    proto = onnx.load(str(src), load_external_data=False)
+    if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+        dst.write_bytes(src.read_bytes())
+        return
+    try:
+        onnx.load_external_data_for_model(proto, str(src.parent))
+    except Exception as e:  # onnx raises its own ValidationError for a missing file
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise EdgesegError(f"{src}: its external weights cannot be read: {first}") from None
+    onnx.save(proto, str(dst))
 
 
 def _artefacts(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import statistics
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -215,10 +216,11 @@ def _ort_layers(path: Path, x: np.ndarray, threads: int, warmup: int, runs: int)
     from the file's own graph (the engine's fused node keeps its conv's name)."""
     import onnxruntime as ort
 
-    flops = graph_flops(path, x.shape)
+    flops = graph_flops(path, x.shape, aliases=True)
     with tempfile.TemporaryDirectory(prefix="edgeseg-layers-") as tmp:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
+        so.log_severity_level = 3
         so.enable_profiling = True
         so.profile_file_prefix = str(Path(tmp) / "ort")
         try:
@@ -252,7 +254,7 @@ def _ort_layers(path: Path, x: np.ndarray, threads: int, warmup: int, runs: int)
                 ),
                 precision=_ort_precision(op, args),
                 ms=statistics.median(ds[warmup:] or ds),
-                flops=_match(name, flops),
+                flops=_match(name, op, flops),
             )
         )
     return rows
@@ -267,10 +269,31 @@ def _ort_precision(op: str, args: dict[str, Any]) -> str:
     return "int8" if kind in ("uint8", "int8") and op not in ("Cast", "ArgMax") else "fp32"
 
 
-def _match(name: str, flops: dict[str, int]) -> int:
-    """The operations of the graph node an engine node came from: the longest graph node
-    name that the engine's name starts with (``node_Conv_31`` must not claim
-    ``node_Conv_314_token_5``)."""
+#: Ops of ONNX Runtime's optimised graph that multiply-accumulate.
+_MAC_OPS = (
+    "Conv",
+    "FusedConv",
+    "NhwcFusedConv",
+    "QLinearConv",
+    "ConvInteger",
+    "ConvTranspose",
+    "MatMul",
+    "FusedMatMul",
+    "QLinearMatMul",
+    "MatMulInteger",
+    "Gemm",
+)
+
+
+def _match(name: str, op: str, flops: dict[str, int]) -> int:
+    """The operations of the graph node an engine node came from: its name with ORT's
+    ``_nchwc`` / ``_token_N`` suffixes taken off, else the longest graph name it starts with
+    (``node_Conv_31`` must not claim ``node_Conv_314_token_5``)."""
+    if op not in _MAC_OPS:
+        return 0
+    base = re.sub(r"(_token_\d+)+$", "", name.removesuffix("_nchwc"))
+    if base in flops:
+        return flops[base]
     best = ""
     for n in flops:
         if len(n) > len(best) and name.startswith(n):
@@ -280,15 +303,34 @@ def _match(name: str, flops: dict[str, int]) -> int:
     return flops.get(best, 0)
 
 
-def graph_flops(path: str | os.PathLike[str], shape: tuple[int, ...]) -> dict[str, int]:
+def graph_flops(
+    path: str | os.PathLike[str], shape: tuple[int, ...], aliases: bool = False
+) -> dict[str, int]:
     """2 x multiply-accumulates of every Conv, ConvTranspose, MatMul and Gemm node of an
-    ONNX file at input ``shape`` (shapes inferred; an int8 weight is read through its
-    DequantizeLinear), keyed by node name."""
-    import onnx
+    ONNX file at input ``shape``, keyed by node name (an int8 weight is read through its
+    DequantizeLinear); with ``aliases``, also by the output names an engine's fused node
+    may carry instead (:func:`_fused_names`; then the values no longer sum to the total).
 
-    proto = onnx.load(str(path))
-    dims = proto.graph.input[0].type.tensor_type.shape.dim
-    for d, v in zip(dims, shape, strict=False):
+    The exported graph computes its padding from the input's shape at run time, so ONNX's
+    shape inference alone cannot follow it: ONNX Runtime first folds those computations
+    for the fixed ``shape`` (its basic, name-keeping optimisations), then shapes are
+    inferred on the folded graph.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type
+    with tempfile.TemporaryDirectory(prefix="edgeseg-flops-") as tmp:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.log_severity_level = 3  # its notes on initializers it folds away are not ours
+        so.optimized_model_filepath = str(Path(tmp) / "static.onnx")
+        for d, v in zip(dims.shape.dim, shape, strict=False):
+            if d.dim_param:
+                so.add_free_dimension_override_by_name(d.dim_param, int(v))
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        proto = onnx.load(so.optimized_model_filepath)
+    for d, v in zip(proto.graph.input[0].type.tensor_type.shape.dim, shape, strict=False):
         d.Clear()
         d.dim_value = int(v)
     inferred = onnx.shape_inference.infer_shapes(proto)
@@ -303,7 +345,28 @@ def graph_flops(path: str | os.PathLike[str], shape: tuple[int, ...]) -> dict[st
         f = _node_flops(n, shapes, through)
         if f:
             out[n.name or n.output[0]] = f
+            for name in _fused_names(proto.graph, n) if aliases else ():
+                out.setdefault(name, f)
     return out
+
+
+#: Ops an engine folds into the convolution before them (the fused node then carries the
+#: last one's output name: ORT's NCHWc convs are named ``<output>_nchwc``).
+_FOLDED = ("Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Add", "Mul")
+
+
+def _fused_names(graph: Any, node: Any) -> list[str]:
+    """The output names a fused version of ``node`` may carry: its own, then those of the
+    chain of activations (and a residual add) that consume it alone."""
+    consumers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    names, tensor = [node.output[0]], node.output[0]
+    while len(consumers.get(tensor, [])) == 1 and consumers[tensor][0].op_type in _FOLDED:
+        tensor = consumers[tensor][0].output[0]
+        names.append(tensor)
+    return names
 
 
 def _node_flops(node: Any, shapes: dict[str, list[int]], through: dict[str, str]) -> int:
@@ -352,14 +415,18 @@ def _ov_layers(
         model = core.read_model(str(path))
     except Exception as e:
         raise EdgesegError(f"{path}: OpenVINO cannot read it ({type(e).__name__})") from None
-    model.reshape({model.inputs[0]: list(x.shape)})
     config = {
         "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[engine],
         "INFERENCE_NUM_THREADS": threads,
         "PERF_COUNT": True,
     }
-    compiled = core.compile_model(model, "CPU", config)
+    try:
+        model.reshape({model.inputs[0]: list(x.shape)})
+        compiled = core.compile_model(model, "CPU", config)
+    except RuntimeError as e:  # e.g. a pooling window larger than this size's feature map
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise EdgesegError(f"{path}: OpenVINO cannot run it at {x.shape[2:]}: {first}") from None
     req = compiled.create_infer_request()
     times: dict[str, list[float]] = {}
     for i in range(warmup + runs):

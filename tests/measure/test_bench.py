@@ -531,3 +531,24 @@ def test_bench_mixed_precision_prints_the_sensitivity_and_what_stayed_fp32(
         assert res["quantization"]["nncf-int8"]["kept_fp32_modules"] == kept
     assert main(argv) == 0
     assert "mixed precision: kept in fp32:" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_bench_an_onnx_file_with_external_weights(tiny_run, tmp_path: Path) -> None:
+    # Weights in a data file beside the graph (as large exports are saved) travel with it.
+    import onnx
+
+    from edgeseg.workflows.export import export_checkpoint
+
+    _, run = tiny_run
+    export_checkpoint(run, tmp_path / "one.onnx")
+    proto = onnx.load(str(tmp_path / "one.onnx"))
+    ext = tmp_path / "ext" / "m.onnx"
+    ext.parent.mkdir()
+    onnx.save(proto, str(ext), save_as_external_data=True, location="m.data", size_threshold=0)
+    assert (ext.parent / "m.data").stat().st_size > ext.stat().st_size
+    res = bench(str(ext), size=(40, 56), backends=["ort"], iterations=1, warmup=1, repeats=1)
+    assert res["backends"]["ort"]["latency_ms"]["median"] > 0
+    (ext.parent / "m.data").unlink()
+    with pytest.raises(EdgesegError, match="m.onnx"):
+        bench(str(ext), size=(40, 56), backends=["ort"], iterations=1, warmup=1, repeats=1)

@@ -28,7 +28,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Pa
     from edgeseg.deploy.quantize import quantize_onnx
 
     torch.manual_seed(0)
-    model = create_model("fastscnn", num_classes=4).eval()
+    model = create_model("segfast", num_classes=4).eval()
     d = tmp_path_factory.mktemp("layers")
     export_onnx(model, d / "m.onnx", input_size=SIZE)
     calib = [torch.randn(3, *SIZE) for _ in range(2)]
@@ -43,7 +43,10 @@ def test_graph_operations_match_the_networks_count(files) -> None:
         whole = count_flops(model, torch.randn(1, 3, *SIZE))
     # Convs and matrix products are nearly all of it (pooling, resizes, adds are not counted).
     assert 0.9 * whole <= sum(per_node.values()) <= whole
-    assert sum(graph_flops(int8, (1, 3, *SIZE)).values()) == sum(per_node.values())
+    # The int8 file is the same network (its graph rewritten for int8 kernels: within 2 %).
+    assert sum(graph_flops(int8, (1, 3, *SIZE)).values()) == pytest.approx(
+        sum(per_node.values()), rel=0.02
+    )
 
 
 @pytest.mark.parametrize("which", ["fp32", "int8"])

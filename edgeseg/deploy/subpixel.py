@@ -267,6 +267,7 @@ def subpixel_deconvs(
     grouped: bool = False,
     undersized: bool = False,
     min_channels: int = 16,
+    only_depthwise: bool = False,
 ) -> tuple[nn.Module, int]:
     """A copy of ``model`` with every eligible ``nn.ConvTranspose2d`` rewritten.
 
@@ -288,6 +289,8 @@ def subpixel_deconvs(
             from int8, and the pixel shuffle of its output costs more than the fp32
             transposed conv. ESSNet at 360x480, int8: 39 ms with none of its three
             transposed convs rewritten, 48 ms with the two 1x1 ones, 55 ms with all three.
+        only_depthwise: rewrite the depthwise transposed convs alone (what every fp32
+            export does: :func:`edgeseg.deploy.export.export_onnx`).
 
     Returns:
         ``(copy, number of layers rewritten)``; the original model is untouched.
@@ -304,8 +307,9 @@ def subpixel_deconvs(
             if type(child) is not nn.ConvTranspose2d:
                 continue
             depthwise = child.groups == child.in_channels == child.out_channels
+            kinds = depthwise if only_depthwise else (grouped or depthwise or child.groups == 1)
             if (
-                (grouped or depthwise or child.groups == 1)
+                kinds
                 and child.out_channels >= min_channels
                 and (undersized or min(child.kernel_size) >= max(child.stride))
             ):

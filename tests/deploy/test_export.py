@@ -84,6 +84,26 @@ def test_l3unet_exports_its_fold_as_a_strided_conv_and_unfold_channels_last(
         torch.testing.assert_close(torch.from_numpy(y), model(x), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["segfast", "erfnet"])
+def test_depthwise_transposed_convs_export_as_phase_convs(name: str, tmp_path: Path) -> None:
+    # SegFast's depthwise upsamplers become phase convs (exact); ERFNet's dense ones stay.
+    import onnx
+
+    from edgeseg.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=4).eval()
+    export_onnx(model, tmp_path / "m.onnx", input_size=(48, 64))
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node}
+    assert ("ConvTranspose" in ops) == (name == "erfnet")
+    x = torch.randn(2, 3, 50, 70)  # any size
+    session = onnx_session(tmp_path / "m.onnx")
+    y = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(y), model(x), rtol=1e-4, atol=1e-4)
+
+
 def test_corrupt_and_foreign_onnx(tmp_path: Path) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"this is not a protobuf at all \x00\x01")

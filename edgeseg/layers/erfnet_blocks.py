@@ -43,18 +43,19 @@ class Downsampler(nn.Module):
         """
         bn, n = self.bn, self.conv.out_channels
         c = bn.num_features - n
+        mean, var, gamma, beta = bn.running_mean, bn.running_var, bn.weight, bn.bias
+        # eval statistics and an affine BatchNorm (the type checker cannot know either)
+        assert mean is not None and var is not None and gamma is not None and beta is not None
 
         def fold(conv: nn.Conv2d, part: slice) -> nn.Conv2d:
-            stats = (bn.running_mean[part], bn.running_var[part], bn.eps)
-            w, b = fuse_conv_bn_weights(
-                conv.weight, conv.bias, *stats, bn.weight[part], bn.bias[part]
-            )
+            stats = (mean[part], var[part], bn.eps)
+            w, b = fuse_conv_bn_weights(conv.weight, conv.bias, *stats, gamma[part], beta[part])
             conv.weight, conv.bias = w, b
             return conv
 
         affine = nn.Conv2d(c, c, 1, groups=c).to(bn.weight)
         nn.init.ones_(affine.weight)
-        nn.init.zeros_(affine.bias)
+        nn.init.zeros_(affine.bias)  # type: ignore[arg-type]  # created with a bias
         return FoldedDownsampler(
             fold(copy.deepcopy(self.conv), slice(0, n)), self.pool, fold(affine, slice(n, None))
         )

@@ -118,7 +118,7 @@ class FireDeconv(nn.Module):
         super().__init__()
         self.squeeze = ConvNormAct(in_channels, squeeze, 1, norm=norm)
         self.up = ConvTransposeNormAct(squeeze, squeeze, 4, stride=2, padding=1, norm=norm)
-        _bilinear_init(self.up[0])
+        _bilinear_init(self.up[0])  # type: ignore[arg-type]  # ConvTransposeNormAct's conv
         self.expand1x1 = ConvNormAct(squeeze, expand, 1, norm=norm)
         conv3 = SeparableConvNormAct if separable else ConvNormAct
         self.expand3x3 = conv3(squeeze, expand, 3, norm=norm)

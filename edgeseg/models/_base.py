@@ -59,7 +59,7 @@ class SegmentationModel(nn.Module):
         """
         h, w = x.shape[-2], x.shape[-1]
         xp = self.pad(x)
-        y, taps = self.forward_taps(xp)  # type: ignore[attr-defined]
+        y, taps = self.forward_taps(xp)  # type: ignore[operator]  # see the docstring
         size = xp.shape[-2:]
         aux = [
             F.interpolate(head(taps[name]), size=size, mode="bilinear", align_corners=False)

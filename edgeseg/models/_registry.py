@@ -153,7 +153,7 @@ def create_model(name: str, *, num_classes: int, in_channels: int = 3, **kwargs:
             + (f", {kwargs})" if kwargs else ")"),
         )
     model = info.builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
-    model.edgeseg_config = {
+    model.edgeseg_config = {  # type: ignore[assignment]  # a plain attribute, not a tensor
         "name": name,
         "num_classes": num_classes,
         "in_channels": in_channels,

@@ -48,12 +48,12 @@ class EncoderDecoder(SegmentationModel):
     @property
     def input_mean(self) -> tuple[float, float, float]:
         """Per-channel input mean the encoder's weights expect (images in [0, 1])."""
-        return tuple(self.encoder.mean)  # type: ignore[return-value]
+        return tuple(self.encoder.mean)  # type: ignore[return-value, arg-type]
 
     @property
     def input_std(self) -> tuple[float, float, float]:
         """Per-channel input standard deviation the encoder's weights expect."""
-        return tuple(self.encoder.std)  # type: ignore[return-value]
+        return tuple(self.encoder.std)  # type: ignore[return-value, arg-type]
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.encoder(x)  # 4 maps, (B, C_i, H/s, W/s) for s = 4, 8, 16, 32
@@ -79,7 +79,7 @@ def load_pretrained_encoder(model: nn.Module, weights: str) -> dict[str, Any]:
         )
     record = load_encoder_weights(encoder, weights)
     if hasattr(model, "edgeseg_config"):
-        model.edgeseg_config["encoder_weights"] = record
+        model.edgeseg_config["encoder_weights"] = record  # type: ignore[operator, index, assignment]
     return record
 
 

@@ -143,7 +143,7 @@ class ESSNet(SegmentationModel):
             raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}")
         groups = parse_layer(layer)
         self.output_stride = 8
-        blocks = {
+        blocks: dict[str, Callable[..., nn.Module]] = {
             **ROW_BLOCKS,
             "cm": lambda c, p, d: ConvModule(c, d, p, groups=groups, shuffle=shuffle),
             "dense": lambda c: ConvModule(c),

@@ -49,6 +49,14 @@ class SegFast(SegmentationModel):
         norm: normalisation after every conv.
     """
 
+    # Registered by name in __init__ (add_module); declared for the type checker.
+    down1: nn.Module
+    down2: nn.Module
+    down3: nn.Module
+    up1: nn.Module
+    up2: nn.Module
+    up3: nn.Module
+
     def __init__(
         self,
         num_classes: int,

@@ -33,7 +33,7 @@ __all__ = [
 OVERWRITE_HINT = "add --overwrite to replace"
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename: a reader never
     sees half a file, and an interrupted write leaves the old one (or none).
 

@@ -234,7 +234,7 @@ def work_copy(rgb: np.ndarray, limit: int | None = None) -> np.ndarray:
         return rgb
     s = (limit / (h * w)) ** 0.5
     size = (max(1, int(w * s)), max(1, int(h * s)))  # PIL: (W, H)
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR), dtype=np.uint8)
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
 def upsample_labels(labels: np.ndarray, size: Sequence[int]) -> np.ndarray:
@@ -242,7 +242,9 @@ def upsample_labels(labels: np.ndarray, size: Sequence[int]) -> np.ndarray:
     if tuple(labels.shape) == tuple(size):
         return labels
     img = Image.fromarray(labels.astype(np.uint8), mode="L")
-    return np.asarray(img.resize((int(size[1]), int(size[0])), Image.NEAREST), dtype=np.uint8)
+    return np.asarray(
+        img.resize((int(size[1]), int(size[0])), Image.Resampling.NEAREST), dtype=np.uint8
+    )
 
 
 def legend(classes: Sequence[str], palette: Iterable[Iterable[int]], width: int) -> np.ndarray:

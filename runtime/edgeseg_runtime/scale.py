@@ -356,7 +356,7 @@ def _run_pool(
             for p, s, ms, err in zip(
                 batch["path"], batch["status"], batch["ms"], batch["error"], strict=True
             ):
-                row = {"image": str(p), "status": str(s)}
+                row: dict[str, Any] = {"image": str(p), "status": str(s)}
                 if s == "written":
                     row["latency_ms"] = float(ms)
                 elif s == "failed":

@@ -50,7 +50,7 @@ class FPNDecoder(nn.Module):
             p[i] = p[i] + F.interpolate(p[i + 1], size=p[i].shape[-2:], mode="nearest")
         outs = []
         for i, (y, branch) in enumerate(zip(p, self.branches, strict=True)):
-            for block in branch:
+            for block in branch.children():
                 y = block(y)
                 if i > 0:  # x2 after each block of the coarser levels: i of them
                     y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)

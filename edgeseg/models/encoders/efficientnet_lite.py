@@ -215,7 +215,9 @@ class EfficientNetLite(Encoder):
         prefix = {"_conv_stem.": "stem.0.", "_bn0.": "stem.1."}
         if self.num_classes:
             prefix |= {"_conv_head.": "head.0.", "_bn1.": "head.1.", "_fc.": "classifier."}
-        order = [(s, b) for s, stage in enumerate(self.stages) for b in range(len(stage))]
+        order = [
+            (s, b) for s, stage in enumerate(self.stages) for b, _ in enumerate(stage.children())
+        ]
         inner = {
             "_expand_conv.": "expand.0.",
             "_bn0.": "expand.1.",

@@ -86,7 +86,7 @@ def parse_budget(text: str | float | int, flag: str = "--budget") -> Budget:
         text = f"{text}m"
     m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(k?)\s*([a-z]*)\s*", str(text).lower())
     kind = _UNITS.get(m.group(3) or "m") if m else None
-    if kind is None or (m.group(2) and kind == "time"):
+    if m is None or kind is None or (m.group(2) and kind == "time"):
         raise EdgesegError(
             f"{flag} {text!r}: expected a duration (90s, 20m, 1.5h), epochs (30 epochs) "
             "or training images (20000 images)"
@@ -136,7 +136,7 @@ def probe_seconds(
     torch.manual_seed(0)
     model = create_model(recipe.model.name, num_classes=info.num_classes, **recipe.model.kwargs)
     mf = torch.channels_last if recipe.train.channels_last else torch.contiguous_format
-    model = model.to(memory_format=mf).eval()
+    model = model.to(memory_format=mf).eval()  # type: ignore[call-overload]
     xe = torch.randn(1, 3, *eval_hw).contiguous(memory_format=mf)  # (1, 3, H, W)
     fwd = []
     with torch.inference_mode():

@@ -25,7 +25,7 @@ import io
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
@@ -214,7 +214,7 @@ def _is_colour(c: Any) -> bool:
 def _check_schema(ckpt: dict[str, Any], path: Path) -> None:
     """One line naming the first field of ``ckpt`` that is missing or of the wrong type."""
 
-    def fail(what: str) -> None:
+    def fail(what: str) -> NoReturn:
         raise CheckpointError(f"{path} is not a valid edgeseg checkpoint: {what}")
 
     if not isinstance(ckpt.get("format_version"), int):

@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 PAPER_BATCH = 8  # Squeeze U-Net's Table 7: metrics per batch of 8 images
 
 
-def _collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[torch.Tensor, ...]]:
+def _collate(
+    items: list[tuple[torch.Tensor, torch.Tensor]],
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     # Images of a split may differ in size: keep them as a list, stacked later per size.
     return items
 
@@ -144,7 +146,8 @@ def _model_and_info(
         trained = ckpt["dataset"]
         info = dataclasses.replace(info, mean=tuple(trained["mean"]), std=tuple(trained["std"]))
     elif hasattr(model, "input_mean"):
-        info = dataclasses.replace(info, mean=model.input_mean, std=model.input_std)
+        mean, std = getattr(model, "input_mean"), getattr(model, "input_std")  # noqa: B009
+        info = dataclasses.replace(info, mean=mean, std=std)
     num_classes = getattr(model, "edgeseg_config", {}).get("num_classes")
     if num_classes is not None and num_classes != info.num_classes:
         raise EdgesegError(
@@ -192,7 +195,7 @@ def evaluate(
         torch.set_num_threads(threads)
     try:
         if channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         cm, groups = confusion_over(
             model,
             ds,

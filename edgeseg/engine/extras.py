@@ -46,7 +46,7 @@ def aux_heads_of(model: nn.Module, weight: float) -> nn.ModuleDict | None:
             f"train.aux_weight={weight}: model '{name}' has no auxiliary heads "
             "(bisenetv2, fastscnn and ddrnet23_slim have)"
         )
-    return model.aux_heads()
+    return model.aux_heads()  # type: ignore[operator]  # checked just above
 
 
 class AuxNet(nn.Module):
@@ -63,7 +63,7 @@ class AuxNet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if self.heads is None:
             return self.model(x), []
-        return self.model.forward_aux(x, self.heads)
+        return self.model.forward_aux(x, self.heads)  # type: ignore[operator]  # has heads
 
 
 def ema_decay(decay: float, n: int) -> float:
@@ -94,7 +94,12 @@ class EMAHook(TrainHook):
     def attach(self, trainer: Any) -> None:
         self.ema = AveragedModel(trainer.model, multi_avg_fn=self._average, use_buffers=True)
 
-    def _average(self, avg: list[torch.Tensor], now: list[torch.Tensor], n: torch.Tensor) -> None:
+    def _average(
+        self,
+        avg: tuple[torch.Tensor, ...] | list[torch.Tensor],
+        now: tuple[torch.Tensor, ...] | list[torch.Tensor],
+        n: torch.Tensor | int,
+    ) -> None:
         # AveragedModel copies the weights at its first update (n = 0), then calls this
         # with n = 1, 2, ... once per (device, dtype) group: integer buffers
         # (num_batches_tracked) come as their own group and are copied, not averaged.
@@ -114,7 +119,7 @@ class EMAHook(TrainHook):
         if self.ema is None:
             return model
         avg = self.ema.module
-        avg.edgeseg_config = getattr(model, "edgeseg_config", None)  # rebuilt from it
+        avg.edgeseg_config = getattr(model, "edgeseg_config", None)  # type: ignore[assignment]
         return avg
 
     def state_dict(self) -> dict[str, Any]:
@@ -148,7 +153,7 @@ class DistillHook(TrainHook):
         t_info = DatasetInfo.from_dict(ckpt["dataset"])
         if list(t_info.mean) != list(info.mean) or list(t_info.std) != list(info.std):
             raise ConfigError(f"train.teacher {self.path} normalises its input differently")
-        self.teacher = teacher.eval().to(memory_format=trainer.memory_format)
+        self.teacher = teacher.eval().to(memory_format=trainer.memory_format)  # type: ignore[call-overload]
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         log.info("distilling %s into %s", ckpt["model"]["name"], info.name)

@@ -18,7 +18,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -166,6 +166,7 @@ def build_scheduler(
     """
     s = cfg.sched
     total = steps_per_epoch * cfg.train.epochs
+    sched: Any
     if s.name == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total
@@ -183,10 +184,10 @@ def build_scheduler(
 
 def _rng_state() -> dict[str, Any]:
     # numpy's state holds an ndarray: stored as a list so that weights_only loading works.
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    name, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
     return {
         "python": random.getstate(),
-        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "numpy": [name, np.asarray(keys).tolist(), int(pos), int(has_gauss), float(cached)],
         "torch": torch.get_rng_state(),
     }
 
@@ -231,7 +232,7 @@ def _build_datasets(
 def _check_memory(cfg: Config, model: nn.Module) -> None:
     """Refuse a crop, batch or validation size this machine cannot hold, before any data
     is read (:mod:`edgeseg.models.footprint`)."""
-    c = int(model.edgeseg_config.get("in_channels", 3))
+    c = int(getattr(model, "edgeseg_config", {}).get("in_channels", 3))
     if cfg.data.crop_size:
         shape = (cfg.train.batch_size, c, *cfg.data.crop_size)
         check_forward(model, shape, True, "lower data.crop_size or train.batch_size")
@@ -259,10 +260,10 @@ def _build_model(cfg: Config, info: DatasetInfo) -> nn.Module:
 def _init_from(model: nn.Module, path: str) -> None:
     """Start from a checkpoint's weights (fine-tuning); a pruned one narrows the layers."""
     init = load_checkpoint(path)
-    if init["model"]["name"] != model.edgeseg_config["name"]:
+    name = getattr(model, "edgeseg_config", {}).get("name")
+    if init["model"]["name"] != name:
         raise ConfigError(
-            f"train.init {path} holds '{init['model']['name']}', the recipe trains "
-            f"'{model.edgeseg_config['name']}'"
+            f"train.init {path} holds '{init['model']['name']}', the recipe trains '{name}'"
         )
     if init["model"].get("pruned"):
         build_model(init)  # checks an adapter exists before touching the model
@@ -315,7 +316,7 @@ class Trainer:
         self.last_path, self.best_path = self.run_dir / "last.pt", self.run_dir / "best.pt"
         self.global_step = 0
         self.start_epoch = self.start_step = 0
-        self.best, self.best_epoch = -1.0, None
+        self.best, self.best_epoch = -1.0, cast(int | None, None)
         self.epoch_loss_sum, self.epoch_images = 0.0, 0
         self.skipped_steps = self.bad_in_a_row = 0  # steps skipped for non-finite numbers
         self.stopped = False
@@ -352,7 +353,8 @@ class Trainer:
         _check_memory(cfg, model)
         # A pretrained encoder's normalisation is the data's: saved with every checkpoint.
         if hasattr(model, "input_mean"):
-            self.info = replace(self.info, mean=model.input_mean, std=model.input_std)
+            mean, std = getattr(model, "input_mean"), getattr(model, "input_std")  # noqa: B009
+            self.info = replace(self.info, mean=mean, std=std)
         self.train_ds, self.val_ds = _build_datasets(cfg, self.info)
         bs, world = cfg.train.batch_size, self.ctx.world_size
         if len(self.train_ds) < bs * world:
@@ -371,10 +373,11 @@ class Trainer:
         self.memory_format = (
             torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         )
-        self.model = model.to(memory_format=self.memory_format)
+        self.model = model.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         # The model with its training-only auxiliary heads (none unless train.aux_weight).
         heads = aux_heads_of(self.model, cfg.train.aux_weight)
-        self.train_net = AuxNet(self.model, heads).to(memory_format=self.memory_format)
+        net = AuxNet(self.model, heads)
+        self.train_net = net.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         self.optimizer = build_optimizer(self.train_net, cfg)
         self.sampler = ResumableSampler(
             self.train_ds,
@@ -431,7 +434,7 @@ class Trainer:
         if cfg.train.compile:
             # Crops have one size and the last partial batch is dropped, so the graph
             # compiles once (about a minute); evaluation runs the eager model.
-            self.net = torch.compile(self.net)
+            self.net = torch.compile(self.net)  # type: ignore[assignment]  # a Module still
         self.amp = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.train.bf16 else nullcontext()
 
     def _prepare_run(self) -> None:
@@ -611,6 +614,7 @@ class Trainer:
         model = self.model
         for hook in self.hooks:
             model = hook.eval_model(model)
+        assert self.val_ds is not None  # validate() runs only with a val split
         cm, _ = confusion_over(
             model,
             self.val_ds,
@@ -629,7 +633,7 @@ class Trainer:
             "epoch": epoch + 1,
             "step": self.global_step,
             "lr": self.optimizer.param_groups[0]["lr"],
-            "train_loss": float(totals[0] / max(totals[1], 1)),
+            "train_loss": float(totals[0]) / max(float(totals[1]), 1.0),
             "images_per_s": seen * self.ctx.world_size / max(seconds, 1e-9),
             "epoch_seconds": seconds,
         }

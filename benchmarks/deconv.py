@@ -34,7 +34,7 @@ from edgeseg.deploy.subpixel import subpixel_deconvs
 from edgeseg.engine.checkpoint import load_model
 from edgeseg.measure.timing import time_interleaved
 from edgeseg.pretrained import pretrained_path
-from edgeseg.utils import atomic_write_json, atomic_write_text
+from edgeseg.utils import write_record
 
 
 def export_three(name: str, work: Path) -> tuple[dict[str, Path], int, tuple[int, int]]:
@@ -116,12 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "deconv"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    res = run(args)
-    out = Path(args.out)
-    atomic_write_json(out.with_suffix(".json"), res)
-    md = markdown(res)
-    atomic_write_text(out.with_suffix(".md"), md)
-    print(md)
+    print(write_record(args.out, res := run(args), markdown(res)))
     return 0
 
 

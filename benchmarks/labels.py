@@ -34,7 +34,7 @@ from edgeseg.engine.checkpoint import load_model
 from edgeseg.measure.bench import eval_set
 from edgeseg.measure.outputs import measure_outputs
 from edgeseg.pretrained import PRETRAINED, pretrained_path
-from edgeseg.utils import atomic_write_json, atomic_write_text
+from edgeseg.utils import write_record
 from edgeseg.workflows.export import export_checkpoint
 
 
@@ -131,11 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "image": "360x480",
         "models": rows,
     }
-    out = Path(args.out)
-    atomic_write_json(out.with_suffix(".json"), res)
-    md = markdown(res)
-    atomic_write_text(out.with_suffix(".md"), md)
-    print(md)
+    print(write_record(args.out, res, markdown(res)))
     return 0
 
 

@@ -32,7 +32,7 @@ from edgeseg.engine.checkpoint import load_model
 from edgeseg.measure.layers import LayerProfile, profile_layers
 from edgeseg.measure.peak import measure_peak
 from edgeseg.pretrained import PRETRAINED, pretrained_path
-from edgeseg.utils import atomic_write_json, atomic_write_text
+from edgeseg.utils import write_record
 from edgeseg.workflows.export import Int8Options, export_checkpoint
 
 
@@ -160,11 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "peaks": peaks,
         "rows": rows,
     }
-    out = Path(args.out)
-    atomic_write_json(out.with_suffix(".json"), res)
-    md = markdown(res)
-    atomic_write_text(out.with_suffix(".md"), md)
-    print(md)
+    print(write_record(args.out, res, markdown(res)))
     return 0
 
 

@@ -152,6 +152,15 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def write_record(stem: str | os.PathLike[str], record: Any, markdown: str) -> str:
+    """A measurement's record: ``stem.json`` (the data) and ``stem.md`` (its table), each
+    written atomically. Returns the table (to print)."""
+    path = Path(stem)
+    atomic_write_json(path.with_suffix(".json"), record)
+    atomic_write_text(path.with_suffix(".md"), markdown)
+    return markdown
+
+
 #: The lock file in a folder an edgeseg process writes (run directory, bundle, compare).
 LOCK_NAME = ".edgeseg.lock"
 

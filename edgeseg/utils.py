@@ -193,8 +193,11 @@ def folder_lock(folder: str | os.PathLike[str], what: str = "folder") -> Iterato
             "finish or choose another folder"
         ) from None
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as e:  # a full disk: the lock file named, as every write is
+            raise OSError(e.errno, e.strerror, str(path)) from None
         # Held: no edgeseg writer is at work here, so temporary files are a killed
         # process's leftovers (a checkpoint write cut short); they go now.
         for stale in d.glob(".*.tmp"):

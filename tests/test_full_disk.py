@@ -138,3 +138,47 @@ def test_training_onto_a_full_disk(small: Path, tiny_run) -> None:
     )
     _one_line_naming(r, small / "run")
     assert not [n for n in _left(small) if n.endswith(".tmp")]
+
+
+@pytest.fixture
+def roomy(tmp_path: Path) -> Iterator[Path]:
+    """A 256 MiB file system at ``tmp_path/roomy`` (room for a small comparison)."""
+    where = tmp_path / "roomy"
+    why = _mount(where, "256m")
+    if why:
+        pytest.skip(why)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30)
+
+
+def test_compare_keeps_the_models_done_when_the_disk_fills(
+    roomy: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import json
+
+    from edgeseg.cli import main
+    from edgeseg.workflows import compare as compare_mod
+    from tests.synthetic import make_list_dataset
+
+    data = make_list_dataset(tmp_path / "d", {"train": 8, "val": 3}, size=(40, 56))
+    out = roomy / "cmp"
+    one_model, done = compare_mod._one_model, []
+
+    def then_fill(*args, **kwargs):  # the disk fills once the first model is done
+        if done:
+            _fill(roomy)
+        one_model(*args, **kwargs)
+        done.append(1)
+
+    monkeypatch.setattr(compare_mod, "_one_model", then_fill)
+    argv = ["compare", "--models", "l3unet,segfast", "--data", str(data), "--budget", "1 epochs"]
+    more = ["recipe.data.preset=custom", "recipe.data.classes=[a, b, c]"]
+    code = main([*argv, "--out", str(out), "--backends", "eager", *more])
+    err = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line]
+    assert code == 2 and len(err) == 1 and str(out) in err[0] and "space" in err[0], err
+    res = json.loads((out / "results.json").read_text())  # as saved after the first model
+    assert res["models"]["l3unet"]["status"] == "done"
+    assert res["models"].get("segfast", {}).get("status") != "done"
+    assert not [p for p in out.rglob("*.tmp")]

@@ -67,8 +67,18 @@ def summarise(prof: LayerProfile) -> dict[str, Any]:
             }
             for r in prof.slow()[:5]
         ],
-        "profile": prof.to_dict(),
+        "profile": _kept(prof.to_dict()),
     }
+
+
+#: Layers kept per run in the JSON record (the costliest; the table shows fewer).
+KEEP_LAYERS = 40
+
+
+def _kept(profile: dict[str, Any]) -> dict[str, Any]:
+    """The profile with only its costliest layers (``layers_total`` says how many ran)."""
+    layers = sorted(profile["layers"], key=lambda r: -r["ms"])
+    return {**profile, "layers": layers[:KEEP_LAYERS], "layers_total": len(layers)}
 
 
 def run_model(

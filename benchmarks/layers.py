@@ -72,7 +72,7 @@ def summarise(prof: LayerProfile) -> dict[str, Any]:
 
 
 #: Layers kept per run in the JSON record (the costliest; the table shows fewer).
-KEEP_LAYERS = 40
+KEEP_LAYERS = 15
 
 
 def _kept(profile: dict[str, Any]) -> dict[str, Any]:

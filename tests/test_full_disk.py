@@ -30,17 +30,21 @@ def _mount(where: Path, size: str) -> str | None:
     return None if r.returncode == 0 else f"cannot mount a tmpfs here: {r.stderr.strip()}"
 
 
-@pytest.fixture
-def small(tmp_path: Path) -> Iterator[Path]:
-    """A 512 KiB file system at ``tmp_path/small``."""
-    where = tmp_path / "small"
-    why = _mount(where, "512k")
+def _tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` at ``where`` for the test's duration (skipped where it cannot)."""
+    why = _mount(where, size)
     if why:
         pytest.skip(why)
     try:
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB file system at ``tmp_path/small``."""
+    yield from _tmpfs(tmp_path / "small", "512k")
 
 
 def _fill(folder: Path) -> None:
@@ -143,14 +147,7 @@ def test_training_onto_a_full_disk(small: Path, tiny_run) -> None:
 @pytest.fixture
 def roomy(tmp_path: Path) -> Iterator[Path]:
     """A 256 MiB file system at ``tmp_path/roomy`` (room for a small comparison)."""
-    where = tmp_path / "roomy"
-    why = _mount(where, "256m")
-    if why:
-        pytest.skip(why)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30)
+    yield from _tmpfs(tmp_path / "roomy", "256m")
 
 
 def test_compare_keeps_the_models_done_when_the_disk_fills(

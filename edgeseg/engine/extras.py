@@ -44,7 +44,7 @@ def aux_heads_of(model: nn.Module, weight: float) -> nn.ModuleDict | None:
         name = getattr(model, "edgeseg_config", {}).get("name", type(model).__name__)
         raise ConfigError(
             f"train.aux_weight={weight}: model '{name}' has no auxiliary heads "
-            "(bisenetv2, fastscnn and ddrnet23_slim have)"
+            "(bisenetv2, fastscnn, ddrnet23_slim and ppliteseg_* have)"
         )
     return model.aux_heads()  # type: ignore[operator]  # checked just above
 

@@ -25,7 +25,7 @@ from edgeseg.models.decoders import DECODERS
 from edgeseg.models.encoders import create_encoder, list_encoders
 from edgeseg.models.encoders.weights import load_encoder_weights
 
-__all__ = ["EncoderDecoder", "load_pretrained_encoder"]
+__all__ = ["EncoderDecoder", "TappedEncoderDecoder", "load_pretrained_encoder"]
 
 
 class EncoderDecoder(SegmentationModel):
@@ -61,6 +61,21 @@ class EncoderDecoder(SegmentationModel):
         return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
+class TappedEncoderDecoder(EncoderDecoder):
+    """An :class:`EncoderDecoder` whose decoder has training-only auxiliary heads
+    (``decoder.forward_taps``, ``decoder.aux_heads``); ``forward`` stays the plain network.
+    """
+
+    def forward_taps(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits at the (padded) input's size and the decoder's tapped features."""
+        y, taps = self.decoder.forward_taps(self.encoder(x))  # type: ignore[operator]
+        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False), taps
+
+    def aux_heads(self) -> nn.ModuleDict:
+        """New auxiliary heads from the decoder, keyed by the tap each reads."""
+        return self.decoder.aux_heads()  # type: ignore[operator, no-any-return]
+
+
 def load_pretrained_encoder(model: nn.Module, weights: str) -> dict[str, Any]:
     """Load ``weights`` (``"imagenet"`` or a state-dict file) into ``model``'s encoder and
     record the provenance in ``model.edgeseg_config["encoder_weights"]`` (checkpoints and
@@ -90,7 +105,9 @@ def _register(decoder: str, encoder: str) -> None:
         num_classes: int, in_channels: int = 3, drop_path_rate: float | None = None
     ) -> EncoderDecoder:
         enc = create_encoder(encoder, in_channels=in_channels, drop_path_rate=drop_path_rate)
-        return EncoderDecoder(enc, cls(enc.out_channels, num_classes))
+        dec = cls(enc.out_channels, num_classes)
+        net = TappedEncoderDecoder if hasattr(dec, "aux_heads") else EncoderDecoder
+        return net(enc, dec)
 
     builder.__name__ = builder.__qualname__ = f"{decoder}_{encoder}"
     builder.__doc__ = (

@@ -129,3 +129,24 @@ def test_own_layout_file_loads(tmp_path) -> None:
 def test_model_without_encoder_is_refused() -> None:
     with pytest.raises(EdgesegError, match="has no pretrained encoder"):
         load_pretrained_encoder(create_model("segfast", num_classes=3), "imagenet")
+
+
+def test_ppliteseg_deep_supervision_heads_stay_out_of_the_graph() -> None:
+    # PP-LiteSeg's training-only heads read the stride-32 and stride-16 fusion outputs
+    # (FLD widths 128 and 96); the plain forward and the state dict are the network alone.
+    model = create_model("ppliteseg_efficientnet_lite0", num_classes=5).eval()
+    heads = model.aux_heads().eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode():
+        logits, taps = model.forward_taps(x)
+        plain = model(x)
+        _, aux = model.forward_aux(x, heads)
+    torch.testing.assert_close(logits, plain)
+    assert {k: tuple(v.shape[1:]) for k, v in taps.items()} == {
+        "uafm32": (128, 2, 3),
+        "uafm16": (96, 4, 6),
+    }
+    assert [a.shape for a in aux] == [(1, 5, 64, 96)] * 2
+    # 3x3 conv (no bias) + BN + 1x1 conv to K, on 128 and 96 channels
+    assert param_count(heads) == sum(9 * c * 64 + 128 + 64 * 5 + 5 for c in (128, 96))
+    assert not hasattr(create_model("lraspp_efficientnet_lite0", num_classes=5), "aux_heads")

@@ -18,8 +18,11 @@ Three parts, read from the paper and PaddleSeg's ``PPLiteSegHead``:
 Deviation: the paper's SPPM uses adaptive pooling to 1x1, 2x2 and 4x4 bins; here the
 global mean and fixed windows of 6 and 3 pixels of the stride-32 map (``ceil_mode``), which
 give 2x3 and 4x5 bins at 360x480 input and export at any input size (adaptive pooling to
-bins that do not divide the map does not). The paper's deep supervision of the two
-deeper fusion outputs is not used (its full-size auxiliary losses double a CPU step).
+bins that do not divide the map does not).
+
+Training only: the paper's deep supervision reads the two deeper fusion outputs (strides
+16 and 32) through heads of the segmentation head's form (``train.aux_weight``); they live
+outside the model, so inference and export are the plain decoder.
 """
 
 from __future__ import annotations
@@ -113,13 +116,36 @@ class PPLiteSegDecoder(nn.Module):
         head: int = 64,
     ) -> None:
         super().__init__()
+        self.widths, self.head_width, self.num_classes = widths, head, num_classes
         self.sppm = SPPM(in_channels[3])
         highs = (*widths[1:], 128)  # each UAFM's deeper input: the next one out, or SPPM's
         self.fuse = nn.ModuleList(UAFM(in_channels[i + 1], highs[i], widths[i]) for i in range(3))
         self.head = nn.Sequential(ConvNormAct(widths[0], head, 3), nn.Conv2d(head, num_classes, 1))
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        return self.forward_taps(feats)[0]
+
+    def forward_taps(
+        self, feats: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits ``(B, K, H/8, W/8)`` and the deeper fusion outputs the auxiliary heads
+        read: ``uafm32`` ``(B, widths[2], H/32, W/32)``, ``uafm16`` ``(B, widths[1], H/16,
+        W/16)``."""
+        taps = {}
         y = self.sppm(feats[3])  # (B, 128, H/32, W/32)
         for i in (2, 1, 0):  # strides 32, 16, 8
             y = self.fuse[i](feats[i + 1], y)
-        return self.head(y)  # (B, K, H/8, W/8)
+            taps[f"uafm{8 << i}"] = y
+        del taps["uafm8"]  # the main head reads it
+        return self.head(y), taps
+
+    def aux_heads(self) -> nn.ModuleDict:
+        """New training-only heads on the stride-32 and stride-16 fusion outputs, each the
+        segmentation head's form (3x3 conv-BN-ReLU to its width, 1x1 to K)."""
+        head, k = self.head_width, self.num_classes
+        return nn.ModuleDict(
+            {
+                f"uafm{8 << i}": nn.Sequential(ConvNormAct(w, head, 3), nn.Conv2d(head, k, 1))
+                for i, w in ((2, self.widths[2]), (1, self.widths[1]))
+            }
+        )

@@ -13,7 +13,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
+
+from edgeseg_runtime.cli import OneLineParser
 
 from edgeseg import defaults as D
 from edgeseg.errors import EdgesegError
@@ -21,13 +23,6 @@ from edgeseg.errors import EdgesegError
 __all__ = ["main"]
 
 log = logging.getLogger("edgeseg")
-
-
-class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line and exit 2 (argparse prints the usage too)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -751,15 +746,17 @@ def _compare_flags(args: argparse.Namespace) -> list[str]:
     items = []
     if args.models:
         items.append(f"models={json.dumps([m for m in args.models.split(',') if m])}")
-    for key, value in (
-        ("recipe.data.root", args.data),
-        ("recipe.data.preset", args.preset),
-        ("budget", args.budget),
-        ("out", args.out),
-        ("threads", args.threads),
-        ("ray", args.ray),
-        ("bench_node", args.bench_node),
+    for key, flag, value in (
+        ("recipe.data.root", "--data", args.data),
+        ("recipe.data.preset", "--preset", args.preset),
+        ("budget", "--budget", args.budget),
+        ("out", "--out", args.out),
+        ("threads", "--threads", args.threads),
+        ("ray", "--ray", args.ray),
+        ("bench_node", "--bench-node", args.bench_node),
     ):
+        if isinstance(value, str) and not value.strip():  # '' would mean "the default"
+            raise EdgesegError(f"{flag} {value!r}: give a value (or leave the flag out)")
         if value:
             items.append(f"{key}={value}")
     if args.size:
@@ -1251,10 +1248,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``edgeseg`` argument parser (exposed for docs and tests)."""
     from edgeseg import __version__
 
-    p = _Parser(prog="edgeseg", description="Efficient semantic segmentation on CPUs.")
+    p = OneLineParser(prog="edgeseg", description="Efficient semantic segmentation on CPUs.")
     p.add_argument("--version", action="version", version=f"edgeseg {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for add in _COMMANDS:
         add(sub)
     return p

@@ -14,17 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg_runtime.files import atomic_write_bytes
+from edgeseg_runtime.processing import max_side
 
 from edgeseg.errors import EdgesegError
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX,]\s*(\d+)\s*$")
-
-
-def max_side() -> int:
-    """The largest image side edgeseg accepts for a size argument: 8192 pixels, or
-    ``EDGESEG_MAX_SIZE``. A 20000x20000 input would need gigabytes per activation before
-    any layer could refuse it."""
-    return int(os.environ.get("EDGESEG_MAX_SIZE", "8192"))
 
 
 def _checked(h: int, w: int, what: str) -> tuple[int, int]:

@@ -14,7 +14,6 @@ refused, since their scaling to 8 bits is ambiguous. Labels must be single-chann
 from __future__ import annotations
 
 import logging
-import os
 import random
 import zlib
 from collections.abc import Callable, Sequence
@@ -23,13 +22,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from edgeseg_runtime.processing import open_bounded
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from edgeseg.data.class_files import decode_colors
 from edgeseg.data.folder import find_pairs, read_list_file
 from edgeseg.data.presets import DatasetInfo
-from edgeseg.errors import DataError
+from edgeseg.errors import DataError, EdgesegError
 
 __all__ = [
     "ListDataset",
@@ -50,29 +50,15 @@ _REFUSED_IMAGE_MODES = {"I", "I;16", "I;16B", "I;16L", "F"}
 _LABEL_MODES = {"L", "P", "I;16", "I;16B", "I;16L", "I"}
 
 
-def max_image_pixels() -> int:
-    """The largest image edgeseg decodes: 89.5 M pixels (Pillow's own guard against
-    decompression bombs), or ``EDGESEG_MAX_IMAGE_PIXELS``."""
-    return int(os.environ.get("EDGESEG_MAX_IMAGE_PIXELS", "89478485"))
-
-
 def _open(path: Path, what: str) -> Image.Image:
     if not path.is_file():
         raise DataError(f"{what} not found: {path}")
     try:
-        img = Image.open(path)
-        limit = max_image_pixels()
-        if img.width * img.height > limit:  # refused before decoding a byte of it
-            raise DataError(
-                f"{what} {path} has {img.height}x{img.width} (HxW) pixels, more than the "
-                f"{limit:,} edgeseg reads (set EDGESEG_MAX_IMAGE_PIXELS to raise it)"
-            )
-        img.load()
+        return open_bounded(path, what)  # a huge one refused before decoding a byte
+    except EdgesegError as e:
+        raise DataError(str(e)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"cannot read {what} {path}: {e}") from None
-    except Image.DecompressionBombError as e:
-        raise DataError(f"{what} {path}: {e} (set EDGESEG_MAX_IMAGE_PIXELS)") from None
-    return img
 
 
 def load_image(path: str | Path) -> np.ndarray:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from edgeseg_runtime.files import publish
 from torch import nn
 
 from edgeseg.defaults import INPUT_SIZE, OPSET
@@ -207,7 +208,7 @@ def export_onnx(
             entry.value = value if isinstance(value, str) else json.dumps(value)
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
-        os.replace(tmp, out)
+        publish(tmp, out)
     except EdgesegError:
         raise
     except Exception as e:
@@ -244,23 +245,16 @@ def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     Raises:
         EdgesegError: the file is missing, not ONNX, or not exported by edgeseg.
     """
-    import onnx
+    from edgeseg_runtime.backends import onnx_props  # the one reader of both packages
 
     p = Path(path)
-    if not p.is_file():
-        raise EdgesegError(f"ONNX file not found: {p}")
-    try:
-        proto = onnx.load(str(p), load_external_data=False)
-    except Exception as e:
-        raise EdgesegError(f"{p} is not a readable ONNX model: {type(e).__name__}") from None
     meta: dict[str, Any] = {}
-    for entry in proto.metadata_props:
-        if entry.key.startswith(META_KEY + "."):
-            key = entry.key[len(META_KEY) + 1 :]
+    for key, value in onnx_props(p).items():
+        if key.startswith(META_KEY + "."):
             try:
-                meta[key] = json.loads(entry.value)
-            except json.JSONDecodeError:
-                meta[key] = entry.value
+                meta[key[len(META_KEY) + 1 :]] = json.loads(value)
+            except (json.JSONDecodeError, RecursionError):
+                meta[key[len(META_KEY) + 1 :]] = value
     if meta.get("format") != "edgeseg.onnx":
         raise EdgesegError(f"{p} is an ONNX model but not one exported by edgeseg (no metadata)")
     missing = [k for k in ("model", "classes", "palette", "mean", "std") if k not in meta]

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from edgeseg_runtime.card import ModelCard
 from edgeseg_runtime.files import (
     check_alpha,
     check_predictions_free,
@@ -24,13 +25,13 @@ from edgeseg_runtime.files import (
 from edgeseg_runtime.processing import (
     IMAGE_SUFFIXES,
     as_rgb,
-    check_size,
+    check_work_size,
     colorize,
     overlay,
     read_image,
     to_input,
 )
-from edgeseg_runtime.segmenter import SegmenterBase
+from edgeseg_runtime.segmenter import SegmenterBase, check_graph, load_card
 
 from edgeseg.data import DatasetInfo
 from edgeseg.defaults import CALIB_IMAGES, INPUT_SIZE
@@ -69,6 +70,30 @@ def _threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+def _onnx_info(path: str | Path) -> tuple[dict[str, Any], DatasetInfo, ModelCard]:
+    """``(checkpoint-like dict, dataset info, card)`` of an edgeseg ONNX file, its card
+    checked by the runtime's one reader (finite normalisation, colours in range, <= 256
+    classes).
+
+    Raises:
+        EdgesegError: the file is not an edgeseg export, or its metadata is malformed.
+    """
+    from edgeseg.deploy.export import onnx_metadata
+
+    meta = onnx_metadata(path)
+    _, card = load_card(path)
+    info = DatasetInfo(
+        name=str(meta.get("dataset", "custom")),
+        classes=card.classes,
+        palette=card.palette,
+        ignore_index=int(meta.get("ignore_index", len(card.classes))),
+        mean=card.mean,
+        std=card.std,
+    )
+    ckpt = {"model": meta["model"], "input_size": None, "dataset": info.to_dict()}
+    return ckpt, info, card
+
+
 class Segmenter(SegmenterBase):
     """A model loaded once, ready to segment numpy arrays, PIL images or files.
 
@@ -99,7 +124,7 @@ class Segmenter(SegmenterBase):
         from edgeseg.deploy.backends import make_runner
 
         if input_size is not None:
-            input_size = check_size(input_size)
+            input_size = check_work_size(input_size)
         if threads is not None:
             threads = thread_count(threads, "threads")
         if backend is None and str(checkpoint).endswith(".onnx"):
@@ -110,19 +135,7 @@ class Segmenter(SegmenterBase):
         self.model = None
         onnx_path = None
         if str(checkpoint).endswith(".onnx"):
-            from edgeseg.deploy.export import onnx_metadata
-
-            meta = onnx_metadata(checkpoint)
-            self.checkpoint: dict[str, Any] = {"model": meta["model"], "input_size": None}
-            self.info = DatasetInfo(
-                name=str(meta.get("dataset", "custom")),
-                classes=tuple(meta["classes"]),
-                palette=tuple(tuple(c) for c in meta["palette"]),
-                ignore_index=meta["ignore_index"],
-                mean=tuple(meta["mean"]),
-                std=tuple(meta["std"]),
-            )
-            self.checkpoint["dataset"] = self.info.to_dict()
+            self.checkpoint, self.info, card = _onnx_info(checkpoint)
             onnx_path = checkpoint
         else:
             self.model, self.checkpoint = load_model(checkpoint)
@@ -149,6 +162,9 @@ class Segmenter(SegmenterBase):
                 calibration=calib,
                 threads=threads,
             )
+        if onnx_path is not None and (engine := getattr(self._run, "engine", None)):
+            inp, out = getattr(engine, "input_shape", []), getattr(engine, "output_shape", [])
+            check_graph(Path(onnx_path), card, list(inp), list(out))
 
     @property
     def classes(self) -> tuple[str, ...]:

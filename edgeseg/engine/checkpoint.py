@@ -181,7 +181,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a corrupt or foreign file
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        text = str(e).strip()
+        first = text.splitlines()[0].split(". ")[0][:160] if text else type(e).__name__
+        if "Weights only load failed" in text:  # a foreign pickle, or not a pickle at all
+            first = "not a PyTorch file of plain tensors and data (edgeseg never unpickles code)"
         raise CheckpointError(f"cannot read checkpoint {p}: {first}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not an edgeseg checkpoint (no '{FORMAT}' marker)")

@@ -30,24 +30,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgeseg.layers.conv import ConvNormAct
 from edgeseg.models._base import TappedSegmentationModel
 from edgeseg.models._registry import register_model
 
 
-def cbr(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
+def cbr(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> ConvNormAct:
     """``Conv2d (no bias) -> BatchNorm -> ReLU``, "same" padding."""
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-    )
+    return ConvNormAct(cin, cout, k, stride, groups=groups)
 
 
-def cb(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
+def cb(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> ConvNormAct:
     """``Conv2d (no bias) -> BatchNorm``, "same" padding."""
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)
-    )
+    return ConvNormAct(cin, cout, k, stride, groups=groups, act=False)
 
 
 class StemBlock(nn.Module):

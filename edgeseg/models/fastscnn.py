@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgeseg.layers.conv import ConvNormAct
 from edgeseg.layers.mobilenet import BlockRow, InvertedResidual
 from edgeseg.models._base import TappedSegmentationModel
 from edgeseg.models._registry import register_model
@@ -67,16 +68,9 @@ def cbr(
     dilation: int = 1,
     relu: bool = True,
     bias: bool = False,
-) -> nn.Sequential:
+) -> ConvNormAct:
     """``Conv2d -> BatchNorm [-> ReLU]`` with "same" padding."""
-    pad = (k - 1) // 2 * dilation
-    layers: list[nn.Module] = [
-        nn.Conv2d(cin, cout, k, stride, pad, dilation, groups, bias=bias),
-        nn.BatchNorm2d(cout),
-    ]
-    if relu:
-        layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
+    return ConvNormAct(cin, cout, k, stride, None, dilation, groups, act=relu, bias=bias)
 
 
 def dsconv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:

@@ -36,6 +36,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 GB = 2**30
+#: What :func:`param_bytes` reports for a model one of whose tensors cannot even be sized.
+OVERFLOW = 2**63
 
 
 def available_bytes() -> int | None:
@@ -58,6 +60,10 @@ def param_bytes(build: Callable[[], nn.Module]) -> int | None:
     try:
         with torch.device("meta"), _quiet():
             model = build()
+    except RuntimeError as e:
+        if "overflow" in str(e):  # one tensor alone has more than 2**63 bytes
+            return OVERFLOW
+        return None
     except Exception:  # a builder that needs real tensors (e.g. loads weights): no count
         return None
     tensors = [*model.parameters(), *model.buffers()]
@@ -151,9 +157,10 @@ def check_fits(need: int | None, what: str, advice: str) -> None:
     have = available_bytes()
     if need is None or have is None or need <= have:
         return
+    amount = "more than 2**63 bytes" if need >= OVERFLOW else f"at least {need / GB:.1f} GB"
     raise EdgesegError(
-        f"{what} needs at least {need / GB:.1f} GB of memory and this machine has "
-        f"{have / GB:.1f} GB available: {advice}"
+        f"{what} needs {amount} of memory and this machine has {have / GB:.1f} GB "
+        f"available: {advice}"
     )
 
 

@@ -63,7 +63,7 @@ from edgeseg.engine.budget import (  # noqa: F401 - re-exported: compare's plann
     plan_epochs,
     planned_seconds,
 )
-from edgeseg.engine.checkpoint import load_model
+from edgeseg.engine.checkpoint import load_checkpoint, load_model
 from edgeseg.engine.evaluate import evaluate
 from edgeseg.engine.train import train
 from edgeseg.errors import BudgetError, ConfigError, EdgesegError
@@ -697,8 +697,8 @@ def _register_extra(
 
 
 def _check_models(models: Sequence[str]) -> list[tuple[str, str | None]]:
-    """``[(name, checkpoint or None)]``; unknown names, duplicates and missing
-    checkpoints fail here, before any work."""
+    """``[(name, checkpoint or None)]``; unknown names, duplicates and missing or
+    unreadable checkpoints fail here, before any work."""
     specs = [_split_spec(s) for s in models]
     names = [n for n, _ in specs]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -715,6 +715,11 @@ def _check_models(models: Sequence[str]) -> list[tuple[str, str | None]]:
                 f"--models {name}={ckpt}: no such checkpoint (nor shipped weights: "
                 f"{', '.join(sorted(PRETRAINED))})"
             )
+        if ckpt is not None:  # a corrupt or foreign file fails now, not after the others
+            try:
+                load_checkpoint(ckpt)
+            except EdgesegError as e:
+                raise EdgesegError(f"--models {name}={ckpt}: {e}") from None
         out.append((name, ckpt))
     return out
 

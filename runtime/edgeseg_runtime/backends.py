@@ -103,7 +103,16 @@ class OrtRunner:
         self.output_shape = list(self.session.get_outputs()[0].shape)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return _as_output(self.session.run(None, {self.input_name: x})[0])
+        try:
+            out = self.session.run(None, {self.input_name: x})[0]
+        except MemoryError:
+            raise
+        except Exception as e:  # ORT's InvalidArgument/Fail/...: a graph that cannot take x
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise EdgesegError(
+                f"ONNX Runtime cannot run this network at {tuple(x.shape)}: {first}"
+            ) from None
+        return _as_output(out)
 
 
 class OpenVinoRunner:

@@ -74,6 +74,8 @@ class ModelCard:
         if missing:
             raise EdgesegError(f"{where}: no {', '.join(missing)} in its edgeseg metadata")
         try:
+            if not isinstance(data["classes"], list | tuple):
+                raise EdgesegError(f"{where}: classes must be a list of names")
             classes = tuple(str(c) for c in data["classes"])
             palette = data.get("palette") or default_palette(len(classes))
             pal = tuple((int(c[0]), int(c[1]), int(c[2])) for c in palette)

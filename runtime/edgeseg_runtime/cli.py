@@ -17,12 +17,13 @@ import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from edgeseg_runtime.backends import RUNTIME_BACKENDS
 from edgeseg_runtime.card import ModelCard
 from edgeseg_runtime.errors import EdgesegError
 from edgeseg_runtime.files import atomic_write_bytes, check_replace
+from edgeseg_runtime.processing import check_work_size
 
 __all__ = ["main", "predict"]
 
@@ -99,9 +100,12 @@ def _size(text: str) -> tuple[int, int]:
         h, w = (int(parts[0]), int(parts[-1]))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected HxW, e.g. 360x480") from None
-    if not (0 < h <= 8192 and 0 < w <= 8192) or len(parts) > 2:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected HxW with sides in 1..8192")
-    return h, w
+    if len(parts) > 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HxW, e.g. 360x480")
+    try:
+        return check_work_size((h, w), "")
+    except EdgesegError as e:
+        raise argparse.ArgumentTypeError(str(e).strip()) from None
 
 
 def _positive(text: str) -> int:
@@ -120,8 +124,16 @@ def _alpha(text: str) -> float:
     return a
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line and exit 2 (argparse prints the usage
+    too); edgeseg's CLI uses it as well."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgeseg-run", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="edgeseg-run", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     pr = sub.add_parser("predict", help="write label PNGs and colour overlays for images")
     pr.add_argument("model", help="bundle folder or ONNX file")

@@ -26,11 +26,22 @@ __all__ = [
     "check_predictions_free",
     "check_replace",
     "collect_images",
+    "publish",
     "write_prediction",
 ]
 
 # The one flag that lets a command replace files it did not create, in both packages.
 OVERWRITE_HINT = "add --overwrite to replace"
+
+
+def publish(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Rename the finished temporary file ``tmp`` to ``path`` with the mode a plain
+    ``open`` would have given it (``0666`` less the umask): ``tempfile.mkstemp``'s ``0600``
+    would make every output private to its writer."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -47,10 +58,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make every output private
-        os.replace(tmp, p)
+        publish(tmp, p)
     except OSError as e:  # a full disk says which file it could not write
         Path(tmp).unlink(missing_ok=True)
         raise OSError(e.errno, e.strerror, str(p)) from None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,11 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "as_rgb",
     "check_size",
+    "check_work_size",
     "colorize",
     "label_png",
     "legend",
+    "max_side",
     "max_work_pixels",
     "overlay",
     "read_image",
@@ -50,6 +53,63 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _REFUSED_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
+#: The largest image decoded by default: Pillow's own guard against decompression bombs.
+MAX_IMAGE_PIXELS = 89_478_485
+
+
+def _env_pixels(name: str, default: int) -> int:
+    """A limit in pixels from the environment variable ``name``, else ``default``.
+
+    Raises:
+        EdgesegError: the variable is set but not a positive whole number.
+    """
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = int(raw) if raw.strip().isdigit() else 0
+    if value <= 0:
+        raise EdgesegError(f"{name}={raw!r}: expected a positive whole number of pixels")
+    return value
+
+
+def max_image_pixels() -> int:
+    """The largest image edgeseg decodes, in pixels: :data:`MAX_IMAGE_PIXELS` or the
+    environment's ``EDGESEG_MAX_IMAGE_PIXELS``.
+
+    Raises:
+        EdgesegError: the variable is not a positive whole number.
+    """
+    return _env_pixels("EDGESEG_MAX_IMAGE_PIXELS", MAX_IMAGE_PIXELS)
+
+
+def open_bounded(path: Path, what: str = "image") -> Image.Image:
+    """Decode an image file, after refusing from its header alone one over
+    :func:`max_image_pixels` (Pillow decodes up to that limit without its own warning).
+
+    Raises:
+        EdgesegError: over the limit (the message names the file, its size and the
+            variable that raises the limit).
+        OSError, ValueError: Pillow cannot read it.
+    """
+    limit = max_image_pixels()
+    with warnings.catch_warnings():
+        # The limit is checked here, in one line; Pillow's warning would add a second.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limit
+        try:
+            img = Image.open(path)
+            if img.width * img.height > limit:
+                img.close()
+                raise EdgesegError(
+                    f"{what} {path} has {img.height}x{img.width} (HxW) pixels, more than "
+                    f"the {limit:,} edgeseg reads (set EDGESEG_MAX_IMAGE_PIXELS to raise it)"
+                )
+            img.load()
+            return img
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """An image file as RGB ``(H, W, 3)`` uint8 (8-bit grey, palette and RGBA converted).
 
@@ -61,8 +121,7 @@ def read_image(path: str | Path) -> np.ndarray:
     if not p.is_file():
         raise EdgesegError(f"image not found: {p}")
     try:
-        with Image.open(p) as img:
-            img.load()
+        with open_bounded(p) as img:
             if img.mode in _REFUSED_MODES:
                 raise EdgesegError(
                     f"image {p} has mode {img.mode} (16-bit or float); convert it to 8-bit RGB"
@@ -119,16 +178,30 @@ def as_rgb(image: Any) -> np.ndarray:
 MAX_SIDE = 8192
 
 
+def max_side() -> int:
+    """The longest image side a size argument may ask for: :data:`MAX_SIDE` pixels, or
+    the environment's ``EDGESEG_MAX_SIZE`` (a 20000x20000 input would need gigabytes per
+    activation before any layer could refuse it).
+
+    Raises:
+        EdgesegError: the variable is not a positive whole number.
+    """
+    return _env_pixels("EDGESEG_MAX_SIZE", MAX_SIDE)
+
+
 def check_size(size: Any, what: str = "input_size") -> tuple[int, int]:
-    """``size`` as ``(H, W)`` with whole sides in 1..:data:`MAX_SIDE`, else one line."""
+    """``size`` as ``(H, W)`` with whole sides in 1..:func:`max_side`, else one line."""
     try:
         ok = len(size) == 2 and all(
             isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in size
         )
     except TypeError:
         ok = False
-    if not ok or not all(0 < v <= MAX_SIDE for v in size):
-        raise EdgesegError(f"{what} {size!r}: expected (H, W) whole numbers in 1..{MAX_SIDE}")
+    if not ok or not all(0 < v <= max_side() for v in size):
+        raise EdgesegError(
+            f"{what} {size!r}: expected (H, W) whole numbers in 1..{max_side()} "
+            "(EDGESEG_MAX_SIZE raises the limit)"
+        )
     return int(size[0]), int(size[1])
 
 
@@ -217,11 +290,28 @@ MAX_WORK_PIXELS = 2_000_000
 
 def max_work_pixels() -> int:
     """The most pixels a segmenter feeds its network: larger images are downscaled first
-    (``EDGESEG_MAX_WORK_PIXELS`` changes it)."""
-    try:
-        return max(1, int(os.environ.get("EDGESEG_MAX_WORK_PIXELS", MAX_WORK_PIXELS)))
-    except ValueError:
-        return MAX_WORK_PIXELS
+    (``EDGESEG_MAX_WORK_PIXELS`` changes it).
+
+    Raises:
+        EdgesegError: the variable is not a positive whole number.
+    """
+    return _env_pixels("EDGESEG_MAX_WORK_PIXELS", MAX_WORK_PIXELS)
+
+
+def check_work_size(size: Any, what: str = "input_size") -> tuple[int, int]:
+    """:func:`check_size`, and at most :func:`max_work_pixels` pixels: the size a
+    segmenter runs its network at (a larger one would take many GB for one image).
+
+    Raises:
+        EdgesegError: one line naming ``what``.
+    """
+    h, w = check_size(size, what)
+    if h * w > (limit := max_work_pixels()):
+        raise EdgesegError(
+            f"{what} {h}x{w}: {h * w:,} pixels, more than the {limit:,} a segmenter runs its "
+            "network at (set EDGESEG_MAX_WORK_PIXELS to raise it)"
+        )
+    return h, w
 
 
 def work_copy(rgb: np.ndarray, limit: int | None = None) -> np.ndarray:

@@ -18,7 +18,7 @@ from edgeseg_runtime.card import ModelCard
 from edgeseg_runtime.errors import EdgesegError
 from edgeseg_runtime.processing import (
     as_rgb,
-    check_size,
+    check_work_size,
     colorize,
     overlay,
     resize_bilinear,
@@ -28,7 +28,7 @@ from edgeseg_runtime.processing import (
     work_copy,
 )
 
-__all__ = ["Segmenter", "SegmenterBase", "load_card"]
+__all__ = ["Segmenter", "SegmenterBase", "check_graph", "load_card"]
 
 
 def load_card(model: str | Path, card: ModelCard | None = None) -> tuple[Path, ModelCard]:
@@ -57,11 +57,33 @@ def load_card(model: str | Path, card: ModelCard | None = None) -> tuple[Path, M
     return p, (found or card)  # type: ignore[return-value]
 
 
-def _check_graph(path: Path, card: ModelCard, inp: list[Any], out: list[Any]) -> None:
-    """Refuse a card that does not describe its graph (one line): rank-4 input; rank-4
-    logits with one channel per class of the card, or a rank-3 label map."""
+def check_graph(path: Path, card: ModelCard, inp: list[Any], out: list[Any]) -> None:
+    """Refuse a card that does not describe its graph (one line): a rank-4 input with 3
+    channels on the card's layout's channel axis; rank-4 logits with one channel per class
+    of the card, or a rank-3 label map.
+
+    Args:
+        path: the model file, named in the error.
+        card: what the card says.
+        inp: the graph input's shape (ints, or names for dynamic axes); empty: unknown.
+        out: the graph output's shape, likewise.
+
+    Raises:
+        EdgesegError: the first mismatch.
+    """
     if inp and len(inp) != 4:
         raise EdgesegError(f"{path}: the graph's input has rank {len(inp)}, not 4 (N, C, H, W)")
+    axis, other = (3, 1) if card.layout == "NHWC" else (1, 3)
+    channels = inp[axis] if inp else None
+    if isinstance(channels, int) and channels != 3:
+        raise EdgesegError(
+            f"{path}: the network takes {channels} input channels; edgeseg segmenters feed RGB (3)"
+        )
+    if inp and not isinstance(channels, int) and inp[other] == 3:
+        raise EdgesegError(
+            f"{path}: its card says layout {card.layout}, but the graph's input "
+            f"{tuple(inp)} has its 3 channels on axis {other}"
+        )
     if out and len(out) not in (3, 4):
         raise EdgesegError(
             f"{path}: the graph's output has rank {len(out)}, not 4 (logits) or 3 (labels)"
@@ -150,19 +172,13 @@ class Segmenter(SegmenterBase):
         card: ModelCard | None = None,
     ) -> None:
         if input_size is not None:
-            input_size = check_size(input_size)
+            input_size = check_work_size(input_size)
         self.path, self.card = load_card(model, card)
         backend = backend or ("litert" if self.path.suffix == ".tflite" else "ort")
         self.backend = backend
         self._run = make_runner(backend, self.path, threads)
         shape = list(getattr(self._run, "input_shape", []))
-        channels = shape[3 if self.card.layout == "NHWC" else 1] if len(shape) == 4 else None
-        if isinstance(channels, int) and channels != 3:
-            raise EdgesegError(
-                f"{self.path}: the network takes {channels} input channels; "
-                "edgeseg segmenters feed RGB (3)"
-            )
-        _check_graph(self.path, self.card, shape, list(getattr(self._run, "output_shape", [])))
+        check_graph(self.path, self.card, shape, list(getattr(self._run, "output_shape", [])))
         fixed = shape[1:3] if self.card.layout == "NHWC" else shape[2:4]
         static = (
             tuple(fixed) if len(fixed) == 2 and all(isinstance(v, int) for v in fixed) else None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -58,7 +60,16 @@ def test_export_any_module_and_bad_opset(tmp_path: Path) -> None:
     model = create_model("l3unet", num_classes=2)
     with pytest.raises(EdgesegError, match="opset"):
         export_onnx(model, tmp_path / "x.onnx", opset=13)
-    assert export_onnx(model, tmp_path / "x.onnx", input_size=(32, 32)) in {"dynamo", "torchscript"}
+    old = os.umask(0o022)
+    try:
+        assert export_onnx(model, tmp_path / "x.onnx", input_size=(32, 32)) in {
+            "dynamo",
+            "torchscript",
+        }
+    finally:
+        os.umask(old)
+    # as a plain open() would have made it, not the temporary file's private 0600
+    assert stat.S_IMODE((tmp_path / "x.onnx").stat().st_mode) == 0o644
     s = onnx_session(tmp_path / "x.onnx")
     y = s.run(None, {"image": torch.randn(1, 3, 50, 70).numpy()})[0]
     assert y.shape == (1, 2, 50, 70)

@@ -93,6 +93,9 @@ def world(tiny_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory)
     run_best.mkdir()
     (run_best / "best.pt").write_bytes((w / "good.pt").read_bytes())
     (w / "noinfo.onnx").write_bytes(_onnx_without_metadata())
+    (w / "rank2.onnx").write_bytes(_rank2_onnx_with_metadata(good))
+    (w / "random.pt").write_bytes(np.random.default_rng(0).bytes(4096))
+    (w / "big.png").write_bytes(_png_header(10000, 10000))  # Pillow only warns at 100 MP
     (w / "prev" / "labels").mkdir(parents=True)  # an earlier prediction of x.png
     (w / "prev" / "labels" / "x.png").write_bytes((w / "x.png").read_bytes())
     return w
@@ -104,6 +107,24 @@ def _onnx_without_metadata() -> bytes:
     x, y = (helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in "xy")
     g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
     return helper.make_model(g).SerializeToString()
+
+
+def _rank2_onnx_with_metadata(ckpt: dict) -> bytes:
+    """A (3, 4) -> (3, 4) graph whose edgeseg metadata claims a segmenter."""
+    import json
+
+    from onnx import TensorProto, helper
+
+    x, y = (helper.make_tensor_value_info(n, TensorProto.FLOAT, [3, 4]) for n in "xy")
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    d = ckpt["dataset"]
+    meta = {"format": "edgeseg.onnx", "model": ckpt["model"], **d}
+    for k in ("format", "model", "classes", "palette", "mean", "std", "ignore_index"):
+        v = meta[k]
+        m.metadata_props.add(key=f"edgeseg.{k}", value=v if isinstance(v, str) else json.dumps(v))
+    return m.SerializeToString()
 
 
 R = "data.preset=custom"  # overrides a train case needs besides the one under test
@@ -305,6 +326,19 @@ CASES = [
         "accuracy_budget nan",
     ),
     ("export-opset", ["export", "good.pt", "--out", "m.onnx", "--opset", "99"], "--opset 99"),
+    # files that say one thing and hold another
+    ("predict-onnx-rank2", ["predict", "rank2.onnx", "x.png", "--out", "p"], "rank 2, not 4"),
+    (
+        "compare-corrupt-checkpoint",
+        ["compare", "--models", "l3unet=random.pt", "--data", "data", "--out", "c"],
+        "--models l3unet=random.pt: cannot read checkpoint",
+    ),
+    (
+        "compare-budget-empty",
+        ["compare", "--models", "l3unet", "--data", "data", "--out", "c", "--budget", ""],
+        "--budget '': give a value",
+    ),
+    ("predict-over-pixel-limit", ["predict", "good.pt", "big.png", "--out", "p"], "big.png has"),
     # memory known to be out of reach, refused before it is allocated
     (
         "bench-classes-huge",
@@ -326,6 +360,7 @@ CASES = [
             ("segfast", "data.crop_size=[8192, 8192]", "lower data.crop_size"),
             ("unet", "data.eval_size=[8192, 8192]", "lower data.eval_size"),
             ("segfast", "model.kwargs={width: 100000}", "choose smaller model options"),
+            ("segfast", "model.kwargs={width: 1000000000}", "more than 2**63 bytes"),
         )
     ],
 ]
@@ -371,6 +406,31 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     assert len(err) == 1 and needle in err[0], err
     after = _hashes(world)
     assert {k: v for k, v in after.items() if k in before} == before  # nothing changed
+
+
+@pytest.mark.parametrize(
+    ("var", "argv"),
+    [
+        ("EDGESEG_MAX_IMAGE_PIXELS", ["predict", "good.pt", "x.png", "--out", "p"]),
+        ("EDGESEG_MAX_SIZE", ["profile", "l3unet", "--size", "64x64"]),
+        ("EDGESEG_MAX_WORK_PIXELS", ["predict", "good.pt", "x.png", "--out", "p"]),
+    ],
+)
+def test_a_limit_variable_that_is_not_a_number_is_one_line(
+    world: Path, var: str, argv: list[str]
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), var: "abc"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeseg", *argv],
+        cwd=world,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1 and f"{var}='abc'" in err[0], proc.stderr
+    assert not (world / "p").exists()
 
 
 @settings(

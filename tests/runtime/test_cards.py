@@ -63,6 +63,8 @@ def test_the_untouched_bundle_runs(bundle, tmp_path: Path) -> None:
         ({"std": [0.0, 0.2, 0.2]}, "std finite and positive"),
         ({"palette": [[300, 0, 0], [0, 0, 0], [0, 0, 0]]}, "palette needs an RGB colour"),
         ({"classes": [str(i) for i in range(300)]}, "uint8 labels hold 256"),
+        ({"classes": "abc"}, "classes must be a list of names"),
+        ({"layout": "NHWC"}, "its card says layout NHWC, but the graph's input"),
     ],
 )
 def test_tampered_cards_are_one_line(bundle, tmp_path: Path, capsys, change, needle) -> None:
@@ -91,3 +93,21 @@ def test_a_card_nested_thousands_deep_is_one_line(bundle, tmp_path: Path, capsys
         assert run_main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert "not readable JSON (RecursionError)" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("flag", "needle"),
+    [
+        (["--size", "8192x8192"], "more than the 2,000,000 a segmenter runs its network at"),
+        (["--size", "abc"], "expected HxW"),
+        (["--threads", "0"], "expected a positive whole number"),
+    ],
+)
+def test_bad_arguments_are_one_line_without_the_usage(
+    bundle, tmp_path: Path, capsys, flag, needle
+) -> None:
+    folder, img = bundle
+    with pytest.raises(SystemExit) as stop:
+        run_main(["predict", str(folder), str(img), "--out", str(tmp_path / "o"), *flag])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and needle in err and len(err.splitlines()) == 1, err

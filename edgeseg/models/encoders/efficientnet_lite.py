@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from edgeseg.layers.conv import ConvNormAct
 from edgeseg.layers.mobilenet import make_divisible
 from edgeseg.models.encoders import Encoder, register_encoder
 
@@ -90,15 +91,9 @@ VARIANTS: dict[str, Variant] = {
 
 def conv_bn(
     cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1, act: bool = True
-) -> nn.Sequential:
+) -> ConvNormAct:
     """``Conv2d (no bias) -> BatchNorm [-> ReLU6]`` with "same" padding."""
-    layers: list[nn.Module] = [
-        nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(cout, eps=BN_EPS),
-    ]
-    if act:
-        layers.append(nn.ReLU6(inplace=True))
-    return nn.Sequential(*layers)
+    return ConvNormAct(cin, cout, k, stride, groups=groups, act=act, act_layer=nn.ReLU6, eps=BN_EPS)
 
 
 class MBConv(nn.Module):

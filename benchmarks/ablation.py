@@ -42,7 +42,7 @@ from edgeseg.config import Config, apply_overrides, config_from_dict, config_to_
 from edgeseg.cpu import cpu_name
 from edgeseg.engine.evaluate import evaluate
 from edgeseg.engine.train import train
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import DivergedError
 from edgeseg.utils import atomic_write_json, atomic_write_text
 from edgeseg.workflows.compare import fit_to_budget, load_compare_config
 
@@ -117,9 +117,7 @@ def run_variant(base: dict, name: str, planned: dict, args: argparse.Namespace) 
     }
     try:
         res = train(recipe, resume=(run / "last.pt").is_file())
-    except EdgesegError as e:  # a run that diverges is a result too: the row says where
-        if "diverged" not in str(e):
-            raise
+    except DivergedError as e:  # a run that diverges is a result too: the row says where
         return {**row, **_from_log(run), "miou": None, "diverged": str(e).split(";")[0]}
     best = run / "best.pt"
     metrics = evaluate(best if best.is_file() else run, recipe.data.root, "val")

@@ -8,7 +8,7 @@ each model's training step and validation are probed here back to back (median a
 warm-up), and its budget becomes the epochs that fit the time. Training then runs the
 same work whatever else the machine does (a noisy machine slows the benchmark, it does
 not change its verdict). Each model trains in the faster of bf16 autocast and fp32 on
-this CPU, and one that diverges in bf16 is trained again in fp32 on the next run.
+this CPU, and compare itself trains one that diverges in bf16 again in fp32.
 Runs ``edgeseg compare`` with ``configs/compare_frontier.yaml`` (resumable: run it again
 to continue; ``--rebench`` re-measures every model's backends back to back, for a final
 side-by-side latency on a quiet machine), then writes
@@ -142,39 +142,6 @@ def _plan(cfg) -> dict:
     return plan
 
 
-def _bf16_diverged(out: Path) -> None:
-    """Plan again in fp32 each model whose bf16 training diverged (non-finite steps in a row).
-
-    bf16 keeps 8 bits of mantissa, and a network whose activations or losses overflow
-    there cannot train in it; the same recipe in fp32 is the fair run. The failed run is
-    kept beside the new one as ``runs/NAME.bf16-nan``.
-    """
-    path, plan_path = out / "results.json", out / "plan.json"
-    if not (path.is_file() and plan_path.is_file()):
-        return
-    res, plan = json.loads(path.read_text()), json.loads(plan_path.read_text())
-    for name, e in res["models"].items():
-        err = str(e.get("error"))  # "loss is nan": the message before steps were skipped
-        if e.get("status") != "failed" or not ("diverged" in err or "loss is nan" in err):
-            continue
-        if "train.bf16=false" in plan.get("overrides", {}).get(name, []):
-            continue  # it failed in fp32 too: the error stands
-        print(f"{name}: nan loss in bf16; planned again in fp32", flush=True)
-        plan.setdefault("overrides", {})[name] = ["train.bf16=false"]
-        plan["budgets"].pop(name, None)
-        plan["probe"].pop(name, None)
-        run, keep = out / "runs" / name, out / "runs" / f"{name}.bf16-nan"
-        if run.is_dir():
-            if keep.exists():  # an older diverged run of the same model: the newer stays
-                shutil.rmtree(keep)
-            run.rename(keep)
-        e.update(status="pending", stages={})
-        for key in ("train", "history", "metrics", "error"):
-            e.pop(key, None)
-    atomic_write_json(plan_path, plan)
-    atomic_write_json(path, res)
-
-
 def _drop_bench(out: Path) -> None:
     """Forget every model's bench and preview stages, so they run again back to back."""
     path = out / "results.json"
@@ -277,7 +244,6 @@ def main(argv: list[str] | None = None) -> int:
         res = json.loads((work / "results.json").read_text())
         _write(res, json.loads((work / "plan.json").read_text()), Path(args.out), work)
         return 0
-    _bf16_diverged(Path(cfg.out))
     plan = _plan(cfg)
     if args.plan_only:
         print(json.dumps(plan, indent=2))

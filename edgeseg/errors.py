@@ -11,6 +11,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "DivergedError",
     "EdgesegError",
     "UnknownModelError",
 ]
@@ -37,4 +38,12 @@ class BudgetError(EdgesegError):
 
     A comparison stops on it instead of recording the model as failed: every later model
     would get the same budget.
+    """
+
+
+class DivergedError(EdgesegError):
+    """Training stopped: its loss or gradients were not finite for several steps in a row.
+
+    A comparison that trained the model in bfloat16 trains it again in fp32 (8 bits of
+    mantissa overflow where fp32's 23 do not); in fp32 it is the model's result.
     """

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from edgeseg_runtime.files import publish
 
 from edgeseg.deploy.quantize import quantize_onnx
 from edgeseg.deploy.scopes import module_groups, nodes_in_modules
@@ -291,7 +292,7 @@ def mixed_precision(
             sens = _sensitivity(sub, depth)
             best = _search(v, sens, fp32 - budget, steps) or best
         report = v.reports[best[2]]
-        os.replace(best[2], out)
+        publish(best[2], out)
     met = best[1] >= fp32 - budget
     log.info(
         "mixed precision: %d modules kept fp32, mIoU %.4f (fp32 %.4f, int8 %.4f)%s",

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from edgeseg_runtime.files import publish
 from torch import nn
 
 from edgeseg.deploy.onnx_passes import (
@@ -297,7 +298,7 @@ def quantize_onnx(
         )
         precision += f"; {len(keep_fp32)} nodes kept fp32)" if keep_fp32 else ")"
         _copy_metadata(src, q, {"edgeseg.precision": precision})
-        os.replace(q, out)
+        publish(q, out)
     log.info(
         "int8: %d layers quantized, %d left in fp32",
         report.quantized_layers,
@@ -374,7 +375,7 @@ def quantize_onnx_nncf(
             raise EdgesegError(f"NNCF int8 quantization of {src} produced no quantized layers")
         kept = f"; {len(keep_fp32)} nodes kept fp32" if keep_fp32 else ""
         _copy_metadata(src, q, {"edgeseg.precision": f"int8 (NNCF post-training, QDQ{kept})"})
-        os.replace(q, out)
+        publish(q, out)
     report.method = "nncf-int8"
     return report
 

@@ -44,7 +44,7 @@ from edgeseg.engine.evaluate import confusion_over
 from edgeseg.engine.extras import AuxNet, aux_heads_of
 from edgeseg.engine.hooks import TrainHook, checkpoint_adapter, hooks_for
 from edgeseg.engine.run_log import RunLog, progress_bar, progress_write
-from edgeseg.errors import CheckpointError, ConfigError, DataError, EdgesegError
+from edgeseg.errors import CheckpointError, ConfigError, DataError, DivergedError, EdgesegError
 from edgeseg.losses import SegmentationLoss
 from edgeseg.metrics import segmentation_metrics
 from edgeseg.models import create_model, load_pretrained_encoder
@@ -518,7 +518,7 @@ class Trainer:
         self.bad_in_a_row += 1
         where = f"epoch {epoch + 1} step {step + 1}"
         if self.bad_in_a_row >= MAX_BAD_STEPS:
-            raise EdgesegError(
+            raise DivergedError(
                 f"training diverged at {where}: {why} for {self.bad_in_a_row} steps in a "
                 "row; lower optim.lr or set optim.grad_clip"
             )

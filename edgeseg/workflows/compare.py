@@ -26,6 +26,7 @@ import copy
 import dataclasses
 import logging
 import re
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -65,8 +66,8 @@ from edgeseg.engine.budget import (  # noqa: F401 - re-exported: compare's plann
 )
 from edgeseg.engine.checkpoint import load_checkpoint, load_model
 from edgeseg.engine.evaluate import evaluate
-from edgeseg.engine.train import train
-from edgeseg.errors import BudgetError, ConfigError, EdgesegError
+from edgeseg.engine.train import TrainResult, train
+from edgeseg.errors import BudgetError, ConfigError, DivergedError, EdgesegError
 from edgeseg.measure.bench import bench
 from edgeseg.measure.profiling import profile
 from edgeseg.models import model_info, register_external
@@ -349,17 +350,63 @@ def _announce_plan(
     return total
 
 
+def _plan(
+    cfg: CompareConfig, name: str, entry: dict[str, Any], recipe: Config, info: Any, val: Any
+) -> None:
+    """Fit a new run's epochs to the model's budget (probed for a time budget)."""
+    budget = _budget_of(cfg, name)
+    if budget.kind != "time":
+        entry["planned_epochs"] = fit_to_work(recipe, budget, _train_len(recipe, info))
+        return
+    probe = fit_to_budget(recipe, budget.value, info=info, val=val, name=name)
+    entry.update(
+        probe_seconds=probe["probe_seconds"],
+        probe_step_s=probe["step_s"],
+        planned_epochs=probe["epochs"],
+    )
+    log.info(
+        "%s: %.2f s per step here -> %d epochs of %d steps in the %s budget",
+        name,
+        probe["step_s"],
+        probe["epochs"],
+        probe["steps_per_epoch"],
+        cfg.budget,
+    )
+
+
+def _train_len(recipe: Config, info: Any) -> int:
+    splits = recipe.data.train_split.split("+")
+    return sum(len(build_dataset(recipe.data.root, s, info)) for s in splits)
+
+
+def _train_or_fp32(
+    cfg: CompareConfig, name: str, entry: dict[str, Any], recipe: Config, resume: bool, ctx: Any
+) -> TrainResult:
+    """Train; a run that diverges in bfloat16 is trained again, planned afresh, in fp32
+    (its bf16 run kept beside it as ``runs/NAME.bf16-nan``). In fp32 the error stands."""
+    try:
+        return train(recipe, resume=resume)
+    except DivergedError as e:
+        if not recipe.train.bf16:
+            raise
+        run_dir = Path(recipe.train.out)
+        keep = run_dir.with_name(run_dir.name + ".bf16-nan")
+        log.warning("%s: %s in bf16; training it again in fp32", name, e)
+        shutil.rmtree(keep, ignore_errors=True)
+        run_dir.rename(keep)
+        entry["bf16_diverged"] = str(e)
+        recipe.train.bf16 = False
+        _plan(cfg, name, entry, recipe, *ctx)
+        return train(recipe)
+
+
 def _stage_train(
     cfg: CompareConfig, name: str, entry: dict[str, Any], out: Path, info: Any, val: Any
 ) -> Path:
-
     run_dir = out / "runs" / _label(name)
     budget = _budget_of(cfg, name)
     recipe = _model_recipe(cfg, name)
     recipe.train.out = str(run_dir)
-    train_len = sum(
-        len(build_dataset(recipe.data.root, s, info)) for s in recipe.data.train_split.split("+")
-    )
     resume = (run_dir / "last.pt").is_file()
     if resume:
         saved = safe_yaml((run_dir / "config.yaml").read_text(encoding="utf-8"))
@@ -368,31 +415,17 @@ def _stage_train(
             spent = _spent_seconds(_history(run_dir)) + float(entry.get("probe_seconds", 0))
             recipe.train.max_minutes = max(budget.value - spent, 30.0) / 60
         log.info("%s: resuming its training", name)
-    elif budget.kind == "time":
-        probe = fit_to_budget(recipe, budget.value, info=info, val=val, name=name)
-        entry.update(
-            probe_seconds=probe["probe_seconds"],
-            probe_step_s=probe["step_s"],
-            planned_epochs=probe["epochs"],
-        )
-        log.info(
-            "%s: %.2f s per step here -> %d epochs of %d steps in the %s budget",
-            name,
-            probe["step_s"],
-            probe["epochs"],
-            probe["steps_per_epoch"],
-            cfg.budget,
-        )
     else:
-        entry["planned_epochs"] = fit_to_work(recipe, budget, train_len)
-    result = train(recipe, resume=resume)
+        _plan(cfg, name, entry, recipe, info, val)
+    result = _train_or_fp32(cfg, name, entry, recipe, resume, (info, val))
     history = _history(run_dir)
-    per_epoch = max(1, train_len // recipe.train.batch_size) * recipe.train.batch_size
+    per_epoch = max(1, _train_len(recipe, info) // recipe.train.batch_size)
     entry["train"] = {
         "budget": str(budget),
+        "bf16": recipe.train.bf16,
         "epochs_done": result.epochs_done,
         "epochs": recipe.train.epochs,
-        "images": result.epochs_done * per_epoch,
+        "images": result.epochs_done * per_epoch * recipe.train.batch_size,
         "seconds": _spent_seconds(history),
         "best_epoch": result.best_epoch,
         "stopped_by_budget": result.stopped_by_budget,

@@ -37,7 +37,11 @@ OVERWRITE_HINT = "add --overwrite to replace"
 def publish(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
     """Rename the finished temporary file ``tmp`` to ``path`` with the mode a plain
     ``open`` would have given it (``0666`` less the umask): ``tempfile.mkstemp``'s ``0600``
-    would make every output private to its writer."""
+    would make every output private to its writer. The data are synced first, so a
+    power cut cannot leave an empty file under the final name: the one way both packages
+    put a finished file in place."""
+    with open(tmp, "rb") as f:  # the data reach the disk before the name does
+        os.fsync(f.fileno())
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
@@ -56,8 +60,6 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         publish(tmp, p)
     except OSError as e:  # a full disk says which file it could not write
         Path(tmp).unlink(missing_ok=True)

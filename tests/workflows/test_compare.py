@@ -13,7 +13,7 @@ from torch import nn
 
 from edgeseg.cli import main
 from edgeseg.config import Config
-from edgeseg.errors import ConfigError, EdgesegError
+from edgeseg.errors import ConfigError, DivergedError, EdgesegError
 from edgeseg.models._registry import _REGISTRY
 from edgeseg.workflows.compare import (
     CompareConfig,
@@ -321,3 +321,32 @@ def test_shipped_weights_are_a_checkpoint_by_name() -> None:
     ]
     with pytest.raises(EdgesegError, match=r"no such checkpoint.*segfast_camvid"):
         _check_models(["segfast=segfast_kitti"])
+
+
+@pytest.mark.slow
+def test_a_model_that_diverges_in_bf16_is_trained_again_in_fp32(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The typed DivergedError of a bf16 run makes compare re-plan and re-train the model
+    in fp32, the bf16 run kept beside it; in fp32 the model's result is whatever it is."""
+    import edgeseg.workflows.compare as compare_mod
+
+    real_train, seen = compare_mod.train, []
+
+    def bf16_diverges(recipe, resume=False):
+        seen.append(recipe.train.bf16)
+        if recipe.train.bf16:
+            Path(recipe.train.out).mkdir(parents=True)  # a run dir with its partial state
+            raise DivergedError("training diverged at epoch 1 step 2: loss is nan")
+        return real_train(recipe, resume=resume)
+
+    monkeypatch.setattr(compare_mod, "train", bf16_diverges)
+    data = make_list_dataset(tmp_path / "d", {"train": 8, "val": 3}, size=(40, 56))
+    cfg = _cfg(data, tmp_path / "o", ["l3unet"])
+    cfg.budget, cfg.backends = "1 epochs", ["eager"]
+    cfg.recipe.train.bf16 = True
+    res = compare(cfg)
+    entry = res["models"]["l3unet"]
+    assert seen == [True, False] and entry["status"] == "done"
+    assert "loss is nan" in entry["bf16_diverged"] and entry["train"]["bf16"] is False
+    assert (tmp_path / "o" / "runs" / "l3unet.bf16-nan").is_dir()

@@ -1,4 +1,4 @@
-"""Package trained CamVid runs as edgeseg's shipped weights, with their model card.
+"""Release tooling, not a benchmark: trained CamVid runs -> shipped weights + model card.
 
 For each ``NAME=RUN_DIR`` (weights already in the card and not named are kept as they
 are): the run's *final* weights (``last.pt`` after the last epoch: no choice among epochs
@@ -14,12 +14,12 @@ once and keeps its figures in ``benchmarks/results/heldout/NAME.json``, which ``
 then takes in place of the run (a run directory need not outlive the release's training).
 The twin's recipe must be the release's but for the training split.
 
-    python benchmarks/pretrained.py erfnet_camvid=/work/runs/erfnet_camvid \\
+    python tools/release_weights.py erfnet_camvid=/work/runs/erfnet_camvid \\
         --data ../shared/data/camvid --json benchmarks/results/pretrained.json
-    python benchmarks/pretrained.py fastscnn_camvid=RUNS/release \\
+    python tools/release_weights.py fastscnn_camvid=RUNS/release \\
         --heldout fastscnn_camvid=RUNS/train-only --data ../shared/data/camvid
-    python benchmarks/pretrained.py --record-heldout ddrnet_camvid=RUNS/train-only
-    python benchmarks/pretrained.py ddrnet_camvid=RUNS/release \\
+    python tools/release_weights.py --record-heldout ddrnet_camvid=RUNS/train-only
+    python tools/release_weights.py ddrnet_camvid=RUNS/release \\
         --heldout ddrnet_camvid=benchmarks/results/heldout/ddrnet_camvid.json
 """
 
@@ -206,7 +206,7 @@ def _card(entries: list[dict]) -> str:
     lines = [
         "# Shipped CamVid weights: model card",
         "",
-        "Written by `benchmarks/pretrained.py`; trained and measured on 2 CPU cores",
+        "Written by `tools/release_weights.py`; trained and measured on 2 CPU cores",
         "(the CPU is named per model), torch 2.13 CPU.",
         "",
         "- **Data**: CamVid (SegNet's 11-class version, 480x360): train 367 images, val 101.",

@@ -68,7 +68,7 @@ class GatherExpand(nn.Module):
         mid = cin * exp
         self.conv1 = cbr(cin, cin)
         if stride == 1:
-            self.dw = cbr(cin, mid, 3, 1, groups=cin)
+            self.dw: nn.Module = cbr(cin, mid, 3, 1, groups=cin)
             self.shortcut: nn.Module = nn.Identity()
         else:
             self.dw = nn.Sequential(cb(cin, mid, 3, 2, groups=cin), cbr(mid, mid, 3, groups=mid))

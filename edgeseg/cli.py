@@ -514,7 +514,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         )
     if _emit_json(args, res.to_dict()):
         return 0
-    _print_export(res)
+    _print_export(res, args.overwrite)
     return 0
 
 
@@ -532,7 +532,7 @@ def _int8_options(args: argparse.Namespace) -> Any:
     )
 
 
-def _print_export(res: Any) -> None:
+def _print_export(res: Any, overwrite: bool = False) -> None:
     from edgeseg.measure.counts import zip_size
 
     diff = "" if res.max_abs_diff is None else f"max |logit diff| {res.max_abs_diff:.2e}, "
@@ -554,7 +554,8 @@ def _print_export(res: Any) -> None:
             f"fp32 ({', '.join(q['fp32_layers'][:4]) or 'none'}); fp32 file "
             f"{_mb(res.fp32_size_bytes)} MB"
         )
-        _print_mixed({"int8": q})
+        plot = Path(res.path).with_suffix(".sensitivity.png")
+        _print_mixed({"int8": q}, Path(res.path).stem, plot, overwrite)
 
 
 def _export_bundle(args: argparse.Namespace) -> int:
@@ -661,16 +662,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             f"{method}: {q['quantized_layers']} layers int8, {len(q['fp32_layers'])} fp32"
             + (f" ({kept})" if kept else "")
         )
-    _print_mixed(res["quantization"])
+    plot = Path(args.keep) / "int8_sensitivity.png" if args.keep else None
+    _print_mixed(res["quantization"], str(res["source"]), plot, True)
     for name, err in res.get("errors", {}).items():
         print(f"{name}: not available for this model ({err})")
     print(f"best: {res['best']} ({res['best_reason']})")
     return 0
 
 
-def _print_mixed(quant: dict[str, Any]) -> None:
-    """The mixed-precision search's outcome and sensitivity table, once per file."""
+def _print_mixed(
+    quant: dict[str, Any], name: str = "", plot: Path | None = None, overwrite: bool = False
+) -> None:
+    """The mixed-precision search's outcome and sensitivity table, once per file, and its
+    figure at ``plot`` (not over a file that exists, unless ``overwrite``)."""
     from edgeseg.deploy.mixed import Sensitivity
+    from edgeseg.workflows.report import write_sensitivity_png
 
     mixed = next((q["mixed"] for q in quant.values() if q.get("mixed")), None)
     if mixed is None:
@@ -678,6 +684,8 @@ def _print_mixed(quant: dict[str, Any]) -> None:
     if mixed.get("sensitivity"):
         print("int8 sensitivity (mIoU points; each module alone in int8 / alone in fp32):")
         print(Sensitivity.from_dict(mixed["sensitivity"]).table())
+        if plot is not None and (overwrite or not plot.exists()):
+            print(f"int8 sensitivity figure: {write_sensitivity_png(name, mixed, plot)}")
     kept = ", ".join(mixed["kept_fp32"]) or "none"
     verdict = "within" if mixed["met"] else "NOT within (no mix meets it; fp32 preferred)"
     print(

@@ -9,7 +9,10 @@ Figures (PNG, matplotlib's Agg backend, written next to the reports):
 * ``timing.png``: where the time goes: the comparison's own stages per model (train,
   evaluate, ...), and each network's inference time per stage (that paper's Figures 4-5);
 * ``predictions.png``: a few validation images, their ground truth and every model's
-  prediction.
+  prediction;
+* ``int8.png``: for each model whose int8 file needed mixed precision, the modules that
+  cost most in int8 (mIoU points lost alone in int8, won back alone in fp32), the ones
+  deployed in fp32 marked.
 
 ``report.html`` embeds the figures (data URIs), so the one file can be mailed or opened
 anywhere; ``report.md`` links the PNG files.
@@ -42,7 +45,7 @@ __all__ = ["pareto_front", "report_tables", "training_flags", "verdict", "write_
 
 log = logging.getLogger(__name__)
 
-FIGURES = ("pareto", "curves", "timing", "predictions")
+FIGURES = ("pareto", "curves", "timing", "predictions", "int8")
 MIN_EPOCHS = 10  # fewer epochs than this: the score says little about the network
 RISING = 0.02  # val mIoU gained over the last quarter of training: still learning
 # Figures are built with matplotlib's object API (no pyplot): no global backend or state
@@ -249,9 +252,7 @@ def int8_tables(results: dict[str, Any]) -> dict[str, tuple[list[str], list[list
     points alone in int8 and alone in fp32 (most sensitive first), and which stayed fp32."""
     tables = {}
     for e in _done(results):
-        quant = (e.get("bench") or {}).get("quantization", {})
-        mixed = next((q["mixed"] for q in quant.values() if q.get("mixed")), None)
-        if not mixed or not mixed.get("sensitivity"):
+        if (mixed := _mixed_of(e)) is None:
             continue
         sens = Sensitivity.from_dict(mixed["sensitivity"])
         kept = set(mixed["kept_fp32"])
@@ -504,6 +505,56 @@ def _predictions_figure(
     return fig
 
 
+#: Modules drawn per model in the int8 sensitivity figure, most sensitive first.
+SENSITIVITY_TOP = 12
+
+
+def _mixed_of(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The mixed-precision search of a model's bench, when it measured a sensitivity."""
+    quant = (entry.get("bench") or {}).get("quantization", {})
+    mixed = next((q["mixed"] for q in quant.values() if q.get("mixed")), None)
+    return mixed if mixed and mixed.get("sensitivity") else None
+
+
+def sensitivity_figure(searches: dict[str, dict[str, Any]], top: int = SENSITIVITY_TOP) -> Any:
+    """Bars per module, one panel per network: mIoU points lost when the module alone is
+    int8 (left, red) and won back when it alone stays fp32 (right, green); the modules the
+    deployed file keeps in fp32 hatched. ``searches``: ``{name: MixedResult.to_dict()}``
+    with a sensitivity; None when there is none to draw."""
+    if not searches:
+        return None
+    rows = [min(top, len(m["sensitivity"]["parts"])) for m in searches.values()]
+    fig = Figure(figsize=(9, 0.32 * sum(rows) + 1.4 * len(rows)))
+    axes = np.atleast_1d(fig.subplots(len(searches), 1, height_ratios=[r + 2 for r in rows]))
+    for ax, (name, mixed) in zip(axes, searches.items(), strict=True):
+        sens, kept = Sensitivity.from_dict(mixed["sensitivity"]), set(mixed["kept_fp32"])
+        parts = sens.ranked()[:top]
+        y = np.arange(len(parts))
+        lost = [100 * (p.int8_alone - sens.fp32_miou) for p in parts]
+        won = [100 * (p.fp32_alone - sens.int8_miou) for p in parts]
+        hatch = ["//" if p.module in kept else "" for p in parts]
+        ax.barh(y, lost, color="#c0392b", hatch=hatch, label="alone in int8")
+        ax.barh(y, won, color="#27ae60", hatch=hatch, label="alone in fp32")
+        ax.set_yticks(y, [p.module for p in parts], fontsize=8)
+        ax.invert_yaxis()
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(
+            f"{name}: fp32 {mixed['fp32_miou']:.3f}, all-int8 {mixed['int8_miou']:.3f}, "
+            f"deployed {mixed['miou']:.3f} ({len(kept)} module(s) in fp32)",
+            fontsize=9,
+        )
+        ax.set_xlabel("mIoU points")
+    axes[0].legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def write_sensitivity_png(name: str, mixed: dict[str, Any], path: str | Path) -> Path | None:
+    """:func:`sensitivity_figure` of one network's search as a PNG at ``path`` (atomically);
+    None when the search measured no sensitivity (all-int8 was within its budget)."""
+    fig = sensitivity_figure({name: mixed} if mixed.get("sensitivity") else {})
+    return None if fig is None else _save(fig, Path(path))
+
+
 def _figures(results: dict[str, Any], out: Path) -> dict[str, Path]:
     """Every figure of :data:`FIGURES` that the results can draw, as ``OUT/NAME.png``."""
     done = _done(results)
@@ -516,6 +567,7 @@ def _figures(results: dict[str, Any], out: Path) -> dict[str, Path]:
         "predictions": _predictions_figure(
             done, out / "preview", results.get("classes", []), results.get("palette", [])
         ),
+        "int8": sensitivity_figure({e["name"]: m for e in done if (m := _mixed_of(e))}),
     }
     return {k: _save(fig, out / f"{k}.png") for k, fig in figures.items() if fig is not None}
 
@@ -544,6 +596,8 @@ _CAPTIONS = {
     "timing": "Where the time goes: the comparison's stages, and inference per network stage",
     "predictions": "Validation images, ground truth and each model's prediction (colours: "
     "the legend under the grid)",
+    "int8": "int8 sensitivity: mIoU points each module loses alone in int8 and wins back alone "
+    "in fp32, most sensitive first (hatched: deployed in fp32)",
 }
 
 _CSS = """

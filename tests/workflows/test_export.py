@@ -99,6 +99,10 @@ def test_int8_export_with_mixed_precision_names_what_stayed_fp32(
     q = json.loads(capsys.readouterr().out)["quantization"]
     assert q["kept_fp32_modules"] == q["mixed"]["kept_fp32"]
     assert q["mixed"]["miou"] >= q["mixed"]["int8_miou"]
+    assert main([*argv, "--overwrite"]) == 0  # the text output, and the figure beside
+    printed, plot = capsys.readouterr().out, out.with_suffix(".sensitivity.png")
+    if q["mixed"].get("sensitivity"):  # all-int8 missed the budget: the search measured
+        assert f"int8 sensitivity figure: {plot}" in printed and plot.stat().st_size > 0
     assert_one_line_exit_2(
         [*argv[:-3], "--overwrite", "--data", "", "--mixed-precision"], "needs --data", capsys
     )

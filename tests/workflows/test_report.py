@@ -153,3 +153,26 @@ def test_int8_sensitivity_table_names_what_stayed_fp32() -> None:
     ((title, (header, rows)),) = tables.items()
     assert "int8 sensitivity of a" in title and header[-1] == "deployed"
     assert rows[0] == ["enc.s0", "2", "-28.00", "+12.00", "fp32"] and rows[1][-1] == "int8"
+
+
+def test_int8_sensitivity_figure_draws_the_most_sensitive_modules_first() -> None:
+    from edgeseg.deploy.mixed import PartSensitivity, Sensitivity
+    from edgeseg.workflows.report import sensitivity_figure
+
+    parts = [PartSensitivity(f"m{i}", 1, 0.72 - 0.01 * i, 0.60 + 0.005 * i) for i in range(20)]
+    mixed = {
+        "sensitivity": Sensitivity(0.72, 0.60, parts, 32).to_dict(),
+        "kept_fp32": ["m19"],
+        "int8_miou": 0.60,
+        "fp32_miou": 0.72,
+        "miou": 0.716,
+    }
+    assert sensitivity_figure({}) is None
+    fig = sensitivity_figure({"net": mixed}, top=5)
+    (ax,) = fig.axes
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["m19", "m18", "m17", "m16", "m15"]  # the costliest first, 5 of 20
+    assert "deployed 0.716 (1 module(s) in fp32)" in ax.get_title()
+    lost = ax.patches[:5]  # then the 5 bars won back in fp32
+    assert lost[0].get_hatch() == "//" and not any(b.get_hatch() for b in lost[1:])
+    assert lost[0].get_width() < 0 < ax.patches[5].get_width()

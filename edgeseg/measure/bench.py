@@ -69,6 +69,7 @@ from edgeseg.deploy.scopes import nodes_in_modules
 from edgeseg.deploy.tuning import tune_malloc
 from edgeseg.engine.checkpoint import build_model, load_model
 from edgeseg.errors import EdgesegError
+from edgeseg.measure.choice import fastest_within
 from edgeseg.measure.counts import count_flops, zip_size
 from edgeseg.measure.peak import Peak, measure_peak
 from edgeseg.metrics import confusion_matrix, mean_iou
@@ -696,13 +697,9 @@ def fastest_within_budget(
             them is within the budget, the fastest of them.
     """
     ref = backends.get(_reference(backends), {}).get("miou")
-    pool = [b for b in backends if among is None or b in among]
-    ok = [
-        b
-        for b in pool
-        if ref is None or "miou" not in backends[b] or backends[b]["miou"] >= ref - budget
-    ]
-    return min(ok or pool, key=lambda b: backends[b]["latency_ms"]["median"])
+    ms = {b: backends[b]["latency_ms"]["median"] for b in backends if among is None or b in among}
+    miou = {b: backends[b].get("miou") for b in ms}
+    return fastest_within(ms, miou, ref, budget) or min(ms, key=ms.__getitem__)
 
 
 def _summarise(

@@ -25,6 +25,7 @@ import torch
 
 from edgeseg.defaults import OUTPUTS
 from edgeseg.deploy.labels import labels_file
+from edgeseg.measure.choice import fastest_within
 from edgeseg.measure.timing import time_interleaved
 from edgeseg.metrics import confusion_matrix, mean_iou
 
@@ -127,7 +128,7 @@ def choose_output(rows: dict[str, OutputRow], reference_miou: float | None, budg
     """The fastest form whose mIoU is within ``budget`` of ``reference_miou`` (the fp32
     network's); without scores, the fastest exact form (``logits`` or ``labels``)."""
     if reference_miou is None or any(r.miou is None for r in rows.values()):
-        ok = [f for f in rows if f in EXACT]
-    else:
-        ok = [f for f, r in rows.items() if r.miou >= reference_miou - budget]  # type: ignore[operator]
-    return min(ok or ["logits"], key=lambda f: rows[f].median_ms)
+        exact = {f: r.median_ms for f, r in rows.items() if f in EXACT}
+        return fastest_within(exact, {}, None, budget) or "logits"
+    ms, miou = {f: r.median_ms for f, r in rows.items()}, {f: r.miou for f, r in rows.items()}
+    return fastest_within(ms, miou, reference_miou, budget) or "logits"

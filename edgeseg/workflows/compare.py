@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import json
 import logging
 import re
 import shutil
@@ -80,6 +81,7 @@ from edgeseg.utils import (
     thread_count,
 )
 from edgeseg.workflows.cluster import RAY_EXTRA, run_on_ray
+from edgeseg.workflows.plan import PLAN_FILE, PRECISIONS, plan_ahead
 from edgeseg.workflows.report import write_report
 
 __all__ = [
@@ -122,6 +124,13 @@ class CompareConfig:
     # int8 over accuracy_budget keeps its most sensitive modules in fp32 (bench's option)
     mixed_precision: bool = False
     preview_images: int = 4  # val images in the prediction grid
+    # probe each model's time budget into epochs before any training (OUT/plan.json): the
+    # same work per model whatever the machine does later; a resumed comparison keeps it
+    plan_ahead: bool = False
+    # recipe: every model in the recipe's train.bf16; auto: each in the faster of bf16 and
+    # fp32 here (probed ahead; only when the recipe asks for bf16)
+    precision: str = "recipe"
+    rebench: bool = False  # measure every finished model's backends again, back to back
     ray: str | None = None  # Ray cluster running the models: local, auto, HOST:PORT; null: here
     bench_node: str | None = None  # with ray: node (id, IP, resource) timing every model
     recipe: Config = field(default_factory=Config)  # shared training recipe (edgeseg train's)
@@ -155,6 +164,10 @@ def _from_dict(data: dict[str, Any], overrides: Sequence[str], where: Any) -> Co
         raise ConfigError(f"{where}: {e}" if where else str(e)) from None
     if not 0 <= cfg.accuracy_budget < 1:  # also refuses nan; checked before any training
         raise ConfigError(f"accuracy_budget {cfg.accuracy_budget}: an mIoU fraction in [0, 1)")
+    if cfg.precision not in PRECISIONS:
+        raise ConfigError(f"precision {cfg.precision!r}: choose one of {PRECISIONS}")
+    if cfg.precision == "auto" and not cfg.plan_ahead:
+        raise ConfigError("precision: auto is chosen while planning ahead: set plan_ahead: true")
     return cfg
 
 
@@ -227,8 +240,6 @@ def _label(name: str) -> str:
 
 
 def _history(run_dir: Path) -> list[dict[str, Any]]:
-    import json
-
     path = run_dir / "log.jsonl"
     if not path.is_file():
         return []
@@ -243,8 +254,6 @@ class _Results:
     """``OUT/results.json``: read back on start, rewritten atomically after each stage."""
 
     def __init__(self, out: Path, cfg: CompareConfig) -> None:
-        import json
-
         from edgeseg import __version__
 
         self.path = out / "results.json"
@@ -599,6 +608,11 @@ def _compare_locked(
     results.data.update(
         size=list(run.size), classes=list(info.classes), palette=[list(c) for c in info.palette]
     )
+    if cfg.rebench:
+        _forget_bench(results.data)
+    if cfg.plan_ahead:  # budgets become epochs (and precisions are chosen) before training
+        cfg = run.cfg = _planned(cfg, [n for n, given in specs if given is None], run.out)
+        results.data["plan"] = json.loads((run.out / PLAN_FILE).read_text(encoding="utf-8"))
     results.save()
     # A cluster that cannot be reached fails here, before any plan or work.
     with ray_session(cfg.ray, extra=RAY_EXTRA) if cfg.ray else contextlib.nullcontext():
@@ -612,6 +626,30 @@ def _compare_locked(
     if report:
         write_report(results.data, run.out)
     return results.data
+
+
+def _planned(cfg: CompareConfig, trained: list[str], out: Path) -> CompareConfig:
+    """``cfg`` with the plan's budgets (as epochs) and precision overrides for the models
+    trained here (:func:`edgeseg.workflows.plan.plan_ahead`)."""
+    plan = plan_ahead(trained, cfg.budget, cfg.recipe, cfg.threads, out, cfg.precision)
+    if "cpu" not in plan:  # a budget of work: nothing to probe, the file records it
+        atomic_write_json(out / PLAN_FILE, plan)
+    overrides = {
+        n: [*cfg.overrides.get(n, []), *plan["overrides"].get(n, [])]
+        for n in {*cfg.overrides, *plan["overrides"]}
+    }
+    budgets = {**plan["budgets"], **cfg.budgets}  # a budget set for one model stands
+    return dataclasses.replace(cfg, budgets=budgets, overrides=overrides)
+
+
+def _forget_bench(data: dict[str, Any]) -> None:
+    """``rebench``: every finished model's bench and preview run again, back to back."""
+    for e in data.get("models", {}).values():
+        if e.get("status") == "done":
+            for key in ("bench", "preview"):
+                e.pop(key, None)
+                e.get("stages", {}).pop(key, None)
+            e["status"] = "pending"
 
 
 def _finished(data: dict[str, Any]) -> dict[str, Any]:

@@ -350,3 +350,37 @@ def test_a_model_that_diverges_in_bf16_is_trained_again_in_fp32(
     assert seen == [True, False] and entry["status"] == "done"
     assert "loss is nan" in entry["bf16_diverged"] and entry["train"]["bf16"] is False
     assert (tmp_path / "o" / "runs" / "l3unet.bf16-nan").is_dir()
+
+
+def test_precision_auto_needs_plan_ahead(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="plan_ahead"):
+        load_compare_config(None, ["precision=auto"])
+    with pytest.raises(ConfigError, match="precision 'fp8'"):
+        load_compare_config(None, ["precision=fp8", "plan_ahead=true"])
+
+
+@pytest.mark.slow
+def test_plan_ahead_fixes_epochs_before_training_and_rebench_measures_again(
+    tmp_path: Path,
+) -> None:
+    """A time budget planned ahead becomes epochs (and a precision) before any training,
+    kept in plan.json and results.json; a rebench re-measures a finished model only."""
+    data = make_list_dataset(tmp_path / "d", {"train": 8, "val": 3}, size=(40, 56))
+    out = tmp_path / "o"
+    cfg = _cfg(data, out, ["l3unet"])
+    cfg.budget, cfg.backends, cfg.plan_ahead, cfg.precision = "20s", ["eager"], True, "auto"
+    cfg.recipe.train.bf16 = True
+    res = compare(cfg)
+    plan = json.loads((out / "plan.json").read_text())
+    assert res["plan"] == plan and plan["budget"] == "20 s"
+    epochs = int(plan["budgets"]["l3unet"].split()[0])
+    assert set(plan["probe"]["l3unet"]["precision_step_s"]) == {"fp32", "bf16"}
+    entry = res["models"]["l3unet"]
+    assert entry["status"] == "done" and entry["train"]["epochs"] == epochs
+    fp32 = plan["overrides"].get("l3unet") == ["train.bf16=false"]
+    assert entry["train"]["bf16"] is not fp32
+    first = entry["stages"]["bench"]["seconds"]
+    cfg.rebench = True
+    again = compare(cfg)["models"]["l3unet"]
+    assert again["status"] == "done" and again["train"] == entry["train"]  # not retrained
+    assert again["stages"]["bench"]["seconds"] != first  # measured again

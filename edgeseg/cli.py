@@ -19,6 +19,7 @@ from edgeseg_runtime.cli import OneLineParser
 
 from edgeseg import defaults as D
 from edgeseg.errors import EdgesegError
+from edgeseg.utils import text_table
 
 __all__ = ["main"]
 
@@ -49,23 +50,6 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
-
-
-def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    """Plain-text table with right-aligned numbers."""
-    cells = [[str(h) for h in header]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-
-    def fmt(row: Sequence[str]) -> str:
-        out = []
-        for i, c in enumerate(row):
-            numeric = c.replace(".", "", 1).replace(",", "").replace("%", "").isdigit()
-            out.append(c.rjust(widths[i]) if numeric and i else c.ljust(widths[i]))
-        return "  ".join(out).rstrip()
-
-    lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)]
-    lines += [fmt(r) for r in cells[1:]]
-    return "\n".join(lines)
 
 
 def _emit_json(args: argparse.Namespace, payload: Any) -> bool:
@@ -133,7 +117,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
         for r in rows
     ]
     header = ("model", "family", "params", f"{label}@{h}x{w}", "shipped weights", "description")
-    print(_table(table, header))
+    print(text_table(table, header))
     return 0
 
 
@@ -167,7 +151,7 @@ def _pretrained_table(installed: list[str], args: argparse.Namespace) -> str:
             "\nLatency depends on the CPU: --latency measures each here, `edgeseg bench "
             "NAME` every backend."
         )
-    return _table(rows, header) + note + " The model card: edgeseg/weights/README.md."
+    return text_table(rows, header) + note + " The model card: edgeseg/weights/README.md."
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
@@ -257,7 +241,7 @@ def _print_profile(results: list[Any], args: argparse.Namespace) -> None:
         for r in results
     ]
     print(
-        _table(
+        text_table(
             rows,
             (
                 "model",
@@ -287,7 +271,7 @@ def _print_profile(results: list[Any], args: argparse.Namespace) -> None:
             )
             for s in r.stages
         ]
-        print(_table(rows, ("stage", "ms", "share", "GFLOP/s", "% peak")))
+        print(text_table(rows, ("stage", "ms", "share", "GFLOP/s", "% peak")))
         if slow := _slow_stages(r):
             print(f"far below the fp32 peak (< {SLOW_STAGE:.0%}, >= 10 % of the time): {slow}")
 
@@ -396,44 +380,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _render_metrics(res: dict[str, Any]) -> str:
-    def pct(v: float | None) -> str:  # metrics are fractions everywhere, as in training
-        return "-" if v is None else f"{v:.4f}"
-
-    head = (
-        f"{res['model']} on {res['split']} ({res['num_images']} images): mIoU {pct(res['miou'])}, "
-        f"pixel acc {pct(res['pixel_acc'])}, mean acc {pct(res['mean_acc'])}"
-    )
-    rows = [
-        (
-            name,
-            pct(res["iou"][name]),
-            pct(res["tp_rate"][name]),
-            "-" if res["fp_tp"][name] is None else f"{res['fp_tp'][name]:.3f}",
-        )
-        for name in res["iou"]
-    ]
-    text = head + "\n" + _table(rows, ("class", "IoU", "TP rate", "FP/TP"))
-    if "batches" in res:
-        b = res["batches"]
-        rows = []
-        for name in res["iou"]:
-            cells = [name]
-            for metric in ("tp_rate", "iou", "fp_tp"):
-                s = b[metric][name]
-                cells.append(
-                    "-"
-                    if s["mean"] is None
-                    else f"{s['mean']:.3f} [{s['min']:.3f}, {s['max']:.3f}]"
-                )
-            rows.append(cells)
-        text += (
-            f"\n\nper batch of {b['batch_size']} ({b['count']} batches): mean [min, max]\n"
-            + _table(rows, ("class", "TP rate", "IoU", "FP/TP"))
-        )
-    return text
-
-
 def _cmd_eval(args: argparse.Namespace) -> int:
     from edgeseg.engine.evaluate import evaluate
 
@@ -448,7 +394,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     if not _emit_json(args, res):
-        print(_render_metrics(res))
+        print(res.table())
     return 0
 
 
@@ -637,7 +583,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             )
         )
     print(
-        _table(
+        text_table(
             rows,
             (
                 "backend",
@@ -743,7 +689,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         "mIoU",
     )
     print(f"{rep['method']} {rep['model']} ({rep['source']})")
-    print(_table(rows, header))
+    print(text_table(rows, header))
     print(", ".join(f"{k} {v:.3f}" for k, v in rep["ratios"].items()))
     print(f"compressed checkpoint: {Path(args.out) / 'compressed.pt'}; report: report.json")
     return 0
@@ -806,7 +752,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from edgeseg.workflows.report import report_tables
 
     header, rows = report_tables(res)["Accuracy and cost"]
-    print(_table(rows, header))
+    print(text_table(rows, header))
     failed = [m for m in res["models"].values() if m.get("status") == "failed"]
     for m in failed:
         print(f"{m['name']}: failed ({m.get('error')})")

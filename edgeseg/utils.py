@@ -9,7 +9,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +212,21 @@ def work_folder(path: str | os.PathLike[str] | None, prefix: str = "edgeseg-") -
         return
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         yield Path(tmp)
+
+
+def text_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    """A plain-text table, numbers right-aligned: what the CLI prints and results'
+    ``table()`` methods return."""
+    cells = [[str(h) for h in header]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+
+    def fmt(row: Sequence[str]) -> str:
+        out = []
+        for i, c in enumerate(row):
+            numeric = c.replace(".", "", 1).replace(",", "").replace("%", "").isdigit()
+            out.append(c.rjust(widths[i]) if numeric and i else c.ljust(widths[i]))
+        return "  ".join(out).rstrip()
+
+    lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)]
+    lines += [fmt(r) for r in cells[1:]]
+    return "\n".join(lines)

@@ -24,8 +24,9 @@ from edgeseg.engine.checkpoint import load_model
 from edgeseg.engine.distributed import DistContext, shard
 from edgeseg.errors import EdgesegError
 from edgeseg.metrics import batch_statistics, confusion_matrix, segmentation_metrics
+from edgeseg.utils import text_table
 
-__all__ = ["confusion_over", "evaluate", "predict_logits"]
+__all__ = ["EVAL_SCHEMA", "EvalResult", "confusion_over", "evaluate", "predict_logits"]
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,88 @@ def _model_and_info(
     return model, info, name, ckpt_path
 
 
+#: Version of :class:`EvalResult`'s fields (``schema``); a result without one is version 1.
+EVAL_SCHEMA = "edgeseg.eval/1"
+
+
+class EvalResult(dict):  # type: ignore[type-arg]  # a JSON-ready dict, its keys typed below
+    """What :func:`evaluate` returns: the JSON-ready metrics dict (``res["miou"]`` as
+    before), typed accessors, and the one :meth:`table` the CLI prints.
+
+    Keys: ``schema``, ``miou``, ``pixel_acc``, ``mean_acc``, ``iou`` ``{class: v}``,
+    ``tp_rate``, ``fp_tp``, ``num_images``, ``input_size``, ``split``, ``model``,
+    ``checkpoint``, ``confusion_matrix`` and, with the paper protocol, ``batches``.
+    """
+
+    @property
+    def miou(self) -> float:
+        """Mean IoU over the classes present (a fraction)."""
+        return float(self["miou"])
+
+    @property
+    def iou(self) -> dict[str, float | None]:
+        """IoU per class name."""
+        return dict(self["iou"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (JSON-ready)."""
+        return dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalResult:
+        """A result read back from JSON (files written before ``schema`` existed too).
+
+        Raises:
+            EdgesegError: a newer schema than this edgeseg reads.
+        """
+        schema = data.get("schema", EVAL_SCHEMA)
+        if schema != EVAL_SCHEMA:
+            raise EdgesegError(f"eval result schema {schema!r}: this edgeseg reads {EVAL_SCHEMA}")
+        return cls({**data, "schema": schema})
+
+    def table(self) -> str:
+        """The head line and per-class table ``edgeseg eval`` prints (and the batch
+        statistics of the paper protocol)."""
+        res = self
+
+        def pct(v: float | None) -> str:  # metrics are fractions everywhere, as in training
+            return "-" if v is None else f"{v:.4f}"
+
+        head = (
+            f"{res['model']} on {res['split']} ({res['num_images']} images): "
+            f"mIoU {pct(res['miou'])}, pixel acc {pct(res['pixel_acc'])}, "
+            f"mean acc {pct(res['mean_acc'])}"
+        )
+        rows: list[Any] = [
+            (
+                name,
+                pct(res["iou"][name]),
+                pct(res["tp_rate"][name]),
+                "-" if res["fp_tp"][name] is None else f"{res['fp_tp'][name]:.3f}",
+            )
+            for name in res["iou"]
+        ]
+        text = head + "\n" + text_table(rows, ("class", "IoU", "TP rate", "FP/TP"))
+        if "batches" in res:
+            b = res["batches"]
+            rows = []
+            for name in res["iou"]:
+                cells = [name]
+                for metric in ("tp_rate", "iou", "fp_tp"):
+                    s = b[metric][name]
+                    cells.append(
+                        "-"
+                        if s["mean"] is None
+                        else f"{s['mean']:.3f} [{s['min']:.3f}, {s['max']:.3f}]"
+                    )
+                rows.append(cells)
+            text += (
+                f"\n\nper batch of {b['batch_size']} ({b['count']} batches): mean [min, max]\n"
+                + text_table(rows, ("class", "TP rate", "IoU", "FP/TP"))
+            )
+        return text
+
+
 def evaluate(
     model_or_checkpoint: nn.Module | str | Path,
     data_root: str | Path,
@@ -167,7 +250,7 @@ def evaluate(
     paper_protocol: bool = False,
     threads: int | None = None,
     channels_last: bool = True,
-) -> dict[str, Any]:
+) -> EvalResult:
     """Evaluate a model or a checkpoint on a data split.
 
     Args:
@@ -184,9 +267,9 @@ def evaluate(
         channels_last: run in NHWC.
 
     Returns:
-        ``{"miou", "pixel_acc", "mean_acc", "iou": {class: v}, "tp_rate": {}, "fp_tp": {},
-        "num_images", "input_size", "split", "model", "checkpoint", "confusion_matrix"}``
-        plus ``"batches"`` with the paper protocol.
+        An :class:`EvalResult`: ``{"miou", "pixel_acc", "mean_acc", "iou": {class: v},
+        "tp_rate": {}, "fp_tp": {}, "num_images", "input_size", "split", "model",
+        "checkpoint", "confusion_matrix"}`` plus ``"batches"`` with the paper protocol.
     """
     model, info, name, ckpt_path = _model_and_info(model_or_checkpoint, info)
     ds = build_dataset(data_root, split, info, transform=eval_transform(input_size))
@@ -205,7 +288,7 @@ def evaluate(
         )
     finally:
         torch.set_num_threads(old_threads)
-    out = segmentation_metrics(cm, info.classes)
+    out = EvalResult(schema=EVAL_SCHEMA, **segmentation_metrics(cm, info.classes))
     out.update(
         num_images=len(ds),
         input_size=list(input_size) if input_size else _sizes(ds),

@@ -102,3 +102,29 @@ def test_a_checkpoint_is_scored_with_the_normalisation_it_was_trained_with(
     given = evaluate(tmp_path / "m.pt", data, "val", info=custom_info(["a", "b", "c"]))
     assert given["miou"] == own["miou"]
     assert np.array_equal(given["confusion_matrix"], own["confusion_matrix"])
+
+
+def test_eval_result_is_typed_versioned_and_prints_its_table() -> None:
+    from edgeseg.engine.evaluate import EVAL_SCHEMA, EvalResult
+    from edgeseg.errors import EdgesegError
+
+    old = {  # a result written before the schema existed still loads
+        "miou": 0.5,
+        "pixel_acc": 0.9,
+        "mean_acc": 0.6,
+        "iou": {"a": 0.4, "b": 0.6},
+        "tp_rate": {"a": 0.5, "b": 0.7},
+        "fp_tp": {"a": None, "b": 0.25},
+        "num_images": 3,
+        "split": "val",
+        "model": "l3unet",
+    }
+    res = EvalResult.from_dict(old)
+    assert res["schema"] == EVAL_SCHEMA and res.miou == 0.5 and res.iou == {"a": 0.4, "b": 0.6}
+    assert res.to_dict() == {**old, "schema": EVAL_SCHEMA}
+    text = res.table()
+    assert text.startswith("l3unet on val (3 images): mIoU 0.5000, pixel acc 0.9000")
+    row_b = next(line for line in text.splitlines() if line.startswith("b "))
+    assert row_b.split() == ["b", "0.6000", "0.7000", "0.250"]
+    with pytest.raises(EdgesegError, match="schema"):
+        EvalResult.from_dict({**old, "schema": "edgeseg.eval/99"})

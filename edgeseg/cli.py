@@ -558,61 +558,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     )
     if _emit_json(args, res):
         return 0
-    h, w = res["size"]
-    print(f"{res['source']} at {h}x{w}, {res['threads']} threads, {res['cpu']}")
-    if res.get("peak"):
-        peaks = ", ".join(f"{p} {v:.0f}" for p, v in res["peak"]["gops"].items())
-        print(f"measured peak G(FL)OP/s here: {peaks} (edgeseg peak)")
-    rows = []
-    for name, r in res["backends"].items():
-        rows.append(
-            (
-                name,
-                f"{r['latency_ms']['median']:.1f}",
-                f"{r['latency_ms']['p90']:.1f}",
-                f"{r['images_per_s']:.2f}",
-                f"{r.get('speedup', float('nan')):.2f}",
-                _mb(r["peak_rss_bytes"]),
-                _mb(r["size_bytes"]) if "size_bytes" in r else "-",
-                _mb(r["zip_bytes"]) if "zip_bytes" in r else "-",
-                f"{r['miou']:.4f}" if "miou" in r else "-",
-                f"{100 * r['pixel_agreement']:.2f}" if "pixel_agreement" in r else "-",
-                r.get("precision", "-"),
-                f"{r['gops']:.1f}" if "gops" in r else "-",
-                _pct(r.get("peak_fraction")),
-            )
-        )
-    print(
-        text_table(
-            rows,
-            (
-                "backend",
-                "median ms",
-                "p90 ms",
-                "img/s",
-                "x eager",
-                "peak RSS MB",
-                "file MB",
-                "zip MB",
-                "mIoU",
-                "agree %",
-                "precision",
-                "G(FL)OP/s",
-                "% peak",
-            ),
-        )
-    )
-    for method, q in res["quantization"].items():
-        kept = ", ".join(q["fp32_layers"][:6]) + (" ..." if len(q["fp32_layers"]) > 6 else "")
-        print(
-            f"{method}: {q['quantized_layers']} layers int8, {len(q['fp32_layers'])} fp32"
-            + (f" ({kept})" if kept else "")
-        )
+    print(res.table())
     plot = Path(args.keep) / "int8_sensitivity.png" if args.keep else None
     _print_mixed(res["quantization"], str(res["source"]), plot, True)
-    for name, err in res.get("errors", {}).items():
-        print(f"{name}: not available for this model ({err})")
-    print(f"best: {res['best']} ({res['best_reason']})")
     return 0
 
 

@@ -82,6 +82,7 @@ from edgeseg.utils import (
     format_duration,
     parse_size,
     positive_int,
+    text_table,
     thread_count,
     work_folder,
 )
@@ -89,7 +90,15 @@ from edgeseg.utils import (
 #: The int8 file each int8 ONNX backend runs, in the bench's work folder.
 INT8_FILES = {"ort-int8": "int8.onnx", "openvino-int8": "int8.onnx", "nncf-int8": "int8-nncf.onnx"}
 
-__all__ = ["BACKENDS", "bench", "fastest_within_budget", "make_runner", "zip_size"]
+__all__ = [
+    "BACKENDS",
+    "BENCH_SCHEMA",
+    "BenchResult",
+    "bench",
+    "fastest_within_budget",
+    "make_runner",
+    "zip_size",
+]
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +229,94 @@ def _spawn(job: dict[str, Any], work: Path, timeout: float) -> dict[str, Any]:
 # --------------------------------------------------------------------------- bench
 
 
+#: Version of :class:`BenchResult`'s fields (``schema``); a result without one is version 1.
+BENCH_SCHEMA = "edgeseg.bench/1"
+
+#: The columns of :meth:`BenchResult.table`.
+BENCH_COLUMNS = ("backend", "median ms", "p90 ms", "img/s", "x eager", "peak RSS MB", "file MB",
+                 "zip MB", "mIoU", "agree %", "precision", "G(FL)OP/s", "% peak")  # fmt: skip
+
+
+def _mb(nbytes: float | None) -> str:
+    return "-" if nbytes is None else f"{nbytes / 1e6:.1f}"
+
+
+def _row(name: str, r: dict[str, Any]) -> tuple[str, ...]:
+    peak = r.get("peak_fraction")
+    return (
+        name,
+        f"{r['latency_ms']['median']:.1f}",
+        f"{r['latency_ms']['p90']:.1f}",
+        f"{r['images_per_s']:.2f}",
+        f"{r.get('speedup', float('nan')):.2f}",
+        _mb(r["peak_rss_bytes"]),
+        _mb(r.get("size_bytes")),
+        _mb(r.get("zip_bytes")),
+        f"{r['miou']:.4f}" if "miou" in r else "-",
+        f"{100 * r['pixel_agreement']:.2f}" if "pixel_agreement" in r else "-",
+        r.get("precision", "-"),
+        f"{r['gops']:.1f}" if "gops" in r else "-",
+        f"{100 * peak:.0f}%" if peak is not None else "-",
+    )
+
+
+class BenchResult(dict):  # type: ignore[type-arg]  # a JSON-ready dict, its keys typed below
+    """What :func:`bench` returns: the JSON-ready dict (``res["backends"]`` as before),
+    typed accessors, and the one :meth:`table` the CLI prints.
+
+    Keys: ``schema``, ``source``, ``size``, ``threads``, ``cpu``, ``backends`` ``{name:
+    {latency_ms: {median, p90}, images_per_s, peak_rss_bytes, miou?, ...}}``,
+    ``quantization``, ``errors``, ``best``, ``best_reason`` and, when measured, ``peak``.
+    """
+
+    @property
+    def best(self) -> str:
+        """The fastest backend within the accuracy budget."""
+        return str(self["best"])
+
+    def latency_ms(self, backend: str | None = None) -> float:
+        """Median latency of ``backend`` (default: the best one), ms."""
+        return float(self["backends"][backend or self.best]["latency_ms"]["median"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (JSON-ready)."""
+        return dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchResult:
+        """A result read back from JSON (files written before ``schema`` existed too).
+
+        Raises:
+            EdgesegError: a newer schema than this edgeseg reads.
+        """
+        schema = data.get("schema", BENCH_SCHEMA)
+        if schema != BENCH_SCHEMA:
+            raise EdgesegError(f"bench result schema {schema!r}: this edgeseg reads {BENCH_SCHEMA}")
+        return cls({**data, "schema": schema})
+
+    def table(self) -> str:
+        """What ``edgeseg bench`` prints: where it ran, one row per backend, the int8
+        files' layers, unavailable backends and the choice."""
+        h, w = self["size"]
+        lines = [f"{self['source']} at {h}x{w}, {self['threads']} threads, {self['cpu']}"]
+        if self.get("peak"):
+            peaks = ", ".join(f"{p} {v:.0f}" for p, v in self["peak"]["gops"].items())
+            lines.append(f"measured peak G(FL)OP/s here: {peaks} (edgeseg peak)")
+        rows = [_row(name, r) for name, r in self["backends"].items()]
+        lines.append(text_table(rows, BENCH_COLUMNS))
+        for method, q in self.get("quantization", {}).items():
+            fp32 = q["fp32_layers"]
+            kept = ", ".join(fp32[:6]) + (" ..." if len(fp32) > 6 else "")
+            lines.append(
+                f"{method}: {q['quantized_layers']} layers int8, {len(fp32)} fp32"
+                + (f" ({kept})" if kept else "")
+            )
+        for name, err in self.get("errors", {}).items():
+            lines.append(f"{name}: not available for this model ({err})")
+        lines.append(f"best: {self['best']} ({self['best_reason']})")
+        return "\n".join(lines)
+
+
 def bench(
     source: str,
     *,
@@ -242,7 +339,7 @@ def bench(
     timeout: float = 1800.0,
     external: dict[str, str] | None = None,
     peak: bool = True,
-) -> dict[str, Any]:
+) -> BenchResult:
     """Latency, memory, size and accuracy of each backend, each in a fresh process, and
     the share of this CPU's arithmetic peak each one attains.
 
@@ -272,10 +369,10 @@ def bench(
         peak: set each backend against the CPU's peak of its precision (measured, ~4 s).
 
     Returns:
-        JSON-ready ``{source, size, threads, cpu, ops, peak, backends: {name: {latency_ms
-        {median, p90}, images_per_s, peak_rss_bytes, build_s, size_bytes, zip_bytes, miou,
-        pixel_agreement, speedup, precision, gops, peak_fraction}}, best, best_reason,
-        quantization, errors}``; ``errors``: why a backend could not run; ``ops``: 2 x MACs.
+        A :class:`BenchResult` ``{schema, source, size, threads, cpu, ops, peak, backends:
+        {name: {latency_ms {median, p90}, images_per_s, peak_rss_bytes, build_s, size_bytes,
+        zip_bytes, miou, pixel_agreement, speedup, precision, gops, peak_fraction}}, best,
+        best_reason, quantization, errors (why a backend could not run)}``; ops: 2 x MACs.
 
     Raises:
         EdgesegError: unknown backend, bad source, missing calibration data, a backend
@@ -299,7 +396,7 @@ def bench(
         args = (src.num_classes, src.ckpt, budget_miou, quant, header)
         out = _summarise(results, ok, work, labels, *args)
         _attained(out, src, (h, w), measure_peak(threads, gemm=False) if peak else None)
-        return {**out, "errors": errors}
+        return BenchResult(schema=BENCH_SCHEMA, **out, errors=errors)
 
 
 def _counts(threads: Any, repeats: Any, iterations: Any) -> tuple[int, int, int]:

@@ -552,3 +552,38 @@ def test_bench_an_onnx_file_with_external_weights(tiny_run, tmp_path: Path) -> N
     (ext.parent / "m.data").unlink()
     with pytest.raises(EdgesegError, match=r"m\.onnx: its external weights"):
         bench(str(ext), size=(40, 56), backends=["ort"], iterations=1, warmup=1, repeats=1)
+
+
+def test_bench_result_is_typed_versioned_and_prints_its_table() -> None:
+    from edgeseg.measure.bench import BENCH_SCHEMA, BenchResult
+
+    row = {
+        "latency_ms": {"median": 10.0, "p90": 12.0},
+        "images_per_s": 100.0,
+        "peak_rss_bytes": 2e8,
+        "miou": 0.5,
+        "precision": "fp32",
+    }
+    old = {  # written before the schema existed
+        "source": "l3unet",
+        "size": [40, 56],
+        "threads": 2,
+        "cpu": "some CPU",
+        "backends": {"eager": row, "ort": {**row, "latency_ms": {"median": 5.0, "p90": 6.0}}},
+        "quantization": {},
+        "errors": {"openvino": "not installed"},
+        "best": "ort",
+        "best_reason": "fastest",
+    }
+    res = BenchResult.from_dict(old)
+    assert res["schema"] == BENCH_SCHEMA and res.best == "ort"
+    assert res.latency_ms() == 5.0 and res.latency_ms("eager") == 10.0
+    lines = res.table().splitlines()
+    assert lines[0] == "l3unet at 40x56, 2 threads, some CPU"
+    assert lines[1].split()[:3] == ["backend", "median", "ms"]
+    assert lines[-2:] == [
+        "openvino: not available for this model (not installed)",
+        "best: ort (fastest)",
+    ]
+    with pytest.raises(EdgesegError, match="schema"):
+        BenchResult.from_dict({**old, "schema": "edgeseg.bench/2"})

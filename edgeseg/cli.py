@@ -609,36 +609,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     )
     if _emit_json(args, rep):
         return 0
-    rows = []
-    for when in ("before", "after"):
-        r = rep[when]
-        rows.append(
-            (
-                when,
-                f"{r['params']:,}",
-                f"{r['macs'] / 1e9:.2f}",
-                f"{100 * r['sparsity']:.1f}",
-                _mb(r["file_bytes"]),
-                _mb(r["zip_bytes"]),
-                _mb(r["int8_onnx_zip_bytes"]) if "int8_onnx_zip_bytes" in r else "-",
-                f"{r['best_ms']:.1f} ({r['best_backend']})" if "best_ms" in r else "-",
-                f"{r['miou']:.4f}" if r.get("miou") is not None else "-",
-            )
-        )
-    header = (
-        "",
-        "params",
-        "GMACs",
-        "zeros %",
-        "file MB",
-        "zip MB",
-        "int8 zip MB",
-        "best ms",
-        "mIoU",
-    )
-    print(f"{rep['method']} {rep['model']} ({rep['source']})")
-    print(text_table(rows, header))
-    print(", ".join(f"{k} {v:.3f}" for k, v in rep["ratios"].items()))
+    print(rep.table())
     print(f"compressed checkpoint: {Path(args.out) / 'compressed.pt'}; report: report.json")
     return 0
 

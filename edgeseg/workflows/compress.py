@@ -38,9 +38,9 @@ from edgeseg.engine.train import train
 from edgeseg.errors import EdgesegError
 from edgeseg.measure.bench import bench
 from edgeseg.measure.counts import count_flops, param_count, zip_size
-from edgeseg.utils import atomic_write_bytes, atomic_write_json
+from edgeseg.utils import atomic_write_bytes, atomic_write_json, text_table
 
-__all__ = ["METHODS", "compress_checkpoint"]
+__all__ = ["COMPRESS_SCHEMA", "METHODS", "CompressReport", "compress_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,70 @@ def _measure(
     return out
 
 
+#: Version of :class:`CompressReport`'s fields (``schema``); one without it is version 1.
+COMPRESS_SCHEMA = "edgeseg.compress/1"
+_COLUMNS = ("", "params", "GMACs", "zeros %", "file MB", "zip MB", "int8 zip MB", "best ms",
+            "mIoU")  # fmt: skip
+
+
+def _mb(nbytes: float | None) -> str:
+    return "-" if nbytes is None else f"{nbytes / 1e6:.1f}"
+
+
+class CompressReport(dict):  # type: ignore[type-arg]  # a JSON-ready dict, its keys typed below
+    """What :func:`compress_checkpoint` returns (and writes as ``OUT/report.json``): the
+    JSON-ready dict (``rep["after"]`` as before) and the one :meth:`table` the CLI prints.
+
+    Keys: ``schema``, ``method``, ``source``, ``model``, ``settings``, ``size``,
+    ``threads``, ``before`` and ``after`` (params, macs, sparsity, file/zip bytes, best
+    backend and ms, mIoU), ``ratios`` and, by method, ``pruning`` or ``recipe``.
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (JSON-ready)."""
+        return dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CompressReport:
+        """A report read back from JSON (files written before ``schema`` existed too).
+
+        Raises:
+            EdgesegError: a newer schema than this edgeseg reads.
+        """
+        schema = data.get("schema", COMPRESS_SCHEMA)
+        if schema != COMPRESS_SCHEMA:
+            raise EdgesegError(
+                f"compress report schema {schema!r}: this edgeseg reads {COMPRESS_SCHEMA}"
+            )
+        return cls({**data, "schema": schema})
+
+    def table(self) -> str:
+        """Before and after, side by side, and the ratios."""
+        rows = []
+        for when in ("before", "after"):
+            r = self[when]
+            rows.append(
+                (
+                    when,
+                    f"{r['params']:,}",
+                    f"{r['macs'] / 1e9:.2f}",
+                    f"{100 * r['sparsity']:.1f}",
+                    _mb(r["file_bytes"]),
+                    _mb(r["zip_bytes"]),
+                    _mb(r.get("int8_onnx_zip_bytes")),
+                    f"{r['best_ms']:.1f} ({r['best_backend']})" if "best_ms" in r else "-",
+                    f"{r['miou']:.4f}" if r.get("miou") is not None else "-",
+                )
+            )
+        return "\n".join(
+            [
+                f"{self['method']} {self['model']} ({self['source']})",
+                text_table(rows, _COLUMNS),
+                ", ".join(f"{k} {v:.3f}" for k, v in self["ratios"].items()),
+            ]
+        )
+
+
 def compress_checkpoint(
     checkpoint: str | Path,
     method: str,
@@ -111,7 +175,7 @@ def compress_checkpoint(
     threads: int = 2,
     backends: tuple[str, ...] = ("channels_last", "ort"),
     overrides: list[str] | None = None,
-) -> dict[str, Any]:
+) -> CompressReport:
     """Compress ``checkpoint`` with ``method``, fine-tune, and report before and after.
 
     Args:
@@ -131,7 +195,7 @@ def compress_checkpoint(
         overrides: ``section.key=value`` for the fine-tuning recipe (e.g. ``optim.lr=2e-4``).
 
     Returns:
-        The report (also written to ``OUT/report.json``).
+        The :class:`CompressReport` (also written to ``OUT/report.json``).
 
     Raises:
         EdgesegError: unknown method, a value out of range, a method that does not apply
@@ -145,20 +209,16 @@ def compress_checkpoint(
     out.mkdir(parents=True, exist_ok=True)
     if method == "group":  # check applicability on a copy before any long step
         GradualGrouping(copy.deepcopy(model), groups, AlphaSchedule(1))
-    report: dict[str, Any] = {
-        "method": method,
-        "source": str(src["path"]),
-        "model": src["model"]["name"],
-        "settings": {
-            "ratio": ratio,
-            "sparsity": sparsity,
-            "groups": groups,
-            "epochs": epochs,
-            "round_to": round_to,
-        },
-        "size": list(size),
-        "threads": threads,
-    }
+    settings = {"ratio": ratio, "sparsity": sparsity, "groups": groups, "epochs": epochs}
+    report = CompressReport(
+        schema=COMPRESS_SCHEMA,
+        method=method,
+        source=str(src["path"]),
+        model=src["model"]["name"],
+        settings={**settings, "round_to": round_to},
+        size=list(size),
+        threads=threads,
+    )
     measure = data, size, threads, list(backends)
     init = Path(src["path"])
     log.info("measuring the source checkpoint")

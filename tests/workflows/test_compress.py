@@ -86,3 +86,26 @@ def test_compress_bad_input_one_line_exit_2(
         code = main(["compress", *argv, "--out", str(tmp_path / "o"), "--data", str(data)])
         err = capsys.readouterr().err.strip()
         assert code == 2 and msg in err and len(err.splitlines()) == 1, err
+
+
+def test_compress_report_is_typed_versioned_and_prints_its_table() -> None:
+    from edgeseg.errors import EdgesegError
+    from edgeseg.workflows.compress import COMPRESS_SCHEMA, CompressReport
+
+    side = {"params": 1000, "macs": 2e9, "sparsity": 0.5, "file_bytes": 4e6, "zip_bytes": 2e6}
+    old = {
+        "method": "prune",
+        "model": "l3unet",
+        "source": "run/best.pt",
+        "before": {**side, "miou": 0.6},
+        "after": {**side, "params": 500, "best_ms": 3.0, "best_backend": "ort"},
+        "ratios": {"params": 0.5},
+    }
+    rep = CompressReport.from_dict(old)
+    assert rep["schema"] == COMPRESS_SCHEMA and rep.to_dict() == {**old, "schema": COMPRESS_SCHEMA}
+    lines = rep.table().splitlines()
+    assert lines[0] == "prune l3unet (run/best.pt)" and lines[-1] == "params 0.500"
+    after = next(line for line in lines if line.startswith("after"))
+    assert after.split()[:3] == ["after", "500", "2.00"] and "3.0 (ort)" in after
+    with pytest.raises(EdgesegError, match="schema"):
+        CompressReport.from_dict({**old, "schema": "edgeseg.compress/9"})

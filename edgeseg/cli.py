@@ -668,15 +668,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     res = compare(cfg)
     if _emit_json(args, res):
         return 0
-    from edgeseg.workflows.report import report_tables
-
-    header, rows = report_tables(res)["Accuracy and cost"]
-    print(text_table(rows, header))
-    failed = [m for m in res["models"].values() if m.get("status") == "failed"]
-    for m in failed:
-        print(f"{m['name']}: failed ({m.get('error')})")
+    print(res.table())
     print(f"report: {Path(cfg.out) / 'report.html'} and report.md; results: results.json")
-    return 1 if failed else 0
+    return 1 if res.failed else 0
 
 
 # --------------------------------------------------------------------------- parser

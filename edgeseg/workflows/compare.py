@@ -78,17 +78,19 @@ from edgeseg.utils import (
     finish_time,
     folder_lock,
     format_duration,
+    text_table,
     thread_count,
 )
 from edgeseg.workflows.cluster import RAY_EXTRA, run_on_ray
 from edgeseg.workflows.plan import PLAN_FILE, PRECISIONS, plan_ahead
-from edgeseg.workflows.report import write_report
+from edgeseg.workflows.report import report_tables, verdict, write_report
 
 __all__ = [
     "RESULTS_SCHEMA",
     "STAGES",
     "Budget",
     "CompareConfig",
+    "CompareResults",
     "compare",
     "demo_config",
     "load_compare_config",
@@ -248,6 +250,41 @@ def _history(run_dir: Path) -> list[dict[str, Any]]:
         if line.strip():
             rows.append(json.loads(line))
     return rows
+
+
+class CompareResults(dict):  # type: ignore[type-arg]  # OUT/results.json, keys typed below
+    """What :func:`compare` returns: the content of ``OUT/results.json`` (``schema``,
+    ``config``, ``machine``, ``order``, ``models`` ``{name: {status, train, metrics,
+    profile, bench, preview, stages, error?}}``, ``plan`` when planned ahead), typed
+    accessors, and the one :meth:`table` the CLI prints (the report's first table)."""
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """``{model: error}`` of the models that failed."""
+        models = self.get("models", {})
+        return {n: str(e.get("error")) for n, e in models.items() if e.get("status") == "failed"}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (JSON-ready)."""
+        return dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CompareResults:
+        """Results read back from ``results.json``.
+
+        Raises:
+            EdgesegError: not an edgeseg comparison of a schema this edgeseg reads.
+        """
+        if data.get("schema") != RESULTS_SCHEMA:
+            raise EdgesegError(f"not an edgeseg comparison ({RESULTS_SCHEMA})")
+        return cls(data)
+
+    def table(self) -> str:
+        """The verdict, accuracy and cost per model, and each failure."""
+        header, rows = report_tables(self)["Accuracy and cost"]
+        lines = ["Verdict: " + " ".join(verdict(self)), text_table(rows, header)]
+        lines += [f"{name}: failed ({err})" for name, err in self.failed.items()]
+        return "\n".join(lines)
 
 
 class _Results:
@@ -557,7 +594,7 @@ def compare(
     *,
     extra_models: dict[str, Callable[..., torch.nn.Module]] | None = None,
     report: bool = True,
-) -> dict[str, Any]:
+) -> CompareResults:
     """Run (or resume) a comparison and write its results and report.
 
     Args:
@@ -571,7 +608,7 @@ def compare(
         report: write ``report.md`` and ``report.html`` at the end.
 
     Returns:
-        The content of ``OUT/results.json``.
+        The content of ``OUT/results.json``, as :class:`CompareResults`.
 
     Raises:
         EdgesegError: an unknown model, an unreadable data root, a budget that cannot be
@@ -625,7 +662,7 @@ def _compare_locked(
                 _one_model(run, results, name, given, f"[{k}/{len(specs)}] {name}")
     if report:
         write_report(results.data, run.out)
-    return results.data
+    return CompareResults(results.data)
 
 
 def _planned(cfg: CompareConfig, trained: list[str], out: Path) -> CompareConfig:

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from edgeseg.workflows.report import _pareto_figure, training_flags, verdict, write_report
 
 
@@ -176,3 +178,19 @@ def test_int8_sensitivity_figure_draws_the_most_sensitive_modules_first() -> Non
     lost = ax.patches[:5]  # then the 5 bars won back in fp32
     assert lost[0].get_hatch() == "//" and not any(b.get_hatch() for b in lost[1:])
     assert lost[0].get_width() < 0 < ax.patches[5].get_width()
+
+
+def test_compare_results_print_the_verdict_the_cost_table_and_failures() -> None:
+    from edgeseg.errors import EdgesegError
+    from edgeseg.workflows.compare import RESULTS_SCHEMA, CompareResults
+
+    res = _results(_entry("fast", 0.70, 5.0), _entry("best", 0.80, 20.0))
+    res["models"]["broken"] = {"name": "broken", "status": "failed", "error": "no data"}
+    res["order"].append("broken")
+    with pytest.raises(EdgesegError, match="not an edgeseg comparison"):
+        CompareResults.from_dict(res)
+    typed = CompareResults.from_dict({**res, "schema": RESULTS_SCHEMA})
+    assert typed.failed == {"broken": "no data"}
+    lines = typed.table().splitlines()
+    assert lines[0].startswith("Verdict: Pick best (0.800 mIoU")
+    assert lines[1].split()[:2] == ["model", "mIoU"] and lines[-1] == "broken: failed (no data)"

@@ -647,6 +647,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from edgeseg.workflows.compare import (
         compare,
         demo_config,
+        demo_data,
         load_compare_config,
         with_overrides,
     )
@@ -654,13 +655,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     logging.getLogger("edgeseg").setLevel(logging.INFO)  # progress is the point here
     items = _compare_flags(args) + list(args.overrides)
     if args.demo:
-        from edgeseg.data.synthetic import make_street_dataset
-
         if args.config or args.data:
             raise EdgesegError("--demo makes its own data and models; drop --config/--data")
         cfg = with_overrides(demo_config(args.out or "compare-demo"), items)
-        if not (Path(cfg.recipe.data.root) / "val.txt").is_file():
-            make_street_dataset(cfg.recipe.data.root)
+        demo_data(cfg)
     else:
         cfg = load_compare_config(args.config, items)
         if not cfg.recipe.data.root:

@@ -51,7 +51,7 @@ from edgeseg.config import (
 )
 from edgeseg.cpu import cpu_name
 from edgeseg.data import build_dataset
-from edgeseg.data.synthetic import SYNTHETIC_CLASSES
+from edgeseg.data.synthetic import SYNTHETIC_CLASSES, make_street_dataset
 from edgeseg.defaults import ACCURACY_BUDGET
 from edgeseg.deploy.backends import check_backends
 from edgeseg.deploy.segmenter import Segmenter, colorize
@@ -93,6 +93,7 @@ __all__ = [
     "CompareResults",
     "compare",
     "demo_config",
+    "demo_data",
     "load_compare_config",
     "parse_budget",
     "with_overrides",
@@ -222,6 +223,15 @@ def demo_config(out: str | Path) -> CompareConfig:
         bench_images=8,
         recipe=recipe,
     )
+
+
+def demo_data(cfg: CompareConfig) -> Path:
+    """Write the demo's generated street scenes to ``cfg.recipe.data.root`` unless they
+    are there already (a resumed demo keeps its data); returns the root."""
+    root = Path(cfg.recipe.data.root)
+    if not (root / "val.txt").is_file():
+        make_street_dataset(root)
+    return root
 
 
 # --------------------------------------------------------------------------- helpers

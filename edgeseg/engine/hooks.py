@@ -3,13 +3,16 @@
 The engine knows nothing of what plugs in: a package above it (``edgeseg.compress``)
 registers a *hook factory* (called with the recipe, returns a :class:`TrainHook` or
 ``None``) and *checkpoint adapters* (rebuild a saved structure such as pruned widths or
-compression masks). :func:`load_plugins` imports the packages edgeseg ships that do so,
-on first need, which keeps every static import pointing down the layers.
+compression masks). :func:`load_plugins` imports, on first need, the modules the
+``edgeseg.plugins`` entry points name (edgeseg's own are declared in its
+``pyproject.toml``), so the engine names none of them and every static import points down
+the layers.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,18 +26,23 @@ if TYPE_CHECKING:  # pragma: no cover
 # trainer imports this module, not the other way round).
 Trainer = Any
 
+log = logging.getLogger(__name__)
+
 __all__ = [
-    "PLUGINS",
+    "PLUGIN_GROUP",
     "TrainHook",
     "checkpoint_adapter",
     "hooks_for",
     "load_plugins",
+    "plugin_modules",
     "register_checkpoint_adapter",
     "register_hook",
 ]
 
-#: Packages shipped with edgeseg that register hooks or adapters when imported.
-PLUGINS = ("edgeseg.engine.extras", "edgeseg.compress")
+#: Entry-point group of the modules that register hooks or adapters when imported
+#: (edgeseg's own, ``edgeseg.engine.extras`` and ``edgeseg.compress``, are declared in its
+#: ``pyproject.toml``; a third-party package adds its own the same way).
+PLUGIN_GROUP = "edgeseg.plugins"
 
 _HOOK_FACTORIES: dict[str, Callable[[Config], TrainHook | None]] = {}
 _ADAPTERS: dict[str, Callable[[nn.Module, dict[str, Any]], nn.Module]] = {}
@@ -80,9 +88,19 @@ class TrainHook:
         """Restore :meth:`state_dict` (on a resume, after :meth:`attach`)."""
 
 
+def plugin_modules() -> list[str]:
+    """The modules of the :data:`PLUGIN_GROUP` entry points, sorted by name."""
+    from importlib.metadata import entry_points
+
+    found = sorted(entry_points(group=PLUGIN_GROUP), key=lambda ep: ep.name)
+    if not found:  # a source tree on sys.path: its pyproject.toml was never installed
+        log.warning("no %s entry points: install edgeseg (pip install -e .)", PLUGIN_GROUP)
+    return [ep.value for ep in found]
+
+
 def load_plugins() -> None:
-    """Import :data:`PLUGINS` (idempotent)."""
-    for name in PLUGINS:
+    """Import every plug-in module (idempotent)."""
+    for name in plugin_modules():
         importlib.import_module(name)
 
 

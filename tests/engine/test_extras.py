@@ -243,3 +243,9 @@ def test_a_time_budget_pays_for_every_feature_of_the_recipe(
     assert isinstance(seconds, float)
     assert calls == {"teacher": 3, "loss": 3 * 5, "ema": 3}  # 3 steps; main + 4 boosters
     assert not (tmp_path / "s").exists()  # nothing written
+
+
+def test_plugins_come_from_entry_points() -> None:
+    from edgeseg.engine.hooks import plugin_modules
+
+    assert {"edgeseg.compress", "edgeseg.engine.extras"} <= set(plugin_modules())

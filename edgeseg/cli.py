@@ -18,6 +18,7 @@ from typing import Any
 from edgeseg_runtime.cli import OneLineParser
 
 from edgeseg import defaults as D
+from edgeseg.cli_args import api_flag
 from edgeseg.errors import EdgesegError
 from edgeseg.utils import text_table
 
@@ -604,7 +605,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         round_to=args.round_to,
         size=args.size,
         threads=args.threads,
-        backends=tuple(b for b in args.backends.split(",") if b),
+        backends=args.backends,
         overrides=args.overrides,
     )
     if _emit_json(args, rep):
@@ -812,19 +813,17 @@ def _add_train(sub: Any) -> None:
 
 
 def _add_eval(sub: Any) -> None:
+    from edgeseg.engine.evaluate import evaluate as api
+
     e = sub.add_parser("eval", help="evaluate a checkpoint on a data split (every paper metric)")
     e.add_argument("checkpoint", help="checkpoint file, run directory (best.pt) or shipped name")
-    e.add_argument("--data", required=True, help="data root")
-    e.add_argument("--split", default="val", help="split to evaluate (val)")
-    e.add_argument("--preset", default=None, help="dataset preset (default: the checkpoint's)")
-    e.add_argument("--size", type=_size, default=None, help="resize images to HxW (native)")
-    e.add_argument("--batch-size", type=_positive, default=8, help="images per pass (8)")
-    e.add_argument("--threads", type=_threads, default=None, help="intra-op threads")
-    e.add_argument(
-        "--paper-protocol",
-        action="store_true",
-        help="add Squeeze U-Net's per-batch-of-8 mean/max/min statistics (its Table 7)",
-    )
+    api_flag(e, api, "data_root", flag="--data", required=True)
+    api_flag(e, api, "split")
+    api_flag(e, api, "info", flag="--preset")
+    api_flag(e, api, "input_size", flag="--size", type=_size)
+    api_flag(e, api, "batch_size", type=_positive)
+    api_flag(e, api, "threads", type=_threads)
+    api_flag(e, api, "paper_protocol", action="store_true")
     _json_flag(e)
     e.set_defaults(func=_cmd_eval)
 
@@ -998,20 +997,23 @@ def _add_peak(sub: Any) -> None:
 
 
 def _add_compress(sub: Any) -> None:
+    from edgeseg.workflows.compress import compress_checkpoint as api
+
     z = sub.add_parser(
         "compress", help="prune, sparsify or group a checkpoint, fine-tune, report the gains"
     )
     z.add_argument("checkpoint", help="checkpoint file, run directory or shipped weights name")
-    z.add_argument("--method", required=True, choices=D.COMPRESS_METHODS, help="compression method")
-    z.add_argument("--out", required=True, help="output folder (compressed.pt, report.json)")
-    z.add_argument("--data", default=None, help="data root (default: the recipe's)")
-    z.add_argument("--epochs", type=int, default=0, help="fine-tuning epochs (prune: may be 0)")
-    z.add_argument("--ratio", type=float, default=0.5, help="prune: channels removed (0.5)")
-    z.add_argument("--sparsity", type=float, default=0.6, help="sparsify: zeros (0.6)")
-    z.add_argument("--groups", type=int, default=2, help="group: g (2)")
-    z.add_argument("--round-to", type=_positive, default=8, help="prune: keep multiples (8)")
-    _timing_flags(z)
-    z.add_argument("--backends", default="channels_last,ort", help="backends timed ('' none)")
+    api_flag(z, api, "method", required=True, choices=D.COMPRESS_METHODS)
+    api_flag(z, api, "out", required=True)
+    api_flag(z, api, "data")
+    api_flag(z, api, "epochs", type=int)
+    api_flag(z, api, "ratio", type=float)
+    api_flag(z, api, "sparsity", type=float)
+    api_flag(z, api, "groups", type=int)
+    api_flag(z, api, "round_to", type=_positive)
+    api_flag(z, api, "size", type=_size)
+    api_flag(z, api, "threads", type=_threads)
+    api_flag(z, api, "backends", type=lambda t: tuple(b for b in t.split(",") if b))
     _json_flag(z)
     z.add_argument("overrides", nargs="*", help="fine-tuning recipe: optim.lr=2e-4 ...")
     z.set_defaults(func=_cmd_compress)

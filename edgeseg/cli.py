@@ -542,7 +542,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         args.source,
         size=args.size,
         threads=args.threads,
-        backends=args.backends.split(",") if args.backends else None,
+        backends=args.backends or None,
         num_classes=args.classes,
         iterations=args.iterations,
         warmup=args.warmup,
@@ -938,39 +938,26 @@ def _mixed_flag(p: argparse.ArgumentParser, default: str = "off") -> None:
 
 
 def _add_bench(sub: Any) -> None:
+    from edgeseg.measure.bench import bench as api
+
     b = sub.add_parser(
         "bench",
         help="latency, memory, size and accuracy of every CPU backend, each in a fresh process",
     )
     b.add_argument("source", help="model name, checkpoint / run directory, or .onnx file")
     _timing_flags(b)
-    b.add_argument(
-        "--backends",
-        default=None,
-        help=f"comma-separated subset of "
-        f"{','.join(D.BACKENDS)} (default: all that can run the source)",
-    )
-    b.add_argument(
-        "--classes", type=_positive, default=None, help="K (model name: 11; files: checked)"
-    )
-    b.add_argument("--iterations", type=_positive, default=10, help="timed runs per process")
-    b.add_argument("--warmup", type=_positive, default=3, help="untimed runs per process (3)")
-    b.add_argument("--repeats", type=_positive, default=3, help="processes per backend (3)")
-    b.add_argument("--data", default=None, help="data root: mIoU of each backend on --split")
-    b.add_argument("--split", default="val", help="split of --data for accuracy (val)")
-    b.add_argument("--eval-images", type=_positive, default=None, help="limit accuracy images")
-    b.add_argument("--calib-data", default=None, help="calibration root (default: --data)")
-    b.add_argument(
-        "--calib-images", type=_positive, default=D.CALIB_IMAGES, help="calibration images"
-    )
-    b.add_argument(
-        "--accuracy-budget",
-        type=float,
-        default=D.ACCURACY_BUDGET,
-        help=f"mIoU 'best' may lose ({D.ACCURACY_BUDGET})",
-    )
+    api_flag(b, api, "backends", type=lambda t: [x for x in t.split(",") if x])
+    api_flag(b, api, "num_classes", flag="--classes", type=_positive)
+    for name in ("iterations", "warmup", "repeats"):
+        api_flag(b, api, name, type=_positive)
+    api_flag(b, api, "data")
+    api_flag(b, api, "split")
+    api_flag(b, api, "eval_images", type=_positive)
+    api_flag(b, api, "calib_data")
+    api_flag(b, api, "calib_images", type=_positive)
+    api_flag(b, api, "budget_miou", flag="--accuracy-budget", type=float)
     _mixed_flag(b)
-    b.add_argument("--keep", default=None, help="keep the artefacts (ONNX fp32/int8) here")
+    api_flag(b, api, "workdir", flag="--keep")
     _peak_flag(b)
     _json_flag(b)
     b.set_defaults(func=_cmd_bench)

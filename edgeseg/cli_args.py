@@ -17,7 +17,8 @@ from typing import Any
 __all__ = ["api_flag", "param_docs"]
 
 _ROLE = re.compile(r":\w+:`~?([^`]*)`")  # Sphinx roles: :class:`X` -> X
-_ARG = re.compile(r"^(\s+)(\*{0,2}\w+)(?: \([^)]*\))?: (.*)$")
+# "name: text", "name (type): text" or "a, b, c: text" (one description for several)
+_ARG = re.compile(r"^(\s+)(\*{0,2}\w+(?:, \w+)*)(?: \([^)]*\))?: (.*)$")
 
 
 def param_docs(func: Callable[..., Any]) -> dict[str, str]:
@@ -25,7 +26,7 @@ def param_docs(func: Callable[..., Any]) -> dict[str, str]:
     joined, markup of inline code removed)."""
     lines = (inspect.getdoc(func) or "").splitlines()
     docs: dict[str, str] = {}
-    inside, indent, name = False, 0, ""
+    inside, indent, name, names = False, 0, "", [""]
     for line in lines:
         if line.strip() == "Args:":
             inside = True
@@ -34,10 +35,13 @@ def param_docs(func: Callable[..., Any]) -> dict[str, str]:
             break
         m = _ARG.match(line) if inside else None
         if m and (not indent or len(m.group(1)) == indent):
-            indent, name = len(m.group(1)), m.group(2)
-            docs[name] = m.group(3).strip()
+            indent, names = len(m.group(1)), m.group(2).split(", ")
+            name = names[0]
+            for n in names:
+                docs[n] = m.group(3).strip()
         elif inside and name and line.strip():
-            docs[name] += " " + line.strip()
+            for n in names:
+                docs[n] += " " + line.strip()
     return {k: _ROLE.sub(r"\1", v).replace("``", "") for k, v in docs.items()}
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from edgeseg.cli_args import api_flag, param_docs
 from edgeseg.engine.evaluate import evaluate
+from edgeseg.measure.bench import bench
 from edgeseg.workflows.compress import compress_checkpoint
 
 
@@ -52,6 +53,7 @@ def test_eval_and_compress_flags_say_what_the_api_says() -> None:
     for command, api, dests in (
         ("compress", compress_checkpoint, {"ratio": "ratio", "round_to": "round_to"}),
         ("eval", evaluate, {"batch_size": "batch_size", "data": "data_root"}),
+        ("bench", bench, {"warmup": "warmup", "accuracy_budget": "budget_miou", "keep": "workdir"}),
     ):
         actions = {a.dest: a for a in sub.choices[command]._actions}
         docs = param_docs(api)

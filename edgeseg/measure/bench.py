@@ -264,9 +264,11 @@ class BenchResult(dict):  # type: ignore[type-arg]  # a JSON-ready dict, its key
     """What :func:`bench` returns: the JSON-ready dict (``res["backends"]`` as before),
     typed accessors, and the one :meth:`table` the CLI prints.
 
-    Keys: ``schema``, ``source``, ``size``, ``threads``, ``cpu``, ``backends`` ``{name:
-    {latency_ms: {median, p90}, images_per_s, peak_rss_bytes, miou?, ...}}``,
-    ``quantization``, ``errors``, ``best``, ``best_reason`` and, when measured, ``peak``.
+    Keys: ``schema``, ``source``, ``size``, ``threads``, ``cpu``, ``ops`` (2 x MACs),
+    ``peak``, ``backends`` ``{name: {latency_ms {median, p90}, images_per_s,
+    peak_rss_bytes, build_s, size_bytes, zip_bytes, miou, pixel_agreement, speedup,
+    precision, gops, peak_fraction}}``, ``quantization``, ``errors`` (why a backend could
+    not run), ``best`` and ``best_reason``.
     """
 
     @property
@@ -346,40 +348,40 @@ def bench(
     Args:
         source: a registered model name (random weights), a checkpoint or run directory,
             or an ``.onnx`` file (only the ``ort`` backends).
-        size, threads: input HxW and intra-op threads of every backend.
-        backends: subset of :data:`BACKENDS`; default: every backend that can run the
-            source (for an ONNX file: ``ort`` and ``ort-int8``).
+        size: input HxW of every backend.
+        threads: intra-op threads of every backend.
+        backends: comma-separated subset of eager, channels_last, compile, ort, ort-int8,
+            openvino, ... (:data:`BACKENDS`); default: every backend that can run the
+            source.
         num_classes: K for a model name (default 11); for a checkpoint or ONNX file it
             must match the file's, if given.
-        iterations, warmup: timed and untimed runs per process.
+        iterations: timed runs per process.
+        warmup: untimed runs per process, before the timed ones.
         repeats: processes per backend; rounds alternate the backend order.
-        data, split, eval_images: data root whose split (all of it, or ``eval_images``)
-            scores each backend's mIoU and pixel agreement (checkpoints, ONNX files).
-        calib_data, calib_split, calib_images: calibration root (default: ``data``),
-            split and number of images for the int8 backends.
+        data: data root whose ``split`` scores each backend's mIoU and pixel agreement
+            (checkpoints, ONNX files).
+        split: the split of ``data`` scored.
+        eval_images: score only this many of its images (default: all).
+        calib_data: calibration root of the int8 backends (default: ``data``).
+        calib_split: the split of ``calib_data`` calibrating.
+        calib_images: calibration images.
         budget_miou: the fastest backend losing at most this mIoU is named ``best``.
-        mixed_precision: int8 over ``budget_miou`` on ``data``'s ``split`` keeps its most
-            sensitive modules in fp32 (:mod:`edgeseg.deploy.mixed`; NNCF's file the same
-            ones); the sensitivity table and the modules kept go to ``quantization``.
+        mixed_precision: int8 losing more than ``budget_miou`` on ``data`` keeps its most
+            sensitive modules in fp32 (:mod:`edgeseg.deploy.mixed`), named in the result.
         workdir: keep the artefacts (fp32/int8 ONNX) here (default: a temporary folder).
-        external: ``{name: "module:factory"}`` of networks outside the zoo that the
-            PyTorch backends' fresh processes register before loading (the ONNX Runtime
-            backends do not need them).
+        external: ``{name: "module:factory"}`` of networks outside the zoo, registered
+            by the PyTorch backends' fresh processes.
         timeout: seconds per process.
-        peak: set each backend against the CPU's peak of its precision (measured, ~4 s).
+        peak: set each backend against this CPU's peak of its precision (about 4 s).
 
     Returns:
-        A :class:`BenchResult` ``{schema, source, size, threads, cpu, ops, peak, backends:
-        {name: {latency_ms {median, p90}, images_per_s, peak_rss_bytes, build_s, size_bytes,
-        zip_bytes, miou, pixel_agreement, speedup, precision, gops, peak_fraction}}, best,
-        best_reason, quantization, errors (why a backend could not run)}``; ops: 2 x MACs.
+        A :class:`BenchResult` (its keys: the class's docstring).
 
     Raises:
         EdgesegError: unknown backend, bad source, missing calibration data, a backend
             that fails (its last error line).
     """
-    names = _backends_for(source, backends, calib_data or data)
-    h, w = parse_size(size)
+    names, (h, w) = _backends_for(source, backends, calib_data or data), parse_size(size)
     _check_budget(budget_miou, mixed_precision, data)
     threads, repeats, iterations = _counts(threads, repeats, iterations)
     with work_folder(workdir, "edgeseg-bench-") as work:

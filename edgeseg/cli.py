@@ -870,6 +870,8 @@ def _add_predict(sub: Any) -> None:
 
 
 def _add_export(sub: Any) -> None:
+    from edgeseg.workflows.export import export_checkpoint as api
+
     ex = sub.add_parser("export", help="export a checkpoint to ONNX and check it against PyTorch")
     ex.add_argument("checkpoint", help="checkpoint file, run directory or shipped name")
     ex.add_argument(
@@ -894,10 +896,8 @@ def _add_export(sub: Any) -> None:
         default=D.THREADS,
         help=f"threads of the bundle's benchmark ({D.THREADS})",
     )
-    ex.add_argument(
-        "--opset", type=_positive, default=D.OPSET, help=f"ONNX opset, >= 17 ({D.OPSET})"
-    )
-    ex.add_argument("--size", type=_size, default=None, help="example/check HxW (checkpoint's)")
+    api_flag(ex, api, "opset", type=_positive)
+    api_flag(ex, api, "input_size", flag="--size", type=_size)
     ex.add_argument(
         "--output",
         choices=D.OUTPUTS,
@@ -907,9 +907,9 @@ def _add_export(sub: Any) -> None:
         "1/4 of it), labels-low (at the network's output resolution); labels upsampled "
         "(logits; with --bundle: the fastest within --accuracy-budget, measured)",
     )
-    ex.add_argument("--data", default=None, help="data root: check parity on real images")
-    ex.add_argument("--split", default="val", help="split of --data for the check (val)")
-    ex.add_argument("--check-images", type=_positive, default=4, help="images to check (4)")
+    api_flag(ex, api, "data")
+    api_flag(ex, api, "split")
+    api_flag(ex, api, "check_images", type=_positive)
     ex.add_argument(
         "--calib-images",
         type=_positive,

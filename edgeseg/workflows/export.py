@@ -164,8 +164,9 @@ def export_checkpoint(
             uint8 activations); the parity check then measures the int8 model against
             fp32 PyTorch.
         output: ``logits`` (the model contract's), or the uint8 label map computed in
-            the graph: ``labels`` (arg-max at full resolution) or ``labels-low`` (arg-max
-            at the network's output resolution, labels upsampled; :mod:`edgeseg.deploy.labels`).
+            the graph: ``labels`` (arg-max at full resolution), ``labels-half`` /
+            ``labels-quarter`` (at 1/2 or 1/4 of it) or ``labels-low`` (at the network's
+            output resolution), labels upsampled (:mod:`edgeseg.deploy.labels`).
 
     Raises:
         CheckpointError, DataError, EdgesegError: one line each, naming the file.

@@ -751,6 +751,8 @@ def _add_models(sub: Any) -> None:
 
 
 def _add_profile(sub: Any) -> None:
+    from edgeseg.measure.profiling import profile as api
+
     pr = sub.add_parser("profile", help="measure size, FLOPs, latency, memory, stage times")
     pr.add_argument(
         "models",
@@ -765,10 +767,9 @@ def _add_profile(sub: Any) -> None:
         default=None,
         help="the engine whose own profiler times each layer of the ONNX files given (ort)",
     )
-    pr.add_argument("--classes", type=_positive, default=D.NUM_CLASSES, help="number of classes")
-    pr.add_argument("--batch-size", type=_positive, default=1, help="images per pass (1)")
-    pr.add_argument("--warmup", type=_positive, default=2, help="untimed runs per format (2)")
-    pr.add_argument("--repeats", type=_positive, default=10, help="timed runs per format (10)")
+    api_flag(pr, api, "num_classes", flag="--classes", type=_positive)
+    for name in ("batch_size", "warmup", "repeats"):
+        api_flag(pr, api, name, type=_positive)
     pr.add_argument("--no-fold-bn", action="store_true", help="time with BatchNorm unfolded")
     pr.add_argument(
         "--no-malloc-tuning", action="store_true", help="leave glibc's allocator at its defaults"

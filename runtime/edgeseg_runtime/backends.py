@@ -53,13 +53,15 @@ def _check_file(path: Path) -> None:
 
 
 def onnx_props(path: str | Path) -> dict[str, str]:
-    """An ONNX file's ``metadata_props``, read by ONNX Runtime (no ``onnx`` package).
+    """An ONNX file's ``metadata_props`` (:func:`edgeseg_runtime.onnx_meta.read_metadata`:
+    the protobuf's top level only, no session, no ``onnx`` package).
 
     Raises:
         EdgesegError: missing or not a readable ONNX model.
     """
-    sess = ort_session(path, optimize=False)
-    return dict(sess.get_modelmeta().custom_metadata_map)
+    from edgeseg_runtime.onnx_meta import read_metadata
+
+    return read_metadata(path)
 
 
 def ort_session(path: str | Path, threads: int | None = None, optimize: bool = True) -> Any:

@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from edgeseg_runtime.files import atomic_write_bytes
 from edgeseg_runtime.processing import max_side
@@ -230,3 +230,30 @@ def text_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)]
     lines += [fmt(r) for r in cells[1:]]
     return "\n".join(lines)
+
+
+class VersionedResult(dict):  # type: ignore[type-arg]  # JSON-ready; subclasses type the keys
+    """A result that is the JSON-ready dict it always was, with a ``schema`` key naming
+    its version, ``to_dict`` / ``from_dict`` and (in each subclass) one ``table()``."""
+
+    #: The version this edgeseg writes and reads, e.g. ``edgeseg.eval/1``.
+    SCHEMA: ClassVar[str] = ""
+    #: What the result is, for messages.
+    KIND: ClassVar[str] = "result"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (JSON-ready)."""
+        return dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """A result read back from JSON (one written before ``schema`` existed is the
+        first version).
+
+        Raises:
+            EdgesegError: a schema this edgeseg does not read.
+        """
+        schema = data.get("schema", cls.SCHEMA)
+        if schema != cls.SCHEMA:
+            raise EdgesegError(f"{cls.KIND} schema {schema!r}: this edgeseg reads {cls.SCHEMA}")
+        return cls({**data, "schema": schema})

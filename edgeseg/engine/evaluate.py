@@ -24,7 +24,7 @@ from edgeseg.engine.checkpoint import load_model
 from edgeseg.engine.distributed import DistContext, shard
 from edgeseg.errors import EdgesegError
 from edgeseg.metrics import batch_statistics, confusion_matrix, segmentation_metrics
-from edgeseg.utils import text_table
+from edgeseg.utils import VersionedResult, text_table
 
 __all__ = ["EVAL_SCHEMA", "EvalResult", "confusion_over", "evaluate", "predict_logits"]
 
@@ -161,7 +161,7 @@ def _model_and_info(
 EVAL_SCHEMA = "edgeseg.eval/1"
 
 
-class EvalResult(dict):  # type: ignore[type-arg]  # a JSON-ready dict, its keys typed below
+class EvalResult(VersionedResult):
     """What :func:`evaluate` returns: the JSON-ready metrics dict (``res["miou"]`` as
     before), typed accessors, and the one :meth:`table` the CLI prints.
 
@@ -169,6 +169,8 @@ class EvalResult(dict):  # type: ignore[type-arg]  # a JSON-ready dict, its keys
     ``tp_rate``, ``fp_tp``, ``num_images``, ``input_size``, ``split``, ``model``,
     ``checkpoint``, ``confusion_matrix`` and, with the paper protocol, ``batches``.
     """
+
+    SCHEMA, KIND = EVAL_SCHEMA, "eval result"
 
     @property
     def miou(self) -> float:
@@ -179,22 +181,6 @@ class EvalResult(dict):  # type: ignore[type-arg]  # a JSON-ready dict, its keys
     def iou(self) -> dict[str, float | None]:
         """IoU per class name."""
         return dict(self["iou"])
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain dict (JSON-ready)."""
-        return dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EvalResult:
-        """A result read back from JSON (files written before ``schema`` existed too).
-
-        Raises:
-            EdgesegError: a newer schema than this edgeseg reads.
-        """
-        schema = data.get("schema", EVAL_SCHEMA)
-        if schema != EVAL_SCHEMA:
-            raise EdgesegError(f"eval result schema {schema!r}: this edgeseg reads {EVAL_SCHEMA}")
-        return cls({**data, "schema": schema})
 
     def table(self) -> str:
         """The head line and per-class table ``edgeseg eval`` prints (and the batch

@@ -77,6 +77,7 @@ from edgeseg.models import create_model, model_info, register_external
 from edgeseg.models.footprint import check_forward
 from edgeseg.pretrained import PRETRAINED, pretrained_path
 from edgeseg.utils import (
+    VersionedResult,
     atomic_write_json,
     finish_time,
     format_duration,
@@ -260,7 +261,7 @@ def _row(name: str, r: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
-class BenchResult(dict):  # type: ignore[type-arg]  # a JSON-ready dict, its keys typed below
+class BenchResult(VersionedResult):
     """What :func:`bench` returns: the JSON-ready dict (``res["backends"]`` as before),
     typed accessors, and the one :meth:`table` the CLI prints.
 
@@ -271,6 +272,8 @@ class BenchResult(dict):  # type: ignore[type-arg]  # a JSON-ready dict, its key
     not run), ``best`` and ``best_reason``.
     """
 
+    SCHEMA, KIND = BENCH_SCHEMA, "bench result"
+
     @property
     def best(self) -> str:
         """The fastest backend within the accuracy budget."""
@@ -279,22 +282,6 @@ class BenchResult(dict):  # type: ignore[type-arg]  # a JSON-ready dict, its key
     def latency_ms(self, backend: str | None = None) -> float:
         """Median latency of ``backend`` (default: the best one), ms."""
         return float(self["backends"][backend or self.best]["latency_ms"]["median"])
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain dict (JSON-ready)."""
-        return dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BenchResult:
-        """A result read back from JSON (files written before ``schema`` existed too).
-
-        Raises:
-            EdgesegError: a newer schema than this edgeseg reads.
-        """
-        schema = data.get("schema", BENCH_SCHEMA)
-        if schema != BENCH_SCHEMA:
-            raise EdgesegError(f"bench result schema {schema!r}: this edgeseg reads {BENCH_SCHEMA}")
-        return cls({**data, "schema": schema})
 
     def table(self) -> str:
         """What ``edgeseg bench`` prints: where it ran, one row per backend, the int8

@@ -38,7 +38,7 @@ from edgeseg.engine.train import train
 from edgeseg.errors import EdgesegError
 from edgeseg.measure.bench import bench
 from edgeseg.measure.counts import count_flops, param_count, zip_size
-from edgeseg.utils import atomic_write_bytes, atomic_write_json, text_table
+from edgeseg.utils import VersionedResult, atomic_write_bytes, atomic_write_json, text_table
 
 __all__ = ["COMPRESS_SCHEMA", "METHODS", "CompressReport", "compress_checkpoint"]
 
@@ -106,7 +106,7 @@ def _mb(nbytes: float | None) -> str:
     return "-" if nbytes is None else f"{nbytes / 1e6:.1f}"
 
 
-class CompressReport(dict):  # type: ignore[type-arg]  # a JSON-ready dict, its keys typed below
+class CompressReport(VersionedResult):
     """What :func:`compress_checkpoint` returns (and writes as ``OUT/report.json``): the
     JSON-ready dict (``rep["after"]`` as before) and the one :meth:`table` the CLI prints.
 
@@ -115,23 +115,7 @@ class CompressReport(dict):  # type: ignore[type-arg]  # a JSON-ready dict, its 
     backend and ms, mIoU), ``ratios`` and, by method, ``pruning`` or ``recipe``.
     """
 
-    def to_dict(self) -> dict[str, Any]:
-        """A plain dict (JSON-ready)."""
-        return dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CompressReport:
-        """A report read back from JSON (files written before ``schema`` existed too).
-
-        Raises:
-            EdgesegError: a newer schema than this edgeseg reads.
-        """
-        schema = data.get("schema", COMPRESS_SCHEMA)
-        if schema != COMPRESS_SCHEMA:
-            raise EdgesegError(
-                f"compress report schema {schema!r}: this edgeseg reads {COMPRESS_SCHEMA}"
-            )
-        return cls({**data, "schema": schema})
+    SCHEMA, KIND = COMPRESS_SCHEMA, "compress report"
 
     def table(self) -> str:
         """Before and after, side by side, and the ratios."""

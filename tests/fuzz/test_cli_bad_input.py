@@ -385,13 +385,10 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
-@pytest.mark.parametrize(("case", "argv", "needle"), CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_exit_2_and_changes_nothing(
-    world: Path, case: str, argv: list[str], needle: str
-) -> None:
-    before = _hashes(world)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "EDGESEG_CACHE_DIR": str(world / ".cache")}
-    proc = subprocess.run(
+def _edgeseg(world: Path, argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m edgeseg ARGV`` in ``world``, its memory limited, with ``env`` added."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EDGESEG_CACHE_DIR": str(world / ".cache"), **env}
+    return subprocess.run(
         [sys.executable, "-m", "edgeseg", *argv],
         cwd=world,
         env=env,
@@ -400,6 +397,14 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
         timeout=600,
         preexec_fn=_limit_memory,
     )
+
+
+@pytest.mark.parametrize(("case", "argv", "needle"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(
+    world: Path, case: str, argv: list[str], needle: str
+) -> None:
+    before = _hashes(world)
+    proc = _edgeseg(world, argv)
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, (case, proc.returncode, proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
@@ -419,15 +424,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
 def test_a_limit_variable_that_is_not_a_number_is_one_line(
     world: Path, var: str, argv: list[str]
 ) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO), var: "abc"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "edgeseg", *argv],
-        cwd=world,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _edgeseg(world, argv, **{var: "abc"})
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(err) == 1 and f"{var}='abc'" in err[0], proc.stderr
     assert not (world / "p").exists()

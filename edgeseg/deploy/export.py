@@ -239,8 +239,11 @@ def _phase_deconvs(model: nn.Module) -> nn.Module:
     return rewritten
 
 
-def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """edgeseg's metadata of an exported model (values JSON-decoded where they are JSON).
+def onnx_metadata(
+    path: str | os.PathLike[str], props: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """edgeseg's metadata of an exported model (values JSON-decoded where they are JSON);
+    ``props``: the file's ``metadata_props`` if already read.
 
     Raises:
         EdgesegError: the file is missing, not ONNX, or not exported by edgeseg.
@@ -249,7 +252,7 @@ def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     p = Path(path)
     meta: dict[str, Any] = {}
-    for key, value in onnx_props(p).items():
+    for key, value in (onnx_props(p) if props is None else props).items():
         if key.startswith(META_KEY + "."):
             try:
                 meta[key[len(META_KEY) + 1 :]] = json.loads(value)

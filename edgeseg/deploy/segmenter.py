@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from edgeseg_runtime.backends import onnx_props
 from edgeseg_runtime.card import ModelCard
 from edgeseg_runtime.files import (
     check_alpha,
@@ -31,7 +32,7 @@ from edgeseg_runtime.processing import (
     read_image,
     to_input,
 )
-from edgeseg_runtime.segmenter import SegmenterBase, check_graph, load_card
+from edgeseg_runtime.segmenter import SegmenterBase, check_graph
 
 from edgeseg.data import DatasetInfo
 from edgeseg.defaults import CALIB_IMAGES, INPUT_SIZE
@@ -80,8 +81,11 @@ def _onnx_info(path: str | Path) -> tuple[dict[str, Any], DatasetInfo, ModelCard
     """
     from edgeseg.deploy.export import onnx_metadata
 
-    meta = onnx_metadata(path)
-    _, card = load_card(path)
+    props = onnx_props(path)  # read once: edgeseg's fields, then the runtime's card
+    meta = onnx_metadata(path, props)
+    card = ModelCard.from_onnx_metadata(props, str(path))
+    if card is None:  # onnx_metadata has refused a file without edgeseg's metadata
+        raise EdgesegError(f"{path}: no edgeseg metadata")
     info = DatasetInfo(
         name=str(meta.get("dataset", "custom")),
         classes=card.classes,

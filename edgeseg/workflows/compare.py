@@ -407,12 +407,14 @@ def _announce_plan(
 
 
 def _plan(
-    cfg: CompareConfig, name: str, entry: dict[str, Any], recipe: Config, info: Any, val: Any
+    cfg: CompareConfig, name: str, entry: dict[str, Any], recipe: Config, ctx: tuple[Any, ...]
 ) -> None:
-    """Fit a new run's epochs to the model's budget (probed for a time budget)."""
+    """Fit a new run's epochs to the model's budget (probed for a time budget); ``ctx``:
+    ``(dataset info, val dataset, training images)``."""
+    info, val, train_len = ctx
     budget = _budget_of(cfg, name)
     if budget.kind != "time":
-        entry["planned_epochs"] = fit_to_work(recipe, budget, _train_len(recipe, info))
+        entry["planned_epochs"] = fit_to_work(recipe, budget, train_len)
         return
     probe = fit_to_budget(recipe, budget.value, info=info, val=val, name=name)
     entry.update(
@@ -436,7 +438,12 @@ def _train_len(recipe: Config, info: Any) -> int:
 
 
 def _train_or_fp32(
-    cfg: CompareConfig, name: str, entry: dict[str, Any], recipe: Config, resume: bool, ctx: Any
+    cfg: CompareConfig,
+    name: str,
+    entry: dict[str, Any],
+    recipe: Config,
+    resume: bool,
+    ctx: tuple[Any, ...],
 ) -> TrainResult:
     """Train; a run that diverges in bfloat16 is trained again, planned afresh, in fp32
     (its bf16 run kept beside it as ``runs/NAME.bf16-nan``). In fp32 the error stands."""
@@ -452,7 +459,7 @@ def _train_or_fp32(
         run_dir.rename(keep)
         entry["bf16_diverged"] = str(e)
         recipe.train.bf16 = False
-        _plan(cfg, name, entry, recipe, *ctx)
+        _plan(cfg, name, entry, recipe, ctx)
         return train(recipe)
 
 
@@ -463,6 +470,7 @@ def _stage_train(
     budget = _budget_of(cfg, name)
     recipe = _model_recipe(cfg, name)
     recipe.train.out = str(run_dir)
+    ctx = (info, val, _train_len(recipe, info))  # the split is read once per model
     resume = (run_dir / "last.pt").is_file()
     if resume:
         saved = safe_yaml((run_dir / "config.yaml").read_text(encoding="utf-8"))
@@ -472,10 +480,10 @@ def _stage_train(
             recipe.train.max_minutes = max(budget.value - spent, 30.0) / 60
         log.info("%s: resuming its training", name)
     else:
-        _plan(cfg, name, entry, recipe, info, val)
-    result = _train_or_fp32(cfg, name, entry, recipe, resume, (info, val))
+        _plan(cfg, name, entry, recipe, ctx)
+    result = _train_or_fp32(cfg, name, entry, recipe, resume, ctx)
     history = _history(run_dir)
-    per_epoch = max(1, _train_len(recipe, info) // recipe.train.batch_size)
+    per_epoch = max(1, ctx[2] // recipe.train.batch_size)
     entry["train"] = {
         "budget": str(budget),
         "bf16": recipe.train.bf16,
